@@ -1,0 +1,13 @@
+"""The library API: one function per subcommand; typed config in, result out.
+
+API functions never print and never exit; they raise :class:`compressor.errors.CompressorError`.
+Results have ``to_json()`` giving a flat dict with unit-carrying keys.
+"""
+
+from compressor.api.common import ModelSpec
+from compressor.api.info import InfoResult, info
+from compressor.api.evaluate import EvalConfig, EvalResult, evaluate
+from compressor.api.listing import list_all
+from compressor.api.prune import PruneResult, prune
+
+__all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all", "PruneResult", "prune"]

@@ -1,0 +1,96 @@
+"""``compress eval``: top-1 accuracy and loss on a data split, for .pt and .onnx."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from compressor.api.common import ModelSpec
+from compressor.errors import InputError, UsageError
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate on."""
+
+    model: ModelSpec
+    data: str = "fashion-mnist"
+    split: str = "test"
+    batch_size: int = 256
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
+        if self.limit is not None and self.limit <= 0:
+            raise UsageError(f"--limit must be > 0, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy and loss on ``samples`` samples."""
+
+    path: str
+    data: str
+    accuracy: float
+    loss: float
+    samples: int
+    backend: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Flat keys."""
+        return asdict(self)
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    """Evaluate a model file on ``cfg.data``."""
+    from compressor.io.data import load_data
+
+    data = load_data(cfg.data, cfg.split)
+    if cfg.model.is_onnx:
+        figures = _eval_onnx(cfg.model.path, data, cfg)
+        backend = "onnxruntime"
+    else:
+        from compressor.train.loop import evaluate as torch_eval
+
+        handle = cfg.model.load()
+        _check_classes(handle, data)
+        figures = torch_eval(handle.module, data, cfg.batch_size, cfg.limit)
+        backend = "pytorch"
+    return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
+                      figures["samples"], backend)
+
+
+def _check_classes(handle, data) -> None:
+    import torch
+
+    with torch.no_grad():
+        out = handle.module(data.take(1)[0] if len(data) else handle.example_input())
+    if out.ndim != 2 or out.shape[1] < data.num_classes:
+        raise InputError(f"model outputs shape {tuple(out.shape)} but {data.name} has "
+                         f"{data.num_classes} classes", "evaluate on data the model was made for")
+
+
+def _eval_onnx(path: str, data, cfg: EvalConfig) -> dict[str, Any]:
+    import torch
+
+    from compressor.io.onnx_file import ort_session
+    from compressor.progress import progress
+
+    session = ort_session(path)
+    inp = session.get_inputs()[0]
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    loader = data.loader(batch_size=fixed or cfg.batch_size, limit=cfg.limit)
+    total_loss, correct, seen = 0.0, 0, 0
+    with progress(len(loader), "eval") as advance:
+        for x, y in loader:
+            if fixed and len(x) != fixed:
+                break  # a fixed-batch model cannot take the ragged last batch
+            logits = torch.from_numpy(np.asarray(session.run(None, {inp.name: x.numpy()})[0]))
+            total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            advance(1)
+    return {"accuracy": correct / max(seen, 1), "loss": total_loss / max(seen, 1), "samples": seen}

@@ -1,0 +1,124 @@
+"""``compress prune``: load, score and prune with one registry method, report, save."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from compressor.api.common import ModelSpec
+from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """Before/after figures, per-layer widths and what the method reported."""
+
+    output: str | None
+    method: str
+    kind: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Flat ``*_before`` / ``*_after`` keys plus the details."""
+        flat = {f"{k}_before": v for k, v in self.before.items()}
+        flat.update({f"{k}_after": v for k, v in self.after.items()})
+        body = asdict(self)
+        del body["before"], body["after"]
+        return {**body, **flat, **self.figures}
+
+
+def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool = False,
+          log=lambda line: None) -> PruneResult:
+    """Prune ``model`` with ``cfg``; write the artifact to ``output`` unless ``dry_run``."""
+    from compressor import registry
+    from compressor.errors import UsageError
+    from compressor.io.atomic import check_writable
+
+    info = registry.method(cfg.method)
+    if not dry_run:
+        if not output:
+            raise UsageError("no output file", "add -o OUT.pt (or --dry-run to only list the plan)")
+        check_writable(output)
+    handle = model.load()
+    impl = info.load()
+    if dry_run:
+        plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
+        before = measure(handle, None)
+        return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
+    ctx = make_context(cfg, log)
+    before = measure(handle, ctx.test)
+    widths_before = _widths(handle.module)
+    report: MethodReport = impl.run(handle, cfg, ctx)
+    after = measure(handle, ctx.test)
+    handle.record("prune", cfg.method, _params(cfg), {**after, **report.figures})
+    from compressor.io.artifact import save_artifact
+
+    save_artifact(handle, output)
+    after["size_bytes"], after["compressed_bytes"] = _file_sizes(output)
+    return PruneResult(output, cfg.method, info.kind, before, after,
+                       _layer_rows(widths_before, _widths(handle.module)), report.figures,
+                       report.steps, report.notes)
+
+
+def make_context(cfg: PruneConfig, log) -> PruneContext:
+    """Data splits and a fine-tune function bound to ``cfg``."""
+    ctx = PruneContext(log=log)
+    if cfg.data:
+        from compressor.io.data import load_data
+
+        ctx.train, ctx.val = load_data(cfg.data, "train"), load_data(cfg.data, "val")
+        ctx.test = load_data(cfg.data, "test")
+
+        def finetune(handle, epochs: int) -> dict[str, Any]:
+            from compressor.train import TrainConfig, fit
+
+            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed)
+            result = fit(handle.module, ctx.train, tc, val=ctx.val, masks=handle.masks,
+                         description="fine-tune")
+            return {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy}
+
+        ctx.finetune = finetune
+    return ctx
+
+
+def measure(handle, data) -> dict[str, Any]:
+    """params, nonzero_params, sparsity, macs, size_bytes, compressed_bytes (+ accuracy)."""
+    from compressor.stats import model_figures
+
+    figures = model_figures(handle.module, handle.example_input())
+    if data is not None:
+        from compressor.train.loop import evaluate
+
+        figures["accuracy"] = evaluate(handle.module, data)["accuracy"]
+    return figures
+
+
+def _file_sizes(path: str) -> tuple[int, int]:
+    from pathlib import Path
+
+    from compressor.stats import compressed_bytes
+
+    data = Path(path).read_bytes()
+    return len(data), compressed_bytes(data)
+
+
+def _widths(module) -> dict[str, int]:
+    from compressor.stats import layer_table
+
+    return {row["name"]: row["shape"][0] for row in layer_table(module)}
+
+
+def _layer_rows(before: dict[str, int], after: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"name": name, "channels_before": width, "channels_after": after.get(name, 0)}
+            for name, width in before.items()]
+
+
+def _params(cfg: PruneConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(cfg).items() if v not in (None, (), {})}

@@ -1,0 +1,1 @@
+"""Benchmarking: profiles (named presets), runner, statistics, gates."""

@@ -1,0 +1,133 @@
+"""``compress prune``: every method of the registry behind one command."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
+                                   ModelArg, TrustPickleOpt, console, execute, human_bytes, human_count,
+                                   model_spec)
+from compressor.registry import METHODS, methods_for
+
+_METHOD_HELP = "Method: " + ", ".join(methods_for("prune")) + " (compress list shows what each does)."
+OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Output artifact (.pt).")]
+
+
+def prune(
+    path: ModelArg,
+    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)] = "l1",
+    output: OutputOpt = None,
+    ratio: Annotated[Optional[float], typer.Option(
+        help="Structured: fraction of channels to remove, in (0, 1).")] = None,
+    target_macs: Annotated[Optional[float], typer.Option(
+        help="Structured: keep this fraction of the MACs instead of giving --ratio.")] = None,
+    sparsity: Annotated[Optional[float], typer.Option(
+        help="Masked methods: fraction of weights to zero, in [0, 1).")] = None,
+    scope: Annotated[str, typer.Option(
+        help="Ranking scope: global, layer (each layer to the target) or row (per output row).")] = "global",
+    nm: Annotated[Optional[str], typer.Option(
+        "--nm", help="N:M pattern, e.g. 2:4 keeps 2 of every 4 inputs (magnitude, wanda).")] = None,
+    steps: Annotated[int, typer.Option(
+        help="Iterative pruning steps with re-scoring (and fine-tuning) between them.")] = 1,
+    round_to: Annotated[Optional[int], typer.Option(
+        help="Structured: keep channel counts multiples of N (8 or 16 run faster).")] = None,
+    max_layer_ratio: Annotated[float, typer.Option(
+        help="Structured: remove at most this fraction of any one layer.")] = 0.9,
+    ignore: Annotated[Optional[list[str]], typer.Option(
+        help="Never prune modules whose name matches this pattern (repeatable).")] = None,
+    layers: Annotated[str, typer.Option(
+        help="Masked methods: layer types (conv,linear) or name patterns to prune.")] = "conv,linear",
+    data: DataOpt = None,
+    calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")] = 128,
+    finetune_epochs: Annotated[int, typer.Option(
+        help="Fine-tune epochs between steps and at the end (needs --data).")] = 0,
+    finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = 0,
+    opt: Annotated[Optional[list[str]], typer.Option(
+        "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="List what would be pruned and what cannot be; write nothing.")] = False,
+    arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
+    input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Prune a model and save a pickle-free artifact with the before/after report.
+
+    Structured methods (l1, l2, random) physically remove channels; masked methods (magnitude,
+    wanda, sap, activation, lottery) zero weights under masks kept in every later fine-tune.
+
+    Examples:
+
+      compress prune sample_models/resnet_small.pt --method l1 --ratio 0.5 -o small.pt
+
+      compress prune sample_models/mlp.pt --method wanda --sparsity 0.5 --data fashion-mnist -o sparse.pt
+    """
+
+    def action():
+        from compressor.api import prune as api_prune
+        from compressor.io.refs import parse_kwargs
+        from compressor.pruning.base import PruneConfig
+
+        cfg = PruneConfig(
+            method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
+            steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, ignore=tuple(ignore or ()),
+            layers=tuple(v.strip() for v in layers.split(",") if v.strip()), data=data,
+            calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
+            batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])))
+        spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
+        return api_prune(spec, cfg, output, dry_run=dry_run, log=_log)
+
+    execute(action, render, json_out, debug)
+
+
+def _log(line: str) -> None:
+    console().print(line)
+
+
+def render(r) -> None:
+    """Before/after table, per-layer widths, notes."""
+    from rich.table import Table
+
+    out = console()
+    if r.dry_run:
+        _render_plan(r)
+        return
+    table = Table(title=f"{r.method} ({r.kind}) -> {r.output}")
+    for col in ("", "before", "after", "ratio"):
+        table.add_column(col, justify="right")
+    rows = [("params", "params", human_count), ("non-zero params", "nonzero_params", human_count),
+            ("MACs (theoretical)", "macs", human_count), ("file bytes", "size_bytes", human_bytes),
+            ("compressed bytes", "compressed_bytes", human_bytes)]
+    for label, key, fmt in rows:
+        b, a = r.before[key], r.after[key]
+        table.add_row(label, fmt(b), fmt(a), f"{a / b:.3f}" if b else "")
+    table.add_row("sparsity", f"{r.before['sparsity']:.1%}", f"{r.after['sparsity']:.1%}", "")
+    if "accuracy" in r.after:
+        table.add_row("accuracy", f"{r.before['accuracy']:.4f}", f"{r.after['accuracy']:.4f}",
+                      f"{r.after['accuracy'] - r.before['accuracy']:+.4f}")
+    out.print(table)
+    changed = [row for row in r.layers if row["channels_after"] != row["channels_before"]]
+    if changed:
+        widths = Table(title="channels per layer")
+        for col in ("layer", "before", "after"):
+            widths.add_column(col)
+        for row in changed:
+            widths.add_row(row["name"], str(row["channels_before"]), str(row["channels_after"]))
+        out.print(widths)
+    for note in r.notes:
+        out.print(f"note: {note}")
+
+
+def _render_plan(r) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"dry run: {r.method} (nothing written)")
+    keys = sorted({k for row in r.plan for k in row})
+    for key in keys:
+        table.add_column(key)
+    for row in r.plan:
+        table.add_row(*(str(row.get(k, "")) for k in keys))
+    console().print(table)
+

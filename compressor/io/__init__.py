@@ -1,0 +1,1 @@
+"""Reading and writing models and data: artifacts, model references, data specs."""

@@ -1,0 +1,90 @@
+"""Reading ``.onnx`` files: figures for ``info`` and an ONNX Runtime session for ``eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.errors import InputError
+from compressor.stats import compressed_bytes
+
+
+def load_onnx(path: str | Path):
+    """Load and check an ONNX model; unreadable files are input errors (exit 2)."""
+    import onnx
+
+    file = Path(path)
+    if not file.is_file() or file.stat().st_size == 0:
+        raise InputError(f"{file}: missing or empty ONNX file")
+    try:
+        model = onnx.load(str(file))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
+        raise InputError(f"{file}: not a valid ONNX model ({str(exc).splitlines()[0][:160]})") from None
+    return model
+
+
+def onnx_figures(path: str | Path) -> dict[str, Any]:
+    """params, nonzero_params, sparsity, macs, size_bytes, compressed_bytes, inputs, outputs."""
+    from onnx import numpy_helper
+
+    model = load_onnx(path)
+    params = nonzero = 0
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        params += arr.size
+        nonzero += int(np.count_nonzero(arr))
+    data = Path(path).read_bytes()
+    return {
+        "params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1),
+        "macs": onnx_macs(model), "size_bytes": len(data), "compressed_bytes": compressed_bytes(data),
+        "nodes": len(model.graph.node), "opset": max((o.version for o in model.opset_import), default=0),
+        "inputs": [_io(v) for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}],
+        "outputs": [_io(v) for v in model.graph.output],
+        "metadata": {p.key: p.value for p in model.metadata_props},
+    }
+
+
+def _io(value) -> dict[str, Any]:
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    return {"name": value.name, "shape": dims}
+
+
+def onnx_macs(model) -> int:
+    """MACs of Conv, Gemm and MatMul nodes at batch 1, from inferred shapes."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - figures stay best-effort for exotic graphs
+        return 0
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+              + list(inferred.graph.output)}
+    shapes.update({i.name: list(i.dims) for i in inferred.graph.initializer})
+    total = 0
+    for node in inferred.graph.node:
+        out = shapes.get(node.output[0]) if node.output else None
+        if not out:
+            continue
+        if node.op_type == "Conv" and node.input[1] in shapes:
+            w = shapes[node.input[1]]
+            total += int(np.prod(out)) * int(np.prod(w[1:]))
+        elif node.op_type in ("Gemm", "MatMul") and node.input[0] in shapes:
+            total += int(np.prod(out)) * int(shapes[node.input[0]][-1])
+    return total
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None

@@ -1,0 +1,147 @@
+"""Model references: one string names an architecture wherever a model is named.
+
+* ``torchvision:resnet18`` any torchvision classification model (random init);
+* ``sample:simple_cnn`` one of our sample models (``compress list``);
+* ``timm:NAME`` a timm model when timm is installed;
+* ``package.module:factory`` user code: a callable returning an ``nn.Module``.
+
+Keyword arguments come from ``--arch-kwargs num_classes=10,width=2``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from typing import Any
+
+from compressor import registry
+from compressor.errors import InputError, UnsupportedError, UsageError, unknown_name
+
+DEFAULT_IMAGE_SHAPE = (1, 3, 224, 224)
+_SPECIAL_SHAPES = {"inception_v3": (1, 3, 299, 299)}
+
+
+def parse_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse ``a=1,b=x,c=true`` into a dict with Python-literal values."""
+    if not text:
+        return {}
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"cannot parse --arch-kwargs item '{item}'", "write key=value,key=value")
+        out[key.strip()] = _literal(raw.strip())
+    return out
+
+
+def _literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """Split a reference into (scheme, name); user factories use scheme ``python``."""
+    scheme, sep, name = ref.partition(":")
+    if not sep or not name:
+        raise UsageError(
+            f"cannot read model reference '{ref}'",
+            "use torchvision:NAME, sample:NAME, timm:NAME or package.module:factory",
+        )
+    if scheme in ("torchvision", "sample", "timm"):
+        return scheme, name
+    return "python", ref
+
+
+def build(ref: str, kwargs: dict[str, Any] | None = None):
+    """Build a freshly initialised ``nn.Module`` from a reference."""
+    kwargs = dict(kwargs or {})
+    scheme, name = split_ref(ref)
+    try:
+        return _BUILDERS[scheme](name, kwargs)
+    except TypeError as exc:
+        raise UsageError(f"cannot build '{ref}' with {kwargs}: {exc}", "check --arch-kwargs") from None
+
+
+def default_input_shape(ref: str | None) -> tuple[int, ...]:
+    """The example input shape a reference implies (batch 1)."""
+    if not ref:
+        return DEFAULT_IMAGE_SHAPE
+    scheme, name = split_ref(ref)
+    if scheme == "sample":
+        return registry.sample(name).input_shape
+    return _SPECIAL_SHAPES.get(name, DEFAULT_IMAGE_SHAPE)
+
+
+def torchvision_models() -> list[str]:
+    """Names of every torchvision classification model."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _build_torchvision(name: str, kwargs: dict[str, Any]):
+    import torchvision
+
+    names = torchvision_models()
+    if name not in names:
+        raise unknown_name("torchvision classification model", name, names)
+    if name == "inception_v3":
+        kwargs.setdefault("init_weights", False)
+        kwargs.setdefault("aux_logits", False)
+    if name == "googlenet":
+        kwargs.setdefault("init_weights", False)
+        kwargs.setdefault("aux_logits", False)
+    return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+def _build_sample(name: str, kwargs: dict[str, Any]):
+    info = registry.sample(name)
+    return _call_factory(info.factory, kwargs)
+
+
+def _build_timm(name: str, kwargs: dict[str, Any]):
+    try:
+        import timm
+    except ImportError:
+        raise UsageError("timm is not installed", "pip install 'compressor[timm]'") from None
+    if not timm.is_model(name):
+        near = timm.list_models(f"*{name[:4]}*")[:5]
+        raise UsageError(f"unknown timm model '{name}'", f"similar: {', '.join(near) or 'none'}")
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _build_python(ref: str, kwargs: dict[str, Any]):
+    return _call_factory(ref, kwargs)
+
+
+def _call_factory(ref: str, kwargs: dict[str, Any]):
+    import torch.nn as nn
+
+    module_name, _, attr = ref.rpartition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import '{module_name}' for model '{ref}': {exc}",
+                         "check the module path and PYTHONPATH") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InputError(f"'{module_name}' has no callable '{attr}'", "name a function or class")
+    model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise UnsupportedError(f"'{ref}' returned {type(model).__name__}, not a torch nn.Module")
+    return model
+
+
+_BUILDERS = {
+    "torchvision": _build_torchvision,
+    "sample": _build_sample,
+    "timm": _build_timm,
+    "python": _build_python,
+}

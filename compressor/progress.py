@@ -1,0 +1,42 @@
+"""Progress bars on stderr (rich), shown only when stderr is a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+
+def stderr_console():
+    """The shared rich console for human output (always stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress(total: int, description: str, enabled: bool | None = None) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n=1, **fields)``; renders a bar with ETA on a terminal, nothing otherwise.
+
+    Fields given to ``advance`` (e.g. ``loss=0.31``) are shown after the bar.
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda n=1, **fields: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+               TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
+        task = bar.add_task(description, total=total, info="")
+
+        def advance(n: int = 1, **fields: float) -> None:
+            info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in fields.items())
+            bar.update(task, advance=n, info=info)
+
+        yield advance

@@ -1,0 +1,161 @@
+"""The contract between ``compress prune`` and a method module.
+
+A method module (named in :mod:`compressor.registry`) exposes::
+
+    def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport
+
+It changes ``handle`` in place (module, masks) and returns what it did. Structured modules may
+also expose ``plan(handle, cfg) -> list[dict]`` for ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from compressor import registry
+from compressor.errors import UsageError
+
+SCOPES = ("global", "layer", "row")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Every prune option. Validated on construction; shared by CLI, recipes and the API.
+
+    Attributes:
+        method: registry name (``compress list``).
+        ratio: structured: fraction of channels removed (0, 1).
+        target_macs: structured: keep this fraction of MACs instead of a ratio.
+        sparsity: unstructured: fraction of weights zeroed [0, 1).
+        scope: ranking scope: global, layer (per layer) or row (per output row).
+        nm: N:M pattern such as "2:4" (unstructured methods that support it).
+        steps: iterative pruning steps (re-scoring between steps); SAP / activation iterations.
+        round_to: keep channel counts multiples of this (structured).
+        max_layer_ratio: at most this fraction of one layer's channels removed (structured).
+        ignore: fnmatch patterns of module names never pruned.
+        layers: which layers a masked method touches: types ("conv", "linear") or name patterns.
+        data: data spec for calibration, BN recalibration, fine-tuning and accuracy.
+        calib_samples: calibration samples for data-driven scoring.
+        finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
+        seed: for calibration sampling, random pruning and fine-tuning.
+        options: method-specific settings (validated by the method module, unknown keys rejected).
+    """
+
+    method: str
+    ratio: float | None = None
+    target_macs: float | None = None
+    sparsity: float | None = None
+    scope: str = "global"
+    nm: str | None = None
+    steps: int = 1
+    round_to: int | None = None
+    max_layer_ratio: float = 0.9
+    ignore: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ("conv", "linear")
+    data: str | None = None
+    calib_samples: int = 128
+    finetune_epochs: int = 0
+    finetune_lr: float = 1e-4
+    batch_size: int = 128
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        info = registry.method(self.method)
+        if info.kind == "structured":
+            self._check_structured()
+        else:
+            self._check_unstructured(info)
+        if self.scope not in SCOPES:
+            raise UsageError(f"unknown scope '{self.scope}'", f"valid: {', '.join(SCOPES)}")
+        if self.steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {self.steps}")
+        if self.finetune_epochs < 0:
+            raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
+        if self.calib_samples < 1:
+            raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
+        if info.needs_data and not self.data:
+            raise UsageError(f"method '{self.method}' needs calibration data",
+                             "add --data fashion-mnist (or digits, cifar10:ROOT, imagefolder:PATH, "
+                             "tensors:FILE)")
+        if self.finetune_epochs and not self.data:
+            raise UsageError("--finetune-epochs needs --data", "add --data fashion-mnist")
+
+    def _check_structured(self) -> None:
+        if self.ratio is None and self.target_macs is None:
+            raise UsageError(f"method '{self.method}' needs --ratio or --target-macs",
+                             "e.g. --ratio 0.5 removes half of the channels")
+        for name, value in (("--ratio", self.ratio), ("--target-macs", self.target_macs)):
+            if value is not None and not 0 < value < 1:
+                raise UsageError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+        if not 0 < self.max_layer_ratio <= 1:
+            raise UsageError(f"--max-layer-ratio must be in (0, 1], got {self.max_layer_ratio}")
+        if self.round_to is not None and self.round_to < 1:
+            raise UsageError(f"--round-to must be >= 1, got {self.round_to}")
+
+    def _check_unstructured(self, info: registry.MethodInfo) -> None:
+        if self.sparsity is None and not self.nm:
+            raise UsageError(f"method '{self.method}' needs --sparsity (or --nm)",
+                             "e.g. --sparsity 0.8 zeroes 80% of the weights")
+        if self.sparsity is not None and not 0 <= self.sparsity < 1:
+            raise UsageError(f"--sparsity must be in [0, 1), got {self.sparsity}")
+        if self.nm:
+            if not info.supports_nm:
+                valid = [m.name for m in registry.METHODS.values() if m.supports_nm]
+                raise UsageError(f"method '{self.method}' does not support --nm",
+                                 f"use one of: {', '.join(valid)}")
+            n, m = parse_nm(self.nm)
+            if n >= m:
+                raise UsageError(f"--nm {self.nm}: N must be smaller than M", "e.g. --nm 2:4")
+
+    def selects(self, name: str, module_type: str) -> bool:
+        """Whether layer ``name`` of type ``module_type`` (conv/linear) is selected and not ignored."""
+        if any(fnmatch.fnmatch(name, pat) for pat in self.ignore):
+            return False
+        return any(sel == module_type or fnmatch.fnmatch(name, sel) for sel in self.layers)
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    """``"2:4"`` -> (2, 4)."""
+    try:
+        n, m = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"cannot read --nm '{text}'", "write N:M, e.g. 2:4") from None
+    if n < 1 or m < 1:
+        raise UsageError(f"--nm {text}: N and M must be positive")
+    return n, m
+
+
+@dataclass
+class PruneContext:
+    """What a method may use besides the model: data splits, fine-tuning, logging.
+
+    Attributes:
+        train / val / test: data splits when ``--data`` was given, else None.
+        log: one human line for stderr (progress of iterative methods).
+        finetune: ``finetune(handle, epochs)`` runs the shared training loop with masks kept.
+    """
+
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    log: Callable[[str], None] = lambda line: None
+    finetune: Callable[[Any, int], dict[str, Any]] | None = None
+
+
+@dataclass
+class MethodReport:
+    """What a method did, for the report and the artifact history.
+
+    Attributes:
+        figures: method-specific figures (e.g. achieved sparsity, per-step PQ index).
+        steps: one dict per iteration (iterative methods).
+        notes: human notes (e.g. layers skipped and why).
+    """
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Structured pruning through torch-pruning's dependency graphs."""

@@ -1,0 +1,1 @@
+"""Masked unstructured pruning: masks stay enforced in every later fine-tune."""

@@ -1,0 +1,118 @@
+"""Registries: the single source for method, sample-model and data-source names.
+
+Pure data, no torch import: the CLI builds its ``--method`` choices, ``compress list``
+and its help from here, the README tables and the tests parametrize over it.
+A method is implemented by the module named in ``module``; that module exposes
+``run(model, config, data) -> MethodResult`` (see :mod:`compressor.pruning.base`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+from compressor.errors import unknown_name
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What a pruning method is and what it needs."""
+
+    name: str
+    kind: str  # "structured" (removes channels) or "unstructured" (masks)
+    module: str
+    summary: str
+    paper: str
+    needs_data: bool = False
+    supports_nm: bool = False
+    command: str = "prune"
+
+    def load(self) -> ModuleType:
+        """Import the implementing module (heavy imports happen here, not at CLI start)."""
+        return importlib.import_module(self.module)
+
+
+_S = "compressor.pruning.structured"
+_U = "compressor.pruning.unstructured"
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in [
+        MethodInfo("l1", "structured", f"{_S}.norm", "remove filters with the smallest L1 norm",
+                   "Li et al., ICLR 2017, arXiv:1608.08710"),
+        MethodInfo("l2", "structured", f"{_S}.norm", "remove filters with the smallest L2 norm",
+                   "Li et al., ICLR 2017 (L2 variant)"),
+        MethodInfo("random", "structured", f"{_S}.norm", "remove random filters (the control)",
+                   "control baseline"),
+        MethodInfo("slim", "structured", f"{_S}.slimming",
+                   "Network Slimming: L1 on BatchNorm gammas, global threshold",
+                   "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim"),
+        MethodInfo("magnitude", "unstructured", f"{_U}.magnitude",
+                   "mask the smallest |W| (global or per layer)", "Han et al., NeurIPS 2015",
+                   supports_nm=True),
+        MethodInfo("wanda", "unstructured", f"{_U}.wanda", "mask by |W| * ||X||_2 per output row",
+                   "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True),
+        MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
+                   "Diao et al., ICLR 2023", needs_data=True),
+        MethodInfo("activation", "unstructured", f"{_U}.activation",
+                   "remove neurons/channels with low mean activation", "Hu et al., 2016 (APoZ family)",
+                   needs_data=True),
+        MethodInfo("lottery", "unstructured", f"{_U}.lottery",
+                   "iterative magnitude pruning with rewinding", "Frankle & Carbin, ICLR 2019",
+                   needs_data=True),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """A bundled sample model: its factory and what it is for."""
+
+    name: str
+    factory: str  # "module:function"
+    summary: str
+    input_shape: tuple[int, ...] = (1, 1, 28, 28)
+
+
+SAMPLES: dict[str, SampleInfo] = {
+    s.name: s
+    for s in [
+        SampleInfo("simple_cnn", "sample_models.models:simple_cnn", "2 conv + 2 linear (seed 003)"),
+        SampleInfo("resnet_small", "sample_models.models:resnet_small",
+                   "3-stage residual net (seed 003)"),
+        SampleInfo("vgg_bn", "sample_models.models:vgg_bn", "VGG-style conv+BatchNorm (slimming target)"),
+        SampleInfo("mlp", "sample_models.models:mlp", "3 linear layers (Wanda target)"),
+        SampleInfo("tiny_vit", "sample_models.models:tiny_vit", "patch-embed ViT with attention heads"),
+    ]
+}
+
+DATA_SOURCES: dict[str, str] = {
+    "fashion-mnist": "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)",
+    "digits": "scikit-learn 8x8 digits, upscaled to 28x28",
+    "cifar10": "cifar10:ROOT, torchvision CIFAR-10 (3x32x32)",
+    "imagefolder": "imagefolder:PATH, a torchvision ImageFolder tree",
+    "tensors": "tensors:FILE, a .pt or .npz holding x and y",
+    "random": "random[:C,H,W[:CLASSES]], random inputs for latency work",
+}
+
+
+def method(name: str) -> MethodInfo:
+    """Look up a method by name; unknown names list the valid ones and the closest."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise unknown_name("method", name, METHODS) from None
+
+
+def methods_for(command: str) -> list[str]:
+    """Method names accepted by one command (``prune`` or ``slim``)."""
+    return [m.name for m in METHODS.values() if m.command == command]
+
+
+def sample(name: str) -> SampleInfo:
+    """Look up a sample model by name."""
+    try:
+        return SAMPLES[name]
+    except KeyError:
+        raise unknown_name("sample model", name, SAMPLES) from None

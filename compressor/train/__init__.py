@@ -1,0 +1,5 @@
+"""One training loop for every command that trains (fine-tune, slim, SAP, lottery, distill)."""
+
+from compressor.train.loop import TrainConfig, TrainResult, evaluate, fit
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit"]

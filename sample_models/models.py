@@ -1,0 +1,151 @@
+"""Sample model definitions. Each factory takes ``num_classes`` and returns an ``nn.Module``.
+
+simple_cnn and resnet_small follow the two models of seed 003, adapted to 1x28x28 input.
+vgg_bn is the Network Slimming target, mlp the Wanda target, tiny_vit has attention heads.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def simple_cnn(num_classes: int = 10) -> nn.Module:
+    """Two 3x3 conv layers with pooling, then two linear layers."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25),
+        nn.Linear(128, num_classes),
+    )
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with BatchNorm and an identity or 1x1 shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNetSmall(nn.Module):
+    """Three stages of two basic blocks (widths 16/32/64), global pooling, linear head."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        layers, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            layers += [BasicBlock(cin, w, stride), BasicBlock(w, w)]
+            cin = w
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+def resnet_small(num_classes: int = 10) -> nn.Module:
+    """The residual sample model."""
+    return ResNetSmall(num_classes)
+
+
+def vgg_bn(num_classes: int = 10) -> nn.Module:
+    """VGG-style conv + BatchNorm + ReLU stacks, global pooling, linear head."""
+    cfg = [32, "M", 64, "M", 128, 128]
+    layers: list[nn.Module] = []
+    cin = 1
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
+        cin = v
+    return nn.Sequential(nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(cin, num_classes))
+
+
+def mlp(num_classes: int = 10) -> nn.Module:
+    """784 -> 512 -> 256 -> classes with ReLU."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256),
+                         nn.ReLU(), nn.Linear(256, num_classes))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection (timm layout).
+
+    ``num_heads`` and ``head_dim`` are attributes so that head pruning can change them.
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
+        return self.proj(out)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TinyViT(nn.Module):
+    """Patch-embedding ViT for 28x28: 7x7 patches (16 tokens) plus a class token."""
+
+    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 3, num_heads: int = 4,
+                 mlp_dim: int = 128, patch: int = 7):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(1, dim, patch, patch)
+        n_tokens = (28 // patch) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, n_tokens + 1, dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(dim, num_heads, mlp_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
+def tiny_vit(num_classes: int = 10) -> nn.Module:
+    """The attention sample model."""
+    return TinyViT(num_classes)
