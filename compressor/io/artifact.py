@@ -140,7 +140,7 @@ def _torch_load(file: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc).lower() and "Unsupported global" not in str(exc):
+        if "GLOBAL" not in str(exc) and "Unsupported global" not in str(exc):
             raise InputError(f"{file}: not a readable PyTorch checkpoint ({_short(exc)})") from None
         if not trust_pickle:
             raise InputError(

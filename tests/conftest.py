@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny real models saved as artifacts, a CLI runner that captures exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_models"
+HAS_FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() or bool(
+    os.environ.get("COMPRESSOR_FASHION_MNIST"))
+needs_fashion = pytest.mark.skipif(not HAS_FASHION, reason="apt-get install -y dataset-fashion-mnist")
+
+
+@dataclass
+class CliResult:
+    """Exit code and the two output streams of one CLI call."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        """The single JSON document on stdout."""
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> CliResult:
+    """Run ``python -m compressor ARGS`` as a user would; capture code, stdout, stderr."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "compressor", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env=full_env, timeout=600)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli():
+    """The CLI runner."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory) -> Path:
+    """Untrained sample models saved as artifacts (fast, deterministic)."""
+    import torch
+
+    from compressor.io.artifact import save_artifact
+    from compressor.io.refs import build
+    from compressor.model import ModelHandle
+
+    folder = tmp_path_factory.mktemp("artifacts")
+    for name in ("simple_cnn", "resnet_small", "vgg_bn", "mlp", "tiny_vit"):
+        torch.manual_seed(0)
+        handle = ModelHandle(build(f"sample:{name}").eval(), f"sample:{name}",
+                             input_shape=(1, 1, 28, 28), mean=[0.286], std=[0.353])
+        handle.record("test-fixture", "init", {"seed": 0}, {"accuracy": 0.1})
+        save_artifact(handle, folder / f"{name}.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A small MLP exported to ONNX with a dynamic batch axis."""
+    import torch
+
+    from compressor.io.refs import build
+
+    path = tmp_path_factory.mktemp("onnx") / "mlp.onnx"
+    model = build("sample:mlp").eval()
+    torch.onnx.export(model, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return path

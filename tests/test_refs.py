@@ -1,0 +1,85 @@
+"""Model references: every form builds the right module; bad ones are usage errors."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from compressor.errors import InputError, UsageError
+from compressor.io import refs
+
+
+def test_torchvision_ref_with_kwargs():
+    model = refs.build("torchvision:resnet18", refs.parse_kwargs("num_classes=10"))
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+    assert refs.default_input_shape("torchvision:resnet18") == (1, 3, 224, 224)
+
+
+def test_torchvision_list_is_complete():
+    names = refs.torchvision_models()
+    assert len(names) >= 75 and "resnet50" in names and "vit_b_16" in names
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet_small", "vgg_bn", "mlp", "tiny_vit"])
+def test_sample_refs(name):
+    model = refs.build(f"sample:{name}")
+    assert model(torch.randn(2, *refs.default_input_shape(f"sample:{name}")[1:])).shape == (2, 10)
+
+
+def test_user_factory_ref(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        def tiny(width=4):
+            return nn.Sequential(nn.Flatten(), nn.Linear(784, width))
+        NOT_A_MODEL = 3
+        def not_module():
+            return 42
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = refs.build("my_models:tiny", {"width": 7})
+    assert model(torch.randn(1, 1, 28, 28)).shape == (1, 7)
+    with pytest.raises(InputError, match="no callable"):
+        refs.build("my_models:missing")
+    with pytest.raises(Exception, match="not a torch nn.Module"):
+        refs.build("my_models:not_module")
+    with pytest.raises(InputError, match="cannot import"):
+        refs.build("no_such_pkg_xyz.mod:f")
+    sys.modules.pop("my_models", None)
+
+
+def test_timm_ref():
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(UsageError, match="timm is not installed") as err:
+            refs.build("timm:resnet18")
+        assert "compressor[timm]" in err.value.hint
+    else:
+        assert refs.build("timm:resnet18", {"num_classes": 3})(torch.randn(1, 3, 64, 64)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("ref,match", [
+    ("torchvision:resnet19", "did you mean 'resnet18'"),
+    ("sample:simple_cn", "did you mean 'simple_cnn'"),
+    ("nocolon", "cannot read model reference"),
+])
+def test_bad_refs(ref, match):
+    with pytest.raises(UsageError) as err:
+        refs.build(ref)
+    assert match in err.value.one_line()
+
+
+def test_parse_kwargs_types():
+    assert refs.parse_kwargs("a=1,b=0.5,c=true,d=name,e=none") == {
+        "a": 1, "b": 0.5, "c": True, "d": "name", "e": None}
+    with pytest.raises(UsageError):
+        refs.parse_kwargs("novalue")
+
+
+def test_bad_kwargs_for_arch():
+    with pytest.raises(UsageError, match="unexpected keyword") as err:
+        refs.build("sample:mlp", {"width": 3})
+    assert "--arch-kwargs" in err.value.hint
