@@ -273,6 +273,17 @@ def test_markdown_and_plot(models, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_accuracy_gates(models):
+    data = ["--data", "random:1,28,28:10", "--eval-limit", "64"]
+    r = bench(models["mlp_pt"], "--baseline", models["mlp_pt"], *FAST, *data, "--json",
+              "--max-accuracy-drop", "0.001", "--min-accuracy", "0.99")
+    assert r.exit_code == 1, r.stderr  # an untrained model on random labels is far below 99%
+    doc = json.loads(r.stdout)
+    gates = {g["name"]: g["passed"] for g in doc["gates"]}
+    assert gates == {"min_accuracy": False, "max_accuracy_drop": True}  # same model: no drop
+    assert doc["accuracy"] == pytest.approx(doc["baseline_accuracy"]) and doc["accuracy"] < 0.99
+
+
 def test_sparse_model_note(models, tmp_path):
     import torch
 

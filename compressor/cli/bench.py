@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -104,9 +105,9 @@ def _render(result) -> None:
     has_base = result.baseline is not None
     table = Table(title=f"compress bench · profile {doc['profile']} · {doc['device']}")
     table.add_column("figure")
-    table.add_column(doc["path"], justify="right")
+    table.add_column(Path(doc["path"]).name, justify="right")
     if has_base:
-        table.add_column(f"baseline {doc['baseline_path']}", justify="right")
+        table.add_column(f"baseline {Path(doc['baseline_path']).name}", justify="right")
     for label, key, fmt in ROWS:
         if key in ("size_bytes", "compressed_bytes"):
             row = [human_bytes(doc[key])] + ([human_bytes(doc[f"baseline_{key}"])] if has_base else [])
