@@ -240,9 +240,24 @@ def test_cuda_without_gpu_exit_2_auto_falls_back(models):
 @pytest.mark.parametrize("name", ["missing.onnx", "missing.pt", "junk_onnx", "junk_pt"])
 def test_missing_or_non_model_exit_2(models, name):
     path = models.get(name, models["dir"] / name)
-    r = bench(path, *FAST)
-    assert r.exit_code == 2, r.stderr
-    assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    for args in ([path], [models["mlp"], "--baseline", path]):
+        r = bench(*args, *FAST)
+        assert r.exit_code == 2, r.stderr
+        assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_fixed_batch_onnx_is_timed_at_its_batch(models, tmp_path):
+    import torch
+
+    from compressor.io.refs import build
+
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(build("sample:mlp").eval(), (torch.randn(2, 1, 28, 28),), str(path), dynamo=False)
+    r = bench(path, *FAST, "--batch", "8", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["batch"] == 2 and any("fixed batch of 2" in n for n in doc["notes"])
+    assert doc["macs"] == 784 * 512 + 512 * 256 + 256 * 10  # per sample, not per fixed batch
 
 
 def test_baseline_speedup_interleaved(models):

@@ -67,7 +67,8 @@ class ModelBench:
 
     def flat(self) -> dict[str, Any]:
         """Flat keys with units."""
-        return {"path": self.path, "backend": self.backend, "batch": self.batch, "session_ms": self.session_ms,
+        return {"path": self.path, "backend": self.backend, "batch": self.batch,
+                "session_ms": self.session_ms,
                 "first_inference_ms": self.first_inference_ms, **self.stats.to_json(),
                 **{k: v for k, v in self.figures.items() if k in FIGURE_KEYS},
                 "roofline_floor_ms": self.roofline_floor_ms,

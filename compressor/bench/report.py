@@ -67,7 +67,8 @@ def _gate_lines(gates: list[dict[str, Any]]) -> list[str]:
     lines = ["", "| gate | limit | value | result |", "|---|---:|---:|---|"]
     for g in gates:
         value = "missing" if g["value"] is None else f"{g['value']:.4g}"
-        lines.append(f"| {g['name']} | {g['limit']:.4g} | {value} | {'pass' if g['passed'] else '**FAIL**'} |")
+        verdict = "pass" if g["passed"] else "**FAIL**"
+        lines.append(f"| {g['name']} | {g['limit']:.4g} | {value} | {verdict} |")
     return lines
 
 

@@ -107,17 +107,22 @@ class OrtBackend:
     def _feed(self) -> dict[str, Any]:
         import numpy as np
 
+        inputs = self.session.get_inputs()
+        fixed = inputs[0].shape[0] if inputs and inputs[0].shape else None
+        fixed = fixed if isinstance(fixed, int) and fixed > 0 else None
+        self.batch = fixed or self.profile.batch
+        if fixed:  # onnx_macs counted the fixed batch; keep MACs per sample
+            self.figures["macs"] //= fixed
+        if fixed and fixed != self.profile.batch:
+            self.notes.append(f"{self.path} has a fixed batch of {fixed}: timed at batch {fixed}, "
+                              f"not {self.profile.batch} (export with a dynamic batch axis)")
         rng = np.random.default_rng(0)
         feed = {}
-        for inp in self.session.get_inputs():
-            shape = [d if isinstance(d, int) and d > 0 else None for d in inp.shape]
-            if shape and shape[0] is not None and shape[0] != self.profile.batch:
-                self.notes.append(f"{self.path} has a fixed batch of {shape[0]}: timed at batch "
-                                  f"{shape[0]}, not {self.profile.batch} (export with a dynamic batch)")
-            self.batch = shape[0] if shape and shape[0] else self.profile.batch
-            dims = [self.batch] + [d or 1 for d in shape[1:]] if shape else []
-            dtype = ORT_TYPES.get(inp.type, "float32")
-            feed[inp.name] = rng.standard_normal(dims).astype(dtype)
+        for inp in inputs:
+            dims = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            if dims and not fixed:
+                dims[0] = self.batch
+            feed[inp.name] = rng.standard_normal(dims).astype(ORT_TYPES.get(inp.type, "float32"))
         return feed
 
     def run(self) -> float:

@@ -11,48 +11,51 @@ import typer
 from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
                                    TrustPickleOpt, console, execute, human_bytes, human_count, model_spec)
 
-G = "gates (exit 1 when one fails)"
+
+def _gate(kind, text: str):
+    """A gate option: exit 1 when the measured figure breaks it."""
+    return Annotated[Optional[kind], typer.Option(help=f"Gate (exit 1 if broken): {text}")]
 
 
-def bench(path: ModelArg,
-          profile: Annotated[str, typer.Option(help="mobile (batch 1, 1 thread), edge (batch 1, 2 threads) "
-                                               "or server (batch 32, all cores or the GPU).")] = "mobile",
-          device: Annotated[Optional[str], typer.Option(
-              help="cpu, cuda or auto (cuda when a GPU is usable, else cpu). cuda without a GPU is exit 2.")]
+def _opt(kind, text: str, *names: str):
+    """An optional flag whose None means: the profile's (or no) value."""
+    return Annotated[Optional[kind], typer.Option(*names, help=text)]
+
+
+ProfileOpt = Annotated[str, typer.Option(help="mobile (batch 1, 1 thread), edge (batch 1, 2 threads) "
+                                              "or server (batch 32, all cores or the GPU).")]
+DeviceOpt = _opt(str, "cpu, cuda or auto (cuda when a GPU is usable, else cpu); cuda without a GPU "
+                      "is exit 2. Default: the profile's.")
+GatesFileOpt = _opt(str, "Gate file: pyproject.toml ([tool.compressor.gates]) or YAML. Flags win.", "--gates")
+MdOpt = Annotated[bool, typer.Option("--md", help="Print a Markdown report on stdout "
+                                                  "(e.g. >> $GITHUB_STEP_SUMMARY).")]
+
+
+def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = None,
+          runs: _opt(int, "Minimum timed runs (default: the profile's).") = None,
+          warmup: _opt(int, "Untimed warm-up runs.") = None,
+          min_time: _opt(float, "Minimum seconds of timed runs.") = None,
+          max_time: _opt(float, "Stop timing after this many seconds even below --runs (0: never).")
           = None,
-          runs: Annotated[Optional[int], typer.Option(help="Minimum timed runs (profile default).")] = None,
-          warmup: Annotated[Optional[int], typer.Option(help="Untimed warm-up runs.")] = None,
-          min_time: Annotated[Optional[float], typer.Option(help="Minimum seconds of timed runs.")] = None,
-          batch: Annotated[Optional[int], typer.Option(help="Samples per inference.")] = None,
-          threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads.")] = None,
-          graph_opt: Annotated[Optional[str], typer.Option(
-              "--graph-opt", help="ONNX Runtime graph optimisation: disable, basic, extended, all.")] = None,
-          baseline: Annotated[Optional[str], typer.Option(
-              help="A model to compare with: timed interleaved (A B A B ...) in this run.")] = None,
-          gates_file: Annotated[Optional[str], typer.Option(
-              "--gates", help="Gate file: pyproject.toml ([tool.compressor.gates]) or YAML. Flags win.")]
+          batch: _opt(int, "Samples per inference.") = None,
+          threads: _opt(int, "Intra-op CPU threads.") = None,
+          graph_opt: _opt(str, "ONNX Runtime graph optimisation: disable, basic, extended, all.",
+                          "--graph-opt") = None,
+          baseline: _opt(str, "A model to compare with, timed interleaved (A B A B ...) in this run.")
           = None,
-          max_size: Annotated[Optional[str], typer.Option(help="Largest file size: 5MB, 5MiB or 5000000.",
-                                                          rich_help_panel=G)] = None,
-          max_latency_ms: Annotated[Optional[float], typer.Option(help="Largest median latency in ms.",
-                                                                  rich_help_panel=G)] = None,
-          min_speedup: Annotated[Optional[float], typer.Option(help="Smallest speed-up over --baseline.",
-                                                               rich_help_panel=G)] = None,
-          max_params: Annotated[Optional[int], typer.Option(help="Most parameters.", rich_help_panel=G)] = None,
-          min_sparsity: Annotated[Optional[float], typer.Option(help="Smallest share of zero params (0..1).",
-                                                                rich_help_panel=G)] = None,
-          min_accuracy: Annotated[Optional[float], typer.Option(help="Smallest accuracy on --data (0..1).",
-                                                                rich_help_panel=G)] = None,
-          max_accuracy_drop: Annotated[Optional[float], typer.Option(
-              help="Largest accuracy drop from --baseline on --data (0.01 = one point).", rich_help_panel=G)]
-          = None,
-          data: Annotated[Optional[str], typer.Option(help="Data for the accuracy gates (see compress list).")]
-          = None,
-          eval_limit: Annotated[Optional[int], typer.Option(help="Evaluate accuracy on at most N samples.")]
-          = None,
-          md: Annotated[bool, typer.Option("--md", help="Print a Markdown report on stdout "
-                                                        "(e.g. >> $GITHUB_STEP_SUMMARY).")] = False,
-          plot: Annotated[Optional[str], typer.Option(help="Write a PNG of the latency distribution.")] = None,
+          gates_file: GatesFileOpt = None,
+          max_size: _gate(str, "largest file size: 5MB, 5MiB or 5000000.") = None,
+          max_latency_ms: _gate(float, "largest median latency in ms.") = None,
+          min_speedup: _gate(float, "smallest measured speed-up over --baseline.") = None,
+          max_params: _gate(int, "most parameters.") = None,
+          min_sparsity: _gate(float, "smallest share of zero parameters (0..1).") = None,
+          min_accuracy: _gate(float, "smallest accuracy on --data (0..1).") = None,
+          max_accuracy_drop: _gate(float, "largest accuracy drop from --baseline on --data "
+                                          "(0.01 = one point).") = None,
+          data: _opt(str, "Data for the accuracy gates (see compress list).") = None,
+          eval_limit: _opt(int, "Evaluate accuracy on at most N samples.") = None,
+          md: MdOpt = False,
+          plot: _opt(str, "Write a PNG of the latency distribution (both models with --baseline).") = None,
           arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
           input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Measure latency, size and cost of a .onnx (ONNX Runtime) or .pt (PyTorch) model, with gates.
@@ -76,7 +79,8 @@ def bench(path: ModelArg,
         if md and json_out:
             raise UsageError("--md and --json both print on stdout", "choose one")
         prof = get_profile(profile).override(device=device, min_runs=runs, warmup=warmup,
-                                             min_time_s=min_time, batch=batch, threads=threads,
+                                             min_time_s=min_time, max_time_s=max_time, batch=batch,
+                                             threads=threads,
                                              graph_optimization=graph_opt)
         flags = GateSpec(parse_size(max_size) if max_size is not None else None, max_latency_ms,
                          min_speedup, max_params, min_sparsity, min_accuracy, max_accuracy_drop)
