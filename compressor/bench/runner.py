@@ -122,7 +122,10 @@ class OrtBackend:
             dims = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
             if dims and not fixed:
                 dims[0] = self.batch
-            feed[inp.name] = rng.standard_normal(dims).astype(ORT_TYPES.get(inp.type, "float32"))
+            dtype = np.dtype(ORT_TYPES.get(inp.type, "float32"))
+            # random floats; zeros for integer inputs (valid token ids / indices for any vocabulary)
+            feed[inp.name] = (rng.standard_normal(dims).astype(dtype) if dtype.kind == "f"
+                              else np.zeros(dims, dtype))
         return feed
 
     def run(self) -> float:
