@@ -219,7 +219,9 @@ def test_gates_listed_in_table(models):
 @pytest.mark.parametrize("args", [["--max-size", "5XB"], ["--max-latency-ms", "-1"],
                                   ["--min-sparsity", "2"], ["--min-speedup", "1.5"],
                                   ["--min-accuracy", "0.9"], ["--profile", "phone"],
-                                  ["--device", "tpu"], ["--runs", "0"], ["--md", "--json"]])
+                                  ["--device", "tpu"], ["--runs", "0"], ["--md", "--json"],
+                                  ["--plot", "/no/such/folder/lat.png"], ["--gates", "missing.toml"],
+                                  ["--max-accuracy-drop", "0.01", "--data", "random"]])
 def test_bad_values_exit_2(models, args):
     r = bench(models["mlp"], *FAST, *args)
     assert r.exit_code == 2, (args, r.stderr)
@@ -235,6 +237,17 @@ def test_cuda_without_gpu_exit_2_auto_falls_back(models):
     assert r.exit_code == 2 and "--device auto" in r.stderr
     auto = bench(models["mlp_pt"], *FAST, "--device", "auto", "--json")
     assert auto.exit_code == 0 and json.loads(auto.stdout)["device"] == "cpu"
+
+
+def test_cuda_pytorch_backend_when_a_gpu_exists(models):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU")
+    r = bench(models["mlp_pt"], *FAST, "--device", "cuda", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["device"] == "cuda" and doc["backend"] == "pytorch" and doc["latency_ms_p50"] > 0
 
 
 @pytest.mark.parametrize("name", ["missing.onnx", "missing.pt", "junk_onnx", "junk_pt"])
