@@ -104,7 +104,8 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         """One flat document: model keys bare, baseline keys prefixed ``baseline_``."""
         doc = {"profile": self.profile.name, "device": self.device, "threads": self.profile.threads,
-               "warmup": self.profile.warmup, "graph_optimization": self.profile.graph_optimization,
+               "warmup": self.profile.warmup, "min_time_s": self.profile.min_time_s,
+               "graph_optimization": self.profile.graph_optimization,
                **self.model.flat(), "peak_gflops": self.peak_flops / 1e9,
                "peak_rss_bytes": self.peak_rss_bytes}
         if self.baseline:
@@ -168,12 +169,15 @@ def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: floa
 
     model, base = benches[0], (benches[1] if len(benches) > 1 else None)
     ratio = speed = None
-    if base:
-        speed = speedup(model.samples_ms, base.samples_ms)
+    notes = [n for b in backends for n in b.notes] + [RSS_NOTE]
+    if base:  # per sample, so that a fixed-batch export still compares fairly
+        speed = speedup([t / model.batch for t in model.samples_ms],
+                        [t / base.batch for t in base.samples_ms])
         ratio = model.figures["size_bytes"] / max(base.figures["size_bytes"], 1)
+        if base.batch != model.batch:
+            notes.append(f"batch {model.batch} vs baseline batch {base.batch}: speed-up is per sample")
     figures = {**model.flat(), "speedup": speed,
                "accuracy_drop": _drop(base.accuracy, model.accuracy) if base else None}
-    notes = [n for b in backends for n in b.notes] + [RSS_NOTE]
     if any(b.figures["sparsity"] > 0.2 for b in benches):
         notes.insert(0, MASK_NOTE)
     warnings = [w for b in benches if (w := noisy_warning(b.stats, b.path))]
