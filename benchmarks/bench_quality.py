@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def spread(values: list[float]) -> float:
 
 
 def summarize(rows: dict[str, list[tuple[float, float]]], ratios: list[float],
-              args: argparse.Namespace) -> dict:
+              args: argparse.Namespace, load_start: tuple[float, ...]) -> dict:
     """Spreads and ratios against the targets, for the medians and (as a noise check) the minima."""
     med = {k: [m for m, _ in v] for k, v in rows.items()}
     mins = {k: [m for _, m in v] for k, v in rows.items()}
@@ -144,10 +145,16 @@ def summarize(rows: dict[str, list[tuple[float, float]]], ratios: list[float],
         "paired_run_by_run_ratios": ratios,
         "target_spread_met": spread(compressor_medians) <= 0.05,
         "target_hand_loop_met": abs(ratio - 1) <= 0.10,
-        "machine": {"cpus": os.cpu_count(), "load_avg_1_5_15": os.getloadavg(),
+        "note": args.note,
+        "machine": {"cpus": os.cpu_count(), "load_avg_1_5_15_start": load_start,
+                    "load_avg_1_5_15_end": os.getloadavg(),
                     "platform": platform.platform(), "python": platform.python_version()},
-        "command": " ".join(["PYTHONPATH=.", "python", *sys.argv]),
+        "command": "PYTHONPATH=. python " + shlex.join(sys.argv),
     }
+
+
+def _load(values) -> str:
+    return "/".join(f"{v:.1f}" for v in values)
 
 
 def markdown(doc: dict) -> str:
@@ -155,8 +162,10 @@ def markdown(doc: dict) -> str:
     med, mins = doc["medians_ms"], doc["minima_ms"]
     lines = [f"# bench quality: {doc['model']} (ONNX, mobile profile: batch 1, 1 thread)", "",
              f"Command: `{doc['command']}`", "",
-             f"Machine: {doc['machine']['cpus']} CPUs, load average {doc['machine']['load_avg_1_5_15']} "
-             f"at the end; {doc['machine']['platform']}.", "",
+             f"Machine: {doc['machine']['cpus']} CPUs; load average (1, 5, 15 min) "
+             f"{_load(doc['machine']['load_avg_1_5_15_start'])} at the start, "
+             f"{_load(doc['machine']['load_avg_1_5_15_end'])} at the end; {doc['machine']['platform']}.",
+             "", f"Conditions: {doc['note']}" if doc["note"] else "", "",
              f"{doc['rounds']} interleaved rounds; each measurement = at least {doc['runs_per_measurement']} "
              f"timed runs and {doc['min_time_s']} s, after {doc['warmup']} warm-up runs.", "",
              "| measurement | medians (ms) | spread of medians | minima (ms) | spread of minima |",
@@ -185,12 +194,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="warm-up runs (mobile default)")
     parser.add_argument("--min-time", type=float, default=2.0, help="minimum seconds per measurement")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--note", default="", help="conditions to record, e.g. 'machine shared'")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_quality"))
     args = parser.parse_args()
     from compressor.io.atomic import atomic_write_text
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
     onnx_path = export(args.model, out.parent / "bench_quality_model.onnx")
     rows: dict[str, list[tuple[float, float]]] = {"in_process": [], "separate_process": [], "hand_loop": []}
     ratios = []
@@ -202,7 +213,7 @@ def main() -> None:
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.4f} ms" for k, v in rows.items())
               + f", paired ratio {ratios[-1]:.3f}", file=sys.stderr)
     onnx_path.unlink()
-    doc = summarize(rows, ratios, args)
+    doc = summarize(rows, ratios, args, load_start)
     atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), markdown(doc))
     print(markdown(doc))
