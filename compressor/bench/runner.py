@@ -195,7 +195,11 @@ class Timings:
 
 
 def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
-    """First run, warm-up, then interleaved timed runs until min runs and min time are reached."""
+    """First run, warm-up, then interleaved timed runs until min runs and min time are reached.
+
+    With several backends the order alternates each round (A B, B A, ...), so a first-position
+    effect cannot bias the pair-by-pair comparison.
+    """
     with _threads(profile.threads):
         first = [b.run() for b in backends]
         for _ in range(profile.warmup):
@@ -213,10 +217,11 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
 
 
 def _timed_loop(backends: list[Backend], profile: Profile, samples: list[list[float]]) -> None:
-    start = time.perf_counter()
+    start, order = time.perf_counter(), list(range(len(backends)))
     while True:
-        for i, b in enumerate(backends):
-            samples[i].append(b.run())
+        for i in order:  # A B, B A, A B ...: neither model always runs first after the loop's overhead
+            samples[i].append(backends[i].run())
+        order.reverse()
         elapsed, runs = time.perf_counter() - start, len(samples[0])
         if runs >= profile.min_runs and elapsed >= profile.min_time_s:
             return
