@@ -96,6 +96,29 @@ def test_roofline_pure_and_probe():
     assert 1e8 < peak < 1e13 and roofline.peak_flops("cpu", 1) == peak  # measured once, cached
 
 
+class _Fake:
+    """A backend that logs its calls and takes a fixed time."""
+
+    def __init__(self, name: str, log: list[str], ms: float = 1.0) -> None:
+        self.name, self.log, self.ms = name, log, ms
+
+    def run(self) -> float:
+        self.log.append(self.name)
+        return self.ms
+
+
+def test_measure_interleaves_alternating_and_stops():
+    from compressor.bench.runner import measure
+
+    log: list[str] = []
+    profile = get_profile("mobile").override(min_runs=4, warmup=1, min_time_s=0.0)
+    timings = measure([_Fake("A", log), _Fake("B", log, 2.0)], profile)
+    assert log == ["A", "B", "A", "B"] + ["A", "B", "B", "A", "A", "B", "B", "A"]  # first, warm-up, timed
+    assert [t.samples_ms for t in timings] == [[1.0] * 4, [2.0] * 4] and timings[1].first_inference_ms == 2.0
+    capped = get_profile("mobile").override(min_runs=10**9, warmup=0, min_time_s=0.0, max_time_s=0.05)
+    assert 1 <= len(measure([_Fake("A", [])], capped)[0].samples_ms) < 10**9
+
+
 # ---------------------------------------------------------------- sizes, gate specs, gate files
 
 @pytest.mark.parametrize("text, expected", [("5MB", 5_000_000), ("5MiB", 5 * 1024**2), ("5000000", 5_000_000),
