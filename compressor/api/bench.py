@@ -134,7 +134,7 @@ def bench(cfg: BenchConfig) -> BenchResult:
     backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)
     peak = roofline.peak_flops(device, cfg.profile.threads)
-    benches = [_model_bench(s, b, t, peak, cfg) for s, b, t in zip(specs, backends, timings)]
+    benches = [_model_bench(s, b, t, peak, cfg) for s, b, t in zip(specs, backends, timings, strict=True)]
     result = _result(cfg, device, benches, peak, backends)
     if cfg.plot:
         from compressor.bench.report import plot

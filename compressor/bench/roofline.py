@@ -26,7 +26,7 @@ def efficiency(floor: float, median_ms: float) -> float:
     return floor / median_ms if median_ms > 0 else 0.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def peak_flops(device: str = "cpu", threads: int = 1) -> float:
     """Best float32 matmul FLOP/s on ``device`` with ``threads`` CPU threads (cached per process)."""
     import torch

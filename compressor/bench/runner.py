@@ -213,7 +213,7 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
         finally:
             if gc_was_enabled:
                 gc.enable()
-    return [Timings(f, s) for f, s in zip(first, samples)]
+    return [Timings(f, s) for f, s in zip(first, samples, strict=True)]
 
 
 def _timed_loop(backends: list[Backend], profile: Profile, samples: list[list[float]]) -> None:
