@@ -147,6 +147,13 @@ def test_gate_spec_validation_and_needs():
     GateSpec(min_speedup=1.5).check_inputs(has_baseline=True, has_data=False)
 
 
+def test_gate_numbers_read_well():
+    from compressor.bench.report import gate_number
+
+    assert gate_number(5_000_000) == "5,000,000" and gate_number(1.5) == "1.5"
+    assert gate_number(0.12345) == "0.1235" and gate_number(None) == "missing"
+
+
 def test_evaluate_gates_pass_fail_missing():
     spec = GateSpec(max_size=1000, max_latency_ms=2.0, min_sparsity=0.5, min_accuracy=0.9)
     results = {g.name: g for g in evaluate_gates(spec, {"size_bytes": 1000, "latency_ms_p50": 2.5,

@@ -55,10 +55,21 @@ def markdown(doc: dict[str, Any]) -> str:
     if has_base:
         lines += ["", f"speed-up (median of pairs, measured): **{doc['speedup']:.3f}x** · "
                       f"size ratio: **{doc['size_ratio']:.3f}**"]
+    lines += ["", f"peak float32 matmul {doc['peak_gflops']:.1f} GFLOP/s (roofline) · peak RSS "
+                  f"{doc['peak_rss_bytes']:,} B (whole process)"]
     lines += _gate_lines(doc.get("gates", []))
     lines += [""] + [f"- note: {n}" for n in doc.get("notes", [])]
     lines += [f"- warning: {w}" for w in doc.get("warnings", [])]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def gate_number(value: float | None) -> str:
+    """Whole numbers (bytes, params) with separators, others with 4 significant digits."""
+    if value is None:
+        return "missing"
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
 
 
 def _gate_lines(gates: list[dict[str, Any]]) -> list[str]:
@@ -66,9 +77,8 @@ def _gate_lines(gates: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["", "| gate | limit | value | result |", "|---|---:|---:|---|"]
     for g in gates:
-        value = "missing" if g["value"] is None else f"{g['value']:.4g}"
         verdict = "pass" if g["passed"] else "**FAIL**"
-        lines.append(f"| {g['name']} | {g['limit']:.4g} | {value} | {verdict} |")
+        lines.append(f"| {g['name']} | {gate_number(g['limit'])} | {gate_number(g['value'])} | {verdict} |")
     return lines
 
 
@@ -87,11 +97,13 @@ def plot(doc: dict[str, Any], path: str | Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.boxplot(list(series.values()), vert=False, showfliers=True)
     left.set_yticks(range(1, len(series) + 1), list(series))
-    left.set_xlabel("latency per run (ms)")
+    left.set_xscale("log")  # scheduler stalls sit 10-100x above the typical run
+    left.set_xlabel("latency per run (ms, log scale)")
     for label, samples in series.items():
         right.plot(samples, ".", markersize=3, label=label)
     right.set_xlabel("run (interleaved order)")
-    right.set_ylabel("latency (ms)")
+    right.set_yscale("log")
+    right.set_ylabel("latency (ms, log scale)")
     right.legend(fontsize=8)
     fig.suptitle(f"compress bench, profile {doc['profile']}, batch {doc['batch']}, {doc['runs']} runs")
     fig.tight_layout()

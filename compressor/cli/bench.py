@@ -136,13 +136,14 @@ def _render(result) -> None:
 def _render_gates(out, gates) -> None:
     from rich.table import Table
 
+    from compressor.bench.report import gate_number
+
     if not gates:
         return
     table = Table(title="gates")
     for col in ("gate", "limit", "value", "result"):
         table.add_column(col, justify="left" if col == "gate" else "right")
     for g in gates:
-        value = "missing" if g.value is None else f"{g.value:.4g}"
         verdict = "[green]pass[/]" if g.passed else "[red bold]FAIL[/]"
-        table.add_row(g.name.replace("_", "-"), f"{g.limit:.4g}", value, verdict)
+        table.add_row(g.name.replace("_", "-"), gate_number(g.limit), gate_number(g.value), verdict)
     out.print(table)
