@@ -303,6 +303,22 @@ def test_fixed_batch_onnx_is_timed_at_its_batch(models, tmp_path):
     assert doc["macs"] == 784 * 512 + 512 * 256 + 256 * 10  # per sample, not per fixed batch
 
 
+def test_dynamic_spatial_onnx_needs_input_shape(tmp_path):
+    import torch
+
+    from compressor.io.refs import build
+
+    path = tmp_path / "dyn.onnx"
+    torch.onnx.export(build("sample:simple_cnn").eval(), (torch.randn(1, 1, 28, 28),), str(path),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}})
+    r = bench(path, *FAST)
+    assert r.exit_code == 2 and "--input-shape" in r.stderr
+    assert bench(path, *FAST, "--input-shape", "1,1,28").exit_code == 2  # wrong rank
+    ok = bench(path, *FAST, "--input-shape", "1,1,28,28", "--batch", "3", "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["batch"] == 3
+
+
 def test_baseline_speedup_interleaved(models):
     faster = bench(models["mlp"], "--baseline", models["vgg"], *FAST, "--json", "--min-speedup", "1.5")
     assert faster.exit_code == 0, faster.stderr

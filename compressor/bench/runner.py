@@ -73,6 +73,7 @@ class OrtBackend:
     path: str
     profile: Profile
     device: str = "cpu"
+    input_shape: tuple[int, ...] | None = None
     name: str = "onnxruntime"
     batch: int = 1
     session_ms: float = 0.0
@@ -118,15 +119,27 @@ class OrtBackend:
                               f"not {self.profile.batch} (export with a dynamic batch axis)")
         rng = np.random.default_rng(0)
         feed = {}
-        for inp in inputs:
-            dims = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
-            if dims and not fixed:
-                dims[0] = self.batch
+        for i, inp in enumerate(inputs):
+            dims = self._dims(inp) if i == 0 else [d if isinstance(d, int) and d > 0 else 1
+                                                   for d in inp.shape]
             dtype = np.dtype(ORT_TYPES.get(inp.type, "float32"))
             # random floats; zeros for integer inputs (valid token ids / indices for any vocabulary)
             feed[inp.name] = (rng.standard_normal(dims).astype(dtype) if dtype.kind == "f"
                               else np.zeros(dims, dtype))
         return feed
+
+    def _dims(self, inp) -> list[int]:
+        """Shape of the first input: the batch, then --input-shape or the model's fixed dims."""
+        shape = list(inp.shape)
+        if self.input_shape is not None:
+            if len(self.input_shape) != len(shape):
+                raise UsageError(f"--input-shape {self.input_shape} has {len(self.input_shape)} dims but "
+                                 f"{self.path} input '{inp.name}' has {len(shape)}", f"its shape is {shape}")
+            return [self.batch, *self.input_shape[1:]]
+        if any(not (isinstance(d, int) and d > 0) for d in shape[1:]):
+            raise UsageError(f"{self.path} input '{inp.name}' has dynamic dimensions {shape}",
+                             "give the shape to time, e.g. --input-shape 1,3,224,224")
+        return [self.batch, *shape[1:]] if shape else []
 
     def run(self) -> float:
         """One inference; ms (host to host, copies included)."""
@@ -182,7 +195,7 @@ class TorchBackend:
 def make_backend(spec, profile: Profile, device: str) -> Backend:
     """ORT for ``.onnx`` files, PyTorch for the rest."""
     if spec.is_onnx:
-        return OrtBackend(spec.path, profile, device)
+        return OrtBackend(spec.path, profile, device, spec.input_shape)
     return TorchBackend(spec, profile, device)
 
 
