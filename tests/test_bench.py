@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -382,3 +383,13 @@ def test_bench_help_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_real_process_exit_code_and_one_json_document(models):
+    cmd = [sys.executable, "-m", "compressor", "bench", str(models["mlp"]), *FAST, "--json",
+           "--max-size", "1KB"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout)  # exactly one document: json.loads rejects trailing data
+    assert doc["gates"] == [{"name": "max_size", "limit": 1000, "value": doc["size_bytes"], "passed": False}]
