@@ -11,13 +11,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from compressor.api.common import ModelSpec
+from compressor.api.info import MASK_NOTE
 from compressor.bench.gates import GateResult, GateSpec
 from compressor.bench.profiles import PROFILES, Profile
 from compressor.bench.stats import LatencyStats
 from compressor.errors import UsageError
 
-MASK_NOTE = ("masked zeros shrink the compressed file but do not speed up dense runtimes: ONNX "
-             "Runtime and PyTorch run sparse weights as dense ones")
 RSS_NOTE = "peak RSS is the whole process (Python, libraries and every model loaded in this run)"
 
 
