@@ -95,6 +95,7 @@ def test_roofline_pure_and_probe():
     assert roofline.efficiency(1.0, 4.0) == 0.25 and roofline.efficiency(1.0, 0.0) == 0.0
     peak = roofline.peak_flops("cpu", 1)
     assert 1e8 < peak < 1e13 and roofline.peak_flops("cpu", 1) == peak  # measured once, cached
+    assert roofline.peak_flops("cpu", 2) >= peak  # more threads never lower the peak
 
 
 class _Fake:

@@ -180,5 +180,8 @@ def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: floa
     if any(b.figures["sparsity"] > 0.2 for b in benches):
         notes.insert(0, MASK_NOTE)
     warnings = [w for b in benches if (w := noisy_warning(b.stats, b.path))]
+    if any(b.roofline_efficiency > 1 for b in benches):
+        warnings.append("measured faster than the roofline floor: the peak FLOP/s probe ran on a busy "
+                        "machine, so the floor and efficiency are not meaningful in this run")
     return BenchResult(cfg.profile, device, model, base, speed, ratio, peak, runner.peak_rss_bytes(),
                        evaluate_gates(cfg.gates, figures), notes, warnings, cfg.plot)

@@ -28,7 +28,17 @@ def efficiency(floor: float, median_ms: float) -> float:
 
 @functools.cache
 def peak_flops(device: str = "cpu", threads: int = 1) -> float:
-    """Best float32 matmul FLOP/s on ``device`` with ``threads`` CPU threads (cached per process)."""
+    """Best float32 matmul FLOP/s on ``device`` with ``threads`` CPU threads (cached per process).
+
+    More threads can never lower the true peak, so a multi-thread probe that lost to a busy
+    machine falls back to the single-thread figure.
+    """
+    probe = _probe(device, threads)
+    return max(probe, _probe(device, 1)) if device == "cpu" and threads > 1 else probe
+
+
+@functools.cache
+def _probe(device: str, threads: int) -> float:
     import torch
 
     previous = torch.get_num_threads()
