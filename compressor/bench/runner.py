@@ -8,10 +8,12 @@ timed interleaved (A B A B ...) so that machine noise hits all of them alike.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -242,22 +244,17 @@ def _timed_loop(backends: list[Backend], profile: Profile, samples: list[list[fl
             return
 
 
-class _threads:
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
     """Set PyTorch's intra-op threads for the block (ORT sessions carry their own)."""
+    import torch
 
-    def __init__(self, n: int) -> None:
-        self.n, self.previous = n, None
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc) -> None:
-        import torch
-
-        torch.set_num_threads(self.previous)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def peak_rss_bytes() -> int:
