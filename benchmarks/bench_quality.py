@@ -9,7 +9,7 @@ three alike (round r: in-process bench, separate-process bench, hand-written loo
   one intra-op thread, one inter-op thread, sequential execution, full graph optimisation,
   batch 1, the same warm-up and the same stopping rule (at least N runs and T seconds);
 * and, as a noise-free check of compressor's own overhead, its ORT backend and the hand-written
-  session alternating run by run (A B A B) in one process: the median per-run ratio.
+  session alternating run by run (A B, B A) in one process: the median per-run ratio.
 
 Targets (issue 5): all 10 compressor medians within 5% of each other (max / min - 1), and their
 median within 10% of the hand-written loop's median. Those two targets need a quiet machine; the
@@ -103,19 +103,25 @@ def hand_loop(path: Path, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def paired(path: Path, args: argparse.Namespace) -> float:
-    """Median of per-run ratios: compressor's ORT backend / the hand session, run by run (A B A B)."""
+    """Median of per-run ratios: compressor's ORT backend / the hand session, run by run (A B, B A)."""
     from compressor.bench.profiles import get_profile
     from compressor.bench.runner import OrtBackend
 
     backend = OrtBackend(str(path), get_profile("mobile"))
     session, feed = hand_session(path)
-    ratios = []
-    for i in range(args.warmup + max(args.runs, 2000)):
-        ours = backend.run()
+    def hand() -> float:
         start = time.perf_counter()
         session.run(None, feed)
+        return (time.perf_counter() - start) * 1000
+
+    ratios = []
+    for i in range(args.warmup + max(args.runs, 2000)):
+        if i % 2:  # alternate who goes first (A B, B A), as compress bench does
+            theirs, ours = hand(), backend.run()
+        else:
+            ours, theirs = backend.run(), hand()
         if i >= args.warmup:
-            ratios.append(ours / ((time.perf_counter() - start) * 1000))
+            ratios.append(ours / theirs)
     return statistics.median(ratios)
 
 
@@ -180,7 +186,7 @@ def markdown(doc: dict) -> str:
               f"(target within 10%: {'met' if doc['target_hand_loop_met'] else 'NOT met'})",
               f"- noise check on the minima: spread {doc['spread_min_all_compressor']:.1%}, "
               f"compressor / hand loop {doc['min_compressor_over_hand_loop']:.3f}",
-              "- run by run (compressor's ORT backend and the hand session alternating A B A B in one "
+              "- run by run (compressor's ORT backend and the hand session alternating A B, B A in one "
               "process), median per-run ratio per round: "
               + ", ".join(f"{r:.3f}" for r in doc["paired_run_by_run_ratios"]), ""]
     return "\n".join(lines)
