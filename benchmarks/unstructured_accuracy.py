@@ -26,6 +26,8 @@ METHODS = {  # label -> (method, PruneConfig overrides)
     "magnitude-global": ("magnitude", {"scope": "global"}),
     "magnitude-layer": ("magnitude", {"scope": "layer"}),
     "wanda": ("wanda", {"scope": "row", "calib_samples": 128}),
+    "wanda-layer": ("wanda", {"scope": "layer", "calib_samples": 128}),
+    "magnitude-row": ("magnitude", {"scope": "row"}),
     "sap": ("sap", {"scope": "layer", "steps": 40, "options": {"gamma": 4.0}}),
     "activation": ("activation", {"steps": 1, "calib_samples": 512}),
 }
@@ -98,7 +100,7 @@ def run_all(args) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["model"], r["method"], r["sparsity_target"]) for r in read_rows(out)}
     data = {"train": load_data("fashion-mnist", "train"), "test": load_data("fashion-mnist", "test")}
-    ft = {float(s) for s in args.ft_sparsities.split(",")}
+    ft = {float(s) for s in args.ft_sparsities.split(",") if s.strip()}
     for model in args.models.split(","):
         if (model, "baseline", 0.0) not in done:
             _append(out, {"model": model, "method": "baseline", "sparsity_target": 0.0, "sparsity": 0.0,

@@ -27,6 +27,7 @@ def test_row_mask_prunes_the_same_fraction_in_every_row():
     scores = torch.tensor([[1.0, 2.0, 3.0, 4.0], [40.0, 30.0, 20.0, 10.0]])
     mask = M.row_mask(scores, 0.5)
     assert mask.tolist() == [[False, False, True, True], [True, True, False, False]]
+    assert M.row_mask(torch.rand(4, 9), 0.97).sum(1).tolist() == [1, 1, 1, 1]  # never an empty row
 
 
 def test_global_masks_use_one_threshold_across_tensors():
