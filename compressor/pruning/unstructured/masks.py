@@ -97,11 +97,12 @@ def input_sq_sum(x: torch.Tensor, conv: bool) -> torch.Tensor:
     """Sum of squares of each input feature (linear) or channel (conv) over batch and positions.
 
     Linear input [..., in] -> [in]; conv input [B, C, *spatial] -> [C]. Summed over batches, its
-    square root is ||X_j||_2.
+    square root is ||X_j||_2. Reduced in float32 without copying the activation (torch's reductions
+    sum pairwise, so large batches keep their precision).
     """
-    if conv:
-        return x.transpose(0, 1).reshape(x.shape[1], -1).double().pow(2).sum(1)
-    return x.reshape(-1, x.shape[-1]).double().pow(2).sum(0)
+    x = x.detach().float()
+    dims = [0, *range(2, x.dim())] if conv else list(range(x.dim() - 1))
+    return x.pow(2).sum(dim=dims)
 
 
 def pq_index(w: torch.Tensor, p: float = 0.5, q: float = 1.0) -> float:
