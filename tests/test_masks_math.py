@@ -135,7 +135,8 @@ def test_activation_unit_choice():
     means = torch.tensor([0.5, 0.0, 2.0, 0.1])
     alive = torch.ones(4, dtype=torch.bool)
     assert low_units(means, alive, 0.5, None).tolist() == [True, False, True, False]
-    assert low_units(means, alive, 0.0, 0.2).tolist() == [True, False, True, False]
+    assert low_units(means, alive, 0.75, 0.2).tolist() == [True, False, True, False]
+    assert low_units(means, alive, 0.25, 0.2).tolist() == [True, False, True, True]  # ceiling
     assert low_units(torch.zeros(3), torch.ones(3, dtype=torch.bool), 1.0, None).sum() == 1
     layers = [("a", torch.nn.Linear(10, 10)), ("b", torch.nn.Linear(10, 10))]
     assert unit_fraction(layers, layers[:1], 0.4) == pytest.approx(0.8)

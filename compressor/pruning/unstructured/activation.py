@@ -4,7 +4,8 @@ Score of output unit (neuron or conv channel) j of a layer: its mean activation 
 calibration samples and positions, mean(max(y_j, 0)) (``--opt stat=abs``: mean |y_j|). Units
 with a low score lose their whole weight row / filter and bias. The threshold is either a
 percentile (every layer loses the same fraction of its still-alive units, chosen so the selected
-layers reach ``--sparsity``) or fixed (``--opt threshold=0.01``: every unit below it). It runs
+layers reach ``--sparsity``) or fixed (``--opt threshold=0.01``: the units below it, at most that
+percentile, so ``--sparsity`` is then a ceiling). It runs
 ``--steps`` times, the fraction growing linearly, with ``--finetune-epochs`` after every step. The
 model's output layer is skipped (``--opt skip_last=false`` prunes it too); every layer keeps at
 least one unit.
@@ -59,8 +60,6 @@ def _options(cfg: PruneConfig) -> dict[str, Any]:
             opts["threshold"] = float(opts["threshold"])
         except (TypeError, ValueError):
             raise UsageError(f"--opt threshold expects a number, got '{opts['threshold']}'") from None
-    elif cfg.sparsity is None:
-        raise UsageError("method 'activation' needs --sparsity or --opt threshold=VALUE")
     return opts
 
 
@@ -106,15 +105,18 @@ def unit_fraction(layers: list, prunable: list, sparsity: float) -> float:
 
 def low_units(means: torch.Tensor, alive: torch.Tensor, fraction: float,
               threshold: float | None) -> torch.Tensor:
-    """Bool mask of units kept: the lowest-mean alive units go (at least one unit stays)."""
+    """Bool mask of units kept: the lowest-mean alive units go (at least one unit stays).
+
+    Percentile: the ``fraction`` of units with the lowest means. With ``threshold`` only those of
+    them whose mean is below it (the fraction is then a ceiling).
+    """
     rows = means.numel()
-    if threshold is not None:
-        drop = alive & (means < threshold)
-    else:
-        target = min(int(round(rows * fraction)), rows - 1) - int((~alive).sum())
-        order = torch.argsort(torch.where(alive, means, torch.full_like(means, float("inf"))), stable=True)
-        drop = torch.zeros(rows, dtype=torch.bool)
-        drop[order[:max(target, 0)]] = True
+    target = min(int(round(rows * fraction)), rows - 1) - int((~alive).sum())
+    order = torch.argsort(torch.where(alive, means, torch.full_like(means, float("inf"))), stable=True)
+    drop = torch.zeros(rows, dtype=torch.bool)
+    drop[order[:max(target, 0)]] = True
+    if threshold is not None:  # fixed threshold; the percentile (from --sparsity) is its ceiling
+        drop &= means < threshold
     keep = alive & ~drop
     if not keep.any():
         keep[torch.argmax(torch.where(alive, means, torch.full_like(means, -float("inf"))))] = True
