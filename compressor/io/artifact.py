@@ -9,6 +9,8 @@ An artifact is a ``torch.save``-d dict of tensors and plain containers only, so 
   on the fresh model together with the saved tensor shapes, it rebuilds a structurally pruned
   architecture without pickle
 * ``state_dict``, ``masks`` (parameter name -> bool tensor of kept weights)
+* ``sparse`` (optional): masked tensors stored compactly as kept values + bit-packed mask
+  (:mod:`compressor.io.sparse`); they are left out of ``state_dict`` and ``masks`` and restored on load
 * ``input``: ``{"shape", "mean", "std"}``; ``history``: list of steps; ``metrics``: latest figures
 """
 
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from compressor.errors import InputError, UnsupportedError
-from compressor.io import refs
+from compressor.io import refs, sparse
 from compressor.io.atomic import atomic_write
 from compressor.model import ModelHandle
 
@@ -46,17 +48,38 @@ def save_artifact(handle: ModelHandle, path: str | Path) -> Path:
 def to_payload(handle: ModelHandle) -> dict[str, Any]:
     """The artifact dict for ``handle`` (tensors and plain containers only)."""
     module = handle.module
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    masks = {k: v.detach().to(torch.bool).clone() for k, v in handle.masks.items()}
+    packed = _pack_masked(state, masks)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "arch": {"ref": handle.ref, "kwargs": dict(handle.arch_kwargs)},
         "structure": structure_manifest(module),
-        "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()},
-        "masks": {k: v.detach().to(torch.bool).clone() for k, v in handle.masks.items()},
+        "state_dict": state,
+        "masks": masks,
+        "sparse": packed,
         "input": {"shape": list(handle.input_shape), "mean": handle.mean, "std": handle.std},
         "history": list(handle.history),
         "metrics": dict(handle.metrics),
     }
+
+
+def _pack_masked(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Move masked tensors that pack smaller out of ``state``/``masks`` into sparse entries."""
+    packed = {}
+    for name in [n for n, m in masks.items() if n in state and m.shape == state[n].shape]:
+        if sparse.worth_packing(masks[name], state[name].element_size()):
+            packed[name] = sparse.pack(state.pop(name), masks.pop(name))
+    return packed
+
+
+def _unpack_masked(payload: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The full state_dict and masks of a payload, sparse entries restored."""
+    state, masks = dict(payload["state_dict"]), dict(payload.get("masks", {}))
+    for name, entry in payload.get("sparse", {}).items():
+        state[name], masks[name] = sparse.unpack(entry)
+    return state, masks
 
 
 def structure_manifest(module: nn.Module) -> dict[str, dict[str, Any]]:
@@ -228,16 +251,17 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
     try:
         arch = payload["arch"]
         module = refs.build(arch["ref"], arch.get("kwargs"))
-        apply_structure(module, payload.get("structure", {}), payload["state_dict"])
-        module.load_state_dict(payload["state_dict"], strict=True)
-    except (KeyError, RuntimeError, AttributeError) as exc:
+        state, masks = _unpack_masked(payload)
+        apply_structure(module, payload.get("structure", {}), state)
+        module.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
         raise InputError(f"{source}: artifact is damaged or does not match its architecture "
                          f"({_short(exc)})") from None
     meta = payload.get("input", {})
     return ModelHandle(
         module=module.eval(), ref=arch["ref"], arch_kwargs=dict(arch.get("kwargs") or {}),
         input_shape=tuple(meta.get("shape") or refs.default_input_shape(arch["ref"])),
-        mean=meta.get("mean"), std=meta.get("std"), masks=dict(payload.get("masks", {})),
+        mean=meta.get("mean"), std=meta.get("std"), masks=masks,
         history=list(payload.get("history", [])), metrics=dict(payload.get("metrics", {})),
         source=source, source_kind="artifact")
 

@@ -1,0 +1,176 @@
+"""Sparsity vs accuracy of the masked methods on the trained sample models (Fashion-MNIST).
+
+For every model x method x sparsity: prune the trained artifact (no fine-tuning between steps),
+measure test accuracy, then fine-tune briefly with the masks kept and measure again. Results are
+appended as JSON lines (a re-run skips what is done), then a Markdown table and a Pareto plot
+(sparsity vs accuracy) are written.
+
+    PYTHONPATH=. python benchmarks/unstructured_accuracy.py            # run + report
+    PYTHONPATH=. python benchmarks/unstructured_accuracy.py --report   # report only
+
+Budget (2 shared CPU cores): accuracy on a fixed 2000-sample subset of the test set, fine-tune
+of 1 epoch capped at 60 batches of 128 (7680 images), Adam lr 1e-3 with a cosine decay; see --help to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+METHODS = {  # label -> (method, PruneConfig overrides)
+    "magnitude-global": ("magnitude", {"scope": "global"}),
+    "magnitude-layer": ("magnitude", {"scope": "layer"}),
+    "wanda": ("wanda", {"scope": "row", "calib_samples": 128}),
+    "wanda-layer": ("wanda", {"scope": "layer", "calib_samples": 128}),
+    "magnitude-row": ("magnitude", {"scope": "row"}),
+    "sap": ("sap", {"scope": "layer", "steps": 40, "options": {"gamma": 4.0}}),
+    "activation": ("activation", {"steps": 1, "calib_samples": 512}),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="simple_cnn,mlp")
+    ap.add_argument("--model-dir", default="/work/main/sample_models")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--sparsities", default="0.5,0.6,0.7,0.8,0.9,0.95,0.97")
+    ap.add_argument("--ft-sparsities", default="0.5,0.8,0.9,0.95,0.97")
+    ap.add_argument("--ft-epochs", type=int, default=1)
+    ap.add_argument("--ft-batches", type=int, default=60)
+    ap.add_argument("--ft-lr", type=float, default=1e-3)
+    ap.add_argument("--eval-samples", type=int, default=2000)
+    ap.add_argument("--out", default=str(RESULTS / "unstructured_accuracy.jsonl"))
+    ap.add_argument("--report", action="store_true", help="only rebuild the table and the plot")
+    return ap.parse_args()
+
+
+def run_one(model: str, label: str, sparsity: float, args, data, do_ft: bool) -> dict:
+    """Prune one trained model with one method; accuracy before/after a short fine-tune."""
+    from compressor.io.artifact import load_model
+    from compressor.pruning.base import PruneConfig, PruneContext
+    from compressor.train import TrainConfig, fit
+    from compressor.train.loop import evaluate
+
+    method, extra = METHODS[label]
+    handle = load_model(f"{args.model_dir}/{model}.pt")
+    cfg = PruneConfig(method=method, sparsity=sparsity, data="fashion-mnist", **extra)
+    start = time.perf_counter()
+    impl = importlib.import_module(f"compressor.pruning.unstructured.{method}")
+    report = impl.run(handle, cfg, PruneContext(train=data["train"]))
+    row = {"model": model, "method": label, "sparsity_target": sparsity,
+           "sparsity": report.figures["layer_sparsity"], "prune_s": time.perf_counter() - start,
+           "accuracy_noft": evaluate(handle.module, data["test"], limit=args.eval_samples)["accuracy"]}
+    if method == "sap":
+        row["sap_steps"] = len(report.steps)
+    if do_ft:
+        tc = TrainConfig(epochs=args.ft_epochs, lr=args.ft_lr, max_batches=args.ft_batches, schedule="cosine")
+        fit(handle.module, data["train"], tc, masks=handle.masks, description="fine-tune")
+        row["accuracy_ft"] = evaluate(handle.module, data["test"], limit=args.eval_samples)["accuracy"]
+        row["sparsity_after_ft"] = 1 - _kept(handle) / _total(handle)
+    return row
+
+
+def _kept(handle) -> int:
+    params = dict(handle.module.named_parameters())
+    return sum(int((params[n] != 0).sum()) for n in handle.masks if n.endswith("weight"))
+
+
+def _total(handle) -> int:
+    params = dict(handle.module.named_parameters())
+    return sum(params[n].numel() for n in handle.masks if n.endswith("weight"))
+
+
+def baseline(model: str, args, data) -> float:
+    from compressor.io.artifact import load_model
+    from compressor.train.loop import evaluate
+
+    return evaluate(load_model(f"{args.model_dir}/{model}.pt").module, data["test"],
+                    limit=args.eval_samples)["accuracy"]
+
+
+def run_all(args) -> None:
+    from compressor.io.data import load_data
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["model"], r["method"], r["sparsity_target"]) for r in read_rows(out)}
+    data = {"train": load_data("fashion-mnist", "train"), "test": load_data("fashion-mnist", "test")}
+    ft = {float(s) for s in args.ft_sparsities.split(",") if s.strip()}
+    for model in args.models.split(","):
+        if (model, "baseline", 0.0) not in done:
+            _append(out, {"model": model, "method": "baseline", "sparsity_target": 0.0, "sparsity": 0.0,
+                          "accuracy_noft": baseline(model, args, data)})
+        for label in args.methods.split(","):
+            for s in (float(v) for v in args.sparsities.split(",")):
+                if (model, label, s) not in done:
+                    row = run_one(model, label, s, args, data, s in ft)
+                    _append(out, {**row, "ft_epochs": args.ft_epochs, "ft_schedule": "cosine", "ft_batches": args.ft_batches,
+                                  "ft_lr": args.ft_lr, "eval_samples": args.eval_samples})
+                    print(json.dumps(row), flush=True)
+
+
+def _append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def report(args) -> None:
+    rows = read_rows(Path(args.out))
+    base = {r["model"]: r["accuracy_noft"] for r in rows if r["method"] == "baseline"}
+    lines = ["| model | method | sparsity | acc no FT | acc FT | FT / baseline |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted((r for r in rows if r["method"] != "baseline"),
+                    key=lambda r: (r["model"], r["method"], r["sparsity_target"])):
+        ft = r.get("accuracy_ft")
+        ratio = f"{ft / base[r['model']]:.3f}" if ft is not None else ""
+        lines.append(f"| {r['model']} | {r['method']} | {r['sparsity']:.3f} | {r['accuracy_noft']:.4f} | "
+                     f"{'' if ft is None else f'{ft:.4f}'} | {ratio} |")
+    head = ["baseline accuracy: " + ", ".join(f"{m} {a:.4f}" for m, a in base.items()), ""]
+    Path(args.out).with_suffix(".md").write_text("\n".join(head + lines) + "\n")
+    plot(rows, base, Path(args.out).with_suffix(".png"))
+
+
+def plot(rows: list[dict], base: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(base)
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for i, label in enumerate(METHODS):
+            pts = sorted((r for r in rows if r["model"] == model and r["method"] == label),
+                         key=lambda r: r["sparsity"])
+            color = f"C{i}"
+            ax.plot([r["sparsity"] for r in pts], [r["accuracy_noft"] for r in pts], "--o", color=color,
+                    alpha=0.6, ms=3, label=f"{label} (no FT)")
+            ft = [r for r in pts if "accuracy_ft" in r]
+            ax.plot([r["sparsity"] for r in ft], [r["accuracy_ft"] for r in ft], "-s", color=color,
+                    ms=4, label=f"{label} (FT)")
+        ax.axhline(base[model], color="k", lw=0.8, label="dense baseline")
+        ax.axhline(0.99 * base[model], color="k", lw=0.5, ls=":", label="99% of baseline")
+        ax.set(title=f"{model}: sparsity vs accuracy (Fashion-MNIST)", xlabel="weight sparsity of pruned layers",
+               ylabel="test accuracy (2000-sample subset)", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    if not ARGS.report:
+        run_all(ARGS)
+    report(ARGS)

@@ -1,0 +1,63 @@
+"""Wall time of Wanda calibration + pruning on torchvision ResNet-18 (224x224, 128 samples).
+
+Target: <= 10 s on the 2-core machine. Times ``wanda.run`` (drawing the 128 calibration samples,
+one forward pass with the scoring pre-hooks, masks installed) on a fresh copy of the model each
+repeat, interleaved with a plain forward pass of the same batch (A B A B ...) so machine noise
+shows in both; medians reported. The machine is shared, so numbers are an upper bound.
+
+    PYTHONPATH=. python benchmarks/wanda_speed.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "results" / "wanda_speed.json"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=128)
+    args = ap.parse_args()
+
+    from compressor.io.artifact import load_model
+    from compressor.io.data import load_data
+    from compressor.pruning.base import PruneConfig, PruneContext
+    from compressor.pruning.unstructured import wanda
+
+    base = load_model("torchvision:resnet18")
+    train = load_data("random:3,224,224:1000", "train")
+    cfg = PruneConfig(method="wanda", sparsity=0.5, data="random:3,224,224:1000", calib_samples=args.samples)
+    x, _ = train.take(args.samples, 0)
+    wanda_s, forward_s, sparsity = [], [], None
+    for _ in range(args.repeats):
+        handle = copy.deepcopy(base)
+        start = time.perf_counter()
+        report = wanda.run(handle, cfg, PruneContext(train=train))
+        wanda_s.append(time.perf_counter() - start)
+        sparsity = report.figures["layer_sparsity"]
+        start = time.perf_counter()
+        with torch.no_grad():
+            base.module(x)
+        forward_s.append(time.perf_counter() - start)
+    result = {"model": "torchvision:resnet18", "input": "128x3x224x224", "calib_samples": args.samples,
+              "repeats": args.repeats, "wanda_s_median": statistics.median(wanda_s), "wanda_s": wanda_s,
+              "dense_forward_s_median": statistics.median(forward_s), "forward_s": forward_s,
+              "layer_sparsity": sparsity, "threads": torch.get_num_threads(),
+              "target_s": 10.0, "meets_target": statistics.median(wanda_s) <= 10.0,
+              "machine": "2 CPU cores shared with other jobs (numbers are an upper bound)"}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""What every masked method shares: layer selection, method options, installing masks, notes.
+
+Masks live in ``handle.masks`` (parameter name -> bool tensor of KEPT weights); the training loop
+keeps masked weights and their gradients at zero, and the artifact stores them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor.errors import UsageError, closest
+from compressor.model import ModelHandle
+from compressor.pruning.base import PruneConfig, parse_nm
+from compressor.pruning.unstructured.masks import sparsity_of
+
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SPEED_NOTE = ("masked zeros do not speed up dense runtimes (PyTorch or ONNX Runtime on CPU); the "
+              "gain is the compact file. 2:4 (--nm 2:4) is the pattern a GPU can accelerate "
+              "(semi-structured sparsity on linear layers); no GPU measured it here")
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """``conv`` / ``linear`` for prunable layers, else None."""
+    if isinstance(module, CONV):
+        return "conv"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    return None
+
+
+def select_layers(model: nn.Module, cfg: PruneConfig) -> list[tuple[str, nn.Module]]:
+    """The conv/linear layers ``cfg`` selects (``--layers``, ``--ignore``), in definition order."""
+    chosen = [(name, mod) for name, mod in model.named_modules()
+              if layer_kind(mod) and cfg.selects(name, layer_kind(mod))]
+    if not chosen:
+        raise UsageError(f"no layer matches --layers {','.join(cfg.layers)}",
+                         "use conv, linear or a name pattern such as 'features.*'")
+    return chosen
+
+
+def check_nm(layers: list[tuple[str, nn.Module]], cfg: PruneConfig) -> tuple[int, int] | None:
+    """Parsed ``--nm`` after checking every selected layer's row length is divisible by M."""
+    if not cfg.nm:
+        return None
+    n, m = parse_nm(cfg.nm)
+    for name, mod in layers:
+        width = mod.weight[0].numel()
+        if width % m:
+            raise UsageError(f"--nm {cfg.nm}: layer '{name}' has {width} inputs per row, not "
+                             f"divisible by {m}", f"skip it with --ignore '{name}' or use --layers linear")
+    return n, m
+
+
+def parse_options(options: dict[str, Any], defaults: dict[str, Any], method: str) -> dict[str, Any]:
+    """``cfg.options`` merged over ``defaults``; unknown keys name the closest valid one."""
+    out = dict(defaults)
+    for key, value in options.items():
+        if key not in defaults:
+            near = closest(key, defaults)
+            hint = f"did you mean '{near}'? " if near else ""
+            raise UsageError(f"unknown option '{key}' for method '{method}'",
+                             f"{hint}valid: {', '.join(sorted(defaults)) or 'none'}")
+        out[key] = _coerce(key, value, defaults[key])
+    return out
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if default is None or isinstance(value, type(default)) and not isinstance(value, bool):
+        return value
+    try:
+        if isinstance(default, bool):
+            return str(value).lower() in ("1", "true", "yes", "on")
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"option '{key}' expects {type(default).__name__}, got '{value}'") from None
+
+
+@torch.no_grad()
+def install_masks(handle: ModelHandle, masks: dict[str, torch.Tensor]) -> None:
+    """AND ``masks`` into ``handle.masks`` and zero the removed weights now."""
+    params = dict(handle.module.named_parameters())
+    for name, mask in masks.items():
+        mask = mask.to(torch.bool)
+        if name in handle.masks:
+            mask = mask & handle.masks[name].to(torch.bool)
+        handle.masks[name] = mask
+        params[name].mul_(mask.to(params[name].dtype))
+
+
+def weight_masks(handle: ModelHandle, layers: list[tuple[str, nn.Module]]) -> dict[str, torch.Tensor]:
+    """Current kept-weight masks of the selected layers' weights (all True when unmasked)."""
+    return {f"{name}.weight": handle.masks.get(f"{name}.weight",
+                                               torch.ones_like(mod.weight, dtype=torch.bool))
+            for name, mod in layers}
+
+
+def base_figures(handle: ModelHandle, layers: list[tuple[str, nn.Module]]) -> dict[str, Any]:
+    """Achieved sparsity over the selected layers' weights and how many layers were masked."""
+    masks = weight_masks(handle, layers)
+    return {"masked_layers": len(layers), "layer_sparsity": round(sparsity_of(masks), 6)}
+
+
+def finetune(handle: ModelHandle, ctx: Any, epochs: int) -> dict[str, Any] | None:
+    """``ctx.finetune`` when asked for and available (masks kept), else None."""
+    if epochs <= 0 or ctx.finetune is None:
+        return None
+    return ctx.finetune(handle, epochs)
