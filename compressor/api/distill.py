@@ -110,7 +110,10 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
     from compressor.train import distributed
     from compressor.train.loop import check_classes, evaluate, fit
 
+    import torch
+
     train, val, test = (load_data(cfg.data, split) for split in ("train", "val", "test"))
+    torch.manual_seed(cfg.train.seed)  # a reference student (sample:mlp) starts from a seeded init
     student = cfg.student.load()
     check_classes(student.module, train)
     teacher = _load_teacher(cfg, student, train)
