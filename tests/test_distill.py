@@ -178,3 +178,37 @@ def test_torchrun_two_processes_match_one_full_batch_process(tmp_path):
     for e1, e2 in zip(one["epochs"], docs[0]["epochs"]):  # train loss summed over both ranks
         assert e2["train_loss"] == pytest.approx(e1["train_loss"], rel=1e-4)
     assert one["epochs"][0]["train_loss"] != pytest.approx(one["epochs"][1]["train_loss"], rel=1e-4)
+
+
+# --- compress prune --distill-from: the recovery step -------------------------------------------
+
+def test_prune_distill_from_needs_finetune_epochs(tmp_path):
+    res = runner.invoke(app, ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5",
+                              "--data", "random", "--distill-from", "sample:mlp", "-o",
+                              str(tmp_path / "x.pt")])
+    assert res.exit_code == 2 and "--distill-from needs fine-tuning epochs" in res.stderr
+
+
+def test_prune_finetune_distils_from_the_teacher(tmp_path):
+    from compressor.api.prune import make_context
+    from compressor.pruning.base import PruneConfig
+
+    teacher = artifact(tmp_path, "teacher", 1)
+    cfg = PruneConfig(method="magnitude", sparsity=0.5, data="random", finetune_epochs=1,
+                      finetune_lr=2e-3, batch_size=64, distill_from=str(teacher), alpha=1.0)
+    student = load_model(artifact(tmp_path, "student", 2))
+    mask = student.module[1].weight.abs() > student.module[1].weight.abs().median()
+    student.masks = {"1.weight": mask}
+    before = load_model(artifact(tmp_path, "student", 2))
+    make_context(cfg, log=print).finetune(student, 2)
+    x = load_data_x()
+    t = load_model(teacher).module(x)
+    with torch.no_grad():
+        assert soft_kl(student.module(x), t, 4.0) < 0.7 * soft_kl(before.module(x), t, 4.0)
+    assert torch.all(student.module[1].weight[~mask] == 0)
+
+
+def load_data_x() -> torch.Tensor:
+    from compressor.io.data import load_data
+
+    return load_data("random", "val").take(128)[0]

@@ -67,6 +67,7 @@ def distill_loss_fn(teacher: nn.Module, temperature: float, alpha: float
         _follow(teacher, inputs.device)
         with torch.no_grad():
             teacher_logits = teacher(inputs)
+        check_same_outputs(logits, teacher_logits)
         return kd_loss(logits, teacher_logits, targets, temperature, alpha)
 
     return loss_fn
