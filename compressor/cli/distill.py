@@ -50,10 +50,12 @@ def distill(
     Loss: alpha * T^2 * KL(teacher || student at temperature T) + (1 - alpha) * cross-entropy.
     Under torchrun --nproc-per-node N it trains with DDP; only rank 0 writes and prints.
 
-    Example:
+    Examples:
 
-      compress distill small.pt --teacher sample_models/resnet_small.pt --data fashion-mnist
-      --epochs 3 -o small_kd.pt
+      compress distill small.pt --teacher resnet_small.pt --data fashion-mnist -o small_kd.pt
+
+      torchrun --nproc-per-node 2 -m compressor distill small.pt --teacher resnet_small.pt
+      --data fashion-mnist -o small_kd.pt
     """
     flags = dict(locals())
 
