@@ -212,3 +212,18 @@ def load_data_x() -> torch.Tensor:
     from compressor.io.data import load_data
 
     return load_data("random", "val").take(128)[0]
+
+
+def test_prune_l1_with_distill_from_end_to_end(tmp_path):
+    """Structured pruning then KD recovery in one command (runs where l1 exists, issue 3)."""
+    pytest.importorskip("compressor.pruning.structured.norm")
+    out = tmp_path / "small.pt"
+    res = runner.invoke(app, ["prune", "sample:resnet_small", "--method", "l1", "--ratio", "0.5",
+                              "--data", "random", "--finetune-epochs", "1", "--batch-size", "128",
+                              "--distill-from", "sample:resnet_small", "--alpha", "0.5", "-o", str(out),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    handle = load_model(out)
+    assert handle.module.fc.in_features < 64
+    assert handle.history[-1]["params"]["distill_from"] == "sample:resnet_small"
+    assert json.loads(res.stdout)["finetune_best_epoch"] == 0  # the KD fine-tune ran
