@@ -13,6 +13,7 @@ per run: class check, best-epoch snapshots.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -33,9 +34,7 @@ def plain_loop(model: nn.Module, loader, steps: int, lr: float, wd: float) -> No
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     loss_fn = nn.CrossEntropyLoss()
-    for i, (x, y) in enumerate(loader):
-        if i >= steps:
-            break
+    for x, y in itertools.islice(loader, steps):
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

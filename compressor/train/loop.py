@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,9 +199,7 @@ class _Run:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         total_loss, correct, seen = 0.0, 0, 0
-        for i, (x, y) in enumerate(self.loader):
-            if i >= self.steps:
-                break
+        for x, y in itertools.islice(self.loader, self.steps):
             loss, logits = self.step(x.to(self.device), y.to(self.device))
             total_loss += loss * len(y)
             correct += (logits.argmax(1) == y.to(logits.device)).sum().item()
