@@ -227,3 +227,18 @@ def test_prune_l1_with_distill_from_end_to_end(tmp_path):
     assert handle.module.fc.in_features < 64
     assert handle.history[-1]["params"]["distill_from"] == "sample:resnet_small"
     assert json.loads(res.stdout)["finetune_best_epoch"] == 0  # the KD fine-tune ran
+
+
+def test_teacher_stays_frozen_in_eval_mode_during_fit():
+    from compressor.io.data import load_data
+    from compressor.train import distill_loss_fn, fit
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.BatchNorm1d(10))
+    teacher.train()  # a teacher handed over in train mode must still not update its BN statistics
+    stats = teacher[2].running_mean.clone()
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    fit(student, load_data("random", "train"), TrainConfig(epochs=1, lr=1e-2, batch_size=64),
+        loss_fn=distill_loss_fn(teacher, 4.0, 0.9))
+    assert not teacher.training and torch.equal(teacher[2].running_mean, stats)
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())

@@ -221,3 +221,15 @@ def test_ctrl_c_exit_130_and_no_partial_file(save, tmp_path, monkeypatch):
     if save:
         handle = load_model(out)
         assert handle.metrics["interrupted"] is True and handle.metrics["best_epoch"] == 0
+
+
+def test_single_process_distributed_helpers_are_identities():
+    from compressor.train import distributed
+
+    model = nn.Linear(2, 2)
+    assert distributed.is_main() and distributed.world_size() == 1 and distributed.rank() == 0
+    assert distributed.wrap(model, torch.device("cpu")) is model
+    assert distributed.sampler(learnable().dataset, 0) is None
+    assert distributed.all_sum([1.0, 2.0]) == [1.0, 2.0]
+    if not torch.cuda.is_available():
+        assert loop.resolve_device("auto") == torch.device("cpu")
