@@ -22,7 +22,7 @@ from compressor.api import DistillConfig, ModelSpec, distill, finetune
 from compressor.io.atomic import atomic_write_text
 from compressor.train import TrainConfig
 
-BASELINE = "/work/main/sample_models/resnet_small.pt"
+BASELINE = "sample_models/resnet_small.pt"
 
 
 def prune_l1(baseline: str, ratio: float, out: Path) -> str:
