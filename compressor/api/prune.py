@@ -75,17 +75,28 @@ def make_context(cfg: PruneConfig, log) -> PruneContext:
 
         ctx.train, ctx.val = load_data(cfg.data, "train"), load_data(cfg.data, "val")
         ctx.test = load_data(cfg.data, "test")
+        teacher_loss = _teacher_loss(cfg)
 
         def finetune(handle, epochs: int) -> dict[str, Any]:
             from compressor.train import TrainConfig, fit
 
             tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed)
             result = fit(handle.module, ctx.train, tc, val=ctx.val, masks=handle.masks,
-                         description="fine-tune")
+                         loss_fn=teacher_loss, description="fine-tune")
             return {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy}
 
         ctx.finetune = finetune
     return ctx
+
+
+def _teacher_loss(cfg: PruneConfig):
+    """Hinton's KD loss against ``--distill-from`` (None: plain cross-entropy fine-tuning)."""
+    if not cfg.distill_from:
+        return None
+    from compressor.train.distill import distill_loss_fn
+
+    teacher = ModelSpec(cfg.distill_from).load().module
+    return distill_loss_fn(teacher, cfg.temperature, cfg.alpha)
 
 
 def measure(handle, data) -> dict[str, Any]:

@@ -46,6 +46,10 @@ def prune(
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = 1e-4,
     batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = 0,
+    distill_from: Annotated[Optional[str], typer.Option(
+        help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")] = None,
+    temperature: Annotated[float, typer.Option(help="KD temperature T for --distill-from.")] = 4.0,
+    alpha: Annotated[float, typer.Option(help="KD weight of the teacher term for --distill-from.")] = 0.9,
     opt: Annotated[Optional[list[str]], typer.Option(
         "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
     dry_run: Annotated[bool, typer.Option(
@@ -75,7 +79,8 @@ def prune(
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, ignore=tuple(ignore or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()), data=data,
             calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
-            batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])))
+            batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
+            distill_from=distill_from, temperature=temperature, alpha=alpha)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         return api_prune(spec, cfg, output, dry_run=dry_run, log=_log)
 

@@ -41,6 +41,8 @@ class PruneConfig:
         calib_samples: calibration samples for data-driven scoring.
         finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
         seed: for calibration sampling, random pruning and fine-tuning.
+        distill_from: teacher model; fine-tuning then uses Hinton's KD loss (recovery step).
+        temperature / alpha: the KD temperature and the weight of the teacher term.
         options: method-specific settings (validated by the method module, unknown keys rejected).
     """
 
@@ -62,6 +64,9 @@ class PruneConfig:
     batch_size: int = 128
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    distill_from: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.9
 
     def __post_init__(self) -> None:
         info = registry.method(self.method)
@@ -83,6 +88,15 @@ class PruneConfig:
                              "tensors:FILE)")
         if self.finetune_epochs and not self.data:
             raise UsageError("--finetune-epochs needs --data", "add --data fashion-mnist")
+        if self.distill_from:
+            self._check_distill()
+
+    def _check_distill(self) -> None:
+        if not self.finetune_epochs:
+            raise UsageError("--distill-from needs fine-tuning epochs", "add --finetune-epochs 2")
+        from compressor.train.distill import check_kd
+
+        check_kd(self.temperature, self.alpha)
 
     def _check_structured(self) -> None:
         if self.ratio is None and self.target_macs is None:

@@ -1,0 +1,186 @@
+"""``compress distill`` and ``compress finetune``: recover accuracy with the shared training loop.
+
+Distillation trains the student on Hinton's loss against a frozen teacher
+(:mod:`compressor.train.distill`); fine-tuning is the same run without a teacher (cross-entropy).
+The student keeps its masks. Under ``torchrun`` every process trains its share of each epoch
+and only rank 0 writes the artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from compressor.api.common import ModelSpec
+from compressor.errors import UsageError
+from compressor.train.loop import TrainConfig
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """What to train, on what, and how.
+
+    Attributes:
+        student: the model to train (a pruned artifact keeps its masks, or any reference).
+        data: data spec; trains on its train split, keeps the best epoch on val, reports test.
+        teacher: the frozen teacher; None fine-tunes with cross-entropy alone.
+        temperature / alpha: Hinton's T and the weight of the teacher term.
+        train: optimizer, schedule, epochs, device, ... (defaults: Adam, lr 1e-4, wd 1e-4).
+        save_on_interrupt: on Ctrl-C save the best finished epoch instead of nothing.
+        eval_limit: evaluate on at most this many test samples (None: all).
+    """
+
+    student: ModelSpec
+    data: str
+    teacher: ModelSpec | None = None
+    temperature: float = 4.0
+    alpha: float = 0.9
+    train: TrainConfig = field(default_factory=TrainConfig)
+    save_on_interrupt: bool = False
+    eval_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        from compressor.train.distill import check_kd
+
+        if self.teacher is not None:
+            check_kd(self.temperature, self.alpha)
+        if self.eval_limit is not None and self.eval_limit <= 0:
+            raise UsageError(f"--eval-limit must be > 0, got {self.eval_limit}")
+
+    @property
+    def command(self) -> str:
+        """``distill`` with a teacher, ``finetune`` without."""
+        return "distill" if self.teacher is not None else "finetune"
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """Accuracy before and after, the teacher's, and the per-epoch figures."""
+
+    command: str
+    output: str | None
+    student: str
+    teacher: str | None
+    data: str
+    accuracy_before: float
+    accuracy_after: float
+    teacher_accuracy: float | None
+    best_epoch: int
+    best_val_accuracy: float | None
+    train_seconds: float
+    device: str
+    world_size: int
+    interrupted: bool
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Flat keys (``accuracy_after``, ``train_seconds``) plus the per-epoch list."""
+        return asdict(self)
+
+
+def distill(cfg: DistillConfig, output: str | None,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
+    """Train ``cfg.student`` (against ``cfg.teacher`` when given); save to ``output`` (rank 0).
+
+    Raises:
+        UsageError / InputError: no output, bad values, teacher and student outputs differ,
+            labels outside the student's classes (exit 2).
+        KeyboardInterrupt: Ctrl-C without ``save_on_interrupt`` (nothing written).
+    """
+    from compressor.io.atomic import check_writable
+    from compressor.train import distributed
+
+    if not output:
+        raise UsageError("no output file", "add -o OUT.pt")
+    check_writable(output)
+    with distributed.session(_device_kind(cfg.train.device)):
+        return _run(cfg, output, on_epoch)
+
+
+def finetune(cfg: DistillConfig, output: str | None,
+             on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
+    """Fine-tune ``cfg.student`` with cross-entropy (the teacher, if any, is ignored)."""
+    from dataclasses import replace
+
+    return distill(replace(cfg, teacher=None), output, on_epoch)
+
+
+def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
+    from compressor.io.data import load_data
+    from compressor.train import distributed
+    from compressor.train.loop import check_classes, evaluate, fit
+
+    import torch
+
+    train, val, test = (load_data(cfg.data, split) for split in ("train", "val", "test"))
+    torch.manual_seed(cfg.train.seed)  # a reference student (sample:mlp) starts from a seeded init
+    student = cfg.student.load()
+    check_classes(student.module, train)
+    teacher = _load_teacher(cfg, student, train)
+    before = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
+    teacher_acc = evaluate(teacher.module, test, limit=cfg.eval_limit)["accuracy"] if teacher else None
+    loss_fn = _loss_fn(cfg, teacher)
+    result = fit(student.module, train, cfg.train, val=val, masks=student.masks, loss_fn=loss_fn,
+                 description=cfg.command, stop_on_interrupt=cfg.save_on_interrupt, on_epoch=on_epoch)
+    after = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
+    _record(cfg, student, train, result, after, teacher_acc)
+    if distributed.is_main():
+        from compressor.io.artifact import save_artifact
+
+        save_artifact(student, output)
+    distributed.barrier()
+    return DistillResult(cfg.command, output, cfg.student.path, cfg.teacher.path if teacher else None,
+                         test.name, before, after, teacher_acc, result.best_epoch,
+                         result.best_val_accuracy, round(result.seconds, 3), result.device,
+                         result.world_size, result.interrupted, result.epochs)
+
+
+def _load_teacher(cfg: DistillConfig, student, data):
+    """The teacher handle (None for fine-tuning), checked against the student's outputs."""
+    if cfg.teacher is None:
+        return None
+    import torch
+
+    from compressor.train.distill import check_same_outputs
+
+    from compressor.errors import InputError
+
+    teacher = cfg.teacher.load()
+    x = torch.stack([data.dataset[i][0] for i in range(min(2, len(data)))])
+    with torch.no_grad():
+        try:
+            teacher_out = teacher.module.eval()(x)
+        except RuntimeError as exc:
+            raise InputError(f"the teacher cannot take {data.name} inputs of shape "
+                             f"{tuple(x.shape[1:])} ({str(exc).splitlines()[0][:120]})",
+                             "distil from a teacher trained on the same data") from None
+        check_same_outputs(student.module.eval()(x), teacher_out)
+    return teacher
+
+
+def _loss_fn(cfg: DistillConfig, teacher):
+    if teacher is None:
+        return None
+    from compressor.train.distill import distill_loss_fn
+
+    return distill_loss_fn(teacher.module, cfg.temperature, cfg.alpha)
+
+
+def _record(cfg: DistillConfig, student, train, result, accuracy: float, teacher_acc) -> None:
+    if student.mean is None:
+        student.mean, student.std = train.mean, train.std
+    params = {**asdict(cfg.train), "data": cfg.data}
+    if cfg.teacher is not None:
+        params.update(teacher=cfg.teacher.path, temperature=cfg.temperature, alpha=cfg.alpha)
+    metrics = {"accuracy": accuracy, "eval_data": f"{cfg.data}/test", "best_epoch": result.best_epoch,
+               "train_seconds": round(result.seconds, 3), "world_size": result.world_size,
+               "interrupted": result.interrupted}
+    if teacher_acc is not None:
+        metrics["teacher_accuracy"] = teacher_acc
+    student.record(cfg.command, "kd" if cfg.teacher is not None else "ce", params, metrics)
+
+
+def _device_kind(name: str) -> str:
+    from compressor.train.loop import resolve_device
+
+    return resolve_device(name).type
