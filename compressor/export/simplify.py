@@ -1,0 +1,47 @@
+"""Graph simplification with onnxslim (constant folding, dead-node removal, fusions).
+
+onnxslim (github.com/inisis/OnnxSlim) rewrites the graph without changing what it computes; the
+caller keeps the result only when the parity check still passes, and reports node counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+
+
+@dataclass
+class Simplified:
+    """The simplified model (or the original when simplification failed) and node counts."""
+
+    model: object  # onnx.ModelProto
+    nodes_before: int
+    nodes_after: int
+    note: str | None = None
+
+
+def node_count(model) -> int:
+    """Nodes of the main graph."""
+    return len(model.graph.node)
+
+
+def simplify(model) -> Simplified:
+    """Run onnxslim on a copy of ``model``; on failure return the original with a note."""
+    import onnx
+    import onnxslim
+
+    before = node_count(model)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(copy)
+    except Exception as exc:  # noqa: BLE001 - onnxslim raises many types; keep the original
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        return Simplified(model, before, before, f"onnxslim failed ({first}); kept the exported graph")
+    if slim is None:
+        return Simplified(model, before, before, "onnxslim returned nothing; kept the exported graph")
+    return Simplified(slim, before, node_count(slim))
