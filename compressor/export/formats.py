@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from compressor.errors import UnsupportedError
-from compressor.export.onnx_export import _first_line, _quiet, flatten_outputs
+from compressor.export.onnx_export import _first_line, flatten_outputs, quiet
 
 META_FILE = "compressor.json"
 
@@ -26,7 +26,7 @@ def save(fmt: str, module: nn.Module, example: torch.Tensor, path: Path, dynamic
     """Write ``module`` to ``path`` in ``fmt`` (torchscript or exported-program)."""
     extra = {META_FILE: json.dumps(meta)}
     try:
-        with _quiet():
+        with quiet():
             if fmt == "torchscript":
                 traced = torch.jit.trace(module, (example,), check_trace=False)
                 torch.jit.save(traced, str(path), _extra_files=extra)
@@ -41,7 +41,7 @@ def save(fmt: str, module: nn.Module, example: torch.Tensor, path: Path, dynamic
 
 def runner(fmt: str, path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
     """Load a saved TorchScript / ExportedProgram file and return a numpy runner for parity."""
-    with _quiet():
+    with quiet():
         if fmt == "torchscript":
             module = torch.jit.load(str(path))
         else:
@@ -57,7 +57,7 @@ def runner(fmt: str, path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
 def read_metadata(fmt: str, path: Path) -> dict[str, str]:
     """The ``compressor.*`` metadata stored beside the program."""
     extra = {META_FILE: ""}
-    with _quiet():
+    with quiet():
         if fmt == "torchscript":
             torch.jit.load(str(path), _extra_files=extra)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +37,11 @@ def forward_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tens
     """Run one forward pass; a failure on this input shape is a bad-input error (exit 2)."""
     try:
         with torch.no_grad():
-            return flatten_outputs(module(example))
+            out = module(example)
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
         raise InputError(f"the model's forward pass fails on input shape {tuple(example.shape)}: "
                          f"{_first_line(exc)}", "pass the right --input-shape, e.g. 1,1,28,28") from None
+    return flatten_outputs(out)
 
 
 def flatten_outputs(out: Any) -> list[torch.Tensor]:
@@ -83,7 +85,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
 
 def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, names: list[str]):
     shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
-    with _quiet():
+    with quiet():
         program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=opset,
                                     input_names=[INPUT_NAME], output_names=names,
                                     dynamic_shapes=shapes, verbose=False)
@@ -100,7 +102,7 @@ def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: 
 
     axes = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if dynamic else None
     buf = io.BytesIO()
-    with _quiet():
+    with quiet():
         torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes,
                           do_constant_folding=True)
@@ -112,11 +114,15 @@ def _opset(model) -> int:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Silence the exporters' prints and warnings (they would break ``--json`` on stdout)."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+def quiet():
+    """Silence the exporters' prints, warnings and log records (stdout must stay JSON-only)."""
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -168,12 +174,12 @@ def stamp(model, props: dict[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
-def check(model) -> None:
-    """``onnx.checker`` full check (with shape inference); a failure is an export failure."""
+def check(model, full: bool = True) -> None:
+    """``onnx.checker`` check, full (with shape inference) by default; a failure is an export failure."""
     import onnx
 
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(model, full_check=full)
     except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
         raise UnsupportedError(f"the exported graph fails onnx.checker: {_first_line(exc)}",
                                "try another --opset or --exporter torchscript") from None

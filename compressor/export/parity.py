@@ -35,10 +35,10 @@ class Parity:
 
     def flat(self, prefix: str = "") -> dict[str, Any]:
         """Flat keys, e.g. ``max_abs_error`` or with a prefix ``int8_max_abs_error``."""
-        return {f"{prefix}max_abs_error": self.max_abs_error,
+        flat = {f"{prefix}max_abs_error": self.max_abs_error,
                 f"{prefix}max_rel_error": self.max_rel_error,
-                f"{prefix}top1_agreement": self.top1_agreement,
-                f"{prefix}parity_passed": self.passed}
+                f"{prefix}top1_agreement": self.top1_agreement}
+        return flat if prefix else {**flat, "parity_passed": self.passed}
 
 
 def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:

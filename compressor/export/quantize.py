@@ -10,10 +10,6 @@ Float16 uses ``onnxruntime.transformers.float16`` and keeps float32 inputs and o
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,7 @@ import torch
 from torch import nn
 
 from compressor.errors import UnsupportedError
+from compressor.export.onnx_export import quiet
 
 CONV_HEAVY = 0.5  # share of MACs in convolutions above which static QDQ is preferred
 
@@ -77,7 +74,7 @@ def quantize_int8(src: Path, dst: Path, mode: str, calib: np.ndarray | None = No
 
     prepared = _preprocess(src)
     try:
-        with _quiet():
+        with quiet():
             if mode == "dynamic":
                 quantize_dynamic(prepared, dst, weight_type=QuantType.QInt8, per_channel=True)
             else:
@@ -98,7 +95,7 @@ def _preprocess(src: Path) -> Path:
 
     out = src.with_name(src.stem + ".pre.onnx")
     try:
-        with _quiet():
+        with quiet():
             quant_pre_process(str(src), str(out))
         return out
     except Exception:  # noqa: BLE001 - pre-processing is optional
@@ -110,23 +107,40 @@ def to_fp16(model):
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     try:
-        with _quiet():
-            return convert_float_to_float16(model, keep_io_types=True)
+        with quiet():
+            half = convert_float_to_float16(model, keep_io_types=True)
     except Exception as exc:  # noqa: BLE001
         raise UnsupportedError(f"float16 conversion failed: {_first(exc)}", "export without --fp16") from None
+    topological_sort(half.graph)
+    return half
 
 
-@contextlib.contextmanager
-def _quiet():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
+def topological_sort(graph) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (Kahn).
+
+    The float16 converter appends its input Cast nodes at the end, which onnx.checker rejects.
+    """
+    produced_by = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    nodes, done, order = list(graph.node), set(), []
+
+    def visit(i: int) -> None:
+        stack = [(i, False)]
+        while stack:
+            j, expanded = stack.pop()
+            if j in done:
+                continue
+            if expanded:
+                done.add(j)
+                order.append(nodes[j])
+                continue
+            stack.append((j, True))
+            stack.extend((produced_by[n], False) for n in nodes[j].input
+                         if n in produced_by and produced_by[n] not in done)
+
+    for i in range(len(nodes)):
+        visit(i)
+    del graph.node[:]
+    graph.node.extend(order)
 
 
 def _first(exc: BaseException) -> str:

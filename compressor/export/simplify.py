@@ -6,10 +6,9 @@ caller keeps the result only when the parity check still passes, and reports nod
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from dataclasses import dataclass
+
+from compressor.export.onnx_export import quiet
 
 
 @dataclass
@@ -36,8 +35,7 @@ def simplify(model) -> Simplified:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             slim = onnxslim.slim(copy)
     except Exception as exc:  # noqa: BLE001 - onnxslim raises many types; keep the original
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
