@@ -29,6 +29,7 @@ class Parity:
     max_rel_error: float
     top1_agreement: float | None
     passed: bool
+    reference_max_abs: float
     samples: int
     batch_sizes: list[int] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
@@ -38,7 +39,8 @@ class Parity:
         flat = {f"{prefix}max_abs_error": self.max_abs_error,
                 f"{prefix}max_rel_error": self.max_rel_error,
                 f"{prefix}top1_agreement": self.top1_agreement}
-        return flat if prefix else {**flat, "parity_passed": self.passed}
+        return flat if prefix else {**flat, "parity_passed": self.passed,
+                                    "output_max_abs": self.reference_max_abs}
 
 
 def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
@@ -51,7 +53,8 @@ def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol:
     big = np.abs(ref) > atol
     rel = float((diff[big] / np.abs(ref[big])).max()) if big.any() else 0.0
     bad = ~(diff <= atol + rtol * np.abs(ref))
-    return {"shape": list(ref.shape), "max_abs_error": float(diff.max()) if diff.size else 0.0,
+    return {"shape": list(ref.shape), "reference_max_abs": float(np.abs(ref).max()) if ref.size else 0.0,
+            "max_abs_error": float(diff.max()) if diff.size else 0.0,
             "max_rel_error": rel, "mismatch_fraction": float(bad.mean()) if bad.size else 0.0,
             "top1_agreement": top1_agreement(ref, act), "passed": not bool(bad.any())}
 
@@ -68,7 +71,8 @@ def summarise(rows: list[dict[str, Any]], samples: int, batch_sizes: Sequence[in
     tops = [r["top1_agreement"] for r in rows if r["top1_agreement"] is not None]
     return Parity(max((r["max_abs_error"] for r in rows), default=0.0),
                   max((r["max_rel_error"] for r in rows), default=0.0),
-                  min(tops) if tops else None, all(r["passed"] for r in rows), samples,
+                  min(tops) if tops else None, all(r["passed"] for r in rows),
+                  max((r.get("reference_max_abs", 0.0) for r in rows), default=0.0), samples,
                   sorted(set(batch_sizes)), rows)
 
 
