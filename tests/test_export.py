@@ -398,3 +398,26 @@ def test_info_reads_the_exported_metadata(models, tmp_path):
     out = tmp_path / "i.onnx"
     run_export(models["cnn"], out, exporter="torchscript")
     assert info(ModelSpec(str(out))).ref == "sample:simple_cnn"
+
+
+# ---------------------------------------------------------------- breadth (slow; table in benchmarks/)
+
+
+def _breadth_refs() -> list[str]:
+    from compressor.io.refs import torchvision_models
+    from compressor.registry import SAMPLES
+
+    return [f"sample:{s}" for s in SAMPLES] + [f"torchvision:{n}" for n in torchvision_models()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ref", _breadth_refs())
+def test_every_sample_and_torchvision_model_exports_with_parity(ref, tmp_path):
+    """benchmarks/export_breadth.py runs the same export and writes the table."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from export_breadth import one
+
+    row = one(ref, pruned=False, max_params=100_000_000)
+    if row["status"] == "skipped":
+        pytest.skip(row["error"])
+    assert row["status"] == "ok", row.get("error")

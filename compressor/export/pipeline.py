@@ -69,6 +69,7 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     out = Outcome()
     exported = onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic, cfg.exporter)
     out.notes += exported.notes
+    _check_size(exported.model)
     props = onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg))
     model = _finish(exported.model, props)
     inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
@@ -85,6 +86,16 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     out.figures.update(size_bytes=len(data), compressed_bytes=compressed_bytes(data),
                        **weight_figures(final))
     return out
+
+
+def _check_size(model) -> None:
+    """A protobuf cannot exceed 2 GiB; external-data files are not written (yet)."""
+    from compressor.errors import UnsupportedError
+
+    if model.ByteSize() >= 2**31:
+        raise UnsupportedError(f"the ONNX graph is {model.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB "
+                               "limit, and ONNX external-data output is not supported",
+                               "use --format exported-program, or prune the model first")
 
 
 def _extra(cfg: ExportConfig) -> dict[str, Any]:
