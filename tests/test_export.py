@@ -179,6 +179,22 @@ def test_topological_sort_fixes_appended_casts():
     onnx.checker.check_model(helper.make_model(graph), full_check=True)
 
 
+def test_compact_shortens_names_and_keeps_the_result():
+    w = numpy_helper.from_array(np.eye(2, dtype=np.float32), "a_very_long_initializer_name")
+    node = helper.make_node("MatMul", ["x", w.name], ["a_long_intermediate"], name="a_long_node_name")
+    relu = helper.make_node("Relu", ["a_long_intermediate"], ["y"])
+    graph = helper.make_graph([node, relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([[1.0, -2.0]], np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    size = model.ByteSize()
+    quantize.compact(model)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ByteSize() < size and [i.name for i in model.graph.input] == ["x"]
+    np.testing.assert_array_equal(ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0], before)
+
+
 def test_history_summary_is_one_line_per_step():
     lines = history_summary([{"time": "T", "command": "prune", "method": "l1",
                               "params": {"ratio": 0.5, "seed": 0}, "metrics": {"accuracy": 0.91234}}])

@@ -148,6 +148,7 @@ def _reduced(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
         return model
     fp32_bytes = len(model.SerializeToString())
     reduced = _int8(model, inp, cfg, out) if cfg.quantize else quantize.to_fp16(model)
+    quantize.compact(reduced)
     reduced = _finish(reduced, props)
     result = verify(reduced, inp, cfg)
     tag = "int8" if cfg.quantize else "fp16"
