@@ -12,6 +12,7 @@ already there):
 
     PYTHONPATH=. python benchmarks/export_breadth.py --out benchmarks/results/export_breadth.md
     PYTHONPATH=. python benchmarks/export_breadth.py --pruned --out benchmarks/results/export_breadth_pruned.md
+    PYTHONPATH=. python benchmarks/export_breadth.py --table-only   # table from the rows so far
 """
 
 from __future__ import annotations
@@ -158,10 +159,14 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="only these names (e.g. resnet18 simple_cnn)")
     parser.add_argument("--max-params", type=int, default=100_000_000, help="skip bigger models (0: none)")
     parser.add_argument("--resume", action="store_true", help="skip models already in OUT.jsonl")
+    parser.add_argument("--table-only", action="store_true", help="only rewrite OUT from OUT.jsonl")
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = out.with_suffix(".jsonl")
+    if args.table_only:
+        write_table(out, lines, args.pruned, total=len(model_refs(args.models)))
+        return
     done = {json.loads(l)["model"] for l in lines.read_text().splitlines()} if args.resume and lines.exists() else set()
     if not args.resume and lines.exists():
         lines.unlink()
@@ -172,9 +177,16 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         with lines.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-    rows = [json.loads(l) for l in lines.read_text().splitlines()]
-    title = "pruned with l1 at 0.5, then " if args.pruned else ""
-    out.write_text(f"# Export breadth: {title}compress export with default settings\n\n"
+    write_table(out, lines, args.pruned, total=len(model_refs(args.models)))
+
+
+def write_table(out: Path, lines: Path, pruned: bool, total: int) -> None:
+    """Rewrite the markdown table from the JSON lines."""
+    rows = [json.loads(l) for l in lines.read_text().splitlines()] if lines.exists() else []
+    title = "pruned with l1 at 0.5, then " if pruned else ""
+    missing = f"{total - len(rows)} of {total} models not run yet (continue with --resume).\n\n" \
+        if len(rows) < total else ""
+    out.write_text(f"# Export breadth: {title}compress export with default settings\n\n" + missing +
                    "Random-init models (all-zero weight tensors, e.g. zero-initialised heads, get N(0, 0.02) values so "
                    "outputs are not constant); machine shared (2 cores, several jobs): seconds are indicative.\n\n"
                    + table(rows))
