@@ -338,6 +338,23 @@ def test_parity_failure_is_check_failed_and_writes_nothing(user_models, tmp_path
     assert "parity_passed" not in result.figures and (tmp_path / "n.onnx").is_file()
 
 
+def test_dynamo_graph_failing_parity_is_retried_with_torchscript(models, tmp_path, monkeypatch):
+    from compressor.export import onnx_export
+
+    real = onnx_export._dynamo
+
+    def broken(module, example, opset, dynamic, names):  # a dynamo graph whose weights are off
+        model = real(module, example, opset, dynamic, names)
+        weight = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.5, weight.name))
+        return model
+
+    monkeypatch.setattr(onnx_export, "_dynamo", broken)
+    result = run_export(models["cnn"], tmp_path / "r.onnx")
+    assert result.figures["exporter"] == "torchscript" and result.figures["parity_passed"]
+    assert any("dynamo graph failed parity" in n for n in result.notes)
+
+
 def test_bad_inputs_raise_the_right_errors(user_models, models, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         run_export(models["cnn"], tmp_path / "missing" / "x.onnx")

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from compressor.errors import CheckFailed
+from compressor.errors import CheckFailed, CompressorError
 from compressor.export import onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io.atomic import atomic_write
@@ -67,17 +67,9 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
 def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     """Export to ONNX and write ``cfg.output``; see the module docstring."""
     out = Outcome()
-    exported = onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic, cfg.exporter)
-    out.notes += exported.notes
-    _check_size(exported.model)
-    props = onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg))
-    model = _finish(exported.model, props)
-    inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
-    model, fp32 = _simplified(model, props, inp, cfg, out)
+    model, props, fp32 = _exported(inp, cfg, out)
     if fp32 is not None:
         _gate(fp32, cfg, out)
-    out.figures.update(exporter=exported.exporter, opset=cfg.opset,
-                       batch="dynamic" if cfg.dynamic else cfg.fixed_batch)
     final = _reduced(model, props, inp, cfg, out)
     if cfg.sparse_storage:
         final = _sparse(final, inp, cfg, out)
@@ -86,6 +78,33 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     out.figures.update(size_bytes=len(data), compressed_bytes=compressed_bytes(data),
                        **weight_figures(final))
     return out
+
+
+def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exporter: str | None = None):
+    """Export, stamp, check and simplify; a dynamo graph that fails parity is retried with TorchScript."""
+    exported = onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic,
+                                       exporter or cfg.exporter)
+    _check_size(exported.model)
+    props = onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg))
+    model = _finish(exported.model, props)
+    inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
+    model, fp32 = _simplified(model, props, inp, cfg, out)
+    out.figures.update(exporter=exported.exporter, opset=cfg.opset,
+                       batch="dynamic" if cfg.dynamic else cfg.fixed_batch)
+    if fp32 is None or fp32.passed or exporter or cfg.exporter != "auto" or exported.exporter != "dynamo":
+        out.notes += exported.notes
+        return model, props, fp32
+    fresh = Outcome()
+    try:
+        retry = _exported(inp, cfg, fresh, "torchscript")
+    except CompressorError:
+        return model, props, fp32
+    if not retry[2].passed:
+        return model, props, fp32
+    out.figures.update(fresh.figures)
+    out.notes += fresh.notes + [f"the dynamo graph failed parity (max abs error {fp32.max_abs_error:.3g}); "
+                                "used the TorchScript-based exporter, whose graph passes"]
+    return retry
 
 
 def _check_size(model) -> None:
