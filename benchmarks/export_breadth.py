@@ -138,9 +138,9 @@ def prune_first(source: str, shape: tuple[int, ...], tmp: str) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown table."""
-    cols = ("model", "params", "input_shape", "status", "exporter", "nodes_before", "nodes_after",
+    cols = ("model", "params", "params_after", "input_shape", "status", "exporter", "nodes_before", "nodes_after",
             "max_abs_error", "max_rel_error", "top1_agreement", "output_max_abs", "size_bytes", "seconds", "error")
-    fmt = {"max_abs_error": "{:.2e}", "max_rel_error": "{:.2e}", "top1_agreement": "{:.3f}", "output_max_abs": "{:.2e}", "params": "{:,}",
+    fmt = {"max_abs_error": "{:.2e}", "max_rel_error": "{:.2e}", "top1_agreement": "{:.3f}", "output_max_abs": "{:.2e}", "params": "{:,}", "params_after": "{:,}",
            "size_bytes": "{:,}"}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
