@@ -43,6 +43,7 @@ def measure(artifact: Path, eval_samples: int | None) -> dict:
     row.update(fp32_bytes=q["fp32_size_bytes"], fp32_parity=q["parity_passed"], accuracy_fp32=q["accuracy_fp32"],
                int8_mode=q["quant_mode"], int8_bytes=q["size_bytes"], int8_ratio=q["size_ratio"],
                int8_accuracy=q["accuracy"], int8_delta=q["accuracy_delta"],
+               int8_agreement=q["int8_top1_agreement_data"],
                fp16_bytes=h["size_bytes"], fp16_ratio=h["size_ratio"], fp16_delta=h["accuracy_delta"],
                eval_samples=eval_samples or "all")
     row["meets_target"] = row["int8_ratio"] <= TARGET_RATIO and row["int8_delta"] >= -TARGET_DROP
@@ -52,10 +53,12 @@ def measure(artifact: Path, eval_samples: int | None) -> dict:
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
     head = ("| model | fp32 bytes | int8 mode | int8 bytes | int8/fp32 | acc fp32 | acc int8 | delta (points) "
-            "| fp16 bytes | fp16/fp32 | fp16 delta (points) | target met |\n|" + "---|" * 12 + "\n")
+            "| int8 vs fp32 top-1 agreement | fp16 bytes | fp16/fp32 | fp16 delta (points) | target met |\n|"
+            + "---|" * 13 + "\n")
     body = "".join(
         f"| {r['model']} | {r['fp32_bytes']:,} | {r['int8_mode']} | {r['int8_bytes']:,} | {r['int8_ratio']:.1%} "
         f"| {r['accuracy_fp32']:.4f} | {r['int8_accuracy']:.4f} | {100 * r['int8_delta']:+.2f} "
+        f"| {r.get('int8_agreement', float('nan')):.4f} "
         f"| {r['fp16_bytes']:,} | {r['fp16_ratio']:.1%} | {100 * r['fp16_delta']:+.2f} "
         f"| {'yes' if r['meets_target'] else 'NO'} |\n" for r in rows)
     return head + body

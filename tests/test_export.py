@@ -297,6 +297,7 @@ def test_int8_static_qdq_for_conv_net_with_data(models, tmp_path):
     assert f["quant_mode"] == "static" and f["size_ratio"] <= 0.3
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(out)).graph.node}
     assert f["accuracy_delta"] == pytest.approx(f["accuracy"] - f["accuracy_fp32"])
+    assert 0.0 <= f["int8_top1_agreement_data"] <= 1.0
 
 
 def test_fp16_halves_weights_and_keeps_float32_io(models, tmp_path):

@@ -86,8 +86,9 @@ def render(r) -> None:
     for tag in ("int8", "fp16"):
         if f"{tag}_max_abs_error" in f:
             rows += [(f"{tag} max abs error", _num(f[f"{tag}_max_abs_error"])),
-                     (f"{tag} top-1 agreement", _num(f[f"{tag}_top1_agreement"])),
-                     (f"size vs fp32", f"{f['size_ratio']:.1%}")]
+                     (f"{tag} top-1 agreement (parity inputs)", _num(f[f"{tag}_top1_agreement"])),
+                     (f"{tag} top-1 agreement with fp32 (test samples)", _num(f.get(f"{tag}_top1_agreement_data"))),
+                     ("size vs fp32", f"{f['size_ratio']:.1%}")]
     if "accuracy" in f:
         rows.append(("accuracy", _num(f["accuracy"]) + (f" (fp32 {_num(f['accuracy_fp32'])}, "
                                                         f"{f['accuracy_delta']:+.4f})" if "accuracy_fp32" in f else "")))
