@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from compressor.errors import UnsupportedError
-from compressor.export.onnx_export import _first_line, flatten_outputs, quiet
+from compressor.export.onnx_export import first_line, flatten_outputs, quiet
 
 META_FILE = "compressor.json"
 
@@ -35,7 +35,7 @@ def save(fmt: str, module: nn.Module, example: torch.Tensor, path: Path, dynamic
                 program = torch.export.export(module, (example,), dynamic_shapes=shapes)
                 torch.export.save(program, str(path), extra_files=extra)
     except Exception as exc:  # noqa: BLE001 - tracers raise many types
-        raise UnsupportedError(f"{fmt} export failed: {_first_line(exc)}",
+        raise UnsupportedError(f"{fmt} export failed: {first_line(exc)}",
                                "try --format onnx or another format") from None
 
 

@@ -40,7 +40,7 @@ def forward_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tens
             out = module(example)
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
         raise InputError(f"the model's forward pass fails on input shape {tuple(example.shape)}: "
-                         f"{_first_line(exc)}", "pass the right --input-shape, e.g. 1,1,28,28") from None
+                         f"{first_line(exc)}", "pass the right --input-shape, e.g. 1,1,28,28") from None
     return flatten_outputs(out)
 
 
@@ -70,7 +70,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
         try:
             return Exported(_dynamo(module, example, opset, dynamic, names), "dynamo")
         except Exception as exc:  # noqa: BLE001 - any exporter failure triggers the fallback
-            errors.append(f"dynamo: {_first_line(exc)}")
+            errors.append(f"dynamo: {first_line(exc)}")
     if exporter in ("auto", "torchscript"):
         try:
             model = _torchscript(module, example, opset, dynamic, names)
@@ -78,7 +78,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
                 if errors else []
             return Exported(model, "torchscript", notes)
         except Exception as exc:  # noqa: BLE001
-            errors.append(f"torchscript: {_first_line(exc)}")
+            errors.append(f"torchscript: {first_line(exc)}")
     raise UnsupportedError(f"ONNX export failed at opset {opset}: {'; '.join(errors)}",
                            "try another --opset, --exporter, or --format torchscript/exported-program")
 
@@ -125,7 +125,7 @@ def quiet():
         logging.disable(logging.NOTSET)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
@@ -181,5 +181,5 @@ def check(model, full: bool = True) -> None:
     try:
         onnx.checker.check_model(model, full_check=full)
     except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
-        raise UnsupportedError(f"the exported graph fails onnx.checker: {_first_line(exc)}",
+        raise UnsupportedError(f"the exported graph fails onnx.checker: {first_line(exc)}",
                                "try another --opset or --exporter torchscript") from None

@@ -128,7 +128,9 @@ def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int |
     try:
         got = run_batches(candidate, used, sizes)
     except Exception as exc:  # noqa: BLE001 - a runtime failure is a parity failure
-        row = {"error": str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__,
+        from compressor.export.onnx_export import first_line
+
+        row = {"error": first_line(exc),
                "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
                "mismatch_fraction": 1.0, "passed": False}
         return summarise([row], len(used), sizes)

@@ -56,7 +56,7 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
     try:
         candidate = parity.ort_runner(session(model))
     except Exception as exc:  # noqa: BLE001 - a graph ORT cannot load fails parity
-        row = {"error": f"ONNX Runtime cannot load it: {onnx_export._first_line(exc)}",
+        row = {"error": f"ONNX Runtime cannot load it: {onnx_export.first_line(exc)}",
                "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
                "passed": False}
         return parity.summarise([row], 0, [])

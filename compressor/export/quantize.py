@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from compressor.errors import UnsupportedError
-from compressor.export.onnx_export import quiet
+from compressor.export.onnx_export import first_line, quiet
 
 CONV_HEAVY = 0.5  # share of MACs in convolutions above which static QDQ is preferred
 
@@ -85,7 +85,7 @@ def quantize_int8(src: Path, dst: Path, mode: str, calib: np.ndarray | None = No
                                 quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
-        raise UnsupportedError(f"int8 {mode} quantization failed: {_first(exc)}",
+        raise UnsupportedError(f"int8 {mode} quantization failed: {first_line(exc)}",
                                "try --quant-mode dynamic, or export without --quantize") from None
 
 
@@ -110,7 +110,7 @@ def to_fp16(model):
         with quiet():
             half = convert_float_to_float16(model, keep_io_types=True)
     except Exception as exc:  # noqa: BLE001
-        raise UnsupportedError(f"float16 conversion failed: {_first(exc)}", "export without --fp16") from None
+        raise UnsupportedError(f"float16 conversion failed: {first_line(exc)}", "export without --fp16") from None
     topological_sort(half.graph)
     return half
 
@@ -141,11 +141,6 @@ def topological_sort(graph) -> None:
         visit(i)
     del graph.node[:]
     graph.node.extend(order)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def compact(model) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compressor.export.onnx_export import quiet
+from compressor.export.onnx_export import first_line, quiet
 
 
 @dataclass
@@ -38,8 +38,7 @@ def simplify(model) -> Simplified:
         with quiet():
             slim = onnxslim.slim(copy)
     except Exception as exc:  # noqa: BLE001 - onnxslim raises many types; keep the original
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        return Simplified(model, before, before, f"onnxslim failed ({first}); kept the exported graph")
+        return Simplified(model, before, before, f"onnxslim failed ({first_line(exc)}); kept the exported graph")
     if slim is None:
         return Simplified(model, before, before, "onnxslim returned nothing; kept the exported graph")
     return Simplified(slim, before, node_count(slim))
