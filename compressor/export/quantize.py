@@ -4,7 +4,9 @@ Int8 (onnxruntime.quantization, see onnxruntime.ai/docs/performance/model-optimi
 quantization.html): *dynamic* quantization stores int8 weights and quantizes activations at run
 time (the recommended mode for linear/attention-heavy models); *static* quantization inserts
 QuantizeLinear/DequantizeLinear (QDQ) pairs whose activation ranges are calibrated (MinMax) on
-real samples (the recommended mode for conv nets). Weights are int8 per output channel.
+real samples (the recommended mode for conv nets). Static weights are int8 per output channel;
+dynamic weights per tensor (ORT's default: on tiny_vit per-channel scales made the file 30.3% of
+fp32 against 28.7%, with no accuracy gain).
 Float16 uses ``onnxruntime.transformers.float16`` and keeps float32 inputs and outputs.
 """
 
@@ -76,7 +78,7 @@ def quantize_int8(src: Path, dst: Path, mode: str, calib: np.ndarray | None = No
     try:
         with quiet():
             if mode == "dynamic":
-                quantize_dynamic(prepared, dst, weight_type=QuantType.QInt8, per_channel=True)
+                quantize_dynamic(prepared, dst, weight_type=QuantType.QInt8, per_channel=False)
             else:
                 import onnxruntime as ort
 
