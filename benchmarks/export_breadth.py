@@ -186,7 +186,9 @@ def write_table(out: Path, lines: Path, pruned: bool, total: int) -> None:
     title = "pruned with l1 at 0.5, then " if pruned else ""
     missing = f"{total - len(rows)} of {total} models not run yet (continue with --resume).\n\n" \
         if len(rows) < total else ""
-    out.write_text(f"# Export breadth: {title}compress export with default settings\n\n" + missing +
+    command = f"PYTHONPATH=. python benchmarks/export_breadth.py{' --pruned' if pruned else ''} --out {out}"
+    out.write_text(f"# Export breadth: {title}compress export with default settings\n\nCommand: `{command}`\n\n"
+                   + missing +
                    "Random-init models (all-zero weight tensors, e.g. zero-initialised heads, get N(0, 0.02) values so "
                    "outputs are not constant); machine shared (2 cores, several jobs): seconds are indicative.\n\n"
                    + table(rows))
