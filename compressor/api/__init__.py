@@ -11,6 +11,8 @@ from compressor.api.listing import list_all
 from compressor.api.prune import PruneResult, prune
 from compressor.api.bench import BenchConfig, BenchResult, bench
 from compressor.api.distill import DistillConfig, DistillResult, distill, finetune
+from compressor.api.export import ExportResult, export
 
-__all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all", "PruneResult", "prune"]
-__all__ += ["DistillConfig", "DistillResult", "distill", "finetune"]
+__all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all",
+           "PruneResult", "prune", "BenchConfig", "BenchResult", "bench", "DistillConfig",
+           "DistillResult", "distill", "finetune", "ExportResult", "export"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from compressor import __version__
-from compressor.cli import bench, distill, evaluate, info, listing, prune
+from compressor.cli import bench, distill, evaluate, export, info, listing, prune
 
 HELP = """Make PyTorch models smaller and faster, and prove it.
 
@@ -39,12 +39,13 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 app.command("prune")(prune.prune)
+app.command("distill")(distill.distill)
+app.command("finetune")(distill.finetune)
+app.command("export")(export.export)
+app.command("bench")(bench.bench)
 app.command("info")(info.info)
 app.command("eval")(evaluate.evaluate)
 app.command("list")(listing.list_cmd)
-app.command("distill")(distill.distill)
-app.command("finetune")(distill.finetune)
-app.command("bench")(bench.bench)
 
 
 def main() -> None:

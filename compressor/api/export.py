@@ -1,0 +1,91 @@
+"""``compress export``: a verified ONNX (or TorchScript / ExportedProgram) file from a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from compressor.api.common import ModelSpec
+from compressor.export.config import ExportConfig
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written and how well it matches PyTorch.
+
+    ``figures`` holds the flat keys: size_bytes, compressed_bytes, max_abs_error, max_rel_error,
+    top1_agreement, parity_passed, nodes_before, nodes_after, params, nonzero_params, sparsity,
+    torch_params, torch_nonzero_params, and with int8/fp16 fp32_size_bytes, size_ratio,
+    accuracy_fp32, accuracy, accuracy_delta.
+    """
+
+    output: str
+    format: str
+    figures: dict[str, Any]
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """One flat document: output, format, the figures, per-output parity rows, notes."""
+        return {"output": self.output, "format": self.format, **self.figures,
+                "outputs": self.outputs, "notes": self.notes}
+
+
+def export(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None] = lambda line: None) -> ExportResult:
+    """Export ``model`` as ``cfg`` says; raises CheckFailed (exit 1) when parity fails."""
+    from compressor.export import pipeline
+    from compressor.io.atomic import check_writable
+
+    check_writable(cfg.output)
+    inputs = prepare(model, cfg, log)
+    run = pipeline.run_onnx if cfg.format == "onnx" else pipeline.run_program
+    outcome = run(inputs, cfg)
+    figures = {**outcome.figures, **_torch_counts(inputs.handle.module)}
+    notes = outcome.notes + ([] if cfg.verify else ["--no-verify: parity was not checked"])
+    if figures.get("sparsity", 0) > 0.2:
+        notes.append("zeros shrink the compressed file, not the run time: dense runtimes such as "
+                     "ONNX Runtime on CPU compute them like any weight")
+    return ExportResult(cfg.output, cfg.format, figures, outcome.outputs, notes)
+
+
+def prepare(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None]):
+    """Load the model, check its forward pass, and gather parity / calibration / test samples."""
+    import torch
+
+    from compressor.export.onnx_export import forward_outputs
+    from compressor.export.parity import make_inputs
+    from compressor.export.pipeline import Inputs
+
+    handle = model.load()
+    shape = tuple(handle.input_shape)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    example = torch.randn((cfg.fixed_batch or 2, *shape[1:]), generator=gen)  # 2: no 0/1 specialising
+    forward_outputs(handle.module, example)
+    real, calib, test = _samples(cfg, shape) if cfg.data else (None, None, None)
+    count = max(cfg.samples, cfg.fixed_batch or 0)
+    return Inputs(handle, example, make_inputs(shape, count, cfg.seed, real), calib, test, log)
+
+
+def _samples(cfg: ExportConfig, shape: tuple[int, ...]):
+    """(real parity samples, calibration samples or None, (x, y) test samples) from ``cfg.data``."""
+    from compressor.errors import InputError
+    from compressor.io.data import load_data
+
+    test = load_data(cfg.data, "test")
+    if tuple(test.input_shape[1:]) != tuple(shape[1:]):
+        raise InputError(f"--data {cfg.data} gives inputs {tuple(test.input_shape[1:])} but the model "
+                         f"takes {tuple(shape[1:])}", "pass data the model was made for, or --input-shape")
+    real = test.take(min(cfg.samples, len(test)), cfg.seed)[0].numpy()
+    x, y = test.take(min(cfg.eval_samples or len(test), len(test)), cfg.seed + 1)
+    calib = None
+    if cfg.quantize:
+        train = load_data(cfg.data, "train")
+        calib = train.take(min(cfg.calib_samples, len(train)), cfg.seed)[0].numpy()
+    return real, calib, (x.numpy(), y.numpy())
+
+
+def _torch_counts(module) -> dict[str, int]:
+    from compressor.stats import count_params
+
+    params, nonzero = count_params(module)
+    return {"torch_params": params, "torch_nonzero_params": nonzero}

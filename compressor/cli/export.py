@@ -1,0 +1,111 @@
+"""``compress export``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
+                                   ModelArg, TrustPickleOpt, console, execute, human_bytes, model_spec)
+
+
+def export(
+    path: ModelArg,
+    output: Annotated[str, typer.Option("-o", "--output", help="File to write (.onnx; .ts for "
+                                        "torchscript; .pt2 for exported-program).", show_default=False)],
+    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or exported-program.")] = "onnx",
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+    batch: Annotated[str, typer.Option(help="'dynamic' (symbolic batch axis) or a fixed batch size.")]
+    = "dynamic",
+    input_shape: InputShapeOpt = None,
+    data: DataOpt = None,
+    rtol: Annotated[float, typer.Option(help="Parity: relative tolerance.")] = 1e-3,
+    atol: Annotated[float, typer.Option(help="Parity: absolute tolerance.")] = 1e-5,
+    verify: Annotated[bool, typer.Option(
+        "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch; exit 1 beyond tolerances.")] = True,
+    simplify: Annotated[bool, typer.Option(
+        "--simplify/--no-simplify", help="Simplify the graph with onnxslim when parity holds.")] = True,
+    quantize: Annotated[Optional[str], typer.Option(
+        help="int8: ONNX Runtime quantization (dynamic, or static QDQ calibrated on --data).")] = None,
+    quant_mode: Annotated[str, typer.Option(
+        help="auto (static for conv nets with --data, else dynamic), dynamic or static.")] = "auto",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Float16 weights and compute (float32 I/O).")] = False,
+    sparse_storage: Annotated[bool, typer.Option(
+        "--sparse-storage", help="Store mostly-zero weights as ONNX sparse initializers when the "
+                                 "file gets smaller and ONNX Runtime still loads it.")] = False,
+    exporter: Annotated[str, typer.Option(
+        help="auto (dynamo, TorchScript fallback), dynamo or torchscript.")] = "auto",
+    samples: Annotated[int, typer.Option(help="Random (and real, with --data) parity samples.")] = 16,
+    calib_samples: Annotated[int, typer.Option(help="Static int8 calibration samples.")] = 256,
+    eval_samples: Annotated[int, typer.Option(help="Test samples for the accuracy figures.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs and sample choice.")] = 0,
+    arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
+    json_out: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Export to ONNX (or TorchScript / ExportedProgram) and verify it against PyTorch.
+
+    Checks the graph with onnx.checker, compares ONNX Runtime with PyTorch on random inputs (and
+    real samples with --data) in batches of 1 and 7, writes metadata (producer, preprocessing,
+    model ref, history) into the file, and writes it atomically. Exit 1 when parity fails.
+
+    Examples:
+
+      compress export small.pt -o small.onnx
+
+      compress export sample_models/simple_cnn.pt -o cnn-int8.onnx --quantize int8 --data fashion-mnist
+    """
+
+    def action():
+        from compressor.api.export import export as api_export
+        from compressor.export.config import ExportConfig
+
+        cfg = ExportConfig(output=output, format=format, opset=opset, batch=batch, data=data, rtol=rtol,
+                           atol=atol, verify=verify, simplify=simplify, quantize=quantize,
+                           quant_mode=quant_mode, fp16=fp16, sparse_storage=sparse_storage,
+                           exporter=exporter, samples=samples, calib_samples=calib_samples,
+                           eval_samples=eval_samples, seed=seed)
+        spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
+        return api_export(spec, cfg, log=lambda line: console().print(line))
+
+    execute(action, render, json_out, debug)
+
+
+def render(r) -> None:
+    """One summary table and the notes."""
+    from rich.table import Table
+
+    f = r.figures
+    table = Table(title=f"{r.format} -> {r.output}", show_header=False)
+    rows = [("exporter", f.get("exporter")), ("batch", f.get("batch")), ("opset", f.get("opset")),
+            ("file size", human_bytes(f["size_bytes"])), ("compressed (zlib)", human_bytes(f["compressed_bytes"])),
+            ("nodes before/after simplify", _pair(f, "nodes_before", "nodes_after")),
+            ("max abs error", _num(f.get("max_abs_error"))), ("max rel error", _num(f.get("max_rel_error"))),
+            ("top-1 agreement", _num(f.get("top1_agreement"))),
+            ("parity", {True: "passed", False: "FAILED", None: "not checked"}[f.get("parity_passed")])]
+    for tag in ("int8", "fp16"):
+        if f"{tag}_max_abs_error" in f:
+            rows += [(f"{tag} max abs error", _num(f[f"{tag}_max_abs_error"])),
+                     (f"{tag} top-1 agreement (parity inputs)", _num(f[f"{tag}_top1_agreement"])),
+                     (f"{tag} top-1 agreement with fp32 (test samples)", _num(f.get(f"{tag}_top1_agreement_data"))),
+                     ("size vs fp32", f"{f['size_ratio']:.1%}")]
+    if "accuracy" in f:
+        rows.append(("accuracy", _num(f["accuracy"]) + (f" (fp32 {_num(f['accuracy_fp32'])}, "
+                                                        f"{f['accuracy_delta']:+.4f})" if "accuracy_fp32" in f else "")))
+    for label, value in rows:
+        if value is not None:
+            table.add_row(label, str(value))
+    out = console()
+    out.print(table)
+    for note in r.notes:
+        out.print(f"note: {note}")
+
+
+def _pair(f: dict, a: str, b: str) -> str | None:
+    return f"{f[a]} -> {f[b]}" if a in f else None
+
+
+def _num(value) -> str | None:
+    if value is None:
+        return None
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

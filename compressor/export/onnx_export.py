@@ -1,0 +1,185 @@
+"""PyTorch -> ONNX with ``torch.onnx.export``: the dynamo exporter first, TorchScript as fallback.
+
+The dynamo-based exporter (``torch.export`` + onnxscript) is PyTorch's default since 2.9; the
+TorchScript-based exporter still handles a few models it cannot trace, so it stays as a fallback,
+named in the report's notes. The exporter's chatter is captured so ``--json`` keeps stdout clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor import __version__
+from compressor.errors import InputError, UnsupportedError
+
+INPUT_NAME = "input"
+
+
+@dataclass
+class Exported:
+    """An exported ONNX model and how it was made."""
+
+    model: Any  # onnx.ModelProto
+    exporter: str
+    notes: list[str] = field(default_factory=list)
+
+
+def forward_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tensor]:
+    """Run one forward pass; a failure on this input shape is a bad-input error (exit 2)."""
+    try:
+        with torch.no_grad():
+            out = module(example)
+    except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
+        raise InputError(f"the model's forward pass fails on input shape {tuple(example.shape)}: "
+                         f"{first_line(exc)}", "pass the right --input-shape, e.g. 1,1,28,28") from None
+    return flatten_outputs(out)
+
+
+def flatten_outputs(out: Any) -> list[torch.Tensor]:
+    """The tensors of a model output (a tensor, a tuple/list, a dict or a named tuple)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for item in out for t in flatten_outputs(item)]
+    raise UnsupportedError(f"the model returns {type(out).__name__}, not tensors",
+                           "wrap it so forward returns a tensor or a tuple of tensors")
+
+
+def output_names(count: int) -> list[str]:
+    """``output`` for one output, ``output_0..`` for several."""
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
+                exporter: str = "auto") -> Exported:
+    """Export ``module`` traced on ``example``; ``dynamic`` makes the batch axis symbolic."""
+    names = output_names(len(forward_outputs(module, example)))
+    errors: list[str] = []
+    if exporter in ("auto", "dynamo"):
+        try:
+            return Exported(_dynamo(module, example, opset, dynamic, names), "dynamo")
+        except Exception as exc:  # noqa: BLE001 - any exporter failure triggers the fallback
+            errors.append(f"dynamo: {first_line(exc)}")
+    if exporter in ("auto", "torchscript"):
+        try:
+            model = _torchscript(module, example, opset, dynamic, names)
+            notes = [f"the dynamo exporter failed ({errors[0]}); used the TorchScript-based exporter"] \
+                if errors else []
+            return Exported(model, "torchscript", notes)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"torchscript: {first_line(exc)}")
+    raise UnsupportedError(f"ONNX export failed at opset {opset}: {'; '.join(errors)}",
+                           "try another --opset, --exporter, or --format torchscript/exported-program")
+
+
+def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, names: list[str]):
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    with quiet():
+        program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=opset,
+                                    input_names=[INPUT_NAME], output_names=names,
+                                    dynamic_shapes=shapes, verbose=False)
+    model = program.model_proto
+    got = _opset(model)
+    if got != opset:
+        raise UnsupportedError(f"asked for opset {opset}, the exporter produced {got}")
+    return model
+
+
+def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
+                 names: list[str]):
+    import onnx
+
+    axes = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if dynamic else None
+    buf = io.BytesIO()
+    with quiet():
+        torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes,
+                          do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _opset(model) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence the exporters' prints, warnings and log records (stdout must stay JSON-only)."""
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def metadata(handle, exporter: str, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """``compressor.*`` metadata: producer, preprocessing, model ref, history summary."""
+    props: dict[str, Any] = {
+        "compressor.version": __version__,
+        "compressor.exporter": f"torch.onnx {exporter} (torch {torch.__version__})",
+        "compressor.ref": handle.ref or "",
+        "compressor.arch_kwargs": handle.arch_kwargs,
+        "compressor.source": handle.source,
+        "compressor.input_shape": list(handle.input_shape),
+        "compressor.mean": handle.mean,
+        "compressor.std": handle.std,
+        "compressor.masked_layers": len(handle.masks),
+        "compressor.history": history_summary(handle.history),
+        **(extra or {}),
+    }
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
+
+
+def history_summary(history: list[dict[str, Any]]) -> list[str]:
+    """One line per step: ``prune l1 ratio=0.5 -> accuracy=0.91``."""
+    lines = []
+    for step in history:
+        params = " ".join(f"{k}={v}" for k, v in step.get("params", {}).items()
+                          if k in ("ratio", "sparsity", "method", "nm", "scope", "steps"))
+        metrics = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in step.get("metrics", {}).items()
+                           if k in ("accuracy", "sparsity", "params", "macs"))
+        lines.append(" ".join(p for p in (step.get("time", ""), step.get("command", ""),
+                                          step.get("method", ""), params,
+                                          f"-> {metrics}" if metrics else "") if p))
+    return lines
+
+
+def stamp(model, props: dict[str, str]) -> None:
+    """Set producer name/version and replace the ``compressor.*`` metadata of ``model``."""
+    model.producer_name, model.producer_version = "compressor", __version__
+    keep = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def check(model, full: bool = True) -> None:
+    """``onnx.checker`` check, full (with shape inference) by default; a failure is an export failure."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=full)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
+        raise UnsupportedError(f"the exported graph fails onnx.checker: {first_line(exc)}",
+                               "try another --opset or --exporter torchscript") from None

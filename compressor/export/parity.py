@@ -1,0 +1,149 @@
+"""Parity: the exported model and PyTorch on the same inputs, per output.
+
+An output passes when every element satisfies ``|exported - torch| <= atol + rtol * |torch|``
+(``numpy.allclose``). ``max_rel_error`` is ``|exported - torch| / |torch|`` over the elements with
+``|torch| > atol`` (below that the absolute tolerance governs). ``top1_agreement`` is the share of
+rows of a 2-D output whose arg-max agrees. With a dynamic batch axis the inputs are fed in
+batches of 1 and 7 so that the symbolic axis is really exercised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from compressor.export.config import PARITY_BATCHES
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+@dataclass
+class Parity:
+    """Errors of one comparison, worst over outputs, plus the per-output rows."""
+
+    max_abs_error: float
+    max_rel_error: float
+    top1_agreement: float | None
+    passed: bool
+    reference_max_abs: float
+    samples: int
+    batch_sizes: list[int] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def flat(self, prefix: str = "") -> dict[str, Any]:
+        """Flat keys, e.g. ``max_abs_error`` or with a prefix ``int8_max_abs_error``."""
+        flat = {f"{prefix}max_abs_error": self.max_abs_error,
+                f"{prefix}max_rel_error": self.max_rel_error,
+                f"{prefix}top1_agreement": self.top1_agreement}
+        return flat if prefix else {**flat, "parity_passed": self.passed,
+                                    "output_max_abs": self.reference_max_abs}
+
+
+def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
+    """Errors of one output: max abs, max rel, mismatch share, top-1 agreement, passed."""
+    if reference.shape != actual.shape:
+        return {"shape": list(actual.shape), "max_abs_error": float("inf"), "max_rel_error": float("inf"),
+                "mismatch_fraction": 1.0, "top1_agreement": None, "passed": False}
+    ref, act = reference.astype(np.float64), actual.astype(np.float64)
+    diff = np.abs(act - ref)
+    big = np.abs(ref) > atol
+    rel = float((diff[big] / np.abs(ref[big])).max()) if big.any() else 0.0
+    bad = ~(diff <= atol + rtol * np.abs(ref))
+    return {"shape": list(ref.shape), "reference_max_abs": float(np.abs(ref).max()) if ref.size else 0.0,
+            "max_abs_error": float(diff.max()) if diff.size else 0.0,
+            "max_rel_error": rel, "mismatch_fraction": float(bad.mean()) if bad.size else 0.0,
+            "top1_agreement": top1_agreement(ref, act), "passed": not bool(bad.any())}
+
+
+def top1_agreement(reference: np.ndarray, actual: np.ndarray) -> float | None:
+    """Share of rows with the same arg-max; None unless the output is (batch, classes>1)."""
+    if reference.ndim != 2 or reference.shape[1] < 2:
+        return None
+    return float((reference.argmax(1) == actual.argmax(1)).mean())
+
+
+def summarise(rows: list[dict[str, Any]], samples: int, batch_sizes: Sequence[int]) -> Parity:
+    """Worst figures over outputs."""
+    tops = [r["top1_agreement"] for r in rows if r["top1_agreement"] is not None]
+    return Parity(max((r["max_abs_error"] for r in rows), default=0.0),
+                  max((r["max_rel_error"] for r in rows), default=0.0),
+                  min(tops) if tops else None, all(r["passed"] for r in rows),
+                  max((r.get("reference_max_abs", 0.0) for r in rows), default=0.0), samples,
+                  sorted(set(batch_sizes)), rows)
+
+
+def batch_plan(total: int, fixed: int | None) -> list[int]:
+    """Batch sizes that cover ``total`` samples: cycles 1, 7 (dynamic) or ``fixed`` (drops the rest)."""
+    if fixed:
+        return [fixed] * max(total // fixed, 1)
+    sizes, left, i = [], total, 0
+    while left > 0:
+        size = min(PARITY_BATCHES[i % len(PARITY_BATCHES)], left)
+        sizes.append(size)
+        left -= size
+        i += 1
+    return sizes
+
+
+def run_batches(run: Runner, inputs: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
+    """Feed ``inputs`` in batches of ``sizes``; concatenate each output over batches."""
+    chunks, start = [], 0
+    for size in sizes:
+        chunks.append(run(inputs[start:start + size]))
+        start += size
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def torch_runner(module: torch.nn.Module) -> Runner:
+    """Run a PyTorch module on numpy input."""
+    from compressor.export.onnx_export import flatten_outputs
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [t.detach().float().numpy() for t in flatten_outputs(module(torch.from_numpy(x)))]
+
+    return run
+
+
+def ort_runner(session) -> Runner:
+    """Run an ONNX Runtime session on numpy input (float32 outputs)."""
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(o, dtype=np.float32) for o in session.run(None, {name: x})]
+
+    return run
+
+
+def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int | None,
+          rtol: float, atol: float) -> Parity:
+    """Compare ``candidate`` with ``reference`` on ``inputs`` fed in the planned batch sizes."""
+    sizes = batch_plan(len(inputs), fixed)
+    used = inputs[:sum(sizes)]
+    expected = run_batches(reference, used, sizes)
+    try:
+        got = run_batches(candidate, used, sizes)
+    except Exception as exc:  # noqa: BLE001 - a runtime failure is a parity failure
+        from compressor.export.onnx_export import first_line
+
+        row = {"error": first_line(exc),
+               "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
+               "mismatch_fraction": 1.0, "passed": False}
+        return summarise([row], len(used), sizes)
+    if len(got) != len(expected):
+        row = {"error": f"{len(got)} outputs, PyTorch gives {len(expected)}", "max_abs_error": float("inf"),
+               "max_rel_error": float("inf"), "top1_agreement": None, "passed": False}
+        return summarise([row], len(used), sizes)
+    rows = [compare_output(e, g, rtol, atol) for e, g in zip(expected, got)]
+    return summarise(rows, len(used), sizes)
+
+
+def make_inputs(shape: Sequence[int], samples: int, seed: int, real: np.ndarray | None = None) -> np.ndarray:
+    """``samples`` standard-normal inputs of ``shape`` (batch axis replaced), then any real samples."""
+    gen = torch.Generator().manual_seed(seed)
+    random = torch.randn((samples, *shape[1:]), generator=gen).numpy()
+    return random if real is None else np.concatenate([random, real.astype(np.float32)])

@@ -1,0 +1,282 @@
+"""The export pipeline: export, check, verify, simplify, quantize / fp16, sparse storage, write.
+
+Every step works on an in-memory ONNX model or in a private temp folder; the output file is
+written once, atomically, at the end, so a failed or refused export leaves nothing on disk.
+The fp32 graph must pass parity (exit 1 otherwise, unless ``verify`` is off); int8 and fp16
+graphs are compared too, but their errors are reported, not gated: quantization changes outputs
+by design, and the accuracy change on ``--data`` is the figure that matters for them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from compressor.errors import CheckFailed, CompressorError
+from compressor.export import onnx_export, parity, quantize, simplify, sparse
+from compressor.export.config import ExportConfig
+from compressor.io.atomic import atomic_write
+from compressor.stats import compressed_bytes
+
+
+@dataclass
+class Inputs:
+    """What the pipeline runs on: the model, its parity inputs and optional real data."""
+
+    handle: Any  # ModelHandle
+    example: Any  # torch.Tensor used for tracing
+    parity_inputs: np.ndarray
+    calib: np.ndarray | None = None
+    test: Any = None  # Data (test split) for the accuracy change
+    log: Callable[[str], None] = lambda line: None
+
+
+@dataclass
+class Outcome:
+    """Flat figures, per-output parity rows and notes."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def session(model):
+    """An ONNX Runtime CPU session on an in-memory model."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
+    """Parity of an ONNX model against the PyTorch model on the parity inputs."""
+    try:
+        candidate = parity.ort_runner(session(model))
+    except Exception as exc:  # noqa: BLE001 - a graph ORT cannot load fails parity
+        row = {"error": f"ONNX Runtime cannot load it: {onnx_export.first_line(exc)}",
+               "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
+               "passed": False}
+        return parity.summarise([row], 0, [])
+    return parity.check(parity.torch_runner(inp.handle.module), candidate, inp.parity_inputs,
+                        cfg.fixed_batch, cfg.rtol, cfg.atol)
+
+
+def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
+    """Export to ONNX and write ``cfg.output``; see the module docstring."""
+    out = Outcome()
+    model, props, fp32 = _exported(inp, cfg, out)
+    if fp32 is not None:
+        _gate(fp32, cfg, out)
+    final = _reduced(model, props, inp, cfg, out)
+    if cfg.sparse_storage:
+        final = _sparse(final, inp, cfg, out)
+    data = final.SerializeToString()
+    atomic_write(cfg.output, lambda tmp: tmp.write_bytes(data))
+    out.figures.update(size_bytes=len(data), compressed_bytes=compressed_bytes(data),
+                       **weight_figures(final))
+    return out
+
+
+def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exporter: str | None = None):
+    """Export, stamp, check and simplify; a dynamo graph that fails parity is retried with TorchScript."""
+    exported = onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic,
+                                       exporter or cfg.exporter)
+    _check_size(exported.model)
+    props = onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg))
+    model = _finish(exported.model, props)
+    inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
+    model, fp32 = _simplified(model, props, inp, cfg, out)
+    out.figures.update(exporter=exported.exporter, opset=cfg.opset,
+                       batch="dynamic" if cfg.dynamic else cfg.fixed_batch)
+    if fp32 is None or fp32.passed or exporter or cfg.exporter != "auto" or exported.exporter != "dynamo":
+        out.notes += exported.notes
+        return model, props, fp32
+    fresh = Outcome()
+    try:
+        retry = _exported(inp, cfg, fresh, "torchscript")
+    except CompressorError:
+        return model, props, fp32
+    if not retry[2].passed:
+        return model, props, fp32
+    out.figures.update(fresh.figures)
+    out.notes += fresh.notes + [f"the dynamo graph failed parity (max abs error {fp32.max_abs_error:.3g}); "
+                                "used the TorchScript-based exporter, whose graph passes"]
+    return retry
+
+
+def _check_size(model) -> None:
+    """A protobuf cannot exceed 2 GiB; external-data files are not written (yet)."""
+    from compressor.errors import UnsupportedError
+
+    if model.ByteSize() >= 2**31:
+        raise UnsupportedError(f"the ONNX graph is {model.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB "
+                               "limit, and ONNX external-data output is not supported",
+                               "use --format exported-program, or prune the model first")
+
+
+def _extra(cfg: ExportConfig) -> dict[str, Any]:
+    return {"compressor.batch": str(cfg.batch), "compressor.quantize": cfg.quantize or
+            ("fp16" if cfg.fp16 else "none")}
+
+
+def _finish(model, props: dict[str, str]):
+    onnx_export.stamp(model, props)
+    onnx_export.check(model)
+    return model
+
+
+def _simplified(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
+    """Simplify when asked and when parity holds; returns (model, fp32 parity or None)."""
+    before = simplify.node_count(model)
+    out.figures.update(nodes_before=before, nodes_after=before, simplified=False)
+    base = verify(model, inp, cfg) if cfg.verify else None
+    if not cfg.simplify:
+        return model, base
+    slim = simplify.simplify(model)
+    if slim.note:
+        out.notes.append(slim.note)
+        return model, base
+    candidate = _finish(slim.model, props)
+    checked = verify(candidate, inp, cfg) if cfg.verify else None
+    if checked is not None and not checked.passed and base is not None and base.passed:
+        out.notes.append("onnxslim's graph broke parity; kept the exported graph")
+        return model, base
+    out.figures.update(nodes_after=slim.nodes_after, simplified=True)
+    inp.log(f"onnxslim: {before} -> {slim.nodes_after} nodes")
+    return candidate, checked
+
+
+def _gate(result: parity.Parity, cfg: ExportConfig, out: Outcome) -> None:
+    out.figures.update(result.flat(), parity_samples=result.samples, parity_batch_sizes=result.batch_sizes)
+    out.outputs = result.outputs
+    if not result.passed:
+        raise CheckFailed(
+            f"ONNX Runtime and PyTorch disagree beyond rtol={cfg.rtol} atol={cfg.atol}: max abs error "
+            f"{result.max_abs_error:.3g}, max rel error {result.max_rel_error:.3g}; nothing written",
+            "loosen --rtol/--atol, try another --exporter or --no-simplify, or pass --no-verify")
+
+
+def _reduced(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
+    """The int8 / fp16 model when asked (with its parity and accuracy figures), else ``model``."""
+    if not (cfg.quantize or cfg.fp16):
+        if inp.test is not None:
+            out.figures["accuracy"] = accuracy(predictions(model, inp, cfg), inp)
+        return model
+    fp32_bytes = len(model.SerializeToString())
+    reduced = _int8(model, inp, cfg, out) if cfg.quantize else quantize.to_fp16(model)
+    quantize.compact(reduced)
+    reduced = _finish(reduced, props)
+    result = verify(reduced, inp, cfg)
+    tag = "int8" if cfg.quantize else "fp16"
+    out.figures.update({**result.flat(f"{tag}_"), "fp32_size_bytes": fp32_bytes,
+                        "size_ratio": len(reduced.SerializeToString()) / fp32_bytes})
+    out.notes.append(f"{tag} outputs differ from PyTorch by design (max abs error "
+                     f"{result.max_abs_error:.3g}, top-1 agreement {result.top1_agreement} on the parity inputs, random "
+                     "ones included); not gated: the accuracy change on --data is the figure to judge")
+    if inp.test is not None:
+        full, small = predictions(model, inp, cfg), predictions(reduced, inp, cfg)
+        before, after = accuracy(full, inp), accuracy(small, inp)
+        out.figures.update({"accuracy_fp32": before, "accuracy": after, "accuracy_delta": after - before,
+                            f"{tag}_top1_agreement_data": float((full == small).mean())})
+    return reduced
+
+
+def _int8(model, inp: Inputs, cfg: ExportConfig, out: Outcome):
+    import onnx
+
+    conv, linear = quantize.layer_macs(inp.handle.module, inp.example)
+    mode, note = quantize.choose_mode(cfg.quant_mode, conv, linear, inp.calib is not None)
+    out.figures["quant_mode"] = mode
+    if note:
+        out.notes.append(note)
+    with tempfile.TemporaryDirectory(prefix="compressor-export-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        quantize.quantize_int8(src, dst, mode, inp.calib, cfg.fixed_batch or 32)
+        return onnx.load(str(dst))
+
+
+def _sparse(model, inp: Inputs, cfg: ExportConfig, out: Outcome):
+    """Sparse initializers when the file gets smaller and ORT still loads it with parity."""
+    result = sparse.to_sparse(model)
+    dense_size = len(model.SerializeToString())
+    out.figures.update(dense_size_bytes=dense_size, sparse_tensors=0)
+    if result.tensors == 0:
+        out.notes.append("--sparse-storage: no weight is sparse enough (density must be < 1/3 for "
+                         "float32); stored dense")
+        return model
+    candidate = _loads(result.model)
+    check = parity.check(parity.ort_runner(session(model)), candidate, inp.parity_inputs,
+                         cfg.fixed_batch, cfg.rtol, cfg.atol) if candidate else None
+    smaller = len(result.model.SerializeToString()) < dense_size
+    if check is None or not check.passed or not smaller:
+        why = "not smaller" if check is not None and check.passed else "ONNX Runtime could not run it unchanged"
+        out.notes.append(f"--sparse-storage: {why}; stored dense")
+        return model
+    onnx_export.check(result.model, full=False)
+    out.figures["sparse_tensors"] = result.tensors
+    out.notes.append(f"--sparse-storage: {result.tensors} tensors stored sparse; ONNX Runtime "
+                     "densifies them on load, so run time and memory are unchanged; onnx.checker's "
+                     "full check (type inference) rejects sparse inputs to dense operators, the "
+                     "structural check passes")
+    return result.model
+
+
+def _loads(model):
+    try:
+        return parity.ort_runner(session(model))
+    except Exception:  # noqa: BLE001 - any load failure means: keep the dense file
+        return None
+
+
+def accuracy(pred: np.ndarray, inp: Inputs) -> float:
+    """Top-1 accuracy of predictions on the test samples."""
+    return float((pred == inp.test[1][:len(pred)]).mean())
+
+
+def predictions(model, inp: Inputs, cfg: ExportConfig) -> np.ndarray:
+    """Arg-max class of an ONNX model on the test samples (a fixed batch drops the ragged rest)."""
+    x = inp.test[0]
+    batch = cfg.fixed_batch or 256
+    usable = len(x) // batch * batch if cfg.fixed_batch else len(x)
+    sizes = [batch] * (usable // batch) + ([usable % batch] if usable % batch else [])
+    return parity.run_batches(parity.ort_runner(session(model)), x[:usable], sizes)[0].argmax(1)
+
+
+def weight_figures(model) -> dict[str, Any]:
+    """params, nonzero_params and sparsity over dense and sparse initializers."""
+    from onnx import numpy_helper
+
+    params = nonzero = 0
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        params, nonzero = params + arr.size, nonzero + int(np.count_nonzero(arr))
+    for sp in model.graph.sparse_initializer:
+        params += int(np.prod(sp.dims))
+        nonzero += int(np.count_nonzero(numpy_helper.to_array(sp.values)))
+    return {"params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1)}
+
+
+def run_program(inp: Inputs, cfg: ExportConfig) -> Outcome:
+    """TorchScript or ExportedProgram: save in a private folder, load back, verify, move into place."""
+    import shutil
+
+    from compressor.export import formats
+
+    out = Outcome()
+    props = onnx_export.metadata(inp.handle, cfg.format, _extra(cfg))
+    with tempfile.TemporaryDirectory(prefix="compressor-export-") as tmp:
+        saved = Path(tmp) / ("model.pt2" if cfg.format == "exported-program" else "model.ts")
+        formats.save(cfg.format, inp.handle.module, inp.example, saved, cfg.dynamic, props)
+        if cfg.verify:
+            result = parity.check(parity.torch_runner(inp.handle.module), formats.runner(cfg.format, saved),
+                                  inp.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol)
+            _gate(result, cfg, out)
+        atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
+        data = saved.read_bytes()
+    out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
+                       size_bytes=len(data), compressed_bytes=compressed_bytes(data))
+    return out
