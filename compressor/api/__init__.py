@@ -9,5 +9,6 @@ from compressor.api.info import InfoResult, info
 from compressor.api.evaluate import EvalConfig, EvalResult, evaluate
 from compressor.api.listing import list_all
 from compressor.api.prune import PruneResult, prune
+from compressor.api.slim import SlimConfig, slim
 
-__all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all", "PruneResult", "prune"]
+__all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all", "PruneResult", "prune", "SlimConfig", "slim"]

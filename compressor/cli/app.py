@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from compressor import __version__
-from compressor.cli import evaluate, info, listing, prune
+from compressor.cli import evaluate, info, listing, prune, slim
 
 HELP = """Make PyTorch models smaller and faster, and prove it.
 
@@ -42,6 +42,7 @@ app.command("prune")(prune.prune)
 app.command("info")(info.info)
 app.command("eval")(evaluate.evaluate)
 app.command("list")(listing.list_cmd)
+app.command("slim")(slim.slim)
 
 
 def main() -> None:
