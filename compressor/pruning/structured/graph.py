@@ -12,6 +12,7 @@ Models whose parts cannot be pruned correctly are refused up front with the part
 from __future__ import annotations
 
 import fnmatch
+import math
 import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -182,32 +183,83 @@ def channel_groups(model: nn.Module) -> dict[nn.Module, int]:
 
 
 def make_pruners(model: nn.Module, example: torch.Tensor, importance: Callable, *, ratio: float,
-                 global_pruning: bool, steps: int = 1, round_to: int | None = None,
-                 max_layer_ratio: float = 0.9, ignored: Iterable[str] = ()) -> list[tp.pruner.BasePruner]:
+                 global_pruning: bool, round_to: int | None = None, ignored: Iterable[str] = (),
+                 ratios: dict[nn.Module, float] | None = None) -> list[tp.pruner.BasePruner]:
     """One torch-pruning pruner per unit (the whole model, or each sub-block of a restricted one).
 
     Args:
         ignored: qualified names of layers whose output channels are never pruned.
+        ratios: layer -> fraction of its current channels to remove (overrides ``ratio``).
     """
     table = dict(model.named_modules())
     ignored_modules = [table[n] for n in ignored]
-    return [make_pruner(u.module, u.example, importance, ratio=ratio, global_pruning=global_pruning,
-                        steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio,
-                        ignored=[m for m in ignored_modules if any(m is s for s in u.module.modules())])
-            for u in units(model, example)]
+    pruners = []
+    for u in units(model, example):
+        inside = {id(m) for m in u.module.modules()}
+        pruners.append(make_pruner(
+            u.module, u.example, importance, ratio=ratio, global_pruning=global_pruning,
+            round_to=round_to, ignored=[m for m in ignored_modules if id(m) in inside],
+            ratios={m: r for m, r in (ratios or {}).items() if id(m) in inside} or None))
+    return pruners
 
 
 def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: float,
-                global_pruning: bool, steps: int = 1, round_to: int | None = None,
-                max_layer_ratio: float = 0.9, ignored: list[nn.Module] | None = None) -> tp.pruner.BasePruner:
+                global_pruning: bool, round_to: int | None = None, ignored: list[nn.Module] | None = None,
+                ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
     with traceable_attention(model), tracer_errors():
         return tp.pruner.BasePruner(
             model, example, importance=importance, global_pruning=global_pruning, pruning_ratio=ratio,
-            max_pruning_ratio=max_layer_ratio, iterative_steps=steps, ignored_layers=ignored or [],
-            round_to=round_to, num_heads=heads, out_channel_groups=channel_groups(model),
-            in_channel_groups=channel_groups(model))
+            pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
+            out_channel_groups=channel_groups(model), in_channel_groups=channel_groups(model))
+
+
+def capped_ratio(width: int, original: int, remove: int, max_layer_ratio: float) -> float:
+    """Fraction of ``width`` channels to remove so at least (1 - max_layer_ratio) of ``original``
+    (and never fewer than one channel) is left."""
+    floor = max(math.ceil((1 - max_layer_ratio) * original - 1e-9), 1)
+    return max(0, min(remove, width - floor)) / width if width else 0.0
+
+
+def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
+               ratio: float, global_pruning: bool, round_to: int | None, max_layer_ratio: float,
+               ignored: Iterable[str], original: dict[str, int]) -> list[dict[str, Any]]:
+    """One pruning step: rank (globally or per layer), cap every layer, remove the channels.
+
+    torch-pruning's global ranking ignores a per-layer maximum within a step, so the step is
+    planned first (which group loses how many channels), capped against the layer's
+    ``original`` width, and then applied layer by layer with the same scores.
+
+    Returns:
+        the planned rows (group, channels, remove) before capping.
+    """
+    ignored = list(ignored)
+    rows = group_rows(make_pruners(model, example, importance(), ratio=ratio,
+                                   global_pruning=global_pruning, ignored=ignored), model)
+    table = dict(model.named_modules())
+    ratios = {table[r["group"]]: capped_ratio(r["channels"], original.get(r["group"], r["channels"]),
+                                              r["remove"], max_layer_ratio)
+              for r in rows if r["channels"]}
+    ratios = {m: r for m, r in ratios.items() if r > 0}
+    if ratios:
+        with tracer_errors():
+            for pruner in make_pruners(model, example, importance(), ratio=0.0, global_pruning=False,
+                                       round_to=round_to, ignored=ignored, ratios=ratios):
+                pruner.step()
+    sync_attributes(model)
+    return rows
+
+
+def out_channels(m: nn.Module) -> int:
+    """Output channels of a conv or linear layer."""
+    return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+
+def out_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every conv/linear layer, by name."""
+    return {n: out_channels(m) for n, m in model.named_modules()
+            if isinstance(m, PRUNABLE)}
 
 
 @contextmanager
@@ -281,16 +333,23 @@ def group_rows(pruners: list[tp.pruner.BasePruner], model: nn.Module) -> list[di
     """What one step would remove, one row per coupled group, without changing the model."""
     names = {m: n for n, m in model.named_modules()}
     rows = []
-    groups = (g for pruner in pruners for g in pruner.step(interactive=True))
-    for group in groups:
-        dep, idxs = group[0]
-        root = dep.target.module
-        width = tp.utils.count_prunable_out_channels(root) if isinstance(root, PRUNABLE) else None
+    groups = ((p, g) for p in pruners for g in p.step(interactive=True))
+    for pruner, group in groups:
+        root, idxs = _out_root(pruner, group)
+        width = out_channels(root) if root is not None else None
         layers = sorted({names.get(d.target.module, "?") for d, _ in group
                          if isinstance(d.target.module, PRUNABLE)})
         rows.append({"group": names.get(root, str(root)), "channels": width, "remove": len(idxs),
                      "coupled_layers": len(layers), "status": "prune"})
     return rows
+
+
+def _out_root(pruner: tp.pruner.BasePruner, group) -> tuple[nn.Module | None, list]:
+    """The first conv/linear of ``group`` that loses output channels, and those channels."""
+    for dep, idxs in group:
+        if isinstance(dep.target.module, PRUNABLE) and pruner.DG.is_out_channel_pruning_fn(dep.handler):
+            return dep.target.module, idxs
+    return None, group[0][1]
 
 
 @torch.no_grad()

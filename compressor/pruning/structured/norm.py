@@ -23,8 +23,8 @@ from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
 
-MACS_STEPS = 40  # granularity of --target-macs: ratio 0.95 reached in this many small steps
-MACS_MAX_RATIO = 0.95
+MACS_STEP = 0.05  # --target-macs removes this fraction of the channels left per step
+MACS_MAX_STEPS = 60
 BN_BATCHES = 20
 
 
@@ -36,13 +36,26 @@ def importance(method: str, seed: int = 0) -> Any:
     return tp.importance.GroupMagnitudeImportance(p=1 if method == "l1" else 2)
 
 
+def step_ratio(total: float, step: int, steps: int) -> float:
+    """Fraction of the *current* channels to remove at ``step`` (1-based) so that after ``steps``
+    equal steps of the original widths, ``total`` of them are gone."""
+    done, goal = total * (step - 1) / steps, total * step / steps
+    return (goal - done) / (1 - done)
+
+
 def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     """Dry run: the groups one-shot pruning would remove and the layers never pruned."""
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     reasons = graph.ignored_layers(model, example, cfg.ignore)
-    pruners = _pruners(model, example, cfg, cfg.ratio or 1 - cfg.target_macs, 1, list(reasons))
+    pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed),
+                                 ratio=cfg.ratio or 1 - cfg.target_macs,
+                                 global_pruning=graph.check_scope(cfg.scope), ignored=list(reasons))
     rows = graph.group_rows(pruners, model)
+    original = graph.out_widths(model)
+    for row in rows:
+        row["remove"] = round(row["channels"] * graph.capped_ratio(
+            row["channels"], original[row["group"]], row["remove"], cfg.max_layer_ratio))
     rows += [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
     return rows
 
@@ -66,25 +79,18 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     return report
 
 
-def _pruners(model, example, cfg: PruneConfig, ratio: float, steps: int, ignored: list[str]):
-    return graph.make_pruners(
-        model, example, importance(cfg.method, cfg.seed), ratio=ratio,
-        global_pruning=graph.check_scope(cfg.scope), steps=steps, round_to=cfg.round_to,
-        max_layer_ratio=cfg.max_layer_ratio, ignored=ignored)
-
-
-def _step(pruners) -> None:
-    with graph.tracer_errors():
-        for pruner in pruners:
-            pruner.step()
+def _step(handle: ModelHandle, cfg: PruneConfig, ratio: float, ignored: list[str],
+          original: dict[str, int]) -> None:
+    graph.prune_step(handle.module, handle.example_input(), lambda: importance(cfg.method, cfg.seed),
+                     ratio=ratio, global_pruning=graph.check_scope(cfg.scope), round_to=cfg.round_to,
+                     max_layer_ratio=cfg.max_layer_ratio, ignored=ignored, original=original)
 
 
 def _prune_steps(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str],
                  report: MethodReport) -> None:
-    model, example = handle.module, handle.example_input()
-    pruners = _pruners(model, example, cfg, cfg.ratio, cfg.steps, ignored)
+    original = graph.out_widths(handle.module)
     for step in range(cfg.steps):
-        _step(pruners)
+        _step(handle, cfg, step_ratio(cfg.ratio, step + 1, cfg.steps), ignored, original)
         row = _after_step(handle, ctx, step)
         if cfg.finetune_epochs and ctx.finetune is not None and step < cfg.steps - 1:
             row.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
@@ -94,26 +100,28 @@ def _prune_steps(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignor
 
 def _prune_to_macs(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str],
                    report: MethodReport) -> None:
+    """Small steps (``MACS_STEP`` of the channels left) until at most ``target_macs`` of the MACs remain."""
     model, example = handle.module, handle.example_input()
-    base_macs, _ = tp.utils.count_ops_and_params(model, example)
-    pruners = _pruners(model, example, cfg, MACS_MAX_RATIO, MACS_STEPS, ignored)
-    for step in range(MACS_STEPS):
-        _step(pruners)
-        graph.sync_attributes(model)
-        macs, _ = tp.utils.count_ops_and_params(model, example)
-        if macs <= cfg.target_macs * base_macs:
+    original = graph.out_widths(model)
+    base, _ = tp.utils.count_ops_and_params(model, example)
+    macs, step = base, 0
+    while macs > cfg.target_macs * base and step < MACS_MAX_STEPS:
+        _step(handle, cfg, MACS_STEP, ignored, original)
+        new, _ = tp.utils.count_ops_and_params(model, example)
+        step += 1
+        if new >= macs:  # every layer at its cap: nothing more to remove
             break
-    row = _after_step(handle, ctx, step)
+        macs = new
+    row = _after_step(handle, ctx, max(step - 1, 0))
     report.steps.append(row)
-    report.figures["macs_kept"] = row["macs"] / max(base_macs, 1)
-    if row["macs"] > cfg.target_macs * base_macs:
+    report.figures["macs_kept"] = row["macs"] / max(base, 1)
+    if row["macs"] > cfg.target_macs * base:
         report.notes.append(f"reached only {report.figures['macs_kept']:.3f} of the MACs "
                             f"(--max-layer-ratio {cfg.max_layer_ratio} and ignored layers limit it)")
 
 
 def _after_step(handle: ModelHandle, ctx: PruneContext, step: int) -> dict[str, Any]:
     model, example = handle.module, handle.example_input()
-    graph.sync_attributes(model)
     graph.run_forward(model, example)
     row: dict[str, Any] = {"step": step + 1}
     if ctx.train is not None:

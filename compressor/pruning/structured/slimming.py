@@ -101,7 +101,9 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     graph.check_supported(model)
     _need_batchnorm(model)
     reasons = graph.ignored_layers(model, example, cfg.ignore)
-    rows = graph.group_rows(_pruners(model, example, cfg, list(reasons)), model)
+    pruners = graph.make_pruners(model, example, _importance(), ratio=cfg.ratio, global_pruning=True,
+                                 ignored=list(reasons))
+    rows = graph.group_rows(pruners, model)
     return rows + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
 
 
@@ -122,10 +124,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if opts.gamma_plot:
         write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
     channels_before = _bn_channels(model)
-    with graph.tracer_errors():
-        for pruner in _pruners(model, example, cfg, list(reasons)):
-            pruner.step()
-    graph.sync_attributes(model)
+    graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
+                     round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
+                     original=graph.out_widths(model))
     graph.run_forward(model, example)
     report.figures["bn_channels_removed"] = 1 - _bn_channels(model) / max(channels_before, 1)
     graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True, seed=cfg.seed), BN_BATCHES)
@@ -142,10 +143,9 @@ def _need_batchnorm(model: nn.Module) -> None:
                                "use compress prune --method l1 instead")
 
 
-def _pruners(model: nn.Module, example: torch.Tensor, cfg: PruneConfig, ignored: list[str]):
-    return graph.make_pruners(
-        model, example, tp.importance.BNScaleImportance(normalizer=None), ratio=cfg.ratio,
-        global_pruning=True, round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=ignored)
+def _importance() -> Any:
+    """Mean |gamma| over the coupled BatchNorms, not normalised: one global threshold."""
+    return tp.importance.BNScaleImportance(normalizer=None)
 
 
 def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
