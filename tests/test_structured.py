@@ -148,7 +148,7 @@ def test_bn_recalibration_uses_data():
     before = bn.running_mean.clone()
     from compressor.io.data import load_data
 
-    ctx = PruneContext(train=load_data("digits", "train"))
+    ctx = PruneContext(train=load_data("random:1,28,28:10", "train"))
     report = norm.run(handle, PruneConfig("l1", ratio=0.3), ctx)
     assert report.steps[0]["bn_batches"] > 0
     assert not torch.equal(bn.running_mean[: len(before)], before[: bn.num_features])
