@@ -227,25 +227,33 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
                ignored: Iterable[str], original: dict[str, int]) -> list[dict[str, Any]]:
     """One pruning step: rank (globally or per layer), cap every layer, remove the channels.
 
-    torch-pruning's global ranking ignores a per-layer maximum within a step, so the step is
-    planned first (which group loses how many channels), capped against the layer's
-    ``original`` width, and then applied layer by layer with the same scores.
+    torch-pruning's global ranking ignores a per-layer maximum within a step, so each planned
+    group is checked against its layer's ``original`` width: groups within the cap are pruned
+    as planned; capped groups are pruned afterwards to their capped ratio with the same scores.
 
     Returns:
         the planned rows (group, channels, remove) before capping.
     """
     ignored = list(ignored)
-    rows = group_rows(make_pruners(model, example, importance(), ratio=ratio,
-                                   global_pruning=global_pruning, ignored=ignored), model)
-    table = dict(model.named_modules())
-    ratios = {table[r["group"]]: capped_ratio(r["channels"], original.get(r["group"], r["channels"]),
-                                              r["remove"], max_layer_ratio)
-              for r in rows if r["channels"]}
-    ratios = {m: r for m, r in ratios.items() if r > 0}
-    if ratios:
-        with tracer_errors():
+    names = {m: n for n, m in model.named_modules()}
+    rows, capped = [], {}
+    with tracer_errors():
+        for pruner in make_pruners(model, example, importance(), ratio=ratio, round_to=round_to,
+                                   global_pruning=global_pruning, ignored=ignored):
+            for group in pruner.step(interactive=True):
+                root, idxs = _out_root(pruner, group)
+                if root is None:
+                    continue
+                width = out_channels(root)
+                rows.append({"group": names[root], "channels": width, "remove": len(idxs)})
+                allowed = capped_ratio(width, original.get(names[root], width), len(idxs), max_layer_ratio)
+                if round(allowed * width) >= len(idxs):
+                    group.prune()
+                elif allowed > 0:
+                    capped[root] = allowed
+        if capped:
             for pruner in make_pruners(model, example, importance(), ratio=0.0, global_pruning=False,
-                                       round_to=round_to, ignored=ignored, ratios=ratios):
+                                       round_to=round_to, ignored=ignored, ratios=capped):
                 pruner.step()
     sync_attributes(model)
     return rows

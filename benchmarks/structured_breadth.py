@@ -1,0 +1,129 @@
+"""Breadth: every torchvision classifier at ratio 0.5 (l1) prunes, runs, saves, reloads and exports.
+
+Each model runs in its own process with a time limit, so a hang is a failure, not a stall.
+Small inputs where the architecture allows (CPU is scarce); ViTs are built with a small
+``image_size``. Results go to ``benchmarks/results/structured_breadth.jsonl`` (one line per model,
+appended as they finish) and the table ``benchmarks/results/structured_breadth.md``.
+
+    PYTHONPATH=. python benchmarks/structured_breadth.py            # all 80 models
+    PYTHONPATH=. python benchmarks/structured_breadth.py resnet18 vit_b_16
+    PYTHONPATH=. python benchmarks/structured_breadth.py --table    # rebuild the table only
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+JSONL = RESULTS / "structured_breadth.jsonl"
+TABLE = RESULTS / "structured_breadth.md"
+LIMIT_S = 600
+
+# Smallest inputs each family accepts; ViTs get a matching image_size.
+SHAPES = {"inception_v3": (1, 3, 96, 96), "maxvit_t": (1, 3, 224, 224)}
+VIT_SIZE = {"vit_b_16": 32, "vit_b_32": 32, "vit_l_16": 32, "vit_l_32": 32, "vit_h_14": 28}
+
+
+def case(name: str) -> tuple[tuple[int, ...], dict]:
+    """Input shape and build kwargs for one torchvision model."""
+    if name in VIT_SIZE:
+        size = VIT_SIZE[name]
+        return (1, 3, size, size), {"image_size": size}
+    return SHAPES.get(name, (1, 3, 64, 64)), {}
+
+
+def check(name: str, out_dir: str) -> dict:
+    """Prune one model with the library and check forward, save, reload, ONNX export."""
+    import torch
+
+    from compressor.api import ModelSpec, prune
+    from compressor.errors import CompressorError
+    from compressor.io.artifact import load_model
+    from compressor.pruning.base import PruneConfig
+
+    shape, kwargs = case(name)
+    row: dict = {"model": name, "input": "x".join(map(str, shape[1:]))}
+    out = Path(out_dir) / f"{name}.pt"
+    try:
+        r = prune(ModelSpec(f"torchvision:{name}", arch_kwargs=kwargs, input_shape=shape),
+                  PruneConfig("l1", ratio=0.5), str(out))
+    except CompressorError as exc:
+        return {**row, "status": f"refused (exit {exc.exit_code})", "detail": exc.one_line()[:200]}
+    row.update(params_before=r.before["params"], params_after=r.after["params"],
+               macs_before=r.before["macs"], macs_after=r.after["macs"],
+               notes="; ".join(n for n in r.notes if "classifier head" not in n)[:160])
+    handle = load_model(out)
+    x = handle.example_input()
+    y = handle.module(x)
+    assert tuple(y.shape) == (1, 1000), f"output shape {tuple(y.shape)}"
+    torch.onnx.export(handle.module, (x,), str(out.with_suffix(".onnx")), dynamo=False)
+    out.unlink()
+    out.with_suffix(".onnx").unlink()
+    return {**row, "status": "pass"}
+
+
+def run_one(name: str) -> dict:
+    """One model in a fresh process under the time limit."""
+    code = (f"import json, sys, tempfile; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import structured_breadth as b; d = tempfile.mkdtemp(); "
+            f"print('RESULT' + json.dumps(b.check({name!r}, d)))")
+    start = time.time()
+    try:
+        proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                              timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "status": f"FAIL: over {LIMIT_S} s", "seconds": LIMIT_S}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    if lines:
+        row = json.loads(lines[-1][len("RESULT"):])
+    else:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        row = {"model": name, "status": "FAIL", "detail": last[:200]}
+    row["seconds"] = round(time.time() - start, 1)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the sweep."""
+    passed = sum(r["status"] == "pass" for r in rows)
+    refused = sum(r["status"].startswith("refused") for r in rows)
+    head = [f"# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
+            f"{passed} pass, {refused} refused up front, {len(rows) - passed - refused} fail "
+            f"(of {len(rows)} run).\n",
+            "Command: `PYTHONPATH=. python benchmarks/structured_breadth.py` (shared 2-core machine; "
+            "seconds include model build, pruning, MAC counting, save, reload and ONNX export).\n",
+            "| model | input | status | params before | params after | MACs after / before | s | notes |",
+            "|---|---|---|---|---|---|---|---|"]
+    body = []
+    for r in sorted(rows, key=lambda r: r["model"]):
+        ratio = f"{r['macs_after'] / r['macs_before']:.3f}" if r.get("macs_before") else ""
+        body.append(f"| {r['model']} | {r.get('input', '')} | {r['status']} | {r.get('params_before', '')} | "
+                    f"{r.get('params_after', '')} | {ratio} | {r.get('seconds', '')} | "
+                    f"{r.get('notes') or r.get('detail', '')} |")
+    return "\n".join(head + body) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    if argv != ["--table"]:
+        from compressor.io.refs import torchvision_models
+
+        names = argv or torchvision_models()
+        for name in names:
+            row = run_one(name)
+            print(json.dumps(row), flush=True)
+            with JSONL.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    rows = {}
+    for line in JSONL.read_text().splitlines():
+        row = json.loads(line)
+        rows[row["model"]] = row  # the latest run of each model wins
+    TABLE.write_text(table(list(rows.values())))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
