@@ -22,6 +22,7 @@ import torch_pruning as tp
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
+from compressor.stats import count_macs, count_params
 
 MACS_STEP = 0.05  # --target-macs removes this fraction of the channels left per step
 MACS_MAX_STEPS = 60
@@ -103,11 +104,11 @@ def _prune_to_macs(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ign
     """Small steps (``MACS_STEP`` of the channels left) until at most ``target_macs`` of the MACs remain."""
     model, example = handle.module, handle.example_input()
     original = graph.out_widths(model)
-    base, _ = tp.utils.count_ops_and_params(model, example)
+    base = count_macs(model, example)
     macs, step = base, 0
     while macs > cfg.target_macs * base and step < MACS_MAX_STEPS:
         _step(handle, cfg, MACS_STEP, ignored, original)
-        new, _ = tp.utils.count_ops_and_params(model, example)
+        new = count_macs(model, example)
         step += 1
         if new >= macs:  # every layer at its cap: nothing more to remove
             break
@@ -121,12 +122,12 @@ def _prune_to_macs(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ign
 
 
 def _after_step(handle: ModelHandle, ctx: PruneContext, step: int) -> dict[str, Any]:
+    """Recalibrate BatchNorm when data is given; params and MACs (one forward, which also proves the
+    pruned model still runs on the input shape)."""
     model, example = handle.module, handle.example_input()
-    graph.run_forward(model, example)
     row: dict[str, Any] = {"step": step + 1}
     if ctx.train is not None:
         row["bn_batches"] = graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True,
                                                                            seed=step), BN_BATCHES)
-    macs, params = tp.utils.count_ops_and_params(model, example)
-    row.update({"params": int(params), "macs": int(macs)})
+    row.update({"params": count_params(model)[0], "macs": count_macs(model, example)})
     return row
