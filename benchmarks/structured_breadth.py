@@ -1,6 +1,6 @@
 """Breadth: every torchvision classifier at ratio 0.5 (l1) prunes, runs, saves, reloads and exports.
 
-Each model runs in its own process with a time limit, so a hang is a failure, not a stall.
+Each model runs in its own forked process with a time limit, so a hang is a failure, not a stall.
 Small inputs where the architecture allows (CPU is scarce); ViTs are built with a small
 ``image_size``. Results go to ``benchmarks/results/structured_breadth.jsonl`` (one line per model,
 appended as they finish) and the table ``benchmarks/results/structured_breadth.md``.
@@ -13,7 +13,6 @@ appended as they finish) and the table ``benchmarks/results/structured_breadth.m
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,23 +65,32 @@ def check(name: str, out_dir: str) -> dict:
     return {**row, "status": "pass"}
 
 
-def run_one(name: str) -> dict:
-    """One model in a fresh process under the time limit."""
-    code = (f"import json, sys, tempfile; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import structured_breadth as b; d = tempfile.mkdtemp(); "
-            f"print('RESULT' + json.dumps(b.check({name!r}, d)))")
-    start = time.time()
+def _child(name: str, out_dir: str, queue) -> None:
     try:
-        proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
-                              timeout=LIMIT_S)
-    except subprocess.TimeoutExpired:
-        return {"model": name, "status": f"FAIL: over {LIMIT_S} s", "seconds": LIMIT_S}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
-    if lines:
-        row = json.loads(lines[-1][len("RESULT"):])
-    else:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        row = {"model": name, "status": "FAIL", "detail": last[:200]}
+        queue.put(check(name, out_dir))
+    except Exception as exc:  # noqa: BLE001 - a failure of any kind is the result
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        queue.put({"model": name, "status": "FAIL", "detail": f"{type(exc).__name__}: {first}"})
+
+
+def run_one(name: str) -> dict:
+    """One model in a forked process (imports shared, state not) under the time limit."""
+    import multiprocessing as mp
+    import tempfile
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = ctx.Process(target=_child, args=(name, tmp, queue))
+        proc.start()
+        try:
+            row = queue.get(timeout=LIMIT_S)
+        except Exception:  # noqa: BLE001 - queue.Empty: over the limit, or the child died
+            row = {"model": name, "status": f"FAIL: no result within {LIMIT_S} s (exit {proc.exitcode})"}
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
     row["seconds"] = round(time.time() - start, 1)
     return row
 
@@ -110,6 +118,10 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str]) -> None:
     RESULTS.mkdir(exist_ok=True)
     if argv != ["--table"]:
+        import torch  # noqa: F401 - imported once; every forked child shares it
+        import torchvision  # noqa: F401
+
+        import compressor.api  # noqa: F401
         from compressor.io.refs import torchvision_models
 
         names = argv or torchvision_models()

@@ -52,6 +52,20 @@ def test_l1_removes_the_smallest_norm_filters():
     assert handle.module[2].out_features == 2  # the classifier head is never pruned
 
 
+def test_capped_ratio_keeps_the_layer_floor():
+    assert graph.capped_ratio(64, 64, 16, 0.5) == 0.25  # under the cap: as planned
+    assert graph.capped_ratio(64, 64, 60, 0.5) == 0.5  # capped at half of the original 64
+    assert graph.capped_ratio(40, 64, 20, 0.5) == pytest.approx(8 / 40)  # 32 must stay of the 64
+    assert graph.capped_ratio(3, 3, 3, 1.0) == pytest.approx(2 / 3)  # never the last channel
+
+
+def test_step_ratio_reaches_the_total_over_equal_steps():
+    left = 1.0
+    for step in range(1, 5):
+        left *= 1 - norm.step_ratio(0.6, step, 4)
+        assert left == pytest.approx(1 - 0.6 * step / 4)
+
+
 def test_output_layer_is_the_last_executed_conv_or_linear():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten())
