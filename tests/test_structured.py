@@ -263,3 +263,19 @@ def test_cli_prune_writes_a_loadable_artifact(tmp_path):
     assert doc["macs_after"] < doc["macs_before"] and doc["size_bytes_after"] == out.stat().st_size
     assert isinstance(load_model(out).module, nn.Module)
 
+
+
+@pytest.mark.slow
+def test_torchvision_breadth_at_least_75_of_80():
+    """The full sweep (hours on 2 cores): each model prunes, runs, saves, reloads and exports, or is
+    refused up front with exit 3."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import structured_breadth
+
+    from compressor.io.refs import torchvision_models
+
+    rows = [structured_breadth.run_one(name) for name in torchvision_models()]
+    passed = [r for r in rows if r["status"] == "pass"]
+    others = [r for r in rows if r["status"] != "pass"]
+    assert len(passed) >= 75, [(r["model"], r["status"], r.get("detail")) for r in others]
+    assert all(r["status"] == "refused (exit 3)" for r in others), others
