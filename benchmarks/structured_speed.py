@@ -66,7 +66,8 @@ def ref_of(name: str) -> str:
     return f"sample:{name}" if name in SAMPLES else f"torchvision:{name}"
 
 
-def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path) -> list[dict]:
+def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: str = "global",
+                round_tos: list[int] | None = None) -> list[dict]:
     """Every ratio / round_to variant of one model against its dense baseline."""
     dense = load_model(ref_of(name), input_shape=None)
     x = dense.example_input()
@@ -74,15 +75,17 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path) -> list[
     base_onnx = export(dense.module, x, tmp / f"{name}.onnx")
     rows = []
     for ratio in ratios:
-        for round_to in ([None, 8] if name in TORCHVISION else [None]):
+        for round_to in (round_tos or ([None, 8] if name in TORCHVISION else [None])):
             handle = load_model(ref_of(name))
-            norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to), PruneContext())
+            norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to or None, scope=scope),
+                     PruneContext())
             macs = count_macs(handle.module, x)
             pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}.onnx")
             for threads in (1, 2):
                 t_dense, t_pruned = interleaved(session(base_onnx, threads), session(pruned, threads),
                                                 x.numpy(), rounds)
-                row = {"model": name, "ratio": ratio, "round_to": round_to or 1, "threads": threads,
+                row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
+                       "threads": threads,
                        "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
                        "latency_ms_dense": t_dense, "latency_ms_pruned": t_pruned,
                        "speedup": t_dense / t_pruned}
@@ -95,15 +98,15 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path) -> list[
 def table(rows: list[dict], command: str) -> str:
     lines = ["# Structured pruning: MAC reduction vs measured ONNX Runtime CPU speed-up\n",
              f"Command: `{command}`\n",
-             "l1 (global ranking), batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
+             "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
              "runs. The machine was shared (2 cores, several jobs): absolute latencies are noisy; the "
              "interleaving makes the ratios comparable. MAC reduction is theoretical; speed-up is "
              "measured; efficiency = speed-up / MAC reduction.\n",
-             "| model | ratio | round_to | threads | MACs dense | MACs pruned | MAC reduction | "
+             "| model | scope | ratio | round_to | threads | MACs dense | MACs pruned | MAC reduction | "
              "dense ms | pruned ms | speed-up | efficiency |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['ratio']} | {r['round_to']} | {r['threads']} | {r['macs_dense']:,} | "
+        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {r['threads']} | {r['macs_dense']:,} | "
                      f"{r['macs_pruned']:,} | {r['mac_reduction']:.2f}x | {r['latency_ms_dense']:.2f} | "
                      f"{r['latency_ms_pruned']:.2f} | {r['speedup']:.2f}x | {r['efficiency']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -114,6 +117,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=TORCHVISION + SAMPLES)
     parser.add_argument("--ratios", nargs="*", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--scope", default="global", choices=["global", "layer"])
+    parser.add_argument("--round-to", nargs="*", type=int, default=None,
+                        help="round_to variants (1: none); default: 1 and 8 for torchvision models")
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
     args = parser.parse_args()
     import sys
@@ -122,7 +128,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            rows += bench_model(name, args.ratios, args.rounds, Path(tmp))
+            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to)
     RESULTS.mkdir(exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
     Path(args.out + ".md").write_text(table(rows, command))
