@@ -279,3 +279,11 @@ def test_torchvision_breadth_at_least_75_of_80():
     others = [r for r in rows if r["status"] != "pass"]
     assert len(passed) >= 75, [(r["model"], r["status"], r.get("detail")) for r in others]
     assert all(r["status"] == "refused (exit 3)" for r in others), others
+
+
+def test_pruned_mnasnet_reloads(tmp_path):
+    """MNASNet refuses a state_dict without its version metadata; the artifact restores it."""
+    spec = ModelSpec("torchvision:mnasnet0_5", arch_kwargs={"num_classes": 10}, input_shape=(1, 3, 32, 32))
+    prune(spec, PruneConfig("l1", ratio=0.5), str(tmp_path / "m.pt"))
+    handle = load_model(tmp_path / "m.pt")
+    assert handle.module(handle.example_input()).shape == (1, 10)

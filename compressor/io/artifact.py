@@ -229,7 +229,7 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         arch = payload["arch"]
         module = refs.build(arch["ref"], arch.get("kwargs"))
         apply_structure(module, payload.get("structure", {}), payload["state_dict"])
-        module.load_state_dict(payload["state_dict"], strict=True)
+        module.load_state_dict(_with_metadata(payload["state_dict"], module), strict=True)
     except (KeyError, RuntimeError, AttributeError) as exc:
         raise InputError(f"{source}: artifact is damaged or does not match its architecture "
                          f"({_short(exc)})") from None
@@ -240,6 +240,18 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         mean=meta.get("mean"), std=meta.get("std"), masks=dict(payload.get("masks", {})),
         history=list(payload.get("history", [])), metrics=dict(payload.get("metrics", {})),
         source=source, source_kind="artifact")
+
+
+def _with_metadata(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
+    """The saved tensors with the fresh module's per-module state_dict versions (``_metadata``).
+
+    Saving drops them; some modules (torchvision MNASNet) refuse to load without a version.
+    """
+    from collections import OrderedDict
+
+    full = OrderedDict(state)
+    full._metadata = getattr(module.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+    return full
 
 
 def apply_structure(module: nn.Module, manifest: dict[str, dict[str, Any]],
