@@ -23,7 +23,9 @@ TABLE = RESULTS / "structured_breadth.md"
 LIMIT_S = 600
 
 # Smallest inputs each family accepts; ViTs get a matching image_size.
-SHAPES = {"inception_v3": (1, 3, 96, 96), "maxvit_t": (1, 3, 224, 224)}
+# AlexNet/VGG: adaptive pooling to 6x6/7x7 exports to ONNX only when the size divides evenly.
+SHAPES = {"inception_v3": (1, 3, 96, 96), "maxvit_t": (1, 3, 224, 224), "alexnet": (1, 3, 224, 224),
+          **{f"vgg{d}{bn}": (1, 3, 224, 224) for d in (11, 13, 16, 19) for bn in ("", "_bn")}}
 VIT_SIZE = {"vit_b_16": 32, "vit_b_32": 32, "vit_l_16": 32, "vit_l_32": 32, "vit_h_14": 28}
 
 
