@@ -12,7 +12,8 @@ from compressor.api.prune import PruneResult, prune
 from compressor.api.bench import BenchConfig, BenchResult, bench
 from compressor.api.distill import DistillConfig, DistillResult, distill, finetune
 from compressor.api.export import ExportResult, export
+from compressor.api.slim import SlimConfig, slim
 
 __all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all",
-           "PruneResult", "prune", "BenchConfig", "BenchResult", "bench", "DistillConfig",
-           "DistillResult", "distill", "finetune", "ExportResult", "export"]
+           "PruneResult", "prune", "SlimConfig", "slim", "BenchConfig", "BenchResult", "bench",
+           "DistillConfig", "DistillResult", "distill", "finetune", "ExportResult", "export"]

@@ -253,7 +253,7 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         module = refs.build(arch["ref"], arch.get("kwargs"))
         state, masks = _unpack_masked(payload)
         apply_structure(module, payload.get("structure", {}), state)
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(_with_metadata(state, module), strict=True)
     except (KeyError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
         raise InputError(f"{source}: artifact is damaged or does not match its architecture "
                          f"({_short(exc)})") from None
@@ -264,6 +264,18 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         mean=meta.get("mean"), std=meta.get("std"), masks=masks,
         history=list(payload.get("history", [])), metrics=dict(payload.get("metrics", {})),
         source=source, source_kind="artifact")
+
+
+def _with_metadata(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
+    """The saved tensors with the fresh module's per-module state_dict versions (``_metadata``).
+
+    Saving drops them; some modules (torchvision MNASNet) refuse to load without a version.
+    """
+    from collections import OrderedDict
+
+    full = OrderedDict(state)
+    full._metadata = getattr(module.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+    return full
 
 
 def apply_structure(module: nn.Module, manifest: dict[str, dict[str, Any]],

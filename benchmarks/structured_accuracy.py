@@ -1,0 +1,114 @@
+"""Accuracy: trained resnet_small and vgg_bn pruned at ratio 0.5 (l1 and slim) on Fashion-MNIST.
+
+Reads the trained artifacts ``sample_models/NAME.pt`` (from the main checkout by default), prunes
+with at most 3 epochs of training after the cut (l1: fine-tune; slim: sparsity training + fine-tune
+counted together), and reports params, MACs, ONNX Runtime latency (1 thread, interleaved with the
+dense model, medians) and test accuracy against the baseline. ``--max-batches`` caps each epoch
+(CPU is scarce on the shared machine; the cap is written into the table).
+
+    PYTHONPATH=. python benchmarks/structured_accuracy.py --models /work/main/sample_models/resnet_small.pt \
+        /work/main/sample_models/vgg_bn.pt --epochs 2 --max-batches 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from compressor.io.artifact import load_model
+from compressor.io.data import load_data
+from compressor.pruning.base import PruneConfig, PruneContext
+from compressor.pruning.structured import norm, slimming
+from compressor.stats import count_macs, count_params
+from compressor.train import TrainConfig, evaluate, fit
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def context(epochs_cap: int | None, lr: float) -> PruneContext:
+    """Fashion-MNIST splits and a fine-tune function whose epochs are capped at ``epochs_cap`` batches."""
+    ctx = PruneContext(train=load_data("fashion-mnist", "train"), val=load_data("fashion-mnist", "val"),
+                       test=load_data("fashion-mnist", "test"), log=lambda line: print(line, file=sys.stderr))
+
+    def finetune(handle, epochs: int) -> dict:
+        cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=128, max_batches=epochs_cap)
+        r = fit(handle.module, ctx.train, cfg, val=ctx.val, masks=handle.masks, description="fine-tune")
+        return {"best_epoch": r.best_epoch, "val_accuracy": r.best_val_accuracy}
+
+    ctx.finetune = finetune
+    return ctx
+
+
+def latency(dense, pruned, tmp: Path) -> tuple[float, float]:
+    """ORT 1-thread medians (ms), dense and pruned timed interleaved."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from structured_speed import export, interleaved, session
+
+    x = dense.example_input()
+    a, b = export(dense.module, x, tmp / "a.onnx"), export(pruned.module, x, tmp / "b.onnx")
+    return interleaved(session(a, 1), session(b, 1), x.numpy(), rounds=200)
+
+
+def run(path: str, method: str, epochs: int, max_batches: int | None, lr: float, tmp: Path) -> dict:
+    dense, handle = load_model(path), load_model(path)
+    ctx = context(max_batches, lr)
+    base = evaluate(dense.module, ctx.test)["accuracy"]
+    if method == "l1":
+        cfg = PruneConfig("l1", ratio=0.5, data="fashion-mnist", finetune_epochs=epochs, finetune_lr=lr)
+        norm.run(handle, cfg, ctx)
+    else:
+        opts = {"lam": 1e-4, "sparsity_epochs": 1, "sparsity_lr": lr, "max_batches": max_batches}
+        cfg = PruneConfig("slim", ratio=0.5, data="fashion-mnist", finetune_epochs=epochs - 1,
+                          finetune_lr=lr, options=opts)
+        slimming.run(handle, cfg, ctx)
+    acc = evaluate(handle.module, ctx.test)["accuracy"]
+    t_dense, t_pruned = latency(dense, handle, tmp)
+    x = dense.example_input()
+    return {"model": Path(path).stem, "method": method, "ratio": 0.5, "train_epochs_after_cut": epochs,
+            "max_batches_per_epoch": max_batches, "params_dense": count_params(dense.module)[0],
+            "params": count_params(handle.module)[0], "macs_dense": count_macs(dense.module, x),
+            "macs": count_macs(handle.module, x), "latency_ms_dense": t_dense, "latency_ms": t_pruned,
+            "accuracy_dense": base, "accuracy": acc, "kept": acc / base}
+
+
+def table(rows: list[dict], command: str) -> str:
+    lines = ["# Structured pruning accuracy on Fashion-MNIST (test split, 10k images)\n",
+             f"Command: `{command}`\n",
+             "Latency: ONNX Runtime CPU, 1 thread, batch 1, dense and pruned interleaved, medians "
+             "(shared 2-core machine: noisy). slim counts its sparsity-training epoch in the epochs.\n",
+             "| model | method | ratio | epochs (batches cap) | params | MACs | latency ms (dense) | "
+             "accuracy (dense) | kept |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['method']} | {r['ratio']} | {r['train_epochs_after_cut']} "
+                     f"({r['max_batches_per_epoch']}) | {r['params']:,} ({r['params_dense']:,}) | "
+                     f"{r['macs']:,} ({r['macs_dense']:,}) | {r['latency_ms']:.3f} ({r['latency_ms_dense']:.3f}) | "
+                     f"{r['accuracy']:.4f} ({r['accuracy_dense']:.4f}) | {r['kept']:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["/work/main/sample_models/resnet_small.pt",
+                                                        "/work/main/sample_models/vgg_bn.pt"])
+    parser.add_argument("--methods", nargs="+", default=["l1", "slim"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-batches", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+    command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_accuracy.py", *sys.argv[1:]])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.models:
+            for method in args.methods:
+                rows.append(run(path, method, args.epochs, args.max_batches, args.lr, Path(tmp)))
+                print(json.dumps(rows[-1]), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "structured_accuracy.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "structured_accuracy.md").write_text(table(rows, command))
+
+
+if __name__ == "__main__":
+    main()

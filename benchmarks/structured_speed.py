@@ -1,0 +1,138 @@
+"""Speed: theoretical MAC reduction against measured ONNX Runtime CPU latency speed-up.
+
+ResNet-18, ResNet-50 and MobileNetV2 at 224x224 and the sample models, pruned with l1 at ratios
+0.3 / 0.5 / 0.7 (torchvision models also with ``round_to=8``), exported to ONNX, timed at batch 1
+with 1 and 2 intra-op threads. Dense and pruned sessions are timed interleaved (A B A B ...) and
+medians are reported, so load on a shared machine hits both alike. efficiency = speed-up / MAC
+reduction (1.0: latency falls exactly as the MACs do).
+
+    PYTHONPATH=. python benchmarks/structured_speed.py                  # everything
+    PYTHONPATH=. python benchmarks/structured_speed.py --models resnet18 --ratios 0.5 --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compressor.io.artifact import load_model
+from compressor.pruning.base import PruneConfig, PruneContext
+from compressor.pruning.structured import norm
+from compressor.stats import count_macs
+
+RESULTS = Path(__file__).parent / "results"
+TORCHVISION = ["resnet18", "resnet50", "mobilenet_v2"]
+SAMPLES = ["simple_cnn", "resnet_small", "vgg_bn", "mlp", "tiny_vit"]
+
+
+def session(path: Path, threads: int):
+    """A CPU session with a fixed thread count and full graph optimisation."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def interleaved(a, b, x: np.ndarray, rounds: int, warmup: int = 3) -> tuple[float, float]:
+    """Median latency (ms) of sessions ``a`` and ``b``, timed A B A B ..."""
+    feeds = {a.get_inputs()[0].name: x}
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(warmup + rounds):
+        for sess, store in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            sess.run(None, feeds)
+            if i >= warmup:
+                store.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def export(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
+    """Legacy TorchScript-based export (static shapes, batch 1)."""
+    torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, input_names=["x"])
+    return path
+
+
+def ref_of(name: str) -> str:
+    return f"sample:{name}" if name in SAMPLES else f"torchvision:{name}"
+
+
+def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: str = "global",
+                round_tos: list[int] | None = None) -> list[dict]:
+    """Every ratio / round_to variant of one model against its dense baseline."""
+    dense = load_model(ref_of(name), input_shape=None)
+    x = dense.example_input()
+    base_macs = count_macs(dense.module, x)
+    base_onnx = export(dense.module, x, tmp / f"{name}.onnx")
+    rows = []
+    for ratio in ratios:
+        for round_to in (round_tos or ([None, 8] if name in TORCHVISION else [None])):
+            handle = load_model(ref_of(name))
+            norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to or None, scope=scope),
+                     PruneContext())
+            macs = count_macs(handle.module, x)
+            pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}.onnx")
+            for threads in (1, 2):
+                t_dense, t_pruned = interleaved(session(base_onnx, threads), session(pruned, threads),
+                                                x.numpy(), rounds)
+                row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
+                       "threads": threads,
+                       "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
+                       "latency_ms_dense": t_dense, "latency_ms_pruned": t_pruned,
+                       "speedup": t_dense / t_pruned}
+                row["efficiency"] = row["speedup"] / row["mac_reduction"]
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def table(rows: list[dict], command: str) -> str:
+    lines = ["# Structured pruning: MAC reduction vs measured ONNX Runtime CPU speed-up\n",
+             f"Command: `{command}`\n",
+             "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
+             "runs. The machine was shared (2 cores, several jobs): absolute latencies are noisy; the "
+             "interleaving makes the ratios comparable. MAC reduction is theoretical; speed-up is "
+             "measured; efficiency = speed-up / MAC reduction.\n",
+             "| model | scope | ratio | round_to | threads | MACs dense | MACs pruned | MAC reduction | "
+             "dense ms | pruned ms | speed-up | efficiency |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {r['threads']} | {r['macs_dense']:,} | "
+                     f"{r['macs_pruned']:,} | {r['mac_reduction']:.2f}x | {r['latency_ms_dense']:.2f} | "
+                     f"{r['latency_ms_pruned']:.2f} | {r['speedup']:.2f}x | {r['efficiency']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=TORCHVISION + SAMPLES)
+    parser.add_argument("--ratios", nargs="*", type=float, default=[0.3, 0.5, 0.7])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--scope", default="global", choices=["global", "layer"])
+    parser.add_argument("--round-to", nargs="*", type=int, default=None,
+                        help="round_to variants (1: none); default: 1 and 8 for torchvision models")
+    parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
+    args = parser.parse_args()
+    import sys
+
+    command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_speed.py", *sys.argv[1:]])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to)
+    RESULTS.mkdir(exist_ok=True)
+    Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+    Path(args.out + ".md").write_text(table(rows, command))
+
+
+if __name__ == "__main__":
+    main()

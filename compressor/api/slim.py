@@ -1,0 +1,63 @@
+"""``compress slim``: Network Slimming (sparsity training, global gamma threshold, removal, fine-tune)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compressor.api.common import ModelSpec
+from compressor.api.prune import PruneResult, prune
+
+
+@dataclass(frozen=True)
+class SlimConfig:
+    """Every ``compress slim`` option; validated when turned into a :class:`PruneConfig`.
+
+    Attributes:
+        data: data spec for sparsity training, BN recalibration, fine-tuning and accuracy.
+        ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1).
+        lam: L1 strength on BatchNorm scales.
+        sparsity_epochs: epochs of sparsity training before the threshold.
+        finetune_epochs: epochs of fine-tuning after the removal.
+        lr: learning rate of both phases (Adam).
+        weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
+        gamma_plot: PNG path for the |gamma| histogram (None: no plot).
+        max_batches: cap batches per epoch (smoke runs).
+    """
+
+    data: str
+    ratio: float = 0.4
+    lam: float = 1e-4
+    sparsity_epochs: int = 1
+    finetune_epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 128
+    round_to: int | None = None
+    max_layer_ratio: float = 0.9
+    ignore: tuple[str, ...] = ()
+    weight_threshold: float = 0.0
+    gamma_plot: str | None = None
+    max_batches: int | None = None
+    seed: int = 0
+
+    def to_prune_config(self):
+        """The shared :class:`compressor.pruning.base.PruneConfig` with the slim options."""
+        from compressor.pruning.base import PruneConfig
+
+        opts: dict[str, Any] = {"lam": self.lam, "sparsity_epochs": self.sparsity_epochs,
+                                "sparsity_lr": self.lr, "weight_threshold": self.weight_threshold,
+                                "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
+        return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
+                           max_layer_ratio=self.max_layer_ratio, ignore=self.ignore,
+                           finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
+                           batch_size=self.batch_size, seed=self.seed, options=opts)
+
+
+def slim(model: ModelSpec, cfg: SlimConfig, output: str | None, dry_run: bool = False,
+         log=lambda line: None) -> PruneResult:
+    """Slim ``model``; write the artifact to ``output`` unless ``dry_run``."""
+    from compressor.pruning.structured.slimming import options
+
+    pcfg = cfg.to_prune_config()
+    options(pcfg.options)  # validate before any loading or training
+    return prune(model, pcfg, output, dry_run=dry_run, log=log)

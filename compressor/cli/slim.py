@@ -1,0 +1,64 @@
+"""``compress slim``: Network Slimming behind one command."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
+                                   TrustPickleOpt, console, execute, model_spec)
+from compressor.cli.prune import OutputOpt, render
+
+
+def slim(
+    path: ModelArg,
+    data: Annotated[str, typer.Option("--data", help="Training data: fashion-mnist, digits, "
+                                      "cifar10:ROOT, imagefolder:PATH, tensors:FILE.")],
+    output: OutputOpt = None,
+    ratio: Annotated[float, typer.Option(
+        help="Fraction of BatchNorm channels to remove (global |gamma| percentile), in (0, 1).")] = 0.4,
+    lam: Annotated[float, typer.Option(
+        "--lambda", help="L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).")] = 1e-4,
+    sparsity_epochs: Annotated[int, typer.Option(help="Epochs of sparsity training.")] = 1,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")] = 1,
+    lr: Annotated[float, typer.Option(help="Learning rate of both phases (Adam).")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    round_to: Annotated[Optional[int], typer.Option(
+        help="Keep channel counts multiples of N (8 or 16 run faster).")] = None,
+    max_layer_ratio: Annotated[float, typer.Option(
+        help="Remove at most this fraction of any one layer (never all of it).")] = 0.9,
+    ignore: Annotated[Optional[list[str]], typer.Option(
+        help="Never prune modules whose name matches this pattern (repeatable).")] = None,
+    weight_threshold: Annotated[float, typer.Option(
+        help="After fine-tuning, zero weights with |w| below this (0: off).")] = 0.0,
+    gamma_plot: Annotated[Optional[str], typer.Option(
+        help="Write a histogram of |gamma| with the threshold to this PNG.")] = None,
+    max_batches: Annotated[Optional[int], typer.Option(
+        help="Cap batches per sparsity-training epoch (smoke runs).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for shuffling and training.")] = 0,
+    dry_run: Annotated[bool, typer.Option(
+        help="List the groups the current gammas would prune; train and write nothing.")] = False,
+    arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
+    input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Network Slimming: L1 on BatchNorm scales, global threshold, channel removal, fine-tune.
+
+    Example:
+
+      compress slim sample_models/vgg_bn.pt --data fashion-mnist --ratio 0.4 --lambda 1e-4 --sparsity-epochs 2 --finetune-epochs 2 -o slim.pt
+    """
+
+    def action():
+        from compressor.api import SlimConfig
+        from compressor.api import slim as api_slim
+
+        cfg = SlimConfig(data=data, ratio=ratio, lam=lam, sparsity_epochs=sparsity_epochs,
+                         finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size, round_to=round_to,
+                         max_layer_ratio=max_layer_ratio, ignore=tuple(ignore or ()),
+                         weight_threshold=weight_threshold, gamma_plot=gamma_plot,
+                         max_batches=max_batches, seed=seed)
+        spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
+        return api_slim(spec, cfg, output, dry_run=dry_run, log=lambda line: console().print(line))
+
+    execute(action, render, json_out, debug)

@@ -1,0 +1,384 @@
+"""What every structured method shares: support checks, ignored layers, heads, the pruner, BN recalibration.
+
+torch-pruning's ``DependencyGraph`` groups every tensor slice coupled to one output channel (the
+BatchNorm behind a conv, the next layer's inputs, residual partners, concatenations). This module
+builds that pruner for our configs, finds the classifier head (the last conv/linear executed, which
+produces the outputs) so it is never pruned, declares attention heads (torchvision
+``nn.MultiheadAttention``, our ``sample_models`` ``Attention`` with ``num_heads``/``head_dim``)
+and updates the attributes a forward pass reads (``head_dim``, ViT ``hidden_dim``) after pruning.
+Models whose parts cannot be pruned correctly are refused up front with the part named.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import types
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compressor.errors import UnsupportedError, UsageError
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+# Layer types torch-pruning cannot resize: refused up front (exit 3) with the part named.
+UNSUPPORTED_PARTS: dict[str, str] = {
+    "RNN": "plain RNN layers (only LSTM is supported)",
+    "GRU": "GRU layers (only LSTM is supported)",
+}
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """Architectures pruned only inside self-contained sub-blocks.
+
+    Attributes:
+        blocks: fnmatch patterns of sub-blocks pruned one by one (their own input and output widths
+            are kept, so nothing outside them changes).
+        reason: why, for the report.
+    """
+
+    blocks: tuple[str, ...]
+    reason: str
+
+
+RESTRICTED: dict[str, Restriction] = {
+    "ShuffleNetV2": Restriction(("*.branch2",), "ShuffleNetV2: the channel shuffle couples block "
+                                "outputs, so only channels inside each branch are pruned"),
+    "SwinTransformer": Restriction(("*.mlp",), "Swin: window attention keeps per-head position "
+                                   "tables, so only the MLP hidden channels are pruned"),
+    "MaxVit": Restriction(("*.mlp_layer",), "MaxViT: grid/block attention keeps per-head position "
+                          "tables, so only the MLP hidden channels are pruned"),
+}
+
+
+@dataclass
+class Unit:
+    """What one torch-pruning graph covers: the whole model, or one sub-block of a restricted one.
+
+    Attributes:
+        module: the model or the sub-block.
+        example: its example input (a tuple of positional arguments for a sub-block).
+        prefix: the sub-block's qualified name ("" for the whole model).
+    """
+
+    module: nn.Module
+    example: Any
+    prefix: str = ""
+
+
+def restriction(model: nn.Module) -> Restriction | None:
+    """The restriction that applies to ``model`` (by class name), if any."""
+    return RESTRICTED.get(type(model).__name__)
+
+
+def units(model: nn.Module, example: torch.Tensor) -> list[Unit]:
+    """The whole model, or for a restricted architecture each matching sub-block with its input."""
+    rule = restriction(model)
+    if rule is None:
+        return [Unit(model, example)]
+    blocks = [(n, m) for n, m in model.named_modules()
+              if n and any(fnmatch.fnmatch(n, p) for p in rule.blocks)]
+    captured: dict[str, tuple] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: captured.setdefault(n, args))
+             for n, m in blocks]
+    try:
+        run_forward(model, example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [Unit(m, captured[n], n) for n, m in blocks if n in captured]
+
+
+def check_supported(model: nn.Module) -> None:
+    """Refuse models with parts we cannot prune correctly, naming the part (exit 3)."""
+    for name, sub in model.named_modules():
+        reason = UNSUPPORTED_PARTS.get(type(sub).__name__)
+        if reason:
+            raise UnsupportedError(
+                f"structured pruning cannot handle {type(sub).__name__} at '{name}': {reason}",
+                "use an unstructured method (e.g. --method magnitude --sparsity 0.5), "
+                "or --ignore the blocks that hold it")
+
+
+def check_scope(scope: str) -> bool:
+    """``global`` -> True, ``layer`` -> False; ``row`` is a masked-method scope."""
+    if scope not in ("global", "layer"):
+        raise UsageError(f"scope '{scope}' is not available for structured pruning",
+                         "use --scope global or --scope layer")
+    return scope == "global"
+
+
+def output_layers(model: nn.Module, example: Any) -> list[nn.Module]:
+    """The classifier head: the last conv/linear executed in a forward pass (it makes the outputs)."""
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
+             for m in model.modules() if isinstance(m, PRUNABLE)]
+    try:
+        run_forward(model, example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order[-1:]
+
+
+def run_forward(model: nn.Module, example: Any) -> torch.Tensor:
+    """One eval-mode forward pass; a failure on this input shape is exit 3 with the fix."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(*example) if isinstance(example, tuple) else model(example)
+    except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        shape = tuple(getattr(example, "shape", ()))
+        raise UnsupportedError(f"the model's forward pass fails on input shape {shape}: {first}",
+                               "pass the right --input-shape, e.g. 1,3,224,224") from None
+    finally:
+        model.train(was_training)
+
+
+def matched_layers(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module]:
+    """Modules whose qualified name matches one of the fnmatch ``patterns`` (and their children)."""
+    patterns = list(patterns)
+    hits = [sub for name, sub in model.named_modules()
+            if name and any(fnmatch.fnmatch(name, p) for p in patterns)]
+    return [m for hit in hits for m in hit.modules()]
+
+
+def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """Layers whose outputs are split into heads -> number of heads."""
+    heads: dict[nn.Module, int] = {}
+    for sub in model.modules():
+        if isinstance(sub, nn.MultiheadAttention):
+            heads[sub] = sub.num_heads
+        elif _is_qkv_attention(sub):
+            heads[sub.qkv] = sub.num_heads
+    return heads
+
+
+def _is_qkv_attention(sub: nn.Module) -> bool:
+    return (isinstance(getattr(sub, "qkv", None), nn.Linear) and isinstance(getattr(sub, "num_heads", None), int)
+            and isinstance(getattr(sub, "head_dim", None), int))
+
+
+def sync_attributes(model: nn.Module) -> None:
+    """Update the attributes a forward pass reads after channels were removed."""
+    for sub in model.modules():
+        if _is_qkv_attention(sub):
+            sub.head_dim = sub.qkv.out_features // (3 * sub.num_heads)
+        if hasattr(sub, "hidden_dim") and isinstance(getattr(sub, "conv_proj", None), nn.Conv2d):
+            sub.hidden_dim = sub.conv_proj.out_channels  # torchvision VisionTransformer
+
+
+def channel_groups(model: nn.Module) -> dict[nn.Module, int]:
+    """Layers whose channels must shrink in whole groups (multi-head attention, torchvision style)."""
+    return {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+
+
+def make_pruners(model: nn.Module, example: torch.Tensor, importance: Callable, *, ratio: float,
+                 global_pruning: bool, round_to: int | None = None, ignored: Iterable[str] = (),
+                 ratios: dict[nn.Module, float] | None = None) -> list[tp.pruner.BasePruner]:
+    """One torch-pruning pruner per unit (the whole model, or each sub-block of a restricted one).
+
+    Args:
+        ignored: qualified names of layers whose output channels are never pruned.
+        ratios: layer -> fraction of its current channels to remove (overrides ``ratio``).
+    """
+    table = dict(model.named_modules())
+    ignored_modules = [table[n] for n in ignored]
+    pruners = []
+    for u in units(model, example):
+        inside = {id(m) for m in u.module.modules()}
+        pruners.append(make_pruner(
+            u.module, u.example, importance, ratio=ratio, global_pruning=global_pruning,
+            round_to=round_to, ignored=[m for m in ignored_modules if id(m) in inside],
+            ratios={m: r for m, r in (ratios or {}).items() if id(m) in inside} or None))
+    return pruners
+
+
+def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: float,
+                global_pruning: bool, round_to: int | None = None, ignored: list[nn.Module] | None = None,
+                ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
+    """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
+    heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
+    with traceable_attention(model), tracer_errors():
+        return tp.pruner.BasePruner(
+            model, example, importance=importance, global_pruning=global_pruning, pruning_ratio=ratio,
+            pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
+            out_channel_groups=channel_groups(model), in_channel_groups=channel_groups(model))
+
+
+def capped_ratio(width: int, original: int, remove: int, max_layer_ratio: float) -> float:
+    """Fraction of ``width`` channels to remove so at least (1 - max_layer_ratio) of ``original``
+    (and never fewer than one channel) is left."""
+    floor = max(math.ceil((1 - max_layer_ratio) * original - 1e-9), 1)
+    return max(0, min(remove, width - floor)) / width if width else 0.0
+
+
+def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
+               ratio: float, global_pruning: bool, round_to: int | None, max_layer_ratio: float,
+               ignored: Iterable[str], original: dict[str, int]) -> list[dict[str, Any]]:
+    """One pruning step: rank (globally or per layer), cap every layer, remove the channels.
+
+    torch-pruning's global ranking ignores a per-layer maximum within a step, so each planned
+    group is checked against its layer's ``original`` width: groups within the cap are pruned
+    as planned; capped groups are pruned afterwards to their capped ratio with the same scores.
+
+    Returns:
+        the planned rows (group, channels, remove) before capping.
+    """
+    ignored = list(ignored)
+    names = {m: n for n, m in model.named_modules()}
+    rows, capped = [], {}
+    with tracer_errors():
+        for pruner in make_pruners(model, example, importance(), ratio=ratio, round_to=round_to,
+                                   global_pruning=global_pruning, ignored=ignored):
+            for group in pruner.step(interactive=True):
+                root, idxs = _out_root(pruner, group)
+                if root is None:
+                    continue
+                width = out_channels(root)
+                rows.append({"group": names[root], "channels": width, "remove": len(idxs)})
+                allowed = capped_ratio(width, original.get(names[root], width), len(idxs), max_layer_ratio)
+                if round(allowed * width) >= len(idxs):
+                    group.prune()
+                elif allowed > 0:
+                    capped[root] = allowed
+        if capped:
+            for pruner in make_pruners(model, example, importance(), ratio=0.0, global_pruning=False,
+                                       round_to=round_to, ignored=ignored, ratios=capped):
+                pruner.step()
+    sync_attributes(model)
+    return rows
+
+
+def out_channels(m: nn.Module) -> int:
+    """Output channels of a conv or linear layer."""
+    return m.out_features if isinstance(m, nn.Linear) else m.out_channels
+
+
+def out_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every conv/linear layer, by name."""
+    return {n: out_channels(m) for n, m in model.named_modules()
+            if isinstance(m, PRUNABLE)}
+
+
+@contextmanager
+def tracer_errors() -> Iterator[None]:
+    """Turn a torch-pruning failure into exit 3 with the operation it stumbled on."""
+    try:
+        yield
+    except UnsupportedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the tracer raises anything on unknown graphs
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise UnsupportedError(f"torch-pruning cannot prune this model ({type(exc).__name__}: {first})",
+                               "--ignore the blocks that hold the failing part, or use an "
+                               "unstructured method such as --method magnitude") from exc
+
+
+def describe_kept(reasons: dict[str, str]) -> list[str]:
+    """One note per reason: how many layers are kept unpruned and which (first few)."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in reasons.items():
+        by_reason.setdefault(why, []).append(name)
+    notes = []
+    for why, names in by_reason.items():
+        more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+        notes.append(f"kept {len(names)} layer(s) unpruned, {why}: {', '.join(names[:3])}{more}")
+    return notes
+
+
+def _qkv_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The timm-layout attention written with ``unbind``, which torch-pruning traces per head."""
+    b, n, _ = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+
+
+@contextmanager
+def traceable_attention(model: nn.Module) -> Iterator[None]:
+    """While the dependency graph is traced, run qkv attention blocks through ``_qkv_forward``.
+
+    Indexing ``qkv[0], qkv[1], qkv[2]`` (as our sample ``Attention`` does) looks element-wise to
+    torch-pruning's tracer and mixes q/k/v channels; ``unbind`` computes the same and traces right.
+    """
+    patched = [m for m in model.modules()
+               if _is_qkv_attention(m) and isinstance(getattr(m, "proj", None), nn.Linear)
+               and hasattr(m, "scale")]
+    for m in patched:
+        m.forward = types.MethodType(_qkv_forward, m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
+def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str]) -> dict[str, str]:
+    """Module name -> why it is never pruned (classifier head, ``--ignore`` pattern)."""
+    names = {m: n for n, m in model.named_modules()}
+    reasons = {names[m]: "classifier head (makes the outputs)" for m in output_layers(model, example)}
+    for unit in units(model, example) if restriction(model) else []:
+        for m in output_layers(unit.module, unit.example):
+            reasons.setdefault(names[m], "sub-block output (its width is kept)")
+    for m in matched_layers(model, patterns):
+        if isinstance(m, PRUNABLE):
+            reasons.setdefault(names[m], "--ignore pattern")
+    return reasons
+
+
+def group_rows(pruners: list[tp.pruner.BasePruner], model: nn.Module) -> list[dict[str, Any]]:
+    """What one step would remove, one row per coupled group, without changing the model."""
+    names = {m: n for n, m in model.named_modules()}
+    rows = []
+    groups = ((p, g) for p in pruners for g in p.step(interactive=True))
+    for pruner, group in groups:
+        root, idxs = _out_root(pruner, group)
+        width = out_channels(root) if root is not None else None
+        layers = sorted({names.get(d.target.module, "?") for d, _ in group
+                         if isinstance(d.target.module, PRUNABLE)})
+        rows.append({"group": names.get(root, str(root)), "channels": width, "remove": len(idxs),
+                     "coupled_layers": len(layers), "status": "prune"})
+    return rows
+
+
+def _out_root(pruner: tp.pruner.BasePruner, group) -> tuple[nn.Module | None, list]:
+    """The first conv/linear of ``group`` that loses output channels, and those channels."""
+    for dep, idxs in group:
+        if isinstance(dep.target.module, PRUNABLE) and pruner.DG.is_out_channel_pruning_fn(dep.handler):
+            return dep.target.module, idxs
+    return None, group[0][1]
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int = 20) -> int:
+    """Re-estimate BatchNorm running statistics on a few batches; returns the batches used."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    saved = [(m, m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches seen
+    was_training = model.training
+    model.train()
+    used = 0
+    for x, _ in loader:
+        if used >= batches:
+            break
+        model(x)
+        used += 1
+    for m, momentum in saved:
+        m.momentum = momentum
+    model.train(was_training)
+    return used

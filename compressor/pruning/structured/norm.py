@@ -1,0 +1,133 @@
+"""Norm-based filter pruning: l1, l2 and random (the control).
+
+Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017 (arXiv:1608.08710). The score of
+output channel i is the p-norm of everything coupled to it, ||W[i, :, :, :]||_p (p=1 for l1, p=2
+for l2), averaged over the coupled group (conv, its BatchNorm, the next layer's input slice,
+residual partners) and normalised per group; the lowest-scored channels are removed physically,
+either against one global ranking (``--scope global``) or in every layer (``--scope layer``),
+never more than ``--max-layer-ratio`` of a layer, channel counts rounded to ``--round-to``. The
+``random`` control scores channels uniformly at random (seeded). Iterative pruning (``--steps``)
+re-scores after each step, recalibrates BatchNorm statistics when data is given and fine-tunes
+between steps and at the end (``--finetune-epochs``). ``--target-macs f`` prunes in small steps
+until at most the fraction f of the MACs is left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch_pruning as tp
+
+from compressor.model import ModelHandle
+from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
+from compressor.pruning.structured import graph
+from compressor.stats import count_macs, count_params
+
+MACS_STEP = 0.05  # --target-macs removes this fraction of the channels left per step
+MACS_MAX_STEPS = 60
+BN_BATCHES = 20
+
+
+def importance(method: str, seed: int = 0) -> Any:
+    """The torch-pruning importance for ``method`` (l1, l2 or random)."""
+    if method == "random":
+        torch.manual_seed(seed)
+        return tp.importance.RandomImportance()
+    return tp.importance.GroupMagnitudeImportance(p=1 if method == "l1" else 2)
+
+
+def step_ratio(total: float, step: int, steps: int) -> float:
+    """Fraction of the *current* channels to remove at ``step`` (1-based) so that after ``steps``
+    equal steps of the original widths, ``total`` of them are gone."""
+    done, goal = total * (step - 1) / steps, total * step / steps
+    return (goal - done) / (1 - done)
+
+
+def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
+    """Dry run: the groups one-shot pruning would remove and the layers never pruned."""
+    model, example = handle.module, handle.example_input()
+    graph.check_supported(model)
+    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed),
+                                 ratio=cfg.ratio or 1 - cfg.target_macs,
+                                 global_pruning=graph.check_scope(cfg.scope), ignored=list(reasons))
+    rows = graph.group_rows(pruners, model)
+    original = graph.out_widths(model)
+    for row in rows:
+        row["remove"] = round(row["channels"] * graph.capped_ratio(
+            row["channels"], original[row["group"]], row["remove"], cfg.max_layer_ratio))
+    rows += [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
+    return rows
+
+
+def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
+    """Prune ``handle.module`` in place; fine-tune and recalibrate BatchNorm when data is given."""
+    model, example = handle.module, handle.example_input()
+    graph.check_supported(model)
+    graph.check_scope(cfg.scope)
+    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    report = MethodReport(notes=graph.describe_kept(reasons))
+    rule = graph.restriction(model)
+    if rule is not None:
+        report.notes.append(rule.reason)
+    if cfg.target_macs is not None:
+        _prune_to_macs(handle, cfg, ctx, list(reasons), report)
+    else:
+        _prune_steps(handle, cfg, ctx, list(reasons), report)
+    if cfg.finetune_epochs and ctx.finetune is not None:
+        report.figures.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
+    return report
+
+
+def _step(handle: ModelHandle, cfg: PruneConfig, ratio: float, ignored: list[str],
+          original: dict[str, int]) -> None:
+    graph.prune_step(handle.module, handle.example_input(), lambda: importance(cfg.method, cfg.seed),
+                     ratio=ratio, global_pruning=graph.check_scope(cfg.scope), round_to=cfg.round_to,
+                     max_layer_ratio=cfg.max_layer_ratio, ignored=ignored, original=original)
+
+
+def _prune_steps(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str],
+                 report: MethodReport) -> None:
+    original = graph.out_widths(handle.module)
+    for step in range(cfg.steps):
+        _step(handle, cfg, step_ratio(cfg.ratio, step + 1, cfg.steps), ignored, original)
+        row = _after_step(handle, ctx, step)
+        if cfg.finetune_epochs and ctx.finetune is not None and step < cfg.steps - 1:
+            row.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
+        report.steps.append(row)
+        ctx.log(f"step {step + 1}/{cfg.steps}: {row['params']} params, {row['macs']} MACs")
+
+
+def _prune_to_macs(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str],
+                   report: MethodReport) -> None:
+    """Small steps (``MACS_STEP`` of the channels left) until at most ``target_macs`` of the MACs remain."""
+    model, example = handle.module, handle.example_input()
+    original = graph.out_widths(model)
+    base = count_macs(model, example)
+    macs, step = base, 0
+    while macs > cfg.target_macs * base and step < MACS_MAX_STEPS:
+        _step(handle, cfg, MACS_STEP, ignored, original)
+        new = count_macs(model, example)
+        step += 1
+        if new >= macs:  # every layer at its cap: nothing more to remove
+            break
+        macs = new
+    row = _after_step(handle, ctx, max(step - 1, 0))
+    report.steps.append(row)
+    report.figures["macs_kept"] = row["macs"] / max(base, 1)
+    if row["macs"] > cfg.target_macs * base:
+        report.notes.append(f"reached only {report.figures['macs_kept']:.3f} of the MACs "
+                            f"(--max-layer-ratio {cfg.max_layer_ratio} and ignored layers limit it)")
+
+
+def _after_step(handle: ModelHandle, ctx: PruneContext, step: int) -> dict[str, Any]:
+    """Recalibrate BatchNorm when data is given; params and MACs (one forward, which also proves the
+    pruned model still runs on the input shape)."""
+    model, example = handle.module, handle.example_input()
+    row: dict[str, Any] = {"step": step + 1}
+    if ctx.train is not None:
+        row["bn_batches"] = graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True,
+                                                                           seed=step), BN_BATCHES)
+    row.update({"params": count_params(model)[0], "macs": count_macs(model, example)})
+    return row

@@ -1,0 +1,197 @@
+"""Network Slimming: L1 sparsity on BatchNorm scales, a global threshold, physical channel removal.
+
+Liu et al., "Learning Efficient Convolutional Networks through Network Slimming", ICCV 2017
+(arXiv:1708.06519). Sparsity training adds lambda * sum |gamma| over every BatchNorm scale to the
+loss (its subgradient lambda * sign(gamma) is added to the gradients between backward and step);
+then one global threshold, the ``ratio`` percentile of |gamma| over all prunable BatchNorm
+channels, selects the channels to remove (coupled BatchNorms are scored by their mean |gamma|,
+never more than ``max_layer_ratio`` of a layer, so no layer loses every channel); the channels are
+removed physically through the dependency graph, BatchNorm statistics are recalibrated and the
+network is fine-tuned. Optionally, weights with |w| below ``weight_threshold`` are then zeroed
+under masks kept by later fine-tuning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compressor.errors import UnsupportedError, UsageError
+from compressor.model import ModelHandle
+from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
+from compressor.pruning.structured import graph
+
+BN_BATCHES = 20
+
+
+@dataclass(frozen=True)
+class SlimOptions:
+    """Slimming settings carried in ``PruneConfig.options``.
+
+    Attributes:
+        lam: L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).
+        sparsity_epochs: epochs of sparsity training before the threshold (0: use gammas as they are).
+        sparsity_lr: learning rate of sparsity training (default: the fine-tune rate).
+        weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
+        gamma_plot: write a histogram of |gamma| with the threshold to this PNG.
+        max_batches: cap batches per epoch (smoke runs and tests).
+    """
+
+    lam: float = 1e-4
+    sparsity_epochs: int = 1
+    sparsity_lr: float | None = None
+    weight_threshold: float = 0.0
+    gamma_plot: str | None = None
+    max_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise UsageError(f"--lambda must be >= 0, got {self.lam}", "the paper uses 1e-4 or 1e-5")
+        if self.sparsity_epochs < 0:
+            raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
+        if self.weight_threshold < 0:
+            raise UsageError(f"--weight-threshold must be >= 0, got {self.weight_threshold}")
+
+
+def options(raw: dict[str, Any]) -> SlimOptions:
+    """Validated options; unknown keys are errors naming the valid ones."""
+    valid = {f.name for f in fields(SlimOptions)}
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        raise UsageError(f"unknown slim option(s): {', '.join(unknown)}", f"valid: {', '.join(sorted(valid))}")
+    return SlimOptions(**raw)
+
+
+def l1_subgradient(gamma: torch.Tensor, lam: float) -> torch.Tensor:
+    """Subgradient of lam * sum |gamma|: lam * sign(gamma) (0 at 0)."""
+    return lam * torch.sign(gamma)
+
+
+def gamma_threshold(gammas: torch.Tensor, ratio: float) -> float:
+    """The global threshold: the ``ratio`` quantile of |gamma| over all channels."""
+    return float(torch.quantile(gammas.abs().float(), ratio))
+
+
+def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """BatchNorm layers with a learnable scale."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+
+
+def add_l1_penalty(bns: list[nn.Module], lam: float) -> None:
+    """Add the L1 subgradient to every BatchNorm scale's gradient (call between backward and step)."""
+    for bn in bns:
+        if bn.weight.grad is not None:
+            bn.weight.grad.add_(l1_subgradient(bn.weight.detach(), lam))
+
+
+def weight_masks(model: nn.Module, threshold: float) -> dict[str, torch.Tensor]:
+    """Masks keeping conv/linear weights with |w| >= threshold."""
+    return {f"{name}.weight": m.weight.detach().abs() >= threshold
+            for name, m in model.named_modules() if isinstance(m, graph.PRUNABLE)}
+
+
+def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
+    """Dry run on the current gammas (before sparsity training): groups that would be pruned."""
+    model, example = handle.module, handle.example_input()
+    graph.check_supported(model)
+    _need_batchnorm(model)
+    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    pruners = graph.make_pruners(model, example, _importance(), ratio=cfg.ratio, global_pruning=True,
+                                 ignored=list(reasons))
+    rows = graph.group_rows(pruners, model)
+    return rows + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
+
+
+def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
+    """Sparsity-train, threshold, remove channels, recalibrate, fine-tune, optionally threshold weights."""
+    opts = options(cfg.options)
+    model, example = handle.module, handle.example_input()
+    graph.check_supported(model)
+    _need_batchnorm(model)
+    if ctx.train is None:
+        raise UsageError("slim needs training data", "add --data fashion-mnist")
+    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    report = MethodReport(notes=graph.describe_kept(reasons))
+    report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
+    gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in batchnorms(model)])
+    report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
+    report.figures["gamma_mean"] = float(gammas.mean())
+    if opts.gamma_plot:
+        write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
+    channels_before = _bn_channels(model)
+    graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
+                     round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
+                     original=graph.out_widths(model))
+    graph.run_forward(model, example)
+    report.figures["bn_channels_removed"] = 1 - _bn_channels(model) / max(channels_before, 1)
+    graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True, seed=cfg.seed), BN_BATCHES)
+    if cfg.finetune_epochs and ctx.finetune is not None:
+        report.figures.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
+    if opts.weight_threshold > 0:
+        _threshold_weights(handle, opts.weight_threshold, report)
+    return report
+
+
+def _need_batchnorm(model: nn.Module) -> None:
+    if not batchnorms(model):
+        raise UnsupportedError("slim scores channels by BatchNorm scales, and this model has no BatchNorm",
+                               "use compress prune --method l1 instead")
+
+
+def _importance() -> Any:
+    """Mean |gamma| over the coupled BatchNorms, not normalised: one global threshold."""
+    return tp.importance.BNScaleImportance(normalizer=None)
+
+
+def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
+                       ctx: PruneContext) -> dict[str, Any]:
+    from compressor.train import TrainConfig, fit
+
+    bns = batchnorms(handle.module)
+    tc = TrainConfig(epochs=opts.sparsity_epochs, lr=opts.sparsity_lr or cfg.finetune_lr,
+                     batch_size=cfg.batch_size, seed=cfg.seed, max_batches=opts.max_batches)
+    result = fit(handle.module, ctx.train, tc, val=ctx.val,
+                 after_backward=lambda _: add_l1_penalty(bns, opts.lam), description="sparsity")
+    ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}")
+    return {"phase": "sparsity", "epochs": opts.sparsity_epochs, "lambda": opts.lam,
+            "val_accuracy": result.best_val_accuracy}
+
+
+def _bn_channels(model: nn.Module) -> int:
+    return sum(bn.num_features for bn in batchnorms(model))
+
+
+@torch.no_grad()
+def _threshold_weights(handle: ModelHandle, threshold: float, report: MethodReport) -> None:
+    masks = weight_masks(handle.module, threshold)
+    params = dict(handle.module.named_parameters())
+    for name, mask in masks.items():
+        params[name].mul_(mask)
+    handle.masks.update(masks)
+    kept = sum(int(m.sum()) for m in masks.values())
+    report.figures["weight_sparsity"] = 1 - kept / max(sum(m.numel() for m in masks.values()), 1)
+
+
+def write_gamma_plot(gammas: torch.Tensor, threshold: float, path: str) -> None:
+    """Histogram of |gamma| with the global threshold, written atomically as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from compressor.io.atomic import atomic_write
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(gammas.numpy(), bins=60, color="#4477aa")
+    ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:.3g}")
+    ax.set_xlabel("|gamma| (BatchNorm scale)")
+    ax.set_ylabel("channels")
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""Network Slimming: the L1 penalty and threshold math on hand-made tensors, sparsity training
+shrinking gammas, the end-to-end command (channels removed, exact reload, gamma plot) and refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.errors import UnsupportedError, UsageError
+from compressor.io.artifact import load_model
+from compressor.io.data import load_data
+from compressor.pruning.structured import slimming
+from compressor.train import TrainConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m compressor ARGS`` with this checkout first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-W", "ignore", "-m", "compressor", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_l1_subgradient_is_lambda_times_sign():
+    g = torch.tensor([2.0, -0.5, 0.0, 1e-8])
+    assert torch.equal(slimming.l1_subgradient(g, 0.1), torch.tensor([0.1, -0.1, 0.0, 0.1]))
+
+
+def test_gamma_threshold_is_the_global_percentile():
+    gammas = torch.tensor([0.9, -0.1, 0.5, 0.2, 0.05])  # |gamma| sorted: .05 .1 .2 .5 .9
+    assert slimming.gamma_threshold(gammas, 0.5) == pytest.approx(0.2)
+    assert slimming.gamma_threshold(gammas, 0.25) == pytest.approx(0.1)
+
+
+def test_weight_masks_keep_large_weights():
+    layer = nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5, -0.01], [0.02, -2.0]]))
+    masks = slimming.weight_masks(nn.Sequential(layer), 0.1)
+    assert torch.equal(masks["0.weight"], torch.tensor([[True, False], [False, True]]))
+
+
+def test_add_l1_penalty_moves_every_gamma_grad():
+    bn = nn.BatchNorm1d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, -1.0, 0.5]))
+    bn.weight.grad = torch.zeros(3)
+    slimming.add_l1_penalty([bn], 0.01)
+    assert torch.allclose(bn.weight.grad, torch.tensor([0.01, -0.01, 0.01]))
+
+
+def test_sparsity_training_shrinks_gammas_more_than_plain_training():
+    data = load_data("random:1,28,28:10", "train")
+    means = []
+    for lam in (0.0, 5e-2):
+        torch.manual_seed(0)
+        model = load_model("sample:vgg_bn").module
+        bns = slimming.batchnorms(model)
+        fit(model, data, TrainConfig(epochs=1, lr=1e-2, batch_size=32, max_batches=6),
+            after_backward=lambda _: slimming.add_l1_penalty(bns, lam))
+        means.append(torch.cat([b.weight.detach().abs() for b in bns]).mean().item())
+    assert means[1] < means[0] - 0.02
+
+
+def test_unknown_option_names_the_valid_ones():
+    with pytest.raises(UsageError, match="lam"):
+        slimming.options({"lamda": 1e-4})
+
+
+def test_model_without_batchnorm_is_refused():
+    from compressor.pruning.base import PruneConfig, PruneContext
+
+    handle = load_model("sample:mlp")
+    cfg = PruneConfig("slim", ratio=0.4, data="digits")
+    with pytest.raises(UnsupportedError, match="BatchNorm") as info:
+        slimming.run(handle, cfg, PruneContext(train=load_data("random:1,28,28:10", "train")))
+    assert info.value.exit_code == 3
+
+
+def test_slim_command_end_to_end(tmp_path):
+    out, png = tmp_path / "slim.pt", tmp_path / "gamma.png"
+    proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--ratio", "0.4", "--lambda", "1e-3",
+               "--sparsity-epochs", "1", "--finetune-epochs", "1", "--max-batches", "4",
+               "--weight-threshold", "1e-3", "--gamma-plot", str(png), "-o", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["bn_channels_removed"] == pytest.approx(0.4, abs=0.05)
+    assert doc["macs_after"] < 0.8 * doc["macs_before"]
+    assert "accuracy_after" in doc and doc["weight_sparsity"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    handle = load_model(out)
+    x = handle.example_input(2)
+    assert torch.equal(handle.module(x), load_model(out).module(x))
+    widths = [m.out_channels for m in handle.module.modules() if isinstance(m, nn.Conv2d)]
+    assert min(widths) >= 1 and widths != [32, 64, 128, 128]
+    assert handle.history[-1]["method"] == "slim" and handle.masks  # thresholded weights stay masked
+
+
+def test_slim_bad_input_exits_2_without_output(tmp_path):
+    out = tmp_path / "x.pt"
+    proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--ratio", "1.2", "-o", str(out))
+    assert proc.returncode == 2 and "between 0 and 1" in proc.stderr
+    assert not out.exists()
