@@ -172,6 +172,16 @@ def test_interrupted_save_keeps_old_file(tmp_path, artifact_dir, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
+def test_saved_file_follows_umask(tmp_path, artifact_dir):
+    handle = load_model(artifact_dir / "mlp.pt")
+    old = os.umask(0o022)
+    try:
+        save_artifact(handle, tmp_path / "x.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.pt").stat().st_mode & 0o777 == 0o644
+
+
 def test_missing_output_folder(tmp_path, artifact_dir):
     handle = load_model(artifact_dir / "mlp.pt")
     with pytest.raises(InputError, match="does not exist"):

@@ -50,18 +50,20 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
     impl = info.load()
     if dry_run:
         plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
-        before = measure(handle, None)
+        before = measure(handle, None, source_file(model, handle), compressed=False)
         return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
     ctx = make_context(cfg, log)
-    before = measure(handle, ctx.test)
+    masked = info.kind == "unstructured"  # only masks create zeros worth compressing
+    before = measure(handle, ctx.test, source_file(model, handle), compressed=masked)
     widths_before = _widths(handle.module)
     report: MethodReport = impl.run(handle, cfg, ctx)
-    after = measure(handle, ctx.test)
+    after = measure(handle, ctx.test, sizes=False)
     handle.record("prune", cfg.method, _params(cfg), {**after, **report.figures})
     from compressor.io.artifact import save_artifact
+    from compressor.stats import file_sizes
 
     save_artifact(handle, output)
-    after["size_bytes"], after["compressed_bytes"] = _file_sizes(output)
+    after.update(file_sizes(output, compressed=masked))
     return PruneResult(output, cfg.method, info.kind, before, after,
                        _layer_rows(widths_before, _widths(handle.module)), report.figures,
                        report.steps, report.notes)
@@ -99,25 +101,22 @@ def _teacher_loss(cfg: PruneConfig):
     return distill_loss_fn(teacher, cfg.temperature, cfg.alpha)
 
 
-def measure(handle, data) -> dict[str, Any]:
-    """params, nonzero_params, sparsity, macs, size_bytes, compressed_bytes (+ accuracy)."""
+def source_file(model: ModelSpec, handle) -> str | None:
+    """The input file, when the model came from one (not from a reference)."""
+    return model.path if handle.source_kind != "reference" else None
+
+
+def measure(handle, data, file: str | None = None, compressed: bool = False,
+            sizes: bool = True) -> dict[str, Any]:
+    """params, nonzero_params, sparsity, macs, sizes of ``file`` (+ accuracy on ``data``)."""
     from compressor.stats import model_figures
 
-    figures = model_figures(handle.module, handle.example_input())
+    figures = model_figures(handle.module, handle.example_input(), file, compressed, sizes)
     if data is not None:
         from compressor.train.loop import evaluate
 
         figures["accuracy"] = evaluate(handle.module, data)["accuracy"]
     return figures
-
-
-def _file_sizes(path: str) -> tuple[int, int]:
-    from pathlib import Path
-
-    from compressor.stats import compressed_bytes
-
-    data = Path(path).read_bytes()
-    return len(data), compressed_bytes(data)
 
 
 def _widths(module) -> dict[str, int]:

@@ -106,6 +106,8 @@ def render(r) -> None:
             ("MACs (theoretical)", "macs", human_count), ("file bytes", "size_bytes", human_bytes),
             ("compressed bytes", "compressed_bytes", human_bytes)]
     for label, key, fmt in rows:
+        if key not in r.before or key not in r.after:
+            continue  # compressed bytes are measured for masked methods only
         b, a = r.before[key], r.after[key]
         table.add_row(label, fmt(b), fmt(a), f"{a / b:.3f}" if b else "")
     table.add_row("sparsity", f"{r.before['sparsity']:.1%}", f"{r.after['sparsity']:.1%}", "")
