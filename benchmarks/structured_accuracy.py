@@ -78,7 +78,7 @@ def table(rows: list[dict], command: str) -> str:
     lines = ["# Structured pruning accuracy on Fashion-MNIST (test split, 10k images)\n",
              f"Command: `{command}`\n",
              "Latency: ONNX Runtime CPU, 1 thread, batch 1, dense and pruned interleaved, medians "
-             "(shared 2-core machine: noisy). slim counts its sparsity-training epoch in the epochs.\n",
+             "(2-core machine). slim counts its sparsity-training epoch in the epochs.\n",
              "| model | method | ratio | epochs (batches cap) | params | MACs | latency ms (dense) | "
              "accuracy (dense) | kept |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -91,8 +91,10 @@ def table(rows: list[dict], command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["/work/main/sample_models/resnet_small.pt",
-                                                        "/work/main/sample_models/vgg_bn.pt"])
+    samples = Path(__file__).resolve().parents[1] / "sample_models"
+    parser.add_argument("--models", nargs="+", default=[str(samples / "resnet_small.pt"),
+                                                        str(samples / "vgg_bn.pt")])
+    parser.add_argument("--out", default="structured_accuracy", help="results file stem")
     parser.add_argument("--methods", nargs="+", default=["l1", "slim"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-batches", type=int, default=None)
@@ -106,8 +108,8 @@ def main() -> None:
                 rows.append(run(path, method, args.epochs, args.max_batches, args.lr, Path(tmp)))
                 print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "structured_accuracy.json").write_text(json.dumps(rows, indent=1))
-    (RESULTS / "structured_accuracy.md").write_text(table(rows, command))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / f"{args.out}.md").write_text(table(rows, command))
 
 
 if __name__ == "__main__":
