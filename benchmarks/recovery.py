@@ -12,6 +12,7 @@ Target (issue 6): KD >= FT and KD >= 99% of the baseline test accuracy.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
@@ -129,7 +130,7 @@ def markdown(r: dict) -> str:
     lines += [f"| {name} | {acc:.4f} | {acc / base:.2%} |" for name, acc in rows]
     lines += [""] + [f"KD alpha {k['alpha']}: KD >= FT: {k['ge_ft']}; KD >= 99% of baseline: "
                      f"{k['ge_99pct_baseline']}; train seconds {k['seconds']}." for k in r["kd"]]
-    lines += [f"FT train seconds {r['ft_seconds']} (shared 2-core machine, load average ~10).", "",
+    lines += [f"FT train seconds {r['ft_seconds']} (load average {os.getloadavg()[0]:.1f} at the end).", "",
               "Command:", "", "```", f"PYTHONPATH=. python benchmarks/recovery.py --baseline {r['baseline']} --method {r['method']} "
               f"--ratio {r['ratio']} --epochs {r['epochs']} --max-batches {r['max_batches']} --lr {r['lr']} "
               f"--optimizer {r['optimizer']} --schedule {r['schedule']} --temperature {r['temperature']} "
