@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -67,7 +68,7 @@ def ref_of(name: str) -> str:
 
 
 def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: str = "global",
-                round_tos: list[int] | None = None) -> list[dict]:
+                round_tos: list[int] | None = None, keep_residual: tuple[bool, ...] = (False,)) -> list[dict]:
     """Every ratio / round_to variant of one model against its dense baseline."""
     dense = load_model(ref_of(name), input_shape=None)
     x = dense.example_input()
@@ -75,17 +76,19 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
     base_onnx = export(dense.module, x, tmp / f"{name}.onnx")
     rows = []
     for ratio in ratios:
-        for round_to in (round_tos or ([None, 8] if name in TORCHVISION else [None])):
+        variants = [(r, k) for r in (round_tos or ([None, 8] if name in TORCHVISION else [None]))
+                    for k in keep_residual]
+        for round_to, keep in variants:
             handle = load_model(ref_of(name))
-            norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to or None, scope=scope),
-                     PruneContext())
+            norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to or None, scope=scope,
+                                         keep_residual=keep), PruneContext())
             macs = count_macs(handle.module, x)
-            pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}.onnx")
+            pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}_{keep}.onnx")
             for threads in (1, 2):
                 t_dense, t_pruned = interleaved(session(base_onnx, threads), session(pruned, threads),
                                                 x.numpy(), rounds)
                 row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
-                       "threads": threads,
+                       "keep_residual": keep, "threads": threads,
                        "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
                        "latency_ms_dense": t_dense, "latency_ms_pruned": t_pruned,
                        "speedup": t_dense / t_pruned}
@@ -95,18 +98,20 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
     return rows
 
 
-def table(rows: list[dict], command: str) -> str:
+def table(rows: list[dict], command: str, load: str) -> str:
     lines = ["# Structured pruning: MAC reduction vs measured ONNX Runtime CPU speed-up\n",
              f"Command: `{command}`\n",
              "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
-             "runs. The machine was shared (2 cores, several jobs): absolute latencies are noisy; the "
-             "interleaving makes the ratios comparable. MAC reduction is theoretical; speed-up is "
-             "measured; efficiency = speed-up / MAC reduction.\n",
-             "| model | scope | ratio | round_to | threads | MACs dense | MACs pruned | MAC reduction | "
-             "dense ms | pruned ms | speed-up | efficiency |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"runs on this 2-core machine ({load}). The interleaving makes the ratios comparable "
+             "when other jobs run. MAC reduction is theoretical; speed-up is measured; efficiency = "
+             "speed-up / MAC reduction. residual: `--keep-residual` (channels joined by residual "
+             "additions kept; only channels inside blocks pruned).\n",
+             "| model | scope | ratio | round_to | residual | threads | MACs dense | MACs pruned | "
+             "MAC reduction | dense ms | pruned ms | speed-up | efficiency |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {r['threads']} | {r['macs_dense']:,} | "
+        kept = "kept" if r.get("keep_residual") else "pruned"
+        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {kept} | {r['threads']} | {r['macs_dense']:,} | "
                      f"{r['macs_pruned']:,} | {r['mac_reduction']:.2f}x | {r['latency_ms_dense']:.2f} | "
                      f"{r['latency_ms_pruned']:.2f} | {r['speedup']:.2f}x | {r['efficiency']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -120,18 +125,24 @@ def main() -> None:
     parser.add_argument("--scope", default="global", choices=["global", "layer"])
     parser.add_argument("--round-to", nargs="*", type=int, default=None,
                         help="round_to variants (1: none); default: 1 and 8 for torchvision models")
+    parser.add_argument("--keep-residual", nargs="*", default=["off"], choices=["off", "on"],
+                        help="--keep-residual variants to measure (off, on or both)")
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
     args = parser.parse_args()
     import sys
 
     command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_speed.py", *sys.argv[1:]])
     rows = []
+    start = "/".join(f"{v:.1f}" for v in os.getloadavg())
+    keep = tuple(v == "on" for v in args.keep_residual)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to)
+            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to, keep)
+    load = f"load average (1/5/15 min) {start} at the start, " + \
+        "/".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end"
     RESULTS.mkdir(exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
-    Path(args.out + ".md").write_text(table(rows, command))
+    Path(args.out + ".md").write_text(table(rows, command, load))
 
 
 if __name__ == "__main__":

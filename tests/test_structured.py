@@ -156,6 +156,28 @@ def test_ignore_pattern_keeps_the_layer():
     assert handle.module[0][0].out_channels == 32
 
 
+def test_keep_residual_prunes_only_inside_blocks():
+    dense = load_model("sample:resnet_small").module
+    handle = load_model("sample:resnet_small")
+    norm.run(handle, PruneConfig("l1", ratio=0.5, scope="layer", keep_residual=True), PruneContext())
+    pruned = handle.module
+    residual = graph.residual_layers(dense.eval(), handle.example_input())
+    assert "stem.0" in residual and "layers.0.conv2" in residual and "layers.0.conv1" not in residual
+    for name, layer in pruned.named_modules():
+        if isinstance(layer, nn.Conv2d):
+            original = dict(dense.named_modules())[name].out_channels
+            if name in residual:
+                assert layer.out_channels == original, name  # the stream keeps its width
+            elif name.endswith("conv1"):
+                assert layer.out_channels == original // 2, name  # inside the block: halved
+    assert pruned(handle.example_input(2)).shape == (2, 10)
+
+
+def test_keep_residual_finds_no_stream_in_a_plain_network():
+    handle = load_model("sample:vgg_bn")
+    assert graph.residual_layers(handle.module.eval(), handle.example_input()) == []
+
+
 def test_bn_recalibration_uses_data():
     handle = load_model("sample:resnet_small")
     bn = handle.module.stem[1]

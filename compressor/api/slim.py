@@ -23,6 +23,7 @@ class SlimConfig:
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
         gamma_plot: PNG path for the |gamma| histogram (None: no plot).
         max_batches: cap batches per epoch (smoke runs).
+        keep_residual: keep channels joined by residual additions (prune inside blocks only).
     """
 
     data: str
@@ -34,6 +35,7 @@ class SlimConfig:
     batch_size: int = 128
     round_to: int | None = None
     max_layer_ratio: float = 0.9
+    keep_residual: bool = False
     ignore: tuple[str, ...] = ()
     weight_threshold: float = 0.0
     gamma_plot: str | None = None
@@ -48,7 +50,8 @@ class SlimConfig:
                                 "sparsity_lr": self.lr, "weight_threshold": self.weight_threshold,
                                 "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
         return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
-                           max_layer_ratio=self.max_layer_ratio, ignore=self.ignore,
+                           max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
+                           ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
                            batch_size=self.batch_size, seed=self.seed, options=opts)
 

@@ -35,6 +35,9 @@ def prune(
         help="Structured: keep channel counts multiples of N (8 or 16 run faster).")] = None,
     max_layer_ratio: Annotated[float, typer.Option(
         help="Structured: remove at most this fraction of any one layer.")] = 0.9,
+    keep_residual: Annotated[bool, typer.Option(
+        help="Structured: keep channels joined by residual additions; prune only inside blocks "
+             "(faster on narrow streams, e.g. MobileNetV2).")] = False,
     ignore: Annotated[Optional[list[str]], typer.Option(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
     layers: Annotated[str, typer.Option(
@@ -76,7 +79,8 @@ def prune(
 
         cfg = PruneConfig(
             method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
-            steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, ignore=tuple(ignore or ()),
+            steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
+            ignore=tuple(ignore or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()), data=data,
             calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),

@@ -28,6 +28,8 @@ def slim(
         help="Keep channel counts multiples of N (8 or 16 run faster).")] = None,
     max_layer_ratio: Annotated[float, typer.Option(
         help="Remove at most this fraction of any one layer (never all of it).")] = 0.9,
+    keep_residual: Annotated[bool, typer.Option(
+        help="Keep channels joined by residual additions; prune only inside blocks.")] = False,
     ignore: Annotated[Optional[list[str]], typer.Option(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
     weight_threshold: Annotated[float, typer.Option(
@@ -55,7 +57,7 @@ def slim(
 
         cfg = SlimConfig(data=data, ratio=ratio, lam=lam, sparsity_epochs=sparsity_epochs,
                          finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size, round_to=round_to,
-                         max_layer_ratio=max_layer_ratio, ignore=tuple(ignore or ()),
+                         max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)

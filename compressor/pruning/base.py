@@ -35,6 +35,8 @@ class PruneConfig:
         steps: iterative pruning steps (re-scoring between steps); SAP / activation iterations.
         round_to: keep channel counts multiples of this (structured).
         max_layer_ratio: at most this fraction of one layer's channels removed (structured).
+        keep_residual: structured: never prune channels summed through residual additions, only
+            the channels inside blocks (faster on narrow residual streams such as MobileNetV2's).
         ignore: fnmatch patterns of module names never pruned.
         layers: which layers a masked method touches: types ("conv", "linear") or name patterns.
         data: data spec for calibration, BN recalibration, fine-tuning and accuracy.
@@ -55,6 +57,7 @@ class PruneConfig:
     steps: int = 1
     round_to: int | None = None
     max_layer_ratio: float = 0.9
+    keep_residual: bool = False
     ignore: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("conv", "linear")
     data: str | None = None

@@ -324,8 +324,9 @@ def traceable_attention(model: nn.Module) -> Iterator[None]:
             del m.forward
 
 
-def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str]) -> dict[str, str]:
-    """Module name -> why it is never pruned (classifier head, ``--ignore`` pattern)."""
+def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str],
+                   keep_residual: bool = False) -> dict[str, str]:
+    """Module name -> why it is never pruned (classifier head, ``--ignore`` pattern, residual stream)."""
     names = {m: n for n, m in model.named_modules()}
     reasons = {names[m]: "classifier head (makes the outputs)" for m in output_layers(model, example)}
     for unit in units(model, example) if restriction(model) else []:
@@ -334,7 +335,40 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[s
     for m in matched_layers(model, patterns):
         if isinstance(m, PRUNABLE):
             reasons.setdefault(names[m], "--ignore pattern")
+    if keep_residual:
+        for name in residual_layers(model, example):
+            reasons.setdefault(name, "residual stream (--keep-residual)")
     return reasons
+
+
+def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Conv/linear layers whose output channels are summed with another tensor (a residual stream).
+
+    Pruning such a group removes the channels from every block on the stream at once; on narrow
+    streams (MobileNetV2's 16-320 channels) that leaves 1x1 convolutions too thin to run at full
+    speed, so ``--keep-residual`` prunes only the channels inside the blocks.
+    """
+    if restriction(model) is not None:
+        return []  # restricted architectures already keep their sub-block outputs
+    names = {m: n for n, m in model.named_modules()}
+    with traceable_attention(model), tracer_errors():
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    found: list[str] = []
+    for group in dg.get_all_groups(root_module_types=PRUNABLE):
+        deps = [dep for dep, _ in group]
+        if not any(_is_add(dep.source.module) or _is_add(dep.target.module) for dep in deps):
+            continue
+        for dep in deps:
+            layer = dep.target.module
+            if isinstance(layer, PRUNABLE) and dg.is_out_channel_pruning_fn(dep.handler) \
+                    and names.get(layer) not in (None, *found):
+                found.append(names[layer])
+    return found
+
+
+def _is_add(module: nn.Module) -> bool:
+    """An element-wise addition of two tensors (a residual join); not Addmm, the bias of a matmul."""
+    return isinstance(module, tp.ops._ElementWiseOp) and str(module._grad_fn).startswith("AddBackward")
 
 
 def group_rows(pruners: list[tp.pruner.BasePruner], model: nn.Module) -> list[dict[str, Any]]:

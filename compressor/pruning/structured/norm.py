@@ -48,7 +48,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     """Dry run: the groups one-shot pruning would remove and the layers never pruned."""
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
-    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
     pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed),
                                  ratio=cfg.ratio or 1 - cfg.target_macs,
                                  global_pruning=graph.check_scope(cfg.scope), ignored=list(reasons))
@@ -66,7 +66,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:

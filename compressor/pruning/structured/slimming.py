@@ -100,7 +100,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     _need_batchnorm(model)
-    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
     pruners = graph.make_pruners(model, example, _importance(), ratio=cfg.ratio, global_pruning=True,
                                  ignored=list(reasons))
     rows = graph.group_rows(pruners, model)
@@ -115,7 +115,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     _need_batchnorm(model)
     if ctx.train is None:
         raise UsageError("slim needs training data", "add --data fashion-mnist")
-    reasons = graph.ignored_layers(model, example, cfg.ignore)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in batchnorms(model)])
