@@ -52,7 +52,8 @@ def latency(dense, pruned, tmp: Path) -> tuple[float, float]:
     return interleaved(session(a, 1), session(b, 1), x.numpy(), rounds=200)
 
 
-def run(path: str, method: str, epochs: int, max_batches: int | None, lr: float, tmp: Path) -> dict:
+def run(path: str, method: str, epochs: int, max_batches: int | None, lr: float, tmp: Path,
+        slim_cap: float = 0.9) -> dict:
     dense, handle = load_model(path), load_model(path)
     ctx = context(max_batches, lr)
     base = evaluate(dense.module, ctx.test)["accuracy"]
@@ -62,12 +63,12 @@ def run(path: str, method: str, epochs: int, max_batches: int | None, lr: float,
     else:
         opts = {"lam": 1e-4, "sparsity_epochs": 1, "sparsity_lr": lr, "max_batches": max_batches}
         cfg = PruneConfig("slim", ratio=0.5, data="fashion-mnist", finetune_epochs=epochs - 1,
-                          finetune_lr=lr, options=opts)
+                          finetune_lr=lr, max_layer_ratio=slim_cap, options=opts)
         slimming.run(handle, cfg, ctx)
     acc = evaluate(handle.module, ctx.test)["accuracy"]
     t_dense, t_pruned = latency(dense, handle, tmp)
     x = dense.example_input()
-    return {"model": Path(path).stem, "method": method, "ratio": 0.5, "train_epochs_after_cut": epochs,
+    return {"model": Path(path).stem, "method": method if method == "l1" else f"slim (cap {slim_cap})", "ratio": 0.5, "train_epochs_after_cut": epochs,
             "max_batches_per_epoch": max_batches, "params_dense": count_params(dense.module)[0],
             "params": count_params(handle.module)[0], "macs_dense": count_macs(dense.module, x),
             "macs": count_macs(handle.module, x), "latency_ms_dense": t_dense, "latency_ms": t_pruned,
@@ -99,13 +100,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-batches", type=int, default=None)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--slim-max-layer-ratio", type=float, default=0.9,
+                        help="slim: at most this fraction of one layer's channels (the rest elsewhere)")
     args = parser.parse_args()
     command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_accuracy.py", *sys.argv[1:]])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.models:
             for method in args.methods:
-                rows.append(run(path, method, args.epochs, args.max_batches, args.lr, Path(tmp)))
+                rows.append(run(path, method, args.epochs, args.max_batches, args.lr, Path(tmp),
+                                args.slim_max_layer_ratio))
                 print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1))

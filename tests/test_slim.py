@@ -109,3 +109,23 @@ def test_slim_bad_input_exits_2_without_output(tmp_path):
     proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--ratio", "1.2", "-o", str(out))
     assert proc.returncode == 2 and "between 0 and 1" in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cap", [0.9, 0.6])
+def test_global_threshold_under_a_layer_cap_still_removes_the_ratio(cap):
+    from compressor.pruning.structured import graph
+
+    handle = load_model(str(ROOT / "sample_models" / "vgg_bn.pt"))  # trained: gammas differ
+    model, example = handle.module.eval(), handle.example_input()
+    convs = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    gammas = torch.cat([bn.weight.detach().abs() for bn in slimming.batchnorms(model)])
+    removed = graph.capped_global_step(model, example, slimming._importance, ratio=0.5, round_to=None,
+                                       max_layer_ratio=cap, ignored=["3"], original=graph.out_widths(model))
+    assert sum(removed.values()) == round(0.5 * sum(convs.values()))  # the ratio is reached
+    for name, width in convs.items():
+        left = dict(model.named_modules())[name].out_channels
+        assert width - left == removed.get(name, 0)
+        assert width - left <= cap * width  # no layer passes its cap
+    if cap == 0.9:  # uncapped in practice: exactly the channels under the global |gamma| percentile
+        assert sum(removed.values()) == int((gammas < slimming.gamma_threshold(gammas, 0.5)).sum())
+    assert model(example).shape == (1, 10)

@@ -259,6 +259,68 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
     return rows
 
 
+def capped_global_plan(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
+                       ratio: float, max_layer_ratio: float, ignored: Iterable[str],
+                       original: dict[str, int]) -> dict[nn.Module, int]:
+    """One global ranking in which no layer passes its cap: which layers give how many channels.
+
+    Channels are taken from the lowest score up until ``ratio`` of all channels are taken; a layer
+    that reaches its cap (at most ``max_layer_ratio`` of its ``original`` width, never all of it)
+    takes no more, and the next lowest channels elsewhere are taken instead, so the total still
+    reaches ``ratio``.
+
+    Returns:
+        layer (the root of its coupled group) -> channels to remove.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    entries: list[tuple[float, nn.Module]] = []
+    room: dict[nn.Module, int] = {}
+    with tracer_errors():
+        for pruner in make_pruners(model, example, importance(), ratio=ratio, global_pruning=False,
+                                   ignored=ignored):
+            for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                                  root_module_types=pruner.root_module_types):
+                root = group[0].dep.target.module
+                scores = pruner.importance(group)
+                if scores is None or root in room:
+                    continue
+                width = out_channels(root)
+                floor = max(math.ceil((1 - max_layer_ratio) * original.get(names[root], width) - 1e-9), 1)
+                room[root] = max(0, width - floor)
+                entries += [(float(v), root) for v in scores.flatten()[:width]]
+    goal, total = round(ratio * len(entries)), 0
+    taken: dict[nn.Module, int] = {}
+    for _, root in sorted(entries, key=lambda e: e[0]):
+        if total >= goal:
+            break
+        if taken.get(root, 0) < room[root]:
+            taken[root] = taken.get(root, 0) + 1
+            total += 1
+    return taken
+
+
+def capped_global_step(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
+                       ratio: float, round_to: int | None, max_layer_ratio: float, ignored: Iterable[str],
+                       original: dict[str, int]) -> dict[str, int]:
+    """Prune to :func:`capped_global_plan`, each layer to its share with the same scores.
+
+    Returns:
+        layer name -> channels removed (before rounding).
+    """
+    ignored = list(ignored)
+    taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
+                               ignored=ignored, original=original)
+    names = {m: n for n, m in model.named_modules()}
+    ratios = {root: n / out_channels(root) for root, n in taken.items() if n}
+    if ratios:
+        with tracer_errors():
+            for pruner in make_pruners(model, example, importance(), ratio=0.0, global_pruning=False,
+                                       round_to=round_to, ignored=ignored, ratios=ratios):
+                pruner.step()
+    sync_attributes(model)
+    return {names[root]: n for root, n in taken.items()}
+
+
 def out_channels(m: nn.Module) -> int:
     """Output channels of a conv or linear layer."""
     return m.out_features if isinstance(m, nn.Linear) else m.out_channels

@@ -4,8 +4,9 @@ Liu et al., "Learning Efficient Convolutional Networks through Network Slimming"
 (arXiv:1708.06519). Sparsity training adds lambda * sum |gamma| over every BatchNorm scale to the
 loss (its subgradient lambda * sign(gamma) is added to the gradients between backward and step);
 then one global threshold, the ``ratio`` percentile of |gamma| over all prunable BatchNorm
-channels, selects the channels to remove (coupled BatchNorms are scored by their mean |gamma|,
-never more than ``max_layer_ratio`` of a layer, so no layer loses every channel); the channels are
+channels, selects the channels to remove (coupled BatchNorms are scored by their mean |gamma|;
+a layer gives at most ``max_layer_ratio`` of its channels, never all, and the next lowest
+channels elsewhere are taken instead, so ``ratio`` of all channels still goes); the channels are
 removed physically through the dependency graph, BatchNorm statistics are recalibrated and the
 network is fine-tuned. Optionally, weights with |w| below ``weight_threshold`` are then zeroed
 under masks kept by later fine-tuning.
@@ -101,9 +102,12 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     graph.check_supported(model)
     _need_batchnorm(model)
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    pruners = graph.make_pruners(model, example, _importance(), ratio=cfg.ratio, global_pruning=True,
-                                 ignored=list(reasons))
-    rows = graph.group_rows(pruners, model)
+    names = {m: n for n, m in model.named_modules()}
+    taken = graph.capped_global_plan(model, example, _importance, ratio=cfg.ratio,
+                                     max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
+                                     original=graph.out_widths(model))
+    rows = [{"group": names[m], "channels": graph.out_channels(m), "remove": n, "status": "prune"}
+            for m, n in taken.items()]
     return rows + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
 
 
@@ -124,9 +128,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if opts.gamma_plot:
         write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
     channels_before = _bn_channels(model)
-    graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
-                     round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
-                     original=graph.out_widths(model))
+    graph.capped_global_step(model, example, _importance, ratio=cfg.ratio, round_to=cfg.round_to,
+                             max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
+                             original=graph.out_widths(model))
     graph.run_forward(model, example)
     report.figures["bn_channels_removed"] = 1 - _bn_channels(model) / max(channels_before, 1)
     graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True, seed=cfg.seed), BN_BATCHES)
