@@ -156,6 +156,18 @@ def test_ignore_pattern_keeps_the_layer():
     assert handle.module[0][0].out_channels == 32
 
 
+def test_global_ratio_removes_more_as_it_grows():
+    """torch-pruning's own global step skips groups that would lose every channel, so a higher
+    ratio once left more parameters (simple_cnn: 13k at 0.8, 68k at 0.9); the capped plan does not."""
+    left = []
+    for ratio in (0.5, 0.8, 0.9):
+        handle = load_model(str(ROOT / "sample_models" / "simple_cnn.pt"))
+        norm.run(handle, PruneConfig("l1", ratio=ratio), PruneContext())
+        left.append(sum(p.numel() for p in handle.module.parameters()))
+        assert handle.module(handle.example_input(2)).shape == (2, 10)
+    assert left[0] > left[1] > left[2]
+
+
 def test_keep_residual_prunes_only_inside_blocks():
     dense = load_model("sample:resnet_small").module
     handle = load_model("sample:resnet_small")

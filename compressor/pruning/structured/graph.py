@@ -227,15 +227,21 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
                ignored: Iterable[str], original: dict[str, int]) -> list[dict[str, Any]]:
     """One pruning step: rank (globally or per layer), cap every layer, remove the channels.
 
-    torch-pruning's global ranking ignores a per-layer maximum within a step, so each planned
-    group is checked against its layer's ``original`` width: groups within the cap are pruned
-    as planned; capped groups are pruned afterwards to their capped ratio with the same scores.
+    Global ranking is :func:`capped_global_plan` (torch-pruning's own global step skips a group
+    that would lose every channel, so at high ratios it removed less than at lower ones). Per-layer
+    ranking: each planned group is checked against its layer's ``original`` width; groups within
+    the cap are pruned as planned, capped groups afterwards to their capped ratio.
 
     Returns:
         the planned rows (group, channels, remove) before capping.
     """
     ignored = list(ignored)
     names = {m: n for n, m in model.named_modules()}
+    if global_pruning:
+        taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
+                                   ignored=ignored, original=original)
+        _prune_to(model, example, importance, taken, round_to, ignored)
+        return [{"group": names[m], "channels": out_channels(m), "remove": n} for m, n in taken.items()]
     rows, capped = [], {}
     with tracer_errors():
         for pruner in make_pruners(model, example, importance(), ratio=ratio, round_to=round_to,
@@ -299,6 +305,13 @@ def capped_global_plan(model: nn.Module, example: torch.Tensor, importance: Call
     return taken
 
 
+def plan_rows(model: nn.Module, taken: dict[nn.Module, int]) -> list[dict[str, Any]]:
+    """Dry-run rows (group, channels, remove) of a :func:`capped_global_plan`."""
+    names = {m: n for n, m in model.named_modules()}
+    return [{"group": names[m], "channels": out_channels(m), "remove": n, "status": "prune"}
+            for m, n in taken.items()]
+
+
 def capped_global_step(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
                        ratio: float, round_to: int | None, max_layer_ratio: float, ignored: Iterable[str],
                        original: dict[str, int]) -> dict[str, int]:
@@ -310,7 +323,14 @@ def capped_global_step(model: nn.Module, example: torch.Tensor, importance: Call
     ignored = list(ignored)
     taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
                                ignored=ignored, original=original)
+    _prune_to(model, example, importance, taken, round_to, ignored)
     names = {m: n for n, m in model.named_modules()}
+    return {names[root]: n for root, n in taken.items()}
+
+
+def _prune_to(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any],
+              taken: dict[nn.Module, int], round_to: int | None, ignored: list[str]) -> None:
+    """Remove ``taken[layer]`` channels from each layer (its lowest-scored ones), rounded to ``round_to``."""
     ratios = {root: n / out_channels(root) for root, n in taken.items() if n}
     if ratios:
         with tracer_errors():
@@ -318,7 +338,6 @@ def capped_global_step(model: nn.Module, example: torch.Tensor, importance: Call
                                        round_to=round_to, ignored=ignored, ratios=ratios):
                 pruner.step()
     sync_attributes(model)
-    return {names[root]: n for root, n in taken.items()}
 
 
 def out_channels(m: nn.Module) -> int:

@@ -49,11 +49,15 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed),
-                                 ratio=cfg.ratio or 1 - cfg.target_macs,
-                                 global_pruning=graph.check_scope(cfg.scope), ignored=list(reasons))
+    ratio, original = cfg.ratio or 1 - cfg.target_macs, graph.out_widths(model)
+    if graph.check_scope(cfg.scope):
+        taken = graph.capped_global_plan(model, example, lambda: importance(cfg.method, cfg.seed),
+                                         ratio=ratio, max_layer_ratio=cfg.max_layer_ratio,
+                                         ignored=list(reasons), original=original)
+        return graph.plan_rows(model, taken) + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
+    pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed), ratio=ratio,
+                                 global_pruning=False, ignored=list(reasons))
     rows = graph.group_rows(pruners, model)
-    original = graph.out_widths(model)
     for row in rows:
         row["remove"] = round(row["channels"] * graph.capped_ratio(
             row["channels"], original[row["group"]], row["remove"], cfg.max_layer_ratio))

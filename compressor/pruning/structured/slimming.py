@@ -102,13 +102,10 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     graph.check_supported(model)
     _need_batchnorm(model)
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    names = {m: n for n, m in model.named_modules()}
     taken = graph.capped_global_plan(model, example, _importance, ratio=cfg.ratio,
                                      max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
                                      original=graph.out_widths(model))
-    rows = [{"group": names[m], "channels": graph.out_channels(m), "remove": n, "status": "prune"}
-            for m, n in taken.items()]
-    return rows + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
+    return graph.plan_rows(model, taken) + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
