@@ -78,11 +78,16 @@ def make_context(cfg: PruneConfig, log) -> PruneContext:
         ctx.train, ctx.val = load_data(cfg.data, "train"), load_data(cfg.data, "val")
         ctx.test = load_data(cfg.data, "test")
         teacher_loss = _teacher_loss(cfg)
+        calls = [0]
 
         def finetune(handle, epochs: int) -> dict[str, Any]:
             from compressor.train import TrainConfig, fit
 
-            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed)
+            # capped fine-tunes (a budget spread over steps) each see different batches
+            seed = cfg.seed + calls[0] if cfg.finetune_batches else cfg.seed
+            calls[0] += 1
+            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
+                             max_batches=cfg.finetune_batches)
             result = fit(handle.module, ctx.train, tc, val=ctx.val, masks=handle.masks,
                          loss_fn=teacher_loss, description="fine-tune")
             return {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy}
