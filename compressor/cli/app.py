@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from compressor import __version__
-from compressor.cli import bench, distill, evaluate, export, info, listing, prune, slim
+from compressor.cli import bench, distill, evaluate, export, info, listing, prune, run, slim
 
 HELP = """Make PyTorch models smaller and faster, and prove it.
 
@@ -47,6 +47,7 @@ app.command("bench")(bench.bench)
 app.command("info")(info.info)
 app.command("eval")(evaluate.evaluate)
 app.command("list")(listing.list_cmd)
+app.command("run")(run.run)
 
 
 def main() -> None:
