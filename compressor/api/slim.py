@@ -22,7 +22,7 @@ class SlimConfig:
         lr: learning rate of both phases (Adam).
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
         gamma_plot: PNG path for the |gamma| histogram (None: no plot).
-        max_batches: cap batches per epoch (smoke runs).
+        max_batches: cap batches per epoch of both phases (smoke runs; sweeps split one epoch).
     """
 
     data: str
@@ -50,6 +50,7 @@ class SlimConfig:
         return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
+                           finetune_batches=self.max_batches,
                            batch_size=self.batch_size, seed=self.seed, options=opts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from compressor import __version__
-from compressor.cli import bench, distill, evaluate, export, info, listing, prune, run, slim
+from compressor.cli import bench, distill, evaluate, export, info, listing, prune, run, slim, sweep
 
 HELP = """Make PyTorch models smaller and faster, and prove it.
 
@@ -48,6 +48,8 @@ app.command("info")(info.info)
 app.command("eval")(evaluate.evaluate)
 app.command("list")(listing.list_cmd)
 app.command("run")(run.run)
+app.command("sweep")(sweep.sweep)
+app.command("recommend")(sweep.recommend)
 
 
 def main() -> None:
