@@ -148,7 +148,7 @@ def _render_recommend(r) -> None:
 
     table = Table(title=f"within {r.max_drop:.4g} of baseline accuracy {r.baseline_accuracy:.4f} "
                         f"({r.candidates} pruned candidates)")
-    for col in ("profile", "pick", "point", "accuracy", "sparsity", "compressed", "latency p50 ms", "recipe"):
+    for col in ("profile", "pick", "point", "accuracy", "sparsity", "compressed", "p50 ms"):
         table.add_column(col)
     for ans in r.profiles:
         for pick in ("smallest", "fastest"):
@@ -157,8 +157,10 @@ def _render_recommend(r) -> None:
                 table.add_row(str(ans["profile"] or "-"), pick, p["id"], _f(p["accuracy"]),
                               _f(p.get("sparsity"), "{:.1%}"),
                               human_bytes(p["compressed_bytes"]) if p.get("compressed_bytes") else "",
-                              _f(p.get("latency_ms_p50"), "{:.3f}"), str(p.get("recipe") or ""))
+                              _f(p.get("latency_ms_p50"), "{:.3f}"))
     out = console()
     out.print(table)
+    for recipe in dict.fromkeys(p["recipe"] for a in r.profiles for p in (a["smallest"], a.get("fastest")) if p):
+        out.print(f"rebuild: compress run {recipe}")
     for note in r.notes:
         out.print(f"note: {note}")
