@@ -148,3 +148,17 @@ def test_jobs_run_points_in_processes_with_the_same_figures(tmp_path):
     pooled = sweep(_config(tmp_path / "two", bench=False, jobs=2))
     pick = lambda res: {p["id"]: p["params"] for p in res.points}  # noqa: E731
     assert pick(serial) == pick(pooled) and pooled.computed == 3
+
+
+def test_plan_only_then_record_per_point_then_collect(tmp_path):
+    out = tmp_path / "cluster"
+    cfg = _config(out, methods=("magnitude",), finetune_epochs=0, bench=False)
+    planned = sweep(cfg, plan_only=True)
+    assert planned.computed == 0 and {p["status"] for p in planned.points} == {"pending"}
+    for pid in ("baseline", "magnitude_0.5"):  # what each Slurm/Ray task runs
+        r = invoke("run", out / "points" / f"{pid}.yaml", "--record")
+        assert r.code == 0, r.stderr
+    collected = sweep(cfg)
+    assert collected.computed == 0 and {p["status"] for p in collected.points} == {"ok"}
+    r = invoke("run", out / "points" / "baseline.yaml", "--record", "-o", tmp_path / "x")
+    assert r.code == 2 and "drop -o" in r.stderr

@@ -19,6 +19,7 @@ line (relative to the current folder), except step outputs (relative to the outp
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -239,13 +240,15 @@ def run_recipe(recipe: Recipe, log: Callable[[str], None] = lambda line: None) -
     rows, gates, model = [], [], recipe.model.path
     for index, step in enumerate(recipe.steps, 1):
         log(f"step {index}/{len(recipe.steps)}: {step.kind}")
+        start = time.perf_counter()
         try:
             figures, step_gates = _RUNNERS[step.kind](step, log)
         except CompressorError as exc:
             raise type(exc)(f"step {index} ({step.kind}): {exc.message}", exc.hint, exc.exit_code) from exc
         metrics.update(figures)
         gates += step_gates
-        rows.append({"step": index, "kind": step.kind, "output": step.output, **figures})
+        rows.append({"step": index, "kind": step.kind, "output": step.output, **figures,
+                     "seconds": round(time.perf_counter() - start, 2)})
         if step.kind in MODEL_STEPS:
             model = step.output
     return RecipeResult(recipe.output_dir, model, rows, metrics, gates, recipe.meta)

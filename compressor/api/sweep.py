@@ -176,7 +176,10 @@ def plan(cfg: SweepConfig, threads: int, epoch_batches: int) -> list[tuple[str, 
 
 
 def run_point(pid: str, mapping: dict[str, Any], points_dir: str) -> dict[str, Any]:
-    """Run one point's recipe and store its result as points_dir/ID.json (atomically)."""
+    """Run one point's recipe and store its result as points_dir/ID.json (atomically).
+
+    What ``compress run points/ID.yaml --record`` calls on a cluster node.
+    """
     from compressor.api.recipe import parse_recipe, run_recipe
     from compressor.sweep.report import write_json
 
@@ -185,7 +188,8 @@ def run_point(pid: str, mapping: dict[str, Any], points_dir: str) -> dict[str, A
                               "recipe": str(Path(points_dir) / f"{pid}.yaml"), "recipe_mapping": mapping}
     try:
         result = run_recipe(parse_recipe(mapping, where=f"point {pid}"))
-        record.update(status="ok", metrics=result.metrics)
+        record.update(status="ok", metrics=result.metrics,
+                      step_seconds={f"{r['step']}_{r['kind']}": r["seconds"] for r in result.steps})
     except CompressorError as exc:
         status = "unsupported" if exc.exit_code == EXIT_UNSUPPORTED else "failed"
         record.update(status=status, error=exc.one_line(), metrics={})
@@ -207,8 +211,14 @@ def finished(points_dir: Path, pid: str, mapping: dict[str, Any]) -> dict[str, A
     return record if same and record.get("status") in DONE else None
 
 
-def sweep(cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
-    """Run (or resume) the sweep; write points.csv, sweep.json and the plots into ``output_dir``."""
+def sweep(cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = None,
+          plan_only: bool = False) -> SweepResult:
+    """Run (or resume) the sweep; write points.csv, sweep.json and the plots into ``output_dir``.
+
+    ``plan_only`` writes every point's recipe and the tables of what is finished, and runs nothing
+    (for a cluster scheduler: ``compress run points/ID.yaml --record`` per point, then the sweep
+    again to collect).
+    """
     import torch
 
     from compressor.api.recipe import parse_recipe
@@ -231,13 +241,17 @@ def sweep(cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = 
     load_before = os.getloadavg()
     from compressor.sweep.runner import run_all
 
-    for record in run_all(todo, str(points_dir), cfg.jobs, len(records) + len(todo), on_point):
+    for record in run_all([] if plan_only else todo, str(points_dir), cfg.jobs, len(records) + len(todo),
+                          on_point):
         records[record["id"]] = record
-    ordered = [records[pid] for pid, _ in plan(cfg, threads, epoch_batches)]
-    rows = rows_from(ordered, list(cfg.profiles))
+    ordered = [records.get(pid) or {"id": pid, **{k: m["meta"][k] for k in ("method", "level")},
+                                    "status": "pending", "recipe": str(points_dir / f"{pid}.yaml")}
+               for pid, m in plan(cfg, threads, epoch_batches)]
+    rows = rows_from(ordered, list(cfg.profiles) if cfg.bench else [])
     machine = {"cpu_count": os.cpu_count(), "torch_threads": threads, "jobs": cfg.jobs,
                "loadavg_start": load_before, "loadavg_end": os.getloadavg()}
-    return _write_outputs(cfg, out, rows, len(todo), len(ordered) - len(todo), machine, start)
+    return _write_outputs(cfg, out, rows, 0 if plan_only else len(todo), len(ordered) - len(todo),
+                          machine, start)
 
 
 def _write_recipe(path: Path, mapping: dict[str, Any]) -> None:

@@ -15,6 +15,9 @@ def run(recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_
                                        "output_dir, else RECIPE_out beside the file).")] = None,
         check: Annotated[bool, typer.Option(
             "--check", help="Only validate the recipe (keys, types, values); run nothing.")] = False,
+        record: Annotated[bool, typer.Option(
+            "--record", help="A sweep point (SWEEP_DIR/points/ID.yaml): also store its result as "
+                             "points/ID.json, so compress sweep collects it (cluster runs).")] = False,
         json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Run a recipe: prune -> fine-tune or distill -> eval -> export -> bench with gates, in one go.
 
@@ -50,10 +53,43 @@ def run(recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_
         parsed = load_recipe(recipe, output_dir)
         if check:
             return _Checked(parsed)
+        if record:
+            return _record(recipe, parsed)
         return run_recipe(parsed, log=lambda line: console().print(line))
 
     execute(action, _render, json_out, debug,
             exit_code=lambda r: 0 if isinstance(r, _Checked) or r.passed else 1)
+
+
+def _record(path: str, parsed):
+    """Run a sweep point through the sweep's own runner, which stores points/ID.json."""
+    from pathlib import Path
+
+    from compressor.api.sweep import run_point
+    from compressor.errors import EXIT_UNSUPPORTED, CompressorError, UsageError
+
+    pid = parsed.meta.get("sweep_point")
+    if not pid:
+        raise UsageError(f"{path} is not a sweep point (no meta.sweep_point)", "drop --record")
+    if parsed.output_dir != parsed.source.get("output_dir"):
+        raise UsageError("--record keeps the sweep's own output folder", "drop -o")
+    record = run_point(pid, parsed.source, str(Path(path).parent))
+    if record["status"] != "ok":  # stored as such; the sweep shows it too
+        raise CompressorError(f"point {pid} {record['status']}: {record.get('error')}",
+                              exit_code=EXIT_UNSUPPORTED)
+    return _Recorded(record)
+
+
+class _Recorded:
+    """``--record``: the stored sweep record."""
+
+    passed = True
+
+    def __init__(self, record: dict) -> None:
+        self.record = record
+
+    def to_json(self) -> dict:
+        return self.record
 
 
 class _Checked:
@@ -71,6 +107,10 @@ def _render(r) -> None:
     from rich.table import Table
 
     out = console()
+    if isinstance(r, _Recorded):
+        out.print(f"point {r.record['id']}: {r.record['status']} in {r.record['seconds']:.0f} s, "
+                  f"accuracy {r.record['metrics'].get('accuracy')}; recorded for compress sweep")
+        return
     if isinstance(r, _Checked):
         out.print(f"recipe is valid: {' -> '.join(s.kind for s in r.recipe.steps)} "
                   f"(outputs in {r.recipe.output_dir})")

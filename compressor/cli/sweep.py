@@ -35,6 +35,9 @@ def sweep(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Points run in N processes (1 torch thread each).")]
     = 1,
     seed: Annotated[int, typer.Option(help="Seed of every point.")] = 0,
+    plan_only: Annotated[bool, typer.Option(
+        "--plan-only", help="Write every point's recipe (and the tables of finished points); run "
+                            "nothing. For Slurm/Ray: compress run POINT.yaml --record per point.")] = False,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -63,7 +66,7 @@ def sweep(
         cfg = SweepConfig(path, data, output, _names(methods), _levels(levels), finetune_epochs,
                           _names(profiles), bench, attack, eps, attack_limit, jobs, seed, arch,
                           parse_kwargs(arch_kwargs))
-        return api_sweep(cfg, on_point=None if sys.stderr.isatty() else _point_line)
+        return api_sweep(cfg, on_point=None if sys.stderr.isatty() else _point_line, plan_only=plan_only)
 
     execute(action, _render_sweep, json_out, debug)
 
@@ -87,26 +90,35 @@ def _point_line(record: dict) -> None:
     console().print(f"point {record['id']}: {record['status']} in {record['seconds']:.0f} s, {tail}")
 
 
+_COLUMNS = (("sparsity", "sparsity", "{:.1%}"), ("accuracy", "accuracy", "{:.4f}"),
+            ("drop", "accuracy_drop", "{:+.4f}"), ("robust", "robust_accuracy", "{:.4f}"))
+
+
 def _render_sweep(r) -> None:
     from rich.table import Table
 
-    lat = [k for k in (r.points[0] if r.points else {}) if k.startswith("latency_ms_p50_")]
+    keys = {k for p in r.points for k, v in p.items() if v is not None}
+    cols = [c for c in _COLUMNS if c[1] in keys]
+    lat = sorted(k for k in keys if k.startswith("latency_ms_p50_"))
     front = set(r.frontiers.get("accuracy_vs_sparsity", []))
     table = Table(title=f"compress sweep -> {r.output_dir} ({r.computed} run, {r.skipped} resumed, "
                         f"{r.wall_s:.0f} s)")
-    for col in ("point", "status", "sparsity", "accuracy", "drop", "robust", "compressed", *lat):
-        table.add_column(col.replace("latency_ms_p50_", "ms ") , justify="right")
+    for col in ["point", "status", *(c[0] for c in cols), "compressed", *(k[15:] + " ms" for k in lat)]:
+        table.add_column(col, justify="left" if col == "point" else "right", no_wrap=col == "point")
     for p in r.points:
-        table.add_row(p["id"] + (" *" if p["id"] in front else ""), p["status"], _f(p.get("sparsity"), "{:.1%}"),
-                      _f(p.get("accuracy")), _f(p.get("accuracy_drop"), "{:+.4f}"), _f(p.get("robust_accuracy")),
+        table.add_row(p["id"] + (" *" if p["id"] in front else ""), p["status"],
+                      *(_f(p.get(key), fmt) for _, key, fmt in cols),
                       human_bytes(p["compressed_bytes"]) if p.get("compressed_bytes") else "",
                       *(_f(p.get(k), "{:.3f}") for k in lat))
     out = console()
     out.print(table)
     out.print("* on the accuracy-vs-sparsity Pareto frontier; files: " + ", ".join(r.files.values()))
     for p in r.points:
-        if p["status"] != "ok":
+        if p["status"] not in ("ok", "pending"):
             out.print(f"note: {p['id']} {p['status']}: {p.get('error')}")
+    pending = [p["id"] for p in r.points if p["status"] == "pending"]
+    if pending:
+        out.print(f"{len(pending)} points not run yet (--plan-only): compress run POINT.yaml --record each")
 
 
 def _f(value, fmt: str = "{:.4f}") -> str:
