@@ -11,7 +11,8 @@ mapping ``{KIND: {settings}}`` whose settings are exactly the fields of that com
 * ``bench``: ``profile`` plus any :class:`Profile` field, ``gates`` (a mapping of gate names),
   ``data``, ``eval_limit``, ``baseline`` (a path or ``input``), ``plot``.
 
-Every model step writes ``NN_KIND.pt`` into the output folder and the next step reads it; ``bench``
+Every model step writes ``NN_KIND.pt`` into the output folder and the next step reads it (prune and
+slim report the accuracy after, not before: put an ``eval`` step first for the input's); ``bench``
 measures the latest export (else the latest .pt). Unknown keys are errors naming the closest valid
 key; the whole recipe is validated before the first step runs. Paths are read as on the command
 line (relative to the current folder), except step outputs (relative to the output folder).
@@ -259,9 +260,8 @@ def _run_prune(step: Step, log) -> tuple[dict[str, Any], list]:
     from compressor.api.slim import slim
 
     run = prune if step.kind == "prune" else slim
-    r = run(step.model, step.config, step.output, log=log)
-    figures = {**r.after, "method": r.method, "method_kind": r.kind,
-               "baseline_accuracy": r.before.get("accuracy"), "baseline_params": r.before["params"]}
+    r = run(step.model, step.config, step.output, log=log, measure_input=False)
+    figures = {**r.after, "method": r.method, "method_kind": r.kind, "baseline_params": r.before["params"]}
     return figures, []
 
 

@@ -41,7 +41,8 @@ class PruneConfig:
         calib_samples: calibration samples for data-driven scoring.
         finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
         finetune_batches: at most this many batches per fine-tune (None: whole epochs); iterative
-            methods use it to spread one epoch budget over their steps (``compress sweep``).
+            methods use it to spread one epoch budget over their steps (``compress sweep``); such
+            a capped one-epoch fine-tune skips the held-out pass (it keeps its only epoch).
         seed: for calibration sampling, random pruning and fine-tuning.
         distill_from: teacher model; fine-tuning then uses Hinton's KD loss (recovery step).
         temperature / alpha: the KD temperature and the weight of the teacher term.
