@@ -50,12 +50,13 @@ def sweep(
 
     Examples:
 
+    \b
       compress sweep sample_models/simple_cnn.pt --data fashion-mnist -o sweeps/cnn
-
-      compress sweep sample_models/mlp.pt --data fashion-mnist --methods magnitude,wanda
-      --levels 0.5,0.9 --attack fgsm --profiles mobile,server --jobs 2 -o sweeps/mlp
-
+      compress sweep sample_models/mlp.pt --data fashion-mnist -o sweeps/mlp \\
+          --methods magnitude,wanda --levels 0.5,0.9 --attack fgsm \\
+          --profiles mobile,server --jobs 2
       compress recommend sweeps/cnn --max-drop 0.01
+      compress run sweeps/cnn/points/wanda_0.5.yaml -o again   # one point, exactly
     """
 
     def action():
@@ -141,8 +142,8 @@ def recommend(
 
     Examples:
 
+    \b
       compress recommend sweeps/cnn --max-drop 0.01
-
       compress recommend sweeps/cnn --max-drop 0.02 --profiles mobile --json
     """
 
