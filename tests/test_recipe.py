@@ -93,3 +93,12 @@ def test_distill_needs_a_teacher():
     with pytest.raises(UsageError) as err:
         parse_recipe({"model": MLP, "data": "digits", "steps": [{"distill": {"epochs": 1}}]}, "out")
     assert "teacher" in err.value.one_line()
+
+
+def test_recipe_failing_before_any_output_leaves_no_folder(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"model": str(tmp_path / "missing.pt"), "data": "digits",
+                                    "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5}}]}))
+    r = invoke("run", path, "-o", tmp_path / "out")
+    assert r.code == 2 and "step 1 (prune)" in r.stderr and "missing.pt" in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -162,3 +162,9 @@ def test_plan_only_then_record_per_point_then_collect(tmp_path):
     assert collected.computed == 0 and {p["status"] for p in collected.points} == {"ok"}
     r = invoke("run", out / "points" / "baseline.yaml", "--record", "-o", tmp_path / "x")
     assert r.code == 2 and "drop -o" in r.stderr
+
+
+def test_missing_model_or_data_fails_once_before_any_point(tmp_path):
+    r = invoke("sweep", tmp_path / "missing.pt", "--data", "digits", "-o", tmp_path / "out")
+    assert r.code == 2 and "missing.pt" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()

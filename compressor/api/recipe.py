@@ -213,9 +213,9 @@ class _Parser:
         overrides = field_names(Profile, ("name", "summary"))
         check_keys(settings, list(BENCH_KEYS) + overrides, where)
         profile = get_profile(str(settings.get("profile", "mobile")))
-        profile = replace(profile, **{k: settings[k] for k in overrides if k in settings})
         build(Profile, {k: v for k, v in settings.items() if k in overrides}, where,
               name=profile.name, summary=profile.summary)  # type-checks the overrides
+        profile = replace(profile, **{k: settings[k] for k in overrides if k in settings})
         gates = spec_from_mapping(settings.get("gates") or {}, where)
         data = settings.get("data") or (self.data if (gates.min_accuracy is not None or
                                                       gates.max_accuracy_drop is not None) else None)
@@ -233,10 +233,21 @@ def run_recipe(recipe: Recipe, log: Callable[[str], None] = lambda line: None) -
 
     from compressor.io.atomic import check_writable
 
-    Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
-    check_writable(Path(recipe.output_dir) / "probe")
+    folder = Path(recipe.output_dir)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder / "probe")
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
+    try:
+        return _run_steps(recipe, log)
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a recipe that failed before writing anything leaves nothing behind
+        raise
+
+
+def _run_steps(recipe: Recipe, log: Callable[[str], None]) -> RecipeResult:
     metrics: dict[str, Any] = {}
     rows, gates, model = [], [], recipe.model.path
     for index, step in enumerate(recipe.steps, 1):

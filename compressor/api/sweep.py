@@ -108,9 +108,14 @@ class SweepResult:
     files: dict[str, str]
     wall_s: float
 
+    @property
+    def failed(self) -> list[str]:
+        """Ids of points that failed (usage error) or broke (a bug); unsupported ones are answers."""
+        return [p["id"] for p in self.points if p["status"] in ("failed", "error")]
+
     def to_json(self) -> dict[str, Any]:
         """The sweep summary (the full document is OUT/sweep.json)."""
-        return asdict(self)
+        return {**asdict(self), "failed": self.failed}
 
 
 def point_id(method: str, level: float) -> str:
@@ -224,11 +229,17 @@ def sweep(cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = 
     from compressor.api.recipe import parse_recipe
     from compressor.io.data import load_data
 
+    from compressor.api.common import ModelSpec
+    from compressor.errors import InputError
+
     start = time.perf_counter()
     out, points_dir = Path(cfg.output_dir), Path(cfg.output_dir) / "points"
+    epoch_batches = math.ceil(len(load_data(cfg.data, "train")) / BATCH_SIZE)  # bad data: exit 2 now
+    ModelSpec(cfg.model, cfg.arch, dict(cfg.arch_kwargs)).load()  # bad model: exit 2 now, not per point
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file", "give a folder (created if missing)")
     points_dir.mkdir(parents=True, exist_ok=True)
     threads = 1 if cfg.jobs > 1 else torch.get_num_threads()
-    epoch_batches = math.ceil(len(load_data(cfg.data, "train")) / BATCH_SIZE)
     todo, records = [], {}
     for pid, mapping in plan(cfg, threads, epoch_batches):
         parse_recipe(mapping, where=f"point {pid}")  # every recipe valid before any point runs

@@ -9,6 +9,7 @@ import typer
 
 from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, JsonOpt, ModelArg, console, execute,
                                    human_bytes)
+from compressor.errors import EXIT_UNSUPPORTED
 
 _DEFAULT_METHODS = "l1,slim,magnitude,wanda,sap,activation"
 
@@ -48,6 +49,9 @@ def sweep(
     OUT/points.csv, OUT/sweep.json (points, frontiers, machine load), accuracy_vs_sparsity.png and
     accuracy_vs_latency.png. Sparsity counts removed channels and masked zeros against the baseline.
 
+    Exit 3 when a point failed (the table says which and why; rerun to retry it); a point a method
+    cannot do (e.g. slim without BatchNorm) is recorded as unsupported and is not a failure.
+
     Examples:
 
     \b
@@ -69,7 +73,7 @@ def sweep(
                           parse_kwargs(arch_kwargs))
         return api_sweep(cfg, on_point=None if sys.stderr.isatty() else _point_line, plan_only=plan_only)
 
-    execute(action, _render_sweep, json_out, debug)
+    execute(action, _render_sweep, json_out, debug, exit_code=lambda r: EXIT_UNSUPPORTED if r.failed else 0)
 
 
 def _names(text: str) -> tuple[str, ...]:
