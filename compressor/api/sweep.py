@@ -224,45 +224,49 @@ def sweep(cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = 
     (for a cluster scheduler: ``compress run points/ID.yaml --record`` per point, then the sweep
     again to collect).
     """
-    import torch
-
-    from compressor.api.recipe import parse_recipe
-    from compressor.io.data import load_data
-
-    from compressor.api.common import ModelSpec
-    from compressor.errors import InputError
-
-    start = time.perf_counter()
-    out, points_dir = Path(cfg.output_dir), Path(cfg.output_dir) / "points"
-    epoch_batches = math.ceil(len(load_data(cfg.data, "train")) / BATCH_SIZE)  # bad data: exit 2 now
-    ModelSpec(cfg.model, cfg.arch, dict(cfg.arch_kwargs)).load()  # bad model: exit 2 now, not per point
-    if out.exists() and not out.is_dir():
-        raise InputError(f"-o {out} is a file", "give a folder (created if missing)")
-    points_dir.mkdir(parents=True, exist_ok=True)
-    threads = 1 if cfg.jobs > 1 else torch.get_num_threads()
-    todo, records = [], {}
-    for pid, mapping in plan(cfg, threads, epoch_batches):
-        parse_recipe(mapping, where=f"point {pid}")  # every recipe valid before any point runs
-        _write_recipe(points_dir / f"{pid}.yaml", mapping)
-        done = finished(points_dir, pid, mapping)
-        if done:
-            records[pid] = done
-        else:
-            todo.append((pid, mapping))
-    load_before = os.getloadavg()
     from compressor.sweep.runner import run_all
 
-    for record in run_all([] if plan_only else todo, str(points_dir), cfg.jobs, len(records) + len(todo),
-                          on_point):
+    start = time.perf_counter()
+    points_dir = Path(cfg.output_dir) / "points"
+    planned, threads = _prepare(cfg, points_dir)
+    records = {pid: rec for pid, mapping in planned if (rec := finished(points_dir, pid, mapping))}
+    todo = [(pid, mapping) for pid, mapping in planned if pid not in records]
+    load_before = os.getloadavg()
+    for record in run_all([] if plan_only else todo, str(points_dir), cfg.jobs, len(planned), on_point):
         records[record["id"]] = record
-    ordered = [records.get(pid) or {"id": pid, **{k: m["meta"][k] for k in ("method", "level")},
-                                    "status": "pending", "recipe": str(points_dir / f"{pid}.yaml")}
-               for pid, m in plan(cfg, threads, epoch_batches)]
+    ordered = [records.get(pid) or _pending(pid, mapping, points_dir) for pid, mapping in planned]
     rows = rows_from(ordered, list(cfg.profiles) if cfg.bench else [])
     machine = {"cpu_count": os.cpu_count(), "torch_threads": threads, "jobs": cfg.jobs,
                "loadavg_start": load_before, "loadavg_end": os.getloadavg()}
-    return _write_outputs(cfg, out, rows, 0 if plan_only else len(todo), len(ordered) - len(todo),
-                          machine, start)
+    return _write_outputs(cfg, Path(cfg.output_dir), rows, 0 if plan_only else len(todo),
+                          len(planned) - len(todo), machine, start)
+
+
+def _prepare(cfg: SweepConfig, points_dir: Path) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """Check data and model once (exit 2 before any point), validate and write every recipe."""
+    import torch
+
+    from compressor.api.common import ModelSpec
+    from compressor.api.recipe import parse_recipe
+    from compressor.errors import InputError
+    from compressor.io.data import load_data
+
+    epoch_batches = math.ceil(len(load_data(cfg.data, "train")) / BATCH_SIZE)
+    ModelSpec(cfg.model, cfg.arch, dict(cfg.arch_kwargs)).load()
+    if points_dir.parent.exists() and not points_dir.parent.is_dir():
+        raise InputError(f"-o {points_dir.parent} is a file", "give a folder (created if missing)")
+    points_dir.mkdir(parents=True, exist_ok=True)
+    threads = 1 if cfg.jobs > 1 else torch.get_num_threads()
+    planned = plan(cfg, threads, epoch_batches)
+    for pid, mapping in planned:
+        parse_recipe(mapping, where=f"point {pid}")
+        _write_recipe(points_dir / f"{pid}.yaml", mapping)
+    return planned, threads
+
+
+def _pending(pid: str, mapping: dict[str, Any], points_dir: Path) -> dict[str, Any]:
+    return {"id": pid, **{k: mapping["meta"][k] for k in ("method", "level")}, "status": "pending",
+            "recipe": str(points_dir / f"{pid}.yaml")}
 
 
 def _write_recipe(path: Path, mapping: dict[str, Any]) -> None:
