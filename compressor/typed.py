@@ -32,9 +32,9 @@ def check_keys(mapping: dict[str, Any], valid: list[str], where: str) -> None:
 def build(cls: type, mapping: dict[str, Any] | None, where: str, exclude: tuple[str, ...] = (),
           **fixed: Any) -> Any:
     """``cls(**mapping, **fixed)`` after checking keys and value types; ``exclude`` keys are refused."""
-    mapping = dict(mapping or {})
-    if not isinstance(mapping, dict):
+    if not isinstance(mapping or {}, dict):
         raise UsageError(f"{where}: expected a mapping of settings, got {type(mapping).__name__}")
+    mapping = dict(mapping or {})
     check_keys(mapping, [n for n in field_names(cls, exclude) if n not in fixed], where)
     hints = typing.get_type_hints(cls)
     values = {k: coerce(v, hints[k], f"{where}: '{k}'") for k, v in mapping.items()}
@@ -79,6 +79,17 @@ def _scalar(value: Any, hint: Any, where: str) -> Any:
     raise _wrong(value, hint, where)
 
 
+_PLAIN = {tuple: "a list", dict: "a mapping", float: "a number", int: "an integer", str: "a string",
+          bool: "true or false"}
+
+
 def _wrong(value: Any, hint: Any, where: str) -> UsageError:
-    name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-    return UsageError(f"{where} expects {name}, got {value!r}")
+    return UsageError(f"{where} expects {_name(hint)}, got {value!r}")
+
+
+def _name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_name(a) for a in typing.get_args(hint) if a is not type(None))
+    base = origin or hint
+    return _PLAIN.get(base) or getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

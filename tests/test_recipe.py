@@ -43,7 +43,7 @@ def test_steps_are_the_commands_typed_configs(tmp_path):
     ([{"prun": {"method": "l1"}}], "did you mean 'prune'"),
     ([{"finetune": {"epocks": 1}}], "did you mean 'epochs'"),
     ([{"bench": {"profil": "mobile"}}], "did you mean 'profile'"),
-    ([{"prune": {"method": "magnitude", "sparsity": "half"}}], "'sparsity' expects float"),
+    ([{"prune": {"method": "magnitude", "sparsity": "half"}}], "'sparsity' expects a number"),
     ([{"prune": {"method": "l1", "ratio": 1.5}}], "between 0 and 1"),
     ([{"export": {"quantize": "int4"}}], "unknown quantization"),
 ])

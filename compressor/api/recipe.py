@@ -142,6 +142,9 @@ class _Parser:
         kind, settings = next(iter(raw.items()))
         if kind not in STEP_KINDS:
             raise unknown_name(f"step kind in {self.where} step {index}", str(kind), STEP_KINDS)
+        if not isinstance(settings or {}, dict):
+            raise UsageError(f"{self.where} step {index} ({kind}): settings must be a mapping",
+                             f"e.g. - {kind}: {{...}}")
         settings = dict(settings or {})
         where = f"{self.where} step {index} ({kind})"
         step = getattr(self, f"_{kind}")(settings, where, self._path(f"{index:02d}_{kind}"))
