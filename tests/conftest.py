@@ -45,6 +45,16 @@ def cli():
     return run_cli
 
 
+def invoke(*args: str) -> CliResult:
+    """Run the CLI in this process (no interpreter start-up): for exit-code and message tests."""
+    from typer.testing import CliRunner
+
+    from compressor.cli.app import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory) -> Path:
     """Untrained sample models saved as artifacts (fast, deterministic)."""

@@ -13,7 +13,12 @@ from compressor.api.bench import BenchConfig, BenchResult, bench
 from compressor.api.distill import DistillConfig, DistillResult, distill, finetune
 from compressor.api.export import ExportResult, export
 from compressor.api.slim import SlimConfig, slim
+from compressor.api.recipe import Recipe, RecipeResult, load_recipe, parse_recipe, run_recipe
+from compressor.api.sweep import SweepConfig, SweepResult, sweep
+from compressor.api.recommend import RecommendConfig, RecommendResult, recommend
 
 __all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all",
            "PruneResult", "prune", "SlimConfig", "slim", "BenchConfig", "BenchResult", "bench",
-           "DistillConfig", "DistillResult", "distill", "finetune", "ExportResult", "export"]
+           "DistillConfig", "DistillResult", "distill", "finetune", "ExportResult", "export",
+           "Recipe", "RecipeResult", "load_recipe", "parse_recipe", "run_recipe",
+           "SweepConfig", "SweepResult", "sweep", "RecommendConfig", "RecommendResult", "recommend"]

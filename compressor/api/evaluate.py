@@ -13,19 +13,42 @@ from compressor.errors import InputError, UsageError
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What to evaluate on."""
+    """What to evaluate on, and optionally which adversarial attack to measure.
+
+    Attributes:
+        attack: None, fgsm or pgd (:mod:`compressor.robustness`); PyTorch models only.
+        eps: the attack's L-infinity budget in [0, 1] pixel units.
+        steps / alpha: PGD iterations and step size (None: 2.5 * eps / steps).
+    """
 
     model: ModelSpec
     data: str = "fashion-mnist"
     split: str = "test"
     batch_size: int = 256
     limit: int | None = None
+    attack: str | None = None
+    eps: float = 0.03
+    steps: int = 10
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
         if self.limit is not None and self.limit <= 0:
             raise UsageError(f"--limit must be > 0, got {self.limit}")
+        if self.attack is not None:
+            self.attack_config()  # validates
+            if self.model.is_onnx:
+                raise UsageError("--attack needs gradients, which an .onnx file does not give",
+                                 "attack the .pt model the ONNX file was exported from")
+
+    def attack_config(self):
+        """The :class:`compressor.robustness.AttackConfig` (None without --attack)."""
+        if self.attack is None:
+            return None
+        from compressor.robustness import AttackConfig
+
+        return AttackConfig(self.attack, self.eps, self.steps, self.alpha)
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,9 @@ class EvalResult:
     loss: float
     samples: int
     backend: str
+    attack: str | None = None
+    eps: float | None = None
+    robust_accuracy: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Flat keys."""
@@ -59,8 +85,19 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         _check_classes(handle, data)
         figures = torch_eval(handle.module, data, cfg.batch_size, cfg.limit)
         backend = "pytorch"
+        if cfg.attack is not None:
+            return _attacked(cfg, handle, data, figures)
     return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
                       figures["samples"], backend)
+
+
+def _attacked(cfg: EvalConfig, handle, data, figures: dict[str, Any]) -> EvalResult:
+    from compressor.robustness import robust_accuracy
+
+    attack = cfg.attack_config()
+    robust = robust_accuracy(handle.module, data, attack, cfg.batch_size, cfg.limit)
+    return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
+                      figures["samples"], "pytorch", attack.name, attack.eps, robust["robust_accuracy"])
 
 
 def _check_classes(handle, data) -> None:

@@ -35,8 +35,12 @@ class PruneResult:
 
 
 def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool = False,
-          log=lambda line: None) -> PruneResult:
-    """Prune ``model`` with ``cfg``; write the artifact to ``output`` unless ``dry_run``."""
+          log=lambda line: None, measure_input: bool = True) -> PruneResult:
+    """Prune ``model`` with ``cfg``; write the artifact to ``output`` unless ``dry_run``.
+
+    ``measure_input=False`` skips the input model's test accuracy (recipes and sweeps measure the
+    baseline once, not once per point).
+    """
     from compressor import registry
     from compressor.errors import UsageError
     from compressor.io.atomic import check_writable
@@ -54,7 +58,8 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
         return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
     ctx = make_context(cfg, log)
     masked = info.kind == "unstructured"  # only masks create zeros worth compressing
-    before = measure(handle, ctx.test, source_file(model, handle), compressed=masked)
+    before = measure(handle, ctx.test if measure_input else None, source_file(model, handle),
+                     compressed=masked)
     widths_before = _widths(handle.module)
     report: MethodReport = impl.run(handle, cfg, ctx)
     after = measure(handle, ctx.test, sizes=False)
@@ -78,12 +83,19 @@ def make_context(cfg: PruneConfig, log) -> PruneContext:
         ctx.train, ctx.val = load_data(cfg.data, "train"), load_data(cfg.data, "val")
         ctx.test = load_data(cfg.data, "test")
         teacher_loss = _teacher_loss(cfg)
+        calls = [0]
 
         def finetune(handle, epochs: int) -> dict[str, Any]:
             from compressor.train import TrainConfig, fit
 
-            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed)
-            result = fit(handle.module, ctx.train, tc, val=ctx.val, masks=handle.masks,
+            # capped fine-tunes (a budget spread over steps) each see different batches
+            seed = cfg.seed + calls[0] if cfg.finetune_batches else cfg.seed
+            calls[0] += 1
+            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
+                             max_batches=cfg.finetune_batches)
+            # a capped single-epoch fine-tune keeps its only epoch: no held-out pass to choose one
+            val = None if cfg.finetune_batches and epochs == 1 else ctx.val
+            result = fit(handle.module, ctx.train, tc, val=val, masks=handle.masks,
                          loss_fn=teacher_loss, description="fine-tune")
             return {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy}
 

@@ -22,7 +22,7 @@ class SlimConfig:
         lr: learning rate of both phases (Adam).
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
         gamma_plot: PNG path for the |gamma| histogram (None: no plot).
-        max_batches: cap batches per epoch (smoke runs).
+        max_batches: cap batches per epoch of both phases (smoke runs; sweeps split one epoch).
         keep_residual: keep channels joined by residual additions (prune inside blocks only).
     """
 
@@ -53,14 +53,15 @@ class SlimConfig:
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
                            ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
+                           finetune_batches=self.max_batches,
                            batch_size=self.batch_size, seed=self.seed, options=opts)
 
 
 def slim(model: ModelSpec, cfg: SlimConfig, output: str | None, dry_run: bool = False,
-         log=lambda line: None) -> PruneResult:
+         log=lambda line: None, measure_input: bool = True) -> PruneResult:
     """Slim ``model``; write the artifact to ``output`` unless ``dry_run``."""
     from compressor.pruning.structured.slimming import options
 
     pcfg = cfg.to_prune_config()
     options(pcfg.options)  # validate before any loading or training
-    return prune(model, pcfg, output, dry_run=dry_run, log=log)
+    return prune(model, pcfg, output, dry_run=dry_run, log=log, measure_input=measure_input)

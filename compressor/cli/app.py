@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from compressor import __version__
-from compressor.cli import bench, distill, evaluate, export, info, listing, prune, slim
+from compressor.cli import bench, distill, evaluate, export, info, listing, prune, run, slim, sweep
 
 HELP = """Make PyTorch models smaller and faster, and prove it.
 
@@ -47,6 +47,9 @@ app.command("bench")(bench.bench)
 app.command("info")(info.info)
 app.command("eval")(evaluate.evaluate)
 app.command("list")(listing.list_cmd)
+app.command("run")(run.run)
+app.command("sweep")(sweep.sweep)
+app.command("recommend")(sweep.recommend)
 
 
 def main() -> None:

@@ -16,12 +16,28 @@ def evaluate(path: ModelArg,
              split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
              batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 256,
              limit: Annotated[Optional[int], typer.Option(help="Evaluate at most N samples.")] = None,
+             attack: Annotated[Optional[str], typer.Option(
+                 help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only).")] = None,
+             eps: Annotated[float, typer.Option(
+                 help="Attack budget (L-inf) in [0, 1] pixel units; 0.03 is about 8/255.")] = 0.03,
+             steps: Annotated[int, typer.Option(help="PGD iterations.")] = 10,
+             alpha: Annotated[Optional[float], typer.Option(
+                 help="PGD step in pixel units (default 2.5 * eps / steps).")] = None,
              arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None,
              trust_pickle: TrustPickleOpt = False, json_out: JsonOpt = False,
              debug: DebugOpt = False) -> None:
-    """Top-1 accuracy and loss of a .pt or .onnx model on a data split.
+    """Top-1 accuracy and loss of a .pt or .onnx model on a data split, optionally under attack.
 
-    Example: compress eval sample_models/simple_cnn.pt --data fashion-mnist
+    --attack fgsm|pgd perturbs each (normalised) input within --eps in pixel space, clamped to
+    valid [0, 1] images, and reports robust accuracy beside the clean one.
+
+    Examples:
+
+      compress eval sample_models/simple_cnn.pt --data fashion-mnist
+
+      compress eval sample_models/simple_cnn.pt --data fashion-mnist --attack fgsm --eps 0.03
+
+      compress eval small.pt --data fashion-mnist --attack pgd --eps 0.03 --steps 10 --limit 1000
     """
 
     def action():
@@ -29,7 +45,7 @@ def evaluate(path: ModelArg,
         from compressor.api import evaluate as api_eval
 
         spec = model_spec(path, arch, arch_kwargs, trust_pickle)
-        return api_eval(EvalConfig(spec, data, split, batch_size, limit))
+        return api_eval(EvalConfig(spec, data, split, batch_size, limit, attack, eps, steps, alpha))
 
     execute(action, _render, json_out, debug)
 
@@ -37,3 +53,5 @@ def evaluate(path: ModelArg,
 def _render(r) -> None:
     console().print(f"{r.path} on {r.data} ({r.samples} samples, {r.backend}): "
                     f"accuracy [bold]{r.accuracy:.4f}[/], loss {r.loss:.4f}")
+    if r.attack:
+        console().print(f"under {r.attack} eps={r.eps}: robust accuracy [bold]{r.robust_accuracy:.4f}[/]")

@@ -47,6 +47,8 @@ def prune(
     finetune_epochs: Annotated[int, typer.Option(
         help="Fine-tune epochs between steps and at the end (needs --data).")] = 0,
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = 1e-4,
+    finetune_batches: Annotated[Optional[int], typer.Option(
+        help="At most N batches per fine-tune (spreads a budget over --steps).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = 0,
     distill_from: Annotated[Optional[str], typer.Option(
@@ -83,6 +85,7 @@ def prune(
             ignore=tuple(ignore or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()), data=data,
             calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
+            finetune_batches=finetune_batches,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
             distill_from=distill_from, temperature=temperature, alpha=alpha)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)

@@ -42,6 +42,9 @@ class PruneConfig:
         data: data spec for calibration, BN recalibration, fine-tuning and accuracy.
         calib_samples: calibration samples for data-driven scoring.
         finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
+        finetune_batches: at most this many batches per fine-tune (None: whole epochs); iterative
+            methods use it to spread one epoch budget over their steps (``compress sweep``); such
+            a capped one-epoch fine-tune skips the held-out pass (it keeps its only epoch).
         seed: for calibration sampling, random pruning and fine-tuning.
         distill_from: teacher model; fine-tuning then uses Hinton's KD loss (recovery step).
         temperature / alpha: the KD temperature and the weight of the teacher term.
@@ -64,6 +67,7 @@ class PruneConfig:
     calib_samples: int = 128
     finetune_epochs: int = 0
     finetune_lr: float = 1e-4
+    finetune_batches: int | None = None
     batch_size: int = 128
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +87,8 @@ class PruneConfig:
             raise UsageError(f"--steps must be >= 1, got {self.steps}")
         if self.finetune_epochs < 0:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
+        if self.finetune_batches is not None and self.finetune_batches < 1:
+            raise UsageError(f"--finetune-batches must be >= 1, got {self.finetune_batches}")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         if info.needs_data and not self.data:

@@ -1,0 +1,183 @@
+"""``compress sweep`` and ``compress recommend``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, JsonOpt, ModelArg, console, execute,
+                                   human_bytes)
+from compressor.errors import EXIT_UNSUPPORTED
+
+_DEFAULT_METHODS = "l1,slim,magnitude,wanda,sap,activation"
+
+
+def sweep(
+    path: ModelArg,
+    data: Annotated[str, typer.Option("--data", help="Data for calibration, fine-tuning and accuracy "
+                                      "(fashion-mnist, digits, ...).", show_default=False)],
+    output: Annotated[str, typer.Option("-o", "--output", help="Output folder (created; reused to resume).",
+                                        show_default=False)],
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (compress list).")] = _DEFAULT_METHODS,
+    levels: Annotated[str, typer.Option(
+        help="Comma-separated levels in (0, 1): channel ratio (l1, slim) or sparsity (masked).")]
+    = "0.2,0.5,0.8,0.9,0.95",
+    finetune_epochs: Annotated[int, typer.Option(
+        help="Fine-tune budget per point in epochs (iterative methods spread it over their steps).")] = 1,
+    profiles: Annotated[str, typer.Option(
+        help="Bench profiles to time every point under: mobile, edge, server (comma-separated).")] = "mobile",
+    bench: Annotated[bool, typer.Option("--bench/--no-bench", help="Export to ONNX and time each point.")]
+    = True,
+    attack: Annotated[Optional[str], typer.Option(help="Robustness column: fgsm or pgd.")] = None,
+    eps: Annotated[float, typer.Option(help="Attack budget in [0, 1] pixel units.")] = 0.03,
+    attack_limit: Annotated[int, typer.Option(help="Test samples attacked per point.")] = 1000,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Points run in N processes (1 torch thread each).")]
+    = 1,
+    seed: Annotated[int, typer.Option(help="Seed of every point.")] = 0,
+    plan_only: Annotated[bool, typer.Option(
+        "--plan-only", help="Write every point's recipe (and the tables of finished points); run "
+                            "nothing. For Slurm/Ray: compress run POINT.yaml --record per point.")] = False,
+    arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Prune with every method at every level; resumable; CSV, JSON, Pareto frontier and plots.
+
+    Each point is a recipe in OUT/points/ID.yaml (`compress run` on it reproduces the point) and its
+    result OUT/points/ID.json; rerunning the same command skips finished points. Writes
+    OUT/points.csv, OUT/sweep.json (points, frontiers, machine load), accuracy_vs_sparsity.png and
+    accuracy_vs_latency.png. Sparsity counts removed channels and masked zeros against the baseline.
+
+    Exit 3 when a point failed (the table says which and why; rerun to retry it); a point a method
+    cannot do (e.g. slim without BatchNorm) is recorded as unsupported and is not a failure.
+
+    Examples:
+
+    \b
+      compress sweep sample_models/simple_cnn.pt --data fashion-mnist -o sweeps/cnn
+      compress sweep sample_models/mlp.pt --data fashion-mnist -o sweeps/mlp \\
+          --methods magnitude,wanda --levels 0.5,0.9 --attack fgsm \\
+          --profiles mobile,server --jobs 2
+      compress recommend sweeps/cnn --max-drop 0.01
+      compress run sweeps/cnn/points/wanda_0.5.yaml -o again   # one point, exactly
+    """
+
+    def action():
+        from compressor.api.sweep import SweepConfig
+        from compressor.api.sweep import sweep as api_sweep
+        from compressor.io.refs import parse_kwargs
+
+        cfg = SweepConfig(path, data, output, _names(methods), _levels(levels), finetune_epochs,
+                          _names(profiles), bench, attack, eps, attack_limit, jobs, seed, arch,
+                          parse_kwargs(arch_kwargs))
+        return api_sweep(cfg, on_point=None if sys.stderr.isatty() else _point_line, plan_only=plan_only)
+
+    execute(action, _render_sweep, json_out, debug, exit_code=lambda r: EXIT_UNSUPPORTED if r.failed else 0)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    from compressor.errors import UsageError
+
+    try:
+        return tuple(float(v) for v in _names(text))
+    except ValueError:
+        raise UsageError(f"cannot read --levels '{text}'", "write e.g. 0.2,0.5,0.8") from None
+
+
+def _point_line(record: dict) -> None:
+    acc = record.get("metrics", {}).get("accuracy")
+    tail = f"accuracy {acc:.4f}" if acc is not None else record.get("error", "")
+    console().print(f"point {record['id']}: {record['status']} in {record['seconds']:.0f} s, {tail}")
+
+
+_COLUMNS = (("sparsity", "sparsity", "{:.1%}"), ("accuracy", "accuracy", "{:.4f}"),
+            ("drop", "accuracy_drop", "{:+.4f}"), ("robust", "robust_accuracy", "{:.4f}"))
+
+
+def _render_sweep(r) -> None:
+    from rich.table import Table
+
+    keys = {k for p in r.points for k, v in p.items() if v is not None}
+    cols = [c for c in _COLUMNS if c[1] in keys]
+    lat = sorted(k for k in keys if k.startswith("latency_ms_p50_"))
+    front = set(r.frontiers.get("accuracy_vs_sparsity", []))
+    table = Table(title=f"compress sweep -> {r.output_dir} ({r.computed} run, {r.skipped} resumed, "
+                        f"{r.wall_s:.0f} s)")
+    for col in ["point", "status", *(c[0] for c in cols), "compressed", *(k[15:] + " ms" for k in lat)]:
+        table.add_column(col, justify="left" if col == "point" else "right", no_wrap=col == "point")
+    for p in r.points:
+        table.add_row(p["id"] + (" *" if p["id"] in front else ""), p["status"],
+                      *(_f(p.get(key), fmt) for _, key, fmt in cols),
+                      human_bytes(p["compressed_bytes"]) if p.get("compressed_bytes") else "",
+                      *(_f(p.get(k), "{:.3f}") for k in lat))
+    out = console()
+    out.print(table)
+    out.print("* on the accuracy-vs-sparsity Pareto frontier; files: " + ", ".join(r.files.values()))
+    for p in r.points:
+        if p["status"] not in ("ok", "pending"):
+            out.print(f"note: {p['id']} {p['status']}: {p.get('error')}")
+    pending = [p["id"] for p in r.points if p["status"] == "pending"]
+    if pending:
+        out.print(f"{len(pending)} points not run yet (--plan-only): compress run POINT.yaml --record each")
+
+
+def _f(value, fmt: str = "{:.4f}") -> str:
+    return "" if value is None else fmt.format(value)
+
+
+def recommend(
+    sweep_dir: Annotated[str, typer.Argument(help="Output folder of compress sweep.", show_default=False)],
+    max_drop: Annotated[float, typer.Option(help="Largest accuracy drop from the baseline (0.01 = 1 point).")]
+    = 0.01,
+    profiles: Annotated[Optional[str], typer.Option(
+        help="Profiles to answer for (default: all the sweep measured).")] = None,
+    json_out: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Per bench profile, the smallest and the fastest sweep point within an accuracy drop.
+
+    Smallest = fewest compressed artifact bytes; fastest = lowest measured median latency under that
+    profile (the sweep must have timed it: compress sweep --profiles mobile,edge,server). Each answer
+    names its recipe, so `compress run` rebuilds the model.
+
+    Examples:
+
+    \b
+      compress recommend sweeps/cnn --max-drop 0.01
+      compress recommend sweeps/cnn --max-drop 0.02 --profiles mobile --json
+    """
+
+    def action():
+        from compressor.api.recommend import RecommendConfig
+        from compressor.api.recommend import recommend as api_recommend
+
+        return api_recommend(RecommendConfig(sweep_dir, max_drop, _names(profiles) if profiles else None))
+
+    execute(action, _render_recommend, json_out, debug)
+
+
+def _render_recommend(r) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"within {r.max_drop:.4g} of baseline accuracy {r.baseline_accuracy:.4f} "
+                        f"({r.candidates} pruned candidates)")
+    for col in ("profile", "pick", "point", "accuracy", "sparsity", "compressed", "p50 ms"):
+        table.add_column(col)
+    for ans in r.profiles:
+        for pick in ("smallest", "fastest"):
+            p = ans.get(pick)
+            if p:
+                table.add_row(str(ans["profile"] or "-"), pick, p["id"], _f(p["accuracy"]),
+                              _f(p.get("sparsity"), "{:.1%}"),
+                              human_bytes(p["compressed_bytes"]) if p.get("compressed_bytes") else "",
+                              _f(p.get("latency_ms_p50"), "{:.3f}"))
+    out = console()
+    out.print(table)
+    for recipe in dict.fromkeys(p["recipe"] for a in r.profiles for p in (a["smallest"], a.get("fastest")) if p):
+        out.print(f"rebuild: compress run {recipe}")
+    for note in r.notes:
+        out.print(f"note: {note}")

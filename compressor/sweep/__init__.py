@@ -1,0 +1,1 @@
+"""Sweep helpers: Pareto frontiers, point tables and plots (pure Python + matplotlib)."""
