@@ -93,7 +93,7 @@ def distill(cfg: DistillConfig, output: str | None,
     if not output:
         raise UsageError("no output file", "add -o OUT.pt")
     check_writable(output)
-    with distributed.session(_device_kind(cfg.train.device)):
+    with distributed.session(device_kind(cfg.train.device)):
         return _run(cfg, output, on_epoch)
 
 
@@ -180,7 +180,8 @@ def _record(cfg: DistillConfig, student, train, result, accuracy: float, teacher
     student.record(cfg.command, "kd" if cfg.teacher is not None else "ce", params, metrics)
 
 
-def _device_kind(name: str) -> str:
+def device_kind(name: str) -> str:
+    """``cpu`` or ``cuda``: the device type ``--device NAME`` resolves to (the DDP backend's)."""
     from compressor.train.loop import resolve_device
 
     return resolve_device(name).type

@@ -107,10 +107,7 @@ def _config(flags: dict, teacher_spec=None):
 
 
 def _execute(action, json_out: bool, debug: bool) -> None:
-    from compressor.train.distributed import is_main
-
-    main = is_main()
-    execute(action, render if main else (lambda r: None), json_out and main, debug,
+    execute(action, render, json_out, debug,
             exit_code=lambda r: EXIT_INTERRUPTED if r.interrupted else 0)
 
 

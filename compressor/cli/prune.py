@@ -8,7 +8,7 @@ import typer
 
 from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
                                    ModelArg, TrustPickleOpt, console, execute, human_bytes, human_count,
-                                   model_spec)
+                                   log_line, model_spec)
 from compressor.registry import METHODS, methods_for
 
 _METHOD_HELP = "Method: " + ", ".join(methods_for("prune")) + " (compress list shows what each does)."
@@ -89,13 +89,9 @@ def prune(
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
             distill_from=distill_from, temperature=temperature, alpha=alpha)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_prune(spec, cfg, output, dry_run=dry_run, log=_log)
+        return api_prune(spec, cfg, output, dry_run=dry_run, log=log_line)
 
     execute(action, render, json_out, debug)
-
-
-def _log(line: str) -> None:
-    console().print(line)
 
 
 def render(r) -> None:

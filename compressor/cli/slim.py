@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, model_spec)
+                                   TrustPickleOpt, execute, log_line, model_spec)
 from compressor.cli.prune import OutputOpt, render
 
 
@@ -61,6 +61,6 @@ def slim(
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_slim(spec, cfg, output, dry_run=dry_run, log=lambda line: console().print(line))
+        return api_slim(spec, cfg, output, dry_run=dry_run, log=log_line)
 
     execute(action, render, json_out, debug)

@@ -25,6 +25,7 @@ from compressor.errors import UnsupportedError, UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
+from compressor.train import distributed
 
 BN_BATCHES = 20
 
@@ -122,7 +123,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in batchnorms(model)])
     report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
     report.figures["gamma_mean"] = float(gammas.mean())
-    if opts.gamma_plot:
+    if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
         write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
     channels_before = _bn_channels(model)
     graph.capped_global_step(model, example, _importance, ratio=cfg.ratio, round_to=cfg.round_to,
