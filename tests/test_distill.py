@@ -210,11 +210,18 @@ def test_torchrun_error_printed_once_exit_2(tmp_path):
 
 # --- compress prune --distill-from: the recovery step -------------------------------------------
 
-def test_prune_distill_from_needs_finetune_epochs(tmp_path):
+@pytest.mark.parametrize("flags, text", [
+    (["--distill-from", "sample:mlp"], "--distill-from needs fine-tuning epochs"),
+    (["--finetune-epochs", "1", "--finetune-lr", "0"], "--finetune-lr must be > 0"),
+    (["--finetune-epochs", "-1"], "--finetune-epochs must be >= 0"),
+    (["--finetune-epochs", "1", "--distill-from", "sample:mlp", "--alpha", "2"], "--alpha"),
+    (["--finetune-epochs", "1", "--data", "random:1,28,28:20"], "labels 0..19"),
+])
+def test_prune_bad_recovery_values_exit_2_with_one_line(flags, text, tmp_path):
     res = runner.invoke(app, ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5",
-                              "--data", "random", "--distill-from", "sample:mlp", "-o",
-                              str(tmp_path / "x.pt")])
-    assert res.exit_code == 2 and "--distill-from needs fine-tuning epochs" in res.stderr
+                              "--data", "random", *flags, "-o", str(tmp_path / "x.pt")])
+    assert res.exit_code == 2 and text in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()
 
 
 def test_prune_finetune_distils_from_the_teacher(tmp_path):

@@ -85,7 +85,8 @@ def distill(cfg: DistillConfig, output: str | None,
     Raises:
         UsageError / InputError: no output, bad values, teacher and student outputs differ,
             labels outside the student's classes (exit 2).
-        KeyboardInterrupt: Ctrl-C without ``save_on_interrupt`` (nothing written).
+        KeyboardInterrupt: Ctrl-C without ``save_on_interrupt``, or before the first epoch
+            finished (nothing written).
     """
     from compressor.io.atomic import check_writable
     from compressor.train import distributed
@@ -122,6 +123,8 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
     loss_fn = _loss_fn(cfg, teacher)
     result = fit(student.module, train, cfg.train, val=val, masks=student.masks, loss_fn=loss_fn,
                  description=cfg.command, stop_on_interrupt=cfg.save_on_interrupt, on_epoch=on_epoch)
+    if result.interrupted and result.best_epoch < 0:
+        raise KeyboardInterrupt  # no epoch finished: nothing better than the input to save
     after = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
     _record(cfg, student, train, result, after, teacher_acc)
     if distributed.is_main():

@@ -75,6 +75,10 @@ def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: 
     from compressor.train import distributed
 
     ctx = make_context(cfg, log)
+    if ctx.test is not None:  # accuracy and fine-tuning need labels the head can score
+        from compressor.train.loop import check_classes
+
+        check_classes(handle.module, ctx.test)
     masked = kind == "unstructured"  # only masks create zeros worth compressing
     before = measure(handle, ctx.test if measure_input else None, source_file(model, handle),
                      compressed=masked)

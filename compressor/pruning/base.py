@@ -89,6 +89,11 @@ class PruneConfig:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
         if self.finetune_batches is not None and self.finetune_batches < 1:
             raise UsageError(f"--finetune-batches must be >= 1, got {self.finetune_batches}")
+        if not self.finetune_lr > 0:  # checked before loading and pruning, not after
+            raise UsageError(f"--finetune-lr must be > 0, got {self.finetune_lr}",
+                             "try 1e-4 (the seed 003 protocol)")
+        if self.batch_size <= 0:
+            raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         if info.needs_data and not self.data:
