@@ -194,10 +194,16 @@ def test_finetune_cli_labels_outside_classes_exit_2(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_cuda_without_gpu_exit_2(tmp_path):
-    res = runner.invoke(app, ["finetune", "sample:mlp", "--data", "random", "--device", "cuda",
+@pytest.mark.parametrize("command", [
+    ["finetune", "sample:mlp"],
+    ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],
+    ["slim", "sample:vgg_bn"],
+])
+def test_device_cuda_without_gpu_exit_2(command, tmp_path):
+    res = runner.invoke(app, [*command, "--data", "random", "--device", "cuda",
                               "-o", str(tmp_path / "x.pt")])
-    assert res.exit_code == 2 and "no CUDA GPU" in res.stderr
+    assert res.exit_code == 2 and "no CUDA GPU" in res.stderr, res.stderr
+    assert not (tmp_path / "x.pt").exists()
 
 
 @pytest.mark.parametrize("save, stop_at, written", [

@@ -63,7 +63,7 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
     from compressor.api.distill import device_kind
     from compressor.train import distributed
 
-    with distributed.session(device_kind("auto")):  # fine-tuning trains with DDP under torchrun
+    with distributed.session(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
         return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input)
 
 
@@ -107,13 +107,12 @@ def make_context(cfg: PruneConfig, log) -> PruneContext:
         calls = [0]
 
         def finetune(handle, epochs: int) -> dict[str, Any]:
-            from compressor.train import TrainConfig, fit
+            from compressor.train import fit
 
             # capped fine-tunes (a budget spread over steps) each see different batches
             seed = cfg.seed + calls[0] if cfg.finetune_batches else cfg.seed
             calls[0] += 1
-            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
-                             max_batches=cfg.finetune_batches)
+            tc = cfg.train_config(epochs, seed=seed, max_batches=cfg.finetune_batches)
             # a capped single-epoch fine-tune keeps its only epoch: no held-out pass to choose one
             val = None if cfg.finetune_batches and epochs == 1 else ctx.val
             result = fit(handle.module, ctx.train, tc, val=val, masks=handle.masks,

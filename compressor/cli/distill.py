@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, model_spec)
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
+                                   ModelArg, TrustPickleOpt, console, execute, model_spec)
 from compressor.errors import EXIT_INTERRUPTED
 
 DataReq = Annotated[str, typer.Option("--data", help="Training data: fashion-mnist, digits, "
@@ -20,7 +20,6 @@ OptimOpt = Annotated[str, typer.Option(help="adam, adamw or sgd.")]
 SchedOpt = Annotated[str, typer.Option(help="Learning-rate schedule: none, cosine or step.")]
 BatchOpt = Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed: same seed, same weights on CPU.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (CUDA float16, CPU bfloat16).")]
 MaxBatchesOpt = Annotated[Optional[int], typer.Option(help="At most N steps per epoch (smoke runs).")]
 EvalLimitOpt = Annotated[Optional[int], typer.Option(help="Evaluate on at most N test samples.")]

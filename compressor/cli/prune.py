@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DeviceOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
                                    ModelArg, TrustPickleOpt, console, execute, human_bytes, human_count,
                                    log_line, model_spec)
 from compressor.registry import METHODS, methods_for
@@ -59,6 +59,7 @@ def prune(
         "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
     dry_run: Annotated[bool, typer.Option(
         help="List what would be pruned and what cannot be; write nothing.")] = False,
+    device: DeviceOpt = "auto",
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -87,7 +88,7 @@ def prune(
             calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
             finetune_batches=finetune_batches,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
-            distill_from=distill_from, temperature=temperature, alpha=alpha)
+            distill_from=distill_from, temperature=temperature, alpha=alpha, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         return api_prune(spec, cfg, output, dry_run=dry_run, log=log_line)
 

@@ -152,11 +152,11 @@ def _importance() -> Any:
 
 def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
                        ctx: PruneContext) -> dict[str, Any]:
-    from compressor.train import TrainConfig, fit
+    from compressor.train import fit
 
     bns = batchnorms(handle.module)
-    tc = TrainConfig(epochs=opts.sparsity_epochs, lr=opts.sparsity_lr or cfg.finetune_lr,
-                     batch_size=cfg.batch_size, seed=cfg.seed, max_batches=opts.max_batches)
+    tc = cfg.train_config(opts.sparsity_epochs, lr=opts.sparsity_lr or cfg.finetune_lr,
+                          max_batches=opts.max_batches)
     result = fit(handle.module, ctx.train, tc, val=ctx.val,
                  after_backward=lambda _: add_l1_penalty(bns, opts.lam), description="sparsity")
     ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}")
