@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from compressor.api.common import ModelSpec
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import UsageError
 from compressor.train.loop import TrainConfig
 
@@ -33,8 +34,8 @@ class DistillConfig:
     student: ModelSpec
     data: str
     teacher: ModelSpec | None = None
-    temperature: float = 4.0
-    alpha: float = 0.9
+    temperature: float = KD_TEMPERATURE
+    alpha: float = KD_ALPHA
     train: TrainConfig = field(default_factory=TrainConfig)
     save_on_interrupt: bool = False
     eval_limit: int | None = None

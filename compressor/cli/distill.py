@@ -8,6 +8,7 @@ import typer
 
 from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
                                    ModelArg, TrustPickleOpt, console, execute, model_spec)
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import EXIT_INTERRUPTED
 
 DataReq = Annotated[str, typer.Option("--data", help="Training data: fashion-mnist, digits, "
@@ -33,8 +34,10 @@ def distill(
                                          "(with --teacher-arch) or reference.")],
     data: DataReq,
     output: OutputReq = None,
-    temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="Weight of the teacher term, in [0, 1].")] = 0.9,
+    temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = KD_TEMPERATURE,
+    alpha: Annotated[float, typer.Option(
+        help="Weight of the teacher term, in [0, 1]; the labels get 1 - alpha. 0.5 by default: "
+             "0.9 copies more of the teacher's mistakes (benchmarks/results/recovery.md).")] = KD_ALPHA,
     teacher_arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state_dict "
                                                         "teacher.")] = None,
     epochs: EpochsOpt = 3, lr: LrOpt = 1e-4, weight_decay: WdOpt = 1e-4, optimizer: OptimOpt = "adam",
@@ -101,8 +104,8 @@ def _config(flags: dict, teacher_spec=None):
                                                  "batch_size", "seed", "device", "amp", "max_batches")})
     student = model_spec(flags["path"], flags["arch"], flags["arch_kwargs"], flags["trust_pickle"],
                          flags["input_shape"])
-    return DistillConfig(student, flags["data"], teacher_spec, flags.get("temperature", 4.0),
-                         flags.get("alpha", 0.9), train, flags["save_on_interrupt"], flags["eval_limit"])
+    return DistillConfig(student, flags["data"], teacher_spec, flags.get("temperature", KD_TEMPERATURE),
+                         flags.get("alpha", KD_ALPHA), train, flags["save_on_interrupt"], flags["eval_limit"])
 
 
 def _execute(action, json_out: bool, debug: bool) -> None:

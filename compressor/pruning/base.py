@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compressor import registry
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import UsageError
 
 SCOPES = ("global", "layer", "row")
@@ -74,8 +75,8 @@ class PruneConfig:
     device: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)
     distill_from: str | None = None
-    temperature: float = 4.0
-    alpha: float = 0.9
+    temperature: float = KD_TEMPERATURE
+    alpha: float = KD_ALPHA
 
     def __post_init__(self) -> None:
         info = registry.method(self.method)
