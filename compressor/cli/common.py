@@ -28,7 +28,8 @@ InputShapeOpt = Annotated[Optional[str], typer.Option(
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", help="Data: fashion-mnist, digits, cifar10:ROOT, imagefolder:PATH, tensors:FILE, "
                    "random[:C,H,W[:CLASSES]].")]
-DeviceOpt = Annotated[str, typer.Option(help="Where training runs: auto (CUDA when present), cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option(
+    help="Where training runs: auto (CUDA when present), cpu or cuda.")]
 ModelArg = Annotated[str, typer.Argument(
     help="Model: a .pt artifact or state_dict, .safetensors, .onnx, or a reference such as "
          "sample:simple_cnn.", show_default=False)]

@@ -105,7 +105,8 @@ def _config(flags: dict, teacher_spec=None):
     student = model_spec(flags["path"], flags["arch"], flags["arch_kwargs"], flags["trust_pickle"],
                          flags["input_shape"])
     return DistillConfig(student, flags["data"], teacher_spec, flags.get("temperature", KD_TEMPERATURE),
-                         flags.get("alpha", KD_ALPHA), train, flags["save_on_interrupt"], flags["eval_limit"])
+                         flags.get("alpha", KD_ALPHA), train, flags["save_on_interrupt"],
+                         flags["eval_limit"])
 
 
 def _execute(action, json_out: bool, debug: bool) -> None:

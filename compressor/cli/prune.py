@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DeviceOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, console, execute, human_bytes, human_count,
-                                   log_line, model_spec)
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, DeviceOpt, InputShapeOpt,
+                                   JsonOpt, ModelArg, TrustPickleOpt, console, execute, human_bytes,
+                                   human_count, log_line, model_spec)
 from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.registry import METHODS, methods_for
 
@@ -54,9 +54,10 @@ def prune(
     seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = 0,
     distill_from: Annotated[Optional[str], typer.Option(
         help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")] = None,
-    temperature: Annotated[float, typer.Option(help="KD temperature T for --distill-from.")] = KD_TEMPERATURE,
+    temperature: Annotated[float, typer.Option(
+        help="KD temperature T for --distill-from.")] = KD_TEMPERATURE,
     alpha: Annotated[float, typer.Option(
-        help="KD weight of the teacher term for --distill-from (the labels get 1 - alpha).")] = KD_ALPHA,
+        help="KD weight of the teacher term for --distill-from (labels: 1 - alpha).")] = KD_ALPHA,
     opt: Annotated[Optional[list[str]], typer.Option(
         "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
     dry_run: Annotated[bool, typer.Option(
