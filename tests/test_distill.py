@@ -180,13 +180,48 @@ def test_torchrun_two_processes_match_one_full_batch_process(tmp_path):
     assert one["epochs"][0]["train_loss"] != pytest.approx(one["epochs"][1]["train_loss"], rel=1e-4)
 
 
+def test_torchrun_prune_finetune_joins_the_group(tmp_path):
+    """prune --finetune-epochs under torchrun trains with DDP: 2 x 128 == 1 x 256, rank 0 writes."""
+    common = ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5", "--data", "random",
+              "--finetune-epochs", "1", "--finetune-lr", "1e-3", "--seed", "3", "--json"]
+    single = _cli([*common, "--batch-size", "256", "-o", "single.pt"], tmp_path, torchrun=False)
+    double = _cli([*common, "--batch-size", "128", "-o", "ddp.pt"], tmp_path, torchrun=True)
+    assert single.returncode == 0, single.stderr
+    assert double.returncode == 0, double.stderr
+    docs = [line for line in double.stdout.splitlines() if line.startswith("{")]
+    assert len(docs) == 1 and "finetune_val_accuracy" in json.loads(docs[0])  # rank 0 printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.pt", "single.pt"]
+    a, b = load_model(tmp_path / "single.pt"), load_model(tmp_path / "ddp.pt")
+    torch.manual_seed(3)
+    untuned = load_model("sample:mlp")  # prune's init for --seed 3; fine-tuning moved away from it
+    assert not torch.allclose(a.module[1].weight, untuned.module[1].weight * a.masks["1.weight"])
+    for name, x in a.module.state_dict().items():  # without DDP each rank would see half the batch
+        assert torch.allclose(x, b.module.state_dict()[name], atol=1e-5), name
+    assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
+
+
+def test_torchrun_error_printed_once_exit_2(tmp_path):
+    res = _cli(["distill", "sample:mlp", "--teacher", "sample:mlp", "--data", "random:1,28,28:20",
+                "-o", "x.pt"], tmp_path, torchrun=True)
+    assert res.returncode != 0  # torchrun reports a failed worker with its own code
+    assert res.stderr.count("error: random/train has labels 0..19") == 1, res.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
 # --- compress prune --distill-from: the recovery step -------------------------------------------
 
-def test_prune_distill_from_needs_finetune_epochs(tmp_path):
+@pytest.mark.parametrize("flags, text", [
+    (["--distill-from", "sample:mlp"], "--distill-from needs fine-tuning epochs"),
+    (["--finetune-epochs", "1", "--finetune-lr", "0"], "--finetune-lr must be > 0"),
+    (["--finetune-epochs", "-1"], "--finetune-epochs must be >= 0"),
+    (["--finetune-epochs", "1", "--distill-from", "sample:mlp", "--alpha", "2"], "--alpha"),
+    (["--finetune-epochs", "1", "--data", "random:1,28,28:20"], "labels 0..19"),
+])
+def test_prune_bad_recovery_values_exit_2_with_one_line(flags, text, tmp_path):
     res = runner.invoke(app, ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5",
-                              "--data", "random", "--distill-from", "sample:mlp", "-o",
-                              str(tmp_path / "x.pt")])
-    assert res.exit_code == 2 and "--distill-from needs fine-tuning epochs" in res.stderr
+                              "--data", "random", *flags, "-o", str(tmp_path / "x.pt")])
+    assert res.exit_code == 2 and text in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()
 
 
 def test_prune_finetune_distils_from_the_teacher(tmp_path):

@@ -194,20 +194,30 @@ def test_finetune_cli_labels_outside_classes_exit_2(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_cuda_without_gpu_exit_2(tmp_path):
-    res = runner.invoke(app, ["finetune", "sample:mlp", "--data", "random", "--device", "cuda",
+@pytest.mark.parametrize("command", [
+    ["finetune", "sample:mlp"],
+    ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],
+    ["slim", "sample:vgg_bn"],
+])
+def test_device_cuda_without_gpu_exit_2(command, tmp_path):
+    res = runner.invoke(app, [*command, "--data", "random", "--device", "cuda",
                               "-o", str(tmp_path / "x.pt")])
-    assert res.exit_code == 2 and "no CUDA GPU" in res.stderr
+    assert res.exit_code == 2 and "no CUDA GPU" in res.stderr, res.stderr
+    assert not (tmp_path / "x.pt").exists()
 
 
-@pytest.mark.parametrize("save", [False, True])
-def test_ctrl_c_exit_130_and_no_partial_file(save, tmp_path, monkeypatch):
+@pytest.mark.parametrize("save, stop_at, written", [
+    (False, 3, False),  # in epoch 1, not asked to save: nothing written
+    (True, 3, True),  # in epoch 1, asked: the best finished epoch (0) is saved
+    (True, 1, False),  # in epoch 0, asked: no epoch finished, so nothing to save
+])
+def test_ctrl_c_exit_130_and_no_partial_file(save, stop_at, written, tmp_path, monkeypatch):
     real_step = loop._Run.step
     calls = {"n": 0}
 
     def step(self, x, y):
         calls["n"] += 1
-        if calls["n"] > 3:  # epoch 0 has 2 steps (batch 128 of 256): interrupt inside epoch 1
+        if calls["n"] > stop_at:  # epoch 0 has 2 steps (batch 128 of 256)
             raise KeyboardInterrupt
         return real_step(self, x, y)
 
@@ -217,10 +227,12 @@ def test_ctrl_c_exit_130_and_no_partial_file(save, tmp_path, monkeypatch):
     res = runner.invoke(app, ["finetune", "sample:mlp", "--data", "random", "--epochs", "3",
                               "-o", str(out), *flags])
     assert res.exit_code == 130
-    assert [p.name for p in tmp_path.iterdir()] == (["x.pt"] if save else [])
-    if save:
+    assert [p.name for p in tmp_path.iterdir()] == (["x.pt"] if written else [])
+    if written:
         handle = load_model(out)
         assert handle.metrics["interrupted"] is True and handle.metrics["best_epoch"] == 0
+    else:
+        assert "no output was written" in res.stderr
 
 
 def test_single_process_distributed_helpers_are_identities():

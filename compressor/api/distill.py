@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from compressor.api.common import ModelSpec
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import UsageError
 from compressor.train.loop import TrainConfig
 
@@ -33,8 +34,8 @@ class DistillConfig:
     student: ModelSpec
     data: str
     teacher: ModelSpec | None = None
-    temperature: float = 4.0
-    alpha: float = 0.9
+    temperature: float = KD_TEMPERATURE
+    alpha: float = KD_ALPHA
     train: TrainConfig = field(default_factory=TrainConfig)
     save_on_interrupt: bool = False
     eval_limit: int | None = None
@@ -85,7 +86,8 @@ def distill(cfg: DistillConfig, output: str | None,
     Raises:
         UsageError / InputError: no output, bad values, teacher and student outputs differ,
             labels outside the student's classes (exit 2).
-        KeyboardInterrupt: Ctrl-C without ``save_on_interrupt`` (nothing written).
+        KeyboardInterrupt: Ctrl-C without ``save_on_interrupt``, or before the first epoch
+            finished (nothing written).
     """
     from compressor.io.atomic import check_writable
     from compressor.train import distributed
@@ -93,7 +95,7 @@ def distill(cfg: DistillConfig, output: str | None,
     if not output:
         raise UsageError("no output file", "add -o OUT.pt")
     check_writable(output)
-    with distributed.session(_device_kind(cfg.train.device)):
+    with distributed.session(device_kind(cfg.train.device)):
         return _run(cfg, output, on_epoch)
 
 
@@ -122,6 +124,8 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
     loss_fn = _loss_fn(cfg, teacher)
     result = fit(student.module, train, cfg.train, val=val, masks=student.masks, loss_fn=loss_fn,
                  description=cfg.command, stop_on_interrupt=cfg.save_on_interrupt, on_epoch=on_epoch)
+    if result.interrupted and result.best_epoch < 0:
+        raise KeyboardInterrupt  # no epoch finished: nothing better than the input to save
     after = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
     _record(cfg, student, train, result, after, teacher_acc)
     if distributed.is_main():
@@ -180,7 +184,8 @@ def _record(cfg: DistillConfig, student, train, result, accuracy: float, teacher
     student.record(cfg.command, "kd" if cfg.teacher is not None else "ce", params, metrics)
 
 
-def _device_kind(name: str) -> str:
+def device_kind(name: str) -> str:
+    """``cpu`` or ``cuda``: the device type ``--device NAME`` resolves to (the DDP backend's)."""
     from compressor.train.loop import resolve_device
 
     return resolve_device(name).type

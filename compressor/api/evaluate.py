@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from compressor.api.common import ModelSpec
-from compressor.errors import InputError, UsageError
+from compressor.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         figures = _eval_onnx(cfg.model.path, data, cfg)
         backend = "onnxruntime"
     else:
-        from compressor.train.loop import evaluate as torch_eval
+        from compressor.train.loop import check_classes, evaluate as torch_eval
 
         handle = cfg.model.load()
-        _check_classes(handle, data)
+        check_classes(handle.module, data)
         figures = torch_eval(handle.module, data, cfg.batch_size, cfg.limit)
         backend = "pytorch"
         if cfg.attack is not None:
@@ -98,16 +98,6 @@ def _attacked(cfg: EvalConfig, handle, data, figures: dict[str, Any]) -> EvalRes
     robust = robust_accuracy(handle.module, data, attack, cfg.batch_size, cfg.limit)
     return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
                       figures["samples"], "pytorch", attack.name, attack.eps, robust["robust_accuracy"])
-
-
-def _check_classes(handle, data) -> None:
-    import torch
-
-    with torch.no_grad():
-        out = handle.module(data.take(1)[0] if len(data) else handle.example_input())
-    if out.ndim != 2 or out.shape[1] < data.num_classes:
-        raise InputError(f"model outputs shape {tuple(out.shape)} but {data.name} has "
-                         f"{data.num_classes} classes", "evaluate on data the model was made for")
 
 
 def _eval_onnx(path: str, data, cfg: EvalConfig) -> dict[str, Any]:

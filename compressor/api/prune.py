@@ -39,7 +39,8 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
     """Prune ``model`` with ``cfg``; write the artifact to ``output`` unless ``dry_run``.
 
     ``measure_input=False`` skips the input model's test accuracy (recipes and sweeps measure the
-    baseline once, not once per point).
+    baseline once, not once per point). Under ``torchrun --nproc-per-node N`` every process prunes
+    the same way (methods are seeded), fine-tuning trains with DDP, and only rank 0 writes ``output``.
     """
     from compressor import registry
     from compressor.errors import UsageError
@@ -50,26 +51,46 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
         if not output:
             raise UsageError("no output file", "add -o OUT.pt (or --dry-run to only list the plan)")
         check_writable(output)
+    import torch
+
+    torch.manual_seed(cfg.seed)  # a reference (sample:mlp) starts from the same init every run/rank
     handle = model.load()
     impl = info.load()
     if dry_run:
         plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
         before = measure(handle, None, source_file(model, handle), compressed=False)
         return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
+    from compressor.api.distill import device_kind
+    from compressor.train import distributed
+
+    with distributed.session(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
+        return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input)
+
+
+def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: str,
+           log, measure_input: bool) -> PruneResult:
+    """Measure, prune (and fine-tune), record; only rank 0 writes ``output`` under torchrun."""
+    from compressor.io.artifact import save_artifact
+    from compressor.stats import file_sizes
+    from compressor.train import distributed
+
     ctx = make_context(cfg, log)
-    masked = info.kind == "unstructured"  # only masks create zeros worth compressing
+    if ctx.test is not None:  # accuracy and fine-tuning need labels the head can score
+        from compressor.train.loop import check_classes
+
+        check_classes(handle.module, ctx.test)
+    masked = kind == "unstructured"  # only masks create zeros worth compressing
     before = measure(handle, ctx.test if measure_input else None, source_file(model, handle),
                      compressed=masked)
     widths_before = _widths(handle.module)
     report: MethodReport = impl.run(handle, cfg, ctx)
     after = measure(handle, ctx.test, sizes=False)
     handle.record("prune", cfg.method, _params(cfg), {**after, **report.figures})
-    from compressor.io.artifact import save_artifact
-    from compressor.stats import file_sizes
-
-    save_artifact(handle, output)
-    after.update(file_sizes(output, compressed=masked))
-    return PruneResult(output, cfg.method, info.kind, before, after,
+    if distributed.is_main():
+        save_artifact(handle, output)
+        after.update(file_sizes(output, compressed=masked))
+    distributed.barrier()
+    return PruneResult(output, cfg.method, kind, before, after,
                        _layer_rows(widths_before, _widths(handle.module)), report.figures,
                        report.steps, report.notes)
 
@@ -86,13 +107,12 @@ def make_context(cfg: PruneConfig, log) -> PruneContext:
         calls = [0]
 
         def finetune(handle, epochs: int) -> dict[str, Any]:
-            from compressor.train import TrainConfig, fit
+            from compressor.train import fit
 
             # capped fine-tunes (a budget spread over steps) each see different batches
             seed = cfg.seed + calls[0] if cfg.finetune_batches else cfg.seed
             calls[0] += 1
-            tc = TrainConfig(epochs=epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=seed,
-                             max_batches=cfg.finetune_batches)
+            tc = cfg.train_config(epochs, seed=seed, max_batches=cfg.finetune_batches)
             # a capped single-epoch fine-tune keeps its only epoch: no held-out pass to choose one
             val = None if cfg.finetune_batches and epochs == 1 else ctx.val
             result = fit(handle.module, ctx.train, tc, val=val, masks=handle.masks,

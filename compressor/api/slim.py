@@ -24,6 +24,7 @@ class SlimConfig:
         gamma_plot: PNG path for the |gamma| histogram (None: no plot).
         max_batches: cap batches per epoch of both phases (smoke runs; sweeps split one epoch).
         keep_residual: keep channels joined by residual additions (prune inside blocks only).
+        device: where both phases train: auto (CUDA when present), cpu or cuda.
     """
 
     data: str
@@ -41,6 +42,7 @@ class SlimConfig:
     gamma_plot: str | None = None
     max_batches: int | None = None
     seed: int = 0
+    device: str = "auto"
 
     def to_prune_config(self):
         """The shared :class:`compressor.pruning.base.PruneConfig` with the slim options."""
@@ -54,7 +56,7 @@ class SlimConfig:
                            ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
                            finetune_batches=self.max_batches,
-                           batch_size=self.batch_size, seed=self.seed, options=opts)
+                           batch_size=self.batch_size, seed=self.seed, device=self.device, options=opts)
 
 
 def slim(model: ModelSpec, cfg: SlimConfig, output: str | None, dry_run: bool = False,

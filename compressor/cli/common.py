@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Optional
@@ -27,6 +28,8 @@ InputShapeOpt = Annotated[Optional[str], typer.Option(
 DataOpt = Annotated[Optional[str], typer.Option(
     "--data", help="Data: fashion-mnist, digits, cifar10:ROOT, imagefolder:PATH, tensors:FILE, "
                    "random[:C,H,W[:CLASSES]].")]
+DeviceOpt = Annotated[str, typer.Option(
+    help="Where training runs: auto (CUDA when present), cpu or cuda.")]
 ModelArg = Annotated[str, typer.Argument(
     help="Model: a .pt artifact or state_dict, .safetensors, .onnx, or a reference such as "
          "sample:simple_cnn.", show_default=False)]
@@ -46,34 +49,52 @@ def execute(action: Callable[[], Any], render: Callable[[Any], None], as_json: b
     """Run ``action``; print its result as JSON (stdout) or via ``render`` (stderr); exit.
 
     CompressorError -> its exit code with one line on stderr; Ctrl-C -> 130; any other
-    exception is a bug: one line and exit 3, or the traceback with --debug.
+    exception is a bug: one line and exit 3, or the traceback with --debug. Under torchrun
+    every process exits with the code but only rank 0 prints (the result or the error).
     """
+    main = is_main_process()
     try:
         result = action()
     except CompressorError as exc:
-        if debug:
+        if debug and main:
             raise
-        _fail(f"error: {exc.one_line()}", exc.exit_code)
+        _fail(f"error: {exc.one_line()}", exc.exit_code, main)
     except KeyboardInterrupt:
-        _fail("interrupted: no output was written", EXIT_INTERRUPTED)
+        _fail("interrupted: no output was written", EXIT_INTERRUPTED, main)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        if debug:
+        if debug and main:
             raise
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         _fail(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug and report it)",
-              EXIT_UNSUPPORTED)
-    if as_json:
+              EXIT_UNSUPPORTED, main)
+    if main and as_json:
         sys.stdout.write(json.dumps(result.to_json(), default=str) + "\n")
         sys.stdout.flush()
-    else:
+    elif main:
         render(result)
     code = exit_code(result) if exit_code else 0
     if code:
         raise typer.Exit(code)
 
 
-def _fail(line: str, code: int) -> None:
-    sys.stderr.write(line + "\n")
+def is_main_process() -> bool:
+    """Whether this process prints: rank 0 under torchrun (``RANK``), always outside it.
+
+    Read from the environment torchrun sets, so it holds before and after the process group
+    exists and needs no torch import (``compress --help`` stays light).
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
+def log_line(line: str) -> None:
+    """One human progress line on stderr (rank 0 only under torchrun)."""
+    if is_main_process():
+        console().print(line)
+
+
+def _fail(line: str, code: int, show: bool = True) -> None:
+    if show:
+        sys.stderr.write(line + "\n")
     raise typer.Exit(code)
 
 

@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, model_spec)
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
+                                   ModelArg, TrustPickleOpt, console, execute, model_spec)
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import EXIT_INTERRUPTED
 
 DataReq = Annotated[str, typer.Option("--data", help="Training data: fashion-mnist, digits, "
@@ -20,7 +21,6 @@ OptimOpt = Annotated[str, typer.Option(help="adam, adamw or sgd.")]
 SchedOpt = Annotated[str, typer.Option(help="Learning-rate schedule: none, cosine or step.")]
 BatchOpt = Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed: same seed, same weights on CPU.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (CUDA float16, CPU bfloat16).")]
 MaxBatchesOpt = Annotated[Optional[int], typer.Option(help="At most N steps per epoch (smoke runs).")]
 EvalLimitOpt = Annotated[Optional[int], typer.Option(help="Evaluate on at most N test samples.")]
@@ -34,8 +34,10 @@ def distill(
                                          "(with --teacher-arch) or reference.")],
     data: DataReq,
     output: OutputReq = None,
-    temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="Weight of the teacher term, in [0, 1].")] = 0.9,
+    temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = KD_TEMPERATURE,
+    alpha: Annotated[float, typer.Option(
+        help="Weight of the teacher term, in [0, 1]; the labels get 1 - alpha. 0.5 by default: "
+             "0.9 copies more of the teacher's mistakes (benchmarks/results/recovery.md).")] = KD_ALPHA,
     teacher_arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state_dict "
                                                         "teacher.")] = None,
     epochs: EpochsOpt = 3, lr: LrOpt = 1e-4, weight_decay: WdOpt = 1e-4, optimizer: OptimOpt = "adam",
@@ -102,15 +104,13 @@ def _config(flags: dict, teacher_spec=None):
                                                  "batch_size", "seed", "device", "amp", "max_batches")})
     student = model_spec(flags["path"], flags["arch"], flags["arch_kwargs"], flags["trust_pickle"],
                          flags["input_shape"])
-    return DistillConfig(student, flags["data"], teacher_spec, flags.get("temperature", 4.0),
-                         flags.get("alpha", 0.9), train, flags["save_on_interrupt"], flags["eval_limit"])
+    return DistillConfig(student, flags["data"], teacher_spec, flags.get("temperature", KD_TEMPERATURE),
+                         flags.get("alpha", KD_ALPHA), train, flags["save_on_interrupt"],
+                         flags["eval_limit"])
 
 
 def _execute(action, json_out: bool, debug: bool) -> None:
-    from compressor.train.distributed import is_main
-
-    main = is_main()
-    execute(action, render if main else (lambda r: None), json_out and main, debug,
+    execute(action, render, json_out, debug,
             exit_code=lambda r: EXIT_INTERRUPTED if r.interrupted else 0)
 
 

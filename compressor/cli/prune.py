@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, console, execute, human_bytes, human_count,
-                                   model_spec)
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, DeviceOpt, InputShapeOpt,
+                                   JsonOpt, ModelArg, TrustPickleOpt, console, execute, human_bytes,
+                                   human_count, log_line, model_spec)
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.registry import METHODS, methods_for
 
 _METHOD_HELP = "Method: " + ", ".join(methods_for("prune")) + " (compress list shows what each does)."
@@ -53,12 +54,15 @@ def prune(
     seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = 0,
     distill_from: Annotated[Optional[str], typer.Option(
         help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")] = None,
-    temperature: Annotated[float, typer.Option(help="KD temperature T for --distill-from.")] = 4.0,
-    alpha: Annotated[float, typer.Option(help="KD weight of the teacher term for --distill-from.")] = 0.9,
+    temperature: Annotated[float, typer.Option(
+        help="KD temperature T for --distill-from.")] = KD_TEMPERATURE,
+    alpha: Annotated[float, typer.Option(
+        help="KD weight of the teacher term for --distill-from (labels: 1 - alpha).")] = KD_ALPHA,
     opt: Annotated[Optional[list[str]], typer.Option(
         "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
     dry_run: Annotated[bool, typer.Option(
         help="List what would be pruned and what cannot be; write nothing.")] = False,
+    device: DeviceOpt = "auto",
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -87,15 +91,11 @@ def prune(
             calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
             finetune_batches=finetune_batches,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
-            distill_from=distill_from, temperature=temperature, alpha=alpha)
+            distill_from=distill_from, temperature=temperature, alpha=alpha, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_prune(spec, cfg, output, dry_run=dry_run, log=_log)
+        return api_prune(spec, cfg, output, dry_run=dry_run, log=log_line)
 
     execute(action, render, json_out, debug)
-
-
-def _log(line: str) -> None:
-    console().print(line)
 
 
 def render(r) -> None:

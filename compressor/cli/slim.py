@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, model_spec)
+from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
+                                   ModelArg, TrustPickleOpt, execute, log_line, model_spec)
 from compressor.cli.prune import OutputOpt, render
 
 
@@ -41,6 +41,7 @@ def slim(
     seed: Annotated[int, typer.Option(help="Seed for shuffling and training.")] = 0,
     dry_run: Annotated[bool, typer.Option(
         help="List the groups the current gammas would prune; train and write nothing.")] = False,
+    device: DeviceOpt = "auto",
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -59,8 +60,8 @@ def slim(
                          finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size, round_to=round_to,
                          max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
-                         max_batches=max_batches, seed=seed)
+                         max_batches=max_batches, seed=seed, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_slim(spec, cfg, output, dry_run=dry_run, log=lambda line: console().print(line))
+        return api_slim(spec, cfg, output, dry_run=dry_run, log=log_line)
 
     execute(action, render, json_out, debug)

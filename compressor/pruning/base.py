@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compressor import registry
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import UsageError
 
 SCOPES = ("global", "layer", "row")
@@ -46,6 +47,7 @@ class PruneConfig:
             methods use it to spread one epoch budget over their steps (``compress sweep``); such
             a capped one-epoch fine-tune skips the held-out pass (it keeps its only epoch).
         seed: for calibration sampling, random pruning and fine-tuning.
+        device: where fine-tuning runs: auto (CUDA when present), cpu or cuda.
         distill_from: teacher model; fine-tuning then uses Hinton's KD loss (recovery step).
         temperature / alpha: the KD temperature and the weight of the teacher term.
         options: method-specific settings (validated by the method module, unknown keys rejected).
@@ -70,10 +72,11 @@ class PruneConfig:
     finetune_batches: int | None = None
     batch_size: int = 128
     seed: int = 0
+    device: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)
     distill_from: str | None = None
-    temperature: float = 4.0
-    alpha: float = 0.9
+    temperature: float = KD_TEMPERATURE
+    alpha: float = KD_ALPHA
 
     def __post_init__(self) -> None:
         info = registry.method(self.method)
@@ -89,6 +92,13 @@ class PruneConfig:
             raise UsageError(f"--finetune-epochs must be >= 0, got {self.finetune_epochs}")
         if self.finetune_batches is not None and self.finetune_batches < 1:
             raise UsageError(f"--finetune-batches must be >= 1, got {self.finetune_batches}")
+        if not self.finetune_lr > 0:  # checked before loading and pruning, not after
+            raise UsageError(f"--finetune-lr must be > 0, got {self.finetune_lr}",
+                             "try 1e-4 (the seed 003 protocol)")
+        if self.batch_size <= 0:
+            raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UsageError(f"unknown device '{self.device}'", "valid: auto, cpu, cuda")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         if info.needs_data and not self.data:
@@ -99,6 +109,14 @@ class PruneConfig:
             raise UsageError("--finetune-epochs needs --data", "add --data fashion-mnist")
         if self.distill_from:
             self._check_distill()
+
+    def train_config(self, epochs: int, **overrides: Any):
+        """The shared loop's :class:`~compressor.train.TrainConfig` for a training phase."""
+        from compressor.train import TrainConfig
+
+        settings = {"lr": self.finetune_lr, "batch_size": self.batch_size, "seed": self.seed,
+                    "device": self.device, **overrides}
+        return TrainConfig(epochs=epochs, **settings)
 
     def _check_distill(self) -> None:
         if not self.finetune_epochs:

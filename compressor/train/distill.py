@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import InputError, UsageError
 
 
@@ -38,7 +39,7 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            temperature: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
+            temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA) -> torch.Tensor:
     """Hinton's loss: ``alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * CE(z_s, y)``."""
     soft = soft_kl(student_logits, teacher_logits, temperature) * temperature ** 2
     hard = F.cross_entropy(student_logits.float(), targets)

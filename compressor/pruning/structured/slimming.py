@@ -25,6 +25,7 @@ from compressor.errors import UnsupportedError, UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
+from compressor.train import distributed
 
 BN_BATCHES = 20
 
@@ -122,7 +123,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in batchnorms(model)])
     report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
     report.figures["gamma_mean"] = float(gammas.mean())
-    if opts.gamma_plot:
+    if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
         write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
     channels_before = _bn_channels(model)
     graph.capped_global_step(model, example, _importance, ratio=cfg.ratio, round_to=cfg.round_to,
@@ -151,11 +152,11 @@ def _importance() -> Any:
 
 def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
                        ctx: PruneContext) -> dict[str, Any]:
-    from compressor.train import TrainConfig, fit
+    from compressor.train import fit
 
     bns = batchnorms(handle.module)
-    tc = TrainConfig(epochs=opts.sparsity_epochs, lr=opts.sparsity_lr or cfg.finetune_lr,
-                     batch_size=cfg.batch_size, seed=cfg.seed, max_batches=opts.max_batches)
+    tc = cfg.train_config(opts.sparsity_epochs, lr=opts.sparsity_lr or cfg.finetune_lr,
+                          max_batches=opts.max_batches)
     result = fit(handle.module, ctx.train, tc, val=ctx.val,
                  after_backward=lambda _: add_l1_penalty(bns, opts.lam), description="sparsity")
     ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}")

@@ -83,11 +83,10 @@ def _init_note(handle: ModelHandle) -> str:
 
 def _rewind_point(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, steps: int) -> dict:
     if steps:
-        from compressor.train import TrainConfig, fit
+        from compressor.train import fit
 
-        tc = TrainConfig(epochs=1, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                         max_batches=steps)
-        fit(handle.module, ctx.train, tc, masks=handle.masks, description="rewind point")
+        fit(handle.module, ctx.train, cfg.train_config(1, max_batches=steps), masks=handle.masks,
+            description="rewind point")
     return copy.deepcopy(handle.module.state_dict())
 
 
