@@ -44,17 +44,21 @@ def session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def interleaved(a, b, x: np.ndarray, rounds: int, warmup: int = 3) -> tuple[float, float]:
-    """Median latency (ms) of sessions ``a`` and ``b``, timed A B A B ..."""
+def interleaved(a, b, x: np.ndarray, rounds: int, warmup: int = 3) -> tuple[float, float, float]:
+    """Median latency (ms) of sessions ``a`` and ``b`` timed A B, B A, ..., and the median of the
+    per-pair ratios a/b (each pair runs back to back, so a slow spell of the machine cancels)."""
     feeds = {a.get_inputs()[0].name: x}
     times: tuple[list[float], list[float]] = ([], [])
+    order = [(a, times[0]), (b, times[1])]
     for i in range(warmup + rounds):
-        for sess, store in ((a, times[0]), (b, times[1])):
+        for sess, store in order:
             start = time.perf_counter()
             sess.run(None, feeds)
             if i >= warmup:
                 store.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
+        order.reverse()
+    pairs = [ta / tb for ta, tb in zip(*times)]
+    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(pairs)
 
 
 def export(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Path:
@@ -85,13 +89,13 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
             macs = count_macs(handle.module, x)
             pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}_{keep}.onnx")
             for threads in (1, 2):
-                t_dense, t_pruned = interleaved(session(base_onnx, threads), session(pruned, threads),
-                                                x.numpy(), rounds)
+                t_dense, t_pruned, paired = interleaved(session(base_onnx, threads), session(pruned, threads),
+                                                        x.numpy(), rounds)
                 row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
                        "keep_residual": keep, "threads": threads,
                        "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
                        "latency_ms_dense": t_dense, "latency_ms_pruned": t_pruned,
-                       "speedup": t_dense / t_pruned}
+                       "speedup": paired, "speedup_of_medians": t_dense / t_pruned}
                 row["efficiency"] = row["speedup"] / row["mac_reduction"]
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -103,7 +107,8 @@ def table(rows: list[dict], command: str, load: str) -> str:
              f"Command: `{command}`\n",
              "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
              f"runs on this 2-core machine ({load}). The interleaving makes the ratios comparable "
-             "when other jobs run. MAC reduction is theoretical; speed-up is measured; efficiency = "
+             "when other jobs run. MAC reduction is theoretical; speed-up is measured: the median of the "
+             "per-pair ratios (dense run / pruned run, back to back, order alternating); efficiency = "
              "speed-up / MAC reduction. residual: `--keep-residual` (channels joined by residual "
              "additions kept; only channels inside blocks pruned).\n",
              "| model | scope | ratio | round_to | residual | threads | MACs dense | MACs pruned | "
