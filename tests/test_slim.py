@@ -119,8 +119,9 @@ def test_global_threshold_under_a_layer_cap_still_removes_the_ratio(cap):
     model, example = handle.module.eval(), handle.example_input()
     convs = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     gammas = torch.cat([bn.weight.detach().abs() for bn in slimming.batchnorms(model)])
-    removed = graph.capped_global_step(model, example, slimming._importance, ratio=0.5, round_to=None,
-                                       max_layer_ratio=cap, ignored=["3"], original=graph.out_widths(model))
+    rows = graph.prune_step(model, example, slimming._importance, ratio=0.5, global_pruning=True,
+                            round_to=None, max_layer_ratio=cap, ignored=["3"], original=graph.out_widths(model))
+    removed = {r["group"]: r["remove"] for r in rows}
     assert sum(removed.values()) == round(0.5 * sum(convs.values()))  # the ratio is reached
     for name, width in convs.items():
         left = dict(model.named_modules())[name].out_channels

@@ -183,9 +183,11 @@ def channel_groups(model: nn.Module) -> dict[nn.Module, int]:
 
 
 def make_pruners(model: nn.Module, example: torch.Tensor, importance: Callable, *, ratio: float,
-                 global_pruning: bool, round_to: int | None = None, ignored: Iterable[str] = (),
+                 round_to: int | None = None, ignored: Iterable[str] = (),
                  ratios: dict[nn.Module, float] | None = None) -> list[tp.pruner.BasePruner]:
     """One torch-pruning pruner per unit (the whole model, or each sub-block of a restricted one).
+
+    Every pruner ranks within each layer; a global ranking is ours (:func:`capped_global_plan`).
 
     Args:
         ignored: qualified names of layers whose output channels are never pruned.
@@ -197,20 +199,19 @@ def make_pruners(model: nn.Module, example: torch.Tensor, importance: Callable, 
     for u in units(model, example):
         inside = {id(m) for m in u.module.modules()}
         pruners.append(make_pruner(
-            u.module, u.example, importance, ratio=ratio, global_pruning=global_pruning,
-            round_to=round_to, ignored=[m for m in ignored_modules if id(m) in inside],
+            u.module, u.example, importance, ratio=ratio, round_to=round_to, ignored=[m for m in ignored_modules if id(m) in inside],
             ratios={m: r for m, r in (ratios or {}).items() if id(m) in inside} or None))
     return pruners
 
 
 def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: float,
-                global_pruning: bool, round_to: int | None = None, ignored: list[nn.Module] | None = None,
+                round_to: int | None = None, ignored: list[nn.Module] | None = None,
                 ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
     with traceable_attention(model), tracer_errors():
         return tp.pruner.BasePruner(
-            model, example, importance=importance, global_pruning=global_pruning, pruning_ratio=ratio,
+            model, example, importance=importance, global_pruning=False, pruning_ratio=ratio,
             pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
             out_channel_groups=channel_groups(model), in_channel_groups=channel_groups(model))
 
@@ -240,12 +241,15 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
     if global_pruning:
         taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
                                    ignored=ignored, original=original)
-        _prune_to(model, example, importance, taken, round_to, ignored)
-        return [{"group": names[m], "channels": out_channels(m), "remove": n} for m, n in taken.items()]
+        rows = plan_rows(model, taken)  # before pruning: "channels" is the width the plan saw
+        _prune_ratios(model, example, importance, {m: n / out_channels(m) for m, n in taken.items() if n},
+                      round_to, ignored)
+        sync_attributes(model)
+        return rows
     rows, capped = [], {}
     with tracer_errors():
         for pruner in make_pruners(model, example, importance(), ratio=ratio, round_to=round_to,
-                                   global_pruning=global_pruning, ignored=ignored):
+                                   ignored=ignored):
             for group in pruner.step(interactive=True):
                 root, idxs = _out_root(pruner, group)
                 if root is None:
@@ -257,10 +261,7 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
                     group.prune()
                 elif allowed > 0:
                     capped[root] = allowed
-        if capped:
-            for pruner in make_pruners(model, example, importance(), ratio=0.0, global_pruning=False,
-                                       round_to=round_to, ignored=ignored, ratios=capped):
-                pruner.step()
+    _prune_ratios(model, example, importance, capped, round_to, ignored)
     sync_attributes(model)
     return rows
 
@@ -282,8 +283,7 @@ def capped_global_plan(model: nn.Module, example: torch.Tensor, importance: Call
     entries: list[tuple[float, nn.Module]] = []
     room: dict[nn.Module, int] = {}
     with tracer_errors():
-        for pruner in make_pruners(model, example, importance(), ratio=ratio, global_pruning=False,
-                                   ignored=ignored):
+        for pruner in make_pruners(model, example, importance(), ratio=ratio, ignored=ignored):
             for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                                   root_module_types=pruner.root_module_types):
                 root = group[0].dep.target.module
@@ -312,32 +312,14 @@ def plan_rows(model: nn.Module, taken: dict[nn.Module, int]) -> list[dict[str, A
             for m, n in taken.items()]
 
 
-def capped_global_step(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
-                       ratio: float, round_to: int | None, max_layer_ratio: float, ignored: Iterable[str],
-                       original: dict[str, int]) -> dict[str, int]:
-    """Prune to :func:`capped_global_plan`, each layer to its share with the same scores.
-
-    Returns:
-        layer name -> channels removed (before rounding).
-    """
-    ignored = list(ignored)
-    taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
-                               ignored=ignored, original=original)
-    _prune_to(model, example, importance, taken, round_to, ignored)
-    names = {m: n for n, m in model.named_modules()}
-    return {names[root]: n for root, n in taken.items()}
-
-
-def _prune_to(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any],
-              taken: dict[nn.Module, int], round_to: int | None, ignored: list[str]) -> None:
-    """Remove ``taken[layer]`` channels from each layer (its lowest-scored ones), rounded to ``round_to``."""
-    ratios = {root: n / out_channels(root) for root, n in taken.items() if n}
+def _prune_ratios(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any],
+                  ratios: dict[nn.Module, float], round_to: int | None, ignored: list[str]) -> None:
+    """Remove ``ratios[layer]`` of each layer's current channels (its lowest-scored ones)."""
     if ratios:
         with tracer_errors():
-            for pruner in make_pruners(model, example, importance(), ratio=0.0, global_pruning=False,
-                                       round_to=round_to, ignored=ignored, ratios=ratios):
+            for pruner in make_pruners(model, example, importance(), ratio=0.0, round_to=round_to,
+                                       ignored=ignored, ratios=ratios):
                 pruner.step()
-    sync_attributes(model)
 
 
 def out_channels(m: nn.Module) -> int:

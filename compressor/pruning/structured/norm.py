@@ -56,7 +56,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
                                          ignored=list(reasons), original=original)
         return graph.plan_rows(model, taken) + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
     pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed), ratio=ratio,
-                                 global_pruning=False, ignored=list(reasons))
+                                 ignored=list(reasons))
     rows = graph.group_rows(pruners, model)
     for row in rows:
         row["remove"] = round(row["channels"] * graph.capped_ratio(

@@ -126,9 +126,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
         write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
     channels_before = _bn_channels(model)
-    graph.capped_global_step(model, example, _importance, ratio=cfg.ratio, round_to=cfg.round_to,
-                             max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
-                             original=graph.out_widths(model))
+    graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
+                     round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
+                     original=graph.out_widths(model))
     graph.run_forward(model, example)
     report.figures["bn_channels_removed"] = 1 - _bn_channels(model) / max(channels_before, 1)
     graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True, seed=cfg.seed), BN_BATCHES)
