@@ -49,7 +49,8 @@ def latency(dense, pruned, tmp: Path) -> tuple[float, float]:
 
     x = dense.example_input()
     a, b = export(dense.module, x, tmp / "a.onnx"), export(pruned.module, x, tmp / "b.onnx")
-    return interleaved(session(a, 1), session(b, 1), x.numpy(), rounds=200)
+    t_dense, t_pruned, _ = interleaved(session(a, 1), session(b, 1), x.numpy(), rounds=200)
+    return t_dense, t_pruned
 
 
 def run(path: str, method: str, epochs: int, max_batches: int | None, lr: float, tmp: Path,

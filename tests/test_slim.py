@@ -75,6 +75,27 @@ def test_unknown_option_names_the_valid_ones():
         slimming.options({"lamda": 1e-4})
 
 
+def test_bad_sparsity_optimizer_or_lr_is_refused():
+    with pytest.raises(UsageError, match="sparsity-optimizer 'rmsprop'") as info:
+        slimming.options({"sparsity_optimizer": "rmsprop"})
+    assert "adam, adamw, sgd" in info.value.one_line()
+    with pytest.raises(UsageError, match="sparsity-lr"):
+        slimming.options({"sparsity_lr": 0.0})
+
+
+def test_sparsity_training_uses_the_chosen_optimizer_and_rate():
+    from compressor.pruning.base import PruneConfig, PruneContext
+
+    handle = load_model("sample:vgg_bn")
+    cfg = PruneConfig("slim", ratio=0.3, data="random", options={
+        "sparsity_optimizer": "sgd", "sparsity_lr": 0.05, "lam": 1e-2, "max_batches": 3})
+    report = slimming.run(handle, cfg, PruneContext(train=load_data("random:1,28,28:10", "train")))
+    step = report.steps[0]
+    assert (step["phase"], step["optimizer"], step["lr"]) == ("sparsity", "sgd", 0.05)
+    widths = [m.out_channels for m in handle.module.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(widths) < 352  # channels really removed after the SGD phase
+
+
 def test_model_without_batchnorm_is_refused():
     from compressor.pruning.base import PruneConfig, PruneContext
 
@@ -108,6 +129,9 @@ def test_slim_bad_input_exits_2_without_output(tmp_path):
     out = tmp_path / "x.pt"
     proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--ratio", "1.2", "-o", str(out))
     assert proc.returncode == 2 and "between 0 and 1" in proc.stderr
+    assert not out.exists()
+    proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--sparsity-optimizer", "lion", "-o", str(out))
+    assert proc.returncode == 2 and "sparsity-optimizer" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
 
 

@@ -19,7 +19,9 @@ class SlimConfig:
         lam: L1 strength on BatchNorm scales.
         sparsity_epochs: epochs of sparsity training before the threshold.
         finetune_epochs: epochs of fine-tuning after the removal.
-        lr: learning rate of both phases (Adam).
+        lr: learning rate of fine-tuning (Adam), and of sparsity training unless ``sparsity_lr``.
+        sparsity_lr: learning rate of sparsity training (None: ``lr``).
+        sparsity_optimizer: adam, adamw or sgd for sparsity training (sgd: the paper's setting).
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
         gamma_plot: PNG path for the |gamma| histogram (None: no plot).
         max_batches: cap batches per epoch of both phases (smoke runs; sweeps split one epoch).
@@ -33,6 +35,8 @@ class SlimConfig:
     sparsity_epochs: int = 1
     finetune_epochs: int = 1
     lr: float = 1e-3
+    sparsity_lr: float | None = None
+    sparsity_optimizer: str = "adam"
     batch_size: int = 128
     round_to: int | None = None
     max_layer_ratio: float = 0.9
@@ -49,7 +53,8 @@ class SlimConfig:
         from compressor.pruning.base import PruneConfig
 
         opts: dict[str, Any] = {"lam": self.lam, "sparsity_epochs": self.sparsity_epochs,
-                                "sparsity_lr": self.lr, "weight_threshold": self.weight_threshold,
+                                "sparsity_lr": self.sparsity_lr or self.lr,
+                                "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
                                 "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
         return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,

@@ -22,7 +22,13 @@ def slim(
         "--lambda", help="L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).")] = 1e-4,
     sparsity_epochs: Annotated[int, typer.Option(help="Epochs of sparsity training.")] = 1,
     finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")] = 1,
-    lr: Annotated[float, typer.Option(help="Learning rate of both phases (Adam).")] = 1e-3,
+    lr: Annotated[float, typer.Option(
+        help="Learning rate of fine-tuning (Adam), and of sparsity training unless --sparsity-lr.")] = 1e-3,
+    sparsity_optimizer: Annotated[str, typer.Option(
+        help="Optimizer of sparsity training: adam, adamw or sgd (the paper's; pair it with "
+             "--sparsity-lr 0.01).")] = "adam",
+    sparsity_lr: Annotated[Optional[float], typer.Option(
+        help="Learning rate of sparsity training (default: --lr).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     round_to: Annotated[Optional[int], typer.Option(
         help="Keep channel counts multiples of N (8 or 16 run faster).")] = None,
@@ -57,7 +63,8 @@ def slim(
         from compressor.api import slim as api_slim
 
         cfg = SlimConfig(data=data, ratio=ratio, lam=lam, sparsity_epochs=sparsity_epochs,
-                         finetune_epochs=finetune_epochs, lr=lr, batch_size=batch_size, round_to=round_to,
+                         finetune_epochs=finetune_epochs, lr=lr, sparsity_lr=sparsity_lr,
+                         sparsity_optimizer=sparsity_optimizer, batch_size=batch_size, round_to=round_to,
                          max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed, device=device)

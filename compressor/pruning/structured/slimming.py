@@ -28,6 +28,7 @@ from compressor.pruning.structured import graph
 from compressor.train import distributed
 
 BN_BATCHES = 20
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class SlimOptions:
         lam: L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).
         sparsity_epochs: epochs of sparsity training before the threshold (0: use gammas as they are).
         sparsity_lr: learning rate of sparsity training (default: the fine-tune rate).
+        sparsity_optimizer: optimizer of sparsity training: adam, adamw or sgd (the paper's; with
+            SGD the L1 step is lr * lambda per step, as in the paper, while Adam normalises it away).
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
         gamma_plot: write a histogram of |gamma| with the threshold to this PNG.
         max_batches: cap batches per epoch (smoke runs and tests).
@@ -46,6 +49,7 @@ class SlimOptions:
     lam: float = 1e-4
     sparsity_epochs: int = 1
     sparsity_lr: float | None = None
+    sparsity_optimizer: str = "adam"
     weight_threshold: float = 0.0
     gamma_plot: str | None = None
     max_batches: int | None = None
@@ -57,6 +61,11 @@ class SlimOptions:
             raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
         if self.weight_threshold < 0:
             raise UsageError(f"--weight-threshold must be >= 0, got {self.weight_threshold}")
+        if self.sparsity_optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown --sparsity-optimizer '{self.sparsity_optimizer}'",
+                             f"use one of {', '.join(OPTIMIZERS)}")
+        if self.sparsity_lr is not None and not self.sparsity_lr > 0:
+            raise UsageError(f"--sparsity-lr must be > 0, got {self.sparsity_lr}")
 
 
 def options(raw: dict[str, Any]) -> SlimOptions:
@@ -156,11 +165,12 @@ def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
 
     bns = batchnorms(handle.module)
     tc = cfg.train_config(opts.sparsity_epochs, lr=opts.sparsity_lr or cfg.finetune_lr,
-                          max_batches=opts.max_batches)
+                          optimizer=opts.sparsity_optimizer, max_batches=opts.max_batches)
     result = fit(handle.module, ctx.train, tc, val=ctx.val,
                  after_backward=lambda _: add_l1_penalty(bns, opts.lam), description="sparsity")
-    ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}")
+    ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}, {tc.optimizer} lr {tc.lr}")
     return {"phase": "sparsity", "epochs": opts.sparsity_epochs, "lambda": opts.lam,
+            "optimizer": tc.optimizer, "lr": tc.lr,
             "val_accuracy": result.best_val_accuracy}
 
 
