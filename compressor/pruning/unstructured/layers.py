@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor import registry
 from compressor.errors import UsageError, closest
 from compressor.model import ModelHandle
 from compressor.pruning.base import PruneConfig, parse_nm
+from compressor.pruning.batchnorm import batchnorms
 from compressor.pruning.unstructured.masks import sparsity_of
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -101,6 +103,27 @@ def base_figures(handle: ModelHandle, layers: list[tuple[str, nn.Module]]) -> di
     """Achieved sparsity over the selected layers' weights and how many layers were masked."""
     masks = weight_masks(handle, layers)
     return {"masked_layers": len(layers), "layer_sparsity": round(sparsity_of(masks), 6)}
+
+
+def recalibrates_bn(handle: ModelHandle, cfg: PruneConfig) -> bool:
+    """Whether to re-estimate BatchNorm statistics: ``cfg.recalibrate_bn``, else (None) on for
+    data-driven methods; never on a model without BatchNorm."""
+    if not batchnorms(handle.module):
+        return False
+    if cfg.recalibrate_bn is None:
+        return registry.method(cfg.method).needs_data
+    return cfg.recalibrate_bn
+
+
+def bn_note(handle: ModelHandle, cfg: PruneConfig, layers: int, samples: int) -> str | None:
+    """What happened to the BatchNorm statistics, for the report (None without BatchNorm)."""
+    if layers:
+        return (f"BatchNorm running statistics of {layers} layers re-estimated on {samples} "
+                "calibration samples after masking (--no-recalibrate-bn keeps the trained ones)")
+    if batchnorms(handle.module) and cfg.recalibrate_bn is None:
+        return ("BatchNorm statistics kept from the dense model; --recalibrate-bn --data ... "
+                "re-estimates them for the masked weights (usually much higher accuracy without fine-tuning)")
+    return None
 
 
 def finetune(handle: ModelHandle, ctx: Any, epochs: int) -> dict[str, Any] | None:
