@@ -43,6 +43,9 @@ def prune(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
     layers: Annotated[str, typer.Option(
         help="Masked methods: layer types (conv,linear) or name patterns to prune.")] = "conv,linear",
+    keep_first_last: Annotated[bool, typer.Option(
+        help="Masked methods: leave the first and last conv/linear layers (stem, classifier) dense, "
+             "as the Wanda paper does for image classifiers.")] = False,
     data: DataOpt = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")] = 128,
     recalibrate_bn: Annotated[Optional[bool], typer.Option(
@@ -92,7 +95,8 @@ def prune(
             method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
-            layers=tuple(v.strip() for v in layers.split(",") if v.strip()), data=data,
+            layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
+            keep_first_last=keep_first_last, data=data,
             calib_samples=calib_samples, recalibrate_bn=recalibrate_bn, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
             finetune_batches=finetune_batches,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),

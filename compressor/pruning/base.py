@@ -40,6 +40,9 @@ class PruneConfig:
             the channels inside blocks (faster on narrow residual streams such as MobileNetV2's).
         ignore: fnmatch patterns of module names never pruned.
         layers: which layers a masked method touches: types ("conv", "linear") or name patterns.
+        keep_first_last: masked methods: leave the model's first and last conv/linear layers in
+            forward order (the stem or patch embedding and the classifier) dense, as the Wanda
+            paper's image-classifier runs do (they prune only the layers inside the blocks).
         data: data spec for calibration, BN recalibration, fine-tuning and accuracy.
         calib_samples: calibration samples for data-driven scoring (and BatchNorm recalibration).
         recalibrate_bn: masked methods that support it (magnitude, wanda): re-estimate BatchNorm
@@ -69,6 +72,7 @@ class PruneConfig:
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("conv", "linear")
+    keep_first_last: bool = False
     data: str | None = None
     calib_samples: int = 128
     recalibrate_bn: bool | None = None
@@ -143,6 +147,9 @@ class PruneConfig:
             raise UsageError("--recalibrate-bn needs calibration data", "add --data fashion-mnist")
 
     def _check_structured(self) -> None:
+        if self.keep_first_last:
+            raise UsageError(f"--keep-first-last applies to masked methods, not '{self.method}'",
+                             "keep layers of a structured method with --ignore NAME")
         if self.ratio is None and self.target_macs is None:
             raise UsageError(f"method '{self.method}' needs --ratio or --target-macs",
                              "e.g. --ratio 0.5 removes half of the channels")

@@ -23,7 +23,7 @@ from compressor.pruning.unstructured.masks import global_masks, nm_mask, scoped_
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Mask the smallest weights of the selected layers; fine-tune if asked."""
     L.parse_options(cfg.options, {}, cfg.method)
-    layers = L.select_layers(handle.module, cfg)
+    layers = L.select_layers(handle, cfg)
     nm = L.check_nm(layers, cfg)
     L.install_masks(handle, magnitude_masks(layers, cfg.sparsity or 0.0, cfg.scope, nm))
     report = MethodReport(figures=L.base_figures(handle, layers), notes=[L.SPEED_NOTE])
@@ -56,7 +56,7 @@ def magnitude_masks(layers: list, sparsity: float, scope: str,
 
 def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict]:
     """Per selected layer: its weight shape and the sparsity this run would give it."""
-    layers = L.select_layers(handle.module, cfg)
+    layers = L.select_layers(handle, cfg)
     nm = L.check_nm(layers, cfg)
     masks = magnitude_masks(layers, cfg.sparsity or 0.0, cfg.scope, nm)
     return [{"layer": name, "shape": list(mod.weight.shape),

@@ -31,7 +31,7 @@ from compressor.pruning.unstructured.masks import input_sq_sum, nm_mask, scoped_
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Calibrate, score and mask the selected layers in one forward pass; fine-tune if asked."""
     L.parse_options(cfg.options, {}, cfg.method)
-    layers = L.select_layers(handle.module, cfg)
+    layers = L.select_layers(handle, cfg)
     nm = L.check_nm(layers, cfg)
     if ctx.train is None:
         raise UsageError("method 'wanda' needs calibration data", "add --data fashion-mnist")
