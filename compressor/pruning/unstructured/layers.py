@@ -141,11 +141,11 @@ def recalibrates_bn(handle: ModelHandle, cfg: PruneConfig) -> bool:
 
 
 def bn_note(handle: ModelHandle, cfg: PruneConfig, layers: int, samples: int) -> str | None:
-    """What happened to the BatchNorm statistics, for the report (None without BatchNorm)."""
+    """What happened to the BatchNorm statistics, for the report (None: nothing worth saying)."""
     if layers:
         return (f"BatchNorm running statistics of {layers} layers re-estimated on {samples} "
                 "calibration samples after masking (--no-recalibrate-bn keeps the trained ones)")
-    if batchnorms(handle.module) and cfg.recalibrate_bn is None:
+    if batchnorms(handle.module) and cfg.recalibrate_bn is None and not cfg.finetune_epochs:
         return ("BatchNorm statistics kept from the dense model; --recalibrate-bn --data ... "
                 "re-estimates them for the masked weights (usually much higher accuracy without fine-tuning)")
     return None
