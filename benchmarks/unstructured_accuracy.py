@@ -216,25 +216,37 @@ def plot(rows: list[dict], base: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = list(base)
+    labels = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    styles = {label: (f"C{i % 10}", "--" if i < 10 else ":") for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
-        for i, label in enumerate(METHODS):
+        for label in labels:
             pts = sorted((r for r in rows if r["model"] == model and r["method"] == label),
                          key=lambda r: r["sparsity"])
-            color = f"C{i}"
-            ax.plot([r["sparsity"] for r in pts], [r["accuracy_noft"] for r in pts], "--o", color=color,
+            if not pts:
+                continue
+            color, dash = styles[label]
+            ax.plot([r["sparsity"] for r in pts], [r["accuracy_noft"] for r in pts], f"{dash}o", color=color,
                     alpha=0.6, ms=3, label=f"{label} (no FT)")
             ft = [r for r in pts if "accuracy_ft" in r]
-            ax.plot([r["sparsity"] for r in ft], [r["accuracy_ft"] for r in ft], "-s", color=color,
-                    ms=4, label=f"{label} (FT)")
+            if ft:
+                ax.plot([r["sparsity"] for r in ft], [r["accuracy_ft"] for r in ft], "-s", color=color,
+                        ms=4, label=f"{label} (FT)")
         ax.axhline(base[model], color="k", lw=0.8, label="dense baseline")
         ax.axhline(0.99 * base[model], color="k", lw=0.5, ls=":", label="99% of baseline")
+        evals = {r.get("eval_samples") for r in rows if r["model"] == model and r.get("eval_samples")}
         ax.set(title=f"{model}: sparsity vs accuracy (Fashion-MNIST)", xlabel="weight sparsity of pruned layers",
-               ylabel="test accuracy (2000-sample subset)", ylim=(0, 1))
+               ylabel=f"test accuracy ({'/'.join(map(str, sorted(evals))) or '?'} test images)", ylim=(0, 1))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 if __name__ == "__main__":
