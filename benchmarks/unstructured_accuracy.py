@@ -31,6 +31,17 @@ METHODS = {  # label -> (method, PruneConfig overrides)
     "sap": ("sap", {"scope": "layer", "steps": 40, "options": {"gamma": 4.0}}),
     "activation": ("activation", {"steps": 1, "calib_samples": 512}),
 }
+# issue 7 variants: "-bn" re-estimates BatchNorm statistics on the 128 calibration samples after
+# masking (magnitude: opt-in; wanda: its default on BatchNorm models, so "-nobn" turns it off), and
+# "-ends" leaves the first and last layer dense (--keep-first-last). "bn" labels run only on models
+# with BatchNorm (elsewhere they equal the plain label).
+for _label in ("magnitude-global", "magnitude-layer", "magnitude-row"):
+    METHODS[f"{_label}-bn"] = (METHODS[_label][0], {**METHODS[_label][1], "recalibrate_bn": True,
+                                                    "calib_samples": 128})
+for _label in ("wanda", "wanda-layer"):
+    METHODS[f"{_label}-nobn"] = (METHODS[_label][0], {**METHODS[_label][1], "recalibrate_bn": False})
+for _label in [k for k in METHODS if k.startswith(("magnitude", "wanda"))]:
+    METHODS[f"{_label}-ends"] = (METHODS[_label][0], {**METHODS[_label][1], "keep_first_last": True})
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--eval-samples", type=int, default=2000)
     ap.add_argument("--out", default=str(RESULTS / "unstructured_accuracy.jsonl"))
     ap.add_argument("--report", action="store_true", help="only rebuild the table and the plot")
+    ap.add_argument("--table", default=None, help="where the Markdown table goes (default: --out as .md)")
+    ap.add_argument("--pivot", action="store_true",
+                    help="no-FT accuracy as one row per model x method, one column per sparsity")
     return ap.parse_args()
 
 
@@ -64,6 +78,8 @@ def run_one(model: str, label: str, sparsity: float, args, data, do_ft: bool) ->
     report = impl.run(handle, cfg, PruneContext(train=data["train"]))
     row = {"model": model, "method": label, "sparsity_target": sparsity,
            "sparsity": report.figures["layer_sparsity"], "prune_s": time.perf_counter() - start,
+           "model_sparsity": _model_sparsity(handle),
+           "bn_recalibrated_layers": report.figures.get("bn_recalibrated_layers", 0),
            "accuracy_noft": evaluate(handle.module, data["test"], limit=args.eval_samples)["accuracy"]}
     if method == "sap":
         row["sap_steps"] = len(report.steps)
@@ -73,6 +89,21 @@ def run_one(model: str, label: str, sparsity: float, args, data, do_ft: bool) ->
         row["accuracy_ft"] = evaluate(handle.module, data["test"], limit=args.eval_samples)["accuracy"]
         row["sparsity_after_ft"] = 1 - _kept(handle) / _total(handle)
     return row
+
+
+def _model_sparsity(handle) -> float:
+    """Zeros among ALL conv/linear weights of the model, masked or not (-ends leaves two dense)."""
+    from compressor.pruning.unstructured.layers import layer_kind
+
+    weights = [m.weight for m in handle.module.modules() if layer_kind(m)]
+    return 1 - sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+def _has_bn(model: str, args) -> bool:
+    from compressor.io.artifact import load_model
+    from compressor.pruning.batchnorm import batchnorms
+
+    return bool(batchnorms(load_model(f"{args.model_dir}/{model}.pt").module))
 
 
 def _kept(handle) -> int:
@@ -105,7 +136,10 @@ def run_all(args) -> None:
         if (model, "baseline", 0.0) not in done:
             _append(out, {"model": model, "method": "baseline", "sparsity_target": 0.0, "sparsity": 0.0,
                           "accuracy_noft": baseline(model, args, data)})
+        has_bn = _has_bn(model, args)
         for label in args.methods.split(","):
+            if {"bn", "nobn"} & set(label.split("-")) and not has_bn:
+                continue
             for s in (float(v) for v in args.sparsities.split(",")):
                 if (model, label, s) not in done:
                     row = run_one(model, label, s, args, data, s in ft)
@@ -128,6 +162,11 @@ def read_rows(path: Path) -> list[dict]:
 def report(args) -> None:
     rows = read_rows(Path(args.out))
     base = {r["model"]: r["accuracy_noft"] for r in rows if r["method"] == "baseline"}
+    table = Path(args.table) if args.table else Path(args.out).with_suffix(".md")
+    if args.pivot:
+        table.write_text(pivot(rows, base))
+        plot(rows, base, Path(args.out).with_suffix(".png"))
+        return
     lines = ["| model | method | sparsity | acc no FT | acc FT | FT / baseline |",
              "|---|---|---|---|---|---|"]
     for r in sorted((r for r in rows if r["method"] != "baseline"),
@@ -137,8 +176,37 @@ def report(args) -> None:
         lines.append(f"| {r['model']} | {r['method']} | {r['sparsity']:.3f} | {r['accuracy_noft']:.4f} | "
                      f"{'' if ft is None else f'{ft:.4f}'} | {ratio} |")
     head = ["baseline accuracy: " + ", ".join(f"{m} {a:.4f}" for m, a in base.items()), ""]
-    Path(args.out).with_suffix(".md").write_text("\n".join(head + lines) + "\n")
+    table.write_text("\n".join(head + lines) + "\n")
     plot(rows, base, Path(args.out).with_suffix(".png"))
+
+
+def pivot(rows: list[dict], base: dict) -> str:
+    """No-FT accuracy: one row per model x method (METHODS order), one column per target sparsity.
+
+    A cell reads ``accuracy`` or, when not every conv/linear weight was in the ranking (-ends),
+    ``accuracy (s%)`` with the share of zeros among all the model's conv/linear weights.
+    """
+    levels = sorted({r["sparsity_target"] for r in rows if r["method"] != "baseline"})
+    cells = {(r["model"], r["method"], r["sparsity_target"]): r for r in rows}
+    lines = ["| model (baseline) | method | " + " | ".join(f"{s:g}" for s in levels) + " |",
+             "|---|---|" + "---:|" * len(levels)]
+    for model in sorted(base):
+        for label in METHODS:
+            got = [cells.get((model, label, s)) for s in levels]
+            if not any(got):
+                continue
+            text = [_cell(r) for r in got]
+            lines.append(f"| {model} ({base[model]:.4f}) | {label} | " + " | ".join(text) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return ""
+    overall = r.get("model_sparsity")
+    if overall is not None and abs(overall - r["sparsity"]) > 5e-3:
+        return f"{r['accuracy_noft']:.4f} ({overall:.1%})"
+    return f"{r['accuracy_noft']:.4f}"
 
 
 def plot(rows: list[dict], base: dict, path: Path) -> None:
@@ -148,25 +216,37 @@ def plot(rows: list[dict], base: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = list(base)
+    labels = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    styles = {label: (f"C{i % 10}", "--" if i < 10 else ":") for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
-        for i, label in enumerate(METHODS):
+        for label in labels:
             pts = sorted((r for r in rows if r["model"] == model and r["method"] == label),
                          key=lambda r: r["sparsity"])
-            color = f"C{i}"
-            ax.plot([r["sparsity"] for r in pts], [r["accuracy_noft"] for r in pts], "--o", color=color,
+            if not pts:
+                continue
+            color, dash = styles[label]
+            ax.plot([r["sparsity"] for r in pts], [r["accuracy_noft"] for r in pts], f"{dash}o", color=color,
                     alpha=0.6, ms=3, label=f"{label} (no FT)")
             ft = [r for r in pts if "accuracy_ft" in r]
-            ax.plot([r["sparsity"] for r in ft], [r["accuracy_ft"] for r in ft], "-s", color=color,
-                    ms=4, label=f"{label} (FT)")
+            if ft:
+                ax.plot([r["sparsity"] for r in ft], [r["accuracy_ft"] for r in ft], "-s", color=color,
+                        ms=4, label=f"{label} (FT)")
         ax.axhline(base[model], color="k", lw=0.8, label="dense baseline")
         ax.axhline(0.99 * base[model], color="k", lw=0.5, ls=":", label="99% of baseline")
+        evals = {r.get("eval_samples") for r in rows if r["model"] == model and r.get("eval_samples")}
         ax.set(title=f"{model}: sparsity vs accuracy (Fashion-MNIST)", xlabel="weight sparsity of pruned layers",
-               ylabel="test accuracy (2000-sample subset)", ylim=(0, 1))
+               ylabel=f"test accuracy ({'/'.join(map(str, sorted(evals))) or '?'} test images)", ylim=(0, 1))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ class MethodInfo:
     paper: str
     needs_data: bool = False
     supports_nm: bool = False
+    recalibrates_bn: bool = False  # takes --recalibrate-bn / --no-recalibrate-bn
     command: str = "prune"
 
     def load(self) -> ModuleType:
@@ -50,9 +51,10 @@ METHODS: dict[str, MethodInfo] = {
                    "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim"),
         MethodInfo("magnitude", "unstructured", f"{_U}.magnitude",
                    "mask the smallest |W| (global or per layer)", "Han et al., NeurIPS 2015",
-                   supports_nm=True),
+                   supports_nm=True, recalibrates_bn=True),
         MethodInfo("wanda", "unstructured", f"{_U}.wanda", "mask by |W| * ||X||_2 per output row",
-                   "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True),
+                   "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True,
+                   recalibrates_bn=True),
         MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
                    "Diao et al., ICLR 2023", needs_data=True),
         MethodInfo("activation", "unstructured", f"{_U}.activation",

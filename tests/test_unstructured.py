@@ -155,7 +155,7 @@ def test_masks_persist_through_save_load_and_finetune(tmp_path):
     fit(back.module, train, TrainConfig(epochs=1, lr=1e-3, max_batches=5), masks=back.masks)
     after = {k: _weight_sparsity(back, k) for k in back.masks}
     assert all(after[k] >= before[k] - 1e-9 for k in before)
-    assert select_layers(back.module, PruneConfig(method="magnitude", sparsity=0.5))
+    assert select_layers(back, PruneConfig(method="magnitude", sparsity=0.5))
 
 
 def _cli(*args):

@@ -43,8 +43,16 @@ def prune(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
     layers: Annotated[str, typer.Option(
         help="Masked methods: layer types (conv,linear) or name patterns to prune.")] = "conv,linear",
+    keep_first_last: Annotated[bool, typer.Option(
+        help="Masked methods: leave the first and last conv/linear layers (stem, classifier) dense, "
+             "as the Wanda paper does for image classifiers.")] = False,
     data: DataOpt = None,
     calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")] = 128,
+    recalibrate_bn: Annotated[Optional[bool], typer.Option(
+        "--recalibrate-bn/--no-recalibrate-bn",
+        help="magnitude, wanda: re-estimate BatchNorm statistics on the calibration samples after "
+             "masking (needs --data). Default: on for wanda when the model has BatchNorm, off for "
+             "magnitude.", show_default=False)] = None,
     finetune_epochs: Annotated[int, typer.Option(
         help="Fine-tune epochs between steps and at the end (needs --data).")] = 0,
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = 1e-4,
@@ -87,8 +95,9 @@ def prune(
             method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
-            layers=tuple(v.strip() for v in layers.split(",") if v.strip()), data=data,
-            calib_samples=calib_samples, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
+            layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
+            keep_first_last=keep_first_last, data=data,
+            calib_samples=calib_samples, recalibrate_bn=recalibrate_bn, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
             finetune_batches=finetune_batches,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
             distill_from=distill_from, temperature=temperature, alpha=alpha, device=device)

@@ -40,8 +40,15 @@ class PruneConfig:
             the channels inside blocks (faster on narrow residual streams such as MobileNetV2's).
         ignore: fnmatch patterns of module names never pruned.
         layers: which layers a masked method touches: types ("conv", "linear") or name patterns.
+        keep_first_last: masked methods: leave the model's first and last conv/linear layers in
+            forward order (the stem or patch embedding and the classifier) dense, as the Wanda
+            paper's image-classifier runs do (they prune only the layers inside the blocks).
         data: data spec for calibration, BN recalibration, fine-tuning and accuracy.
-        calib_samples: calibration samples for data-driven scoring.
+        calib_samples: calibration samples for data-driven scoring (and BatchNorm recalibration).
+        recalibrate_bn: masked methods that support it (magnitude, wanda): re-estimate BatchNorm
+            running statistics on the calibration samples after masking (Wanda: while pruning,
+            so each layer is scored on a network whose earlier BatchNorms match their pruned
+            inputs). None: on for data-driven methods when the model has BatchNorm, else off.
         finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
         finetune_batches: at most this many batches per fine-tune (None: whole epochs); iterative
             methods use it to spread one epoch budget over their steps (``compress sweep``); such
@@ -65,8 +72,10 @@ class PruneConfig:
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("conv", "linear")
+    keep_first_last: bool = False
     data: str | None = None
     calib_samples: int = 128
+    recalibrate_bn: bool | None = None
     finetune_epochs: int = 0
     finetune_lr: float = 1e-4
     finetune_batches: int | None = None
@@ -105,6 +114,8 @@ class PruneConfig:
             raise UsageError(f"method '{self.method}' needs calibration data",
                              "add --data fashion-mnist (or digits, cifar10:ROOT, imagefolder:PATH, "
                              "tensors:FILE)")
+        if self.recalibrate_bn is not None:
+            self._check_recalibrate_bn(info)
         if self.finetune_epochs and not self.data:
             raise UsageError("--finetune-epochs needs --data", "add --data fashion-mnist")
         if self.distill_from:
@@ -125,7 +136,20 @@ class PruneConfig:
 
         check_kd(self.temperature, self.alpha)
 
+    def _check_recalibrate_bn(self, info: registry.MethodInfo) -> None:
+        flag = "--recalibrate-bn" if self.recalibrate_bn else "--no-recalibrate-bn"
+        if not info.recalibrates_bn:
+            valid = [m.name for m in registry.METHODS.values() if m.recalibrates_bn]
+            raise UsageError(f"method '{self.method}' does not take {flag}",
+                             f"it applies to {', '.join(valid)}; structured methods always "
+                             "recalibrate BatchNorm when --data is given")
+        if self.recalibrate_bn and not self.data:
+            raise UsageError("--recalibrate-bn needs calibration data", "add --data fashion-mnist")
+
     def _check_structured(self) -> None:
+        if self.keep_first_last:
+            raise UsageError(f"--keep-first-last applies to masked methods, not '{self.method}'",
+                             "keep layers of a structured method with --ignore NAME")
         if self.ratio is None and self.target_macs is None:
             raise UsageError(f"method '{self.method}' needs --ratio or --target-macs",
                              "e.g. --ratio 0.5 removes half of the channels")

@@ -32,7 +32,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     opts = _options(cfg)
     if ctx.train is None:
         raise UsageError("method 'activation' needs calibration data", "add --data fashion-mnist")
-    layers = L.select_layers(handle.module, cfg)
+    layers = L.select_layers(handle, cfg)
     x, _ = ctx.train.take(cfg.calib_samples, cfg.seed)
     report = MethodReport(notes=[L.SPEED_NOTE])
     for step in range(1, cfg.steps + 1):

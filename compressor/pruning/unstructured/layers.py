@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor import registry
 from compressor.errors import UsageError, closest
 from compressor.model import ModelHandle
 from compressor.pruning.base import PruneConfig, parse_nm
+from compressor.pruning.batchnorm import batchnorms
 from compressor.pruning.unstructured.masks import sparsity_of
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -31,14 +33,39 @@ def layer_kind(module: nn.Module) -> str | None:
     return None
 
 
-def select_layers(model: nn.Module, cfg: PruneConfig) -> list[tuple[str, nn.Module]]:
-    """The conv/linear layers ``cfg`` selects (``--layers``, ``--ignore``), in definition order."""
+def select_layers(handle: ModelHandle, cfg: PruneConfig) -> list[tuple[str, nn.Module]]:
+    """The conv/linear layers ``cfg`` selects (``--layers``, ``--ignore``, ``--keep-first-last``),
+    in definition order."""
+    model = handle.module
+    ends = end_layers(handle) if cfg.keep_first_last else set()
     chosen = [(name, mod) for name, mod in model.named_modules()
-              if layer_kind(mod) and cfg.selects(name, layer_kind(mod))]
+              if layer_kind(mod) and cfg.selects(name, layer_kind(mod)) and name not in ends]
     if not chosen:
-        raise UsageError(f"no layer matches --layers {','.join(cfg.layers)}",
+        extra = " --keep-first-last" if ends else ""
+        raise UsageError(f"no layer matches --layers {','.join(cfg.layers)}{extra}",
                          "use conv, linear or a name pattern such as 'features.*'")
     return chosen
+
+
+def end_layers(handle: ModelHandle) -> set[str]:
+    """Names of the first and last conv/linear layers to run on the example input."""
+    order: list[str] = []
+    hooks = [mod.register_forward_pre_hook(lambda _m, _a, name=name: order.append(name))
+             for name, mod in handle.module.named_modules() if layer_kind(mod)]
+    was_training = handle.module.training
+    try:
+        with torch.no_grad():
+            handle.module.eval()(handle.example_input())
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise UsageError(f"--keep-first-last runs the model once on a {tuple(handle.input_shape)} input "
+                         f"to find its first and last layers, and that failed: {err}",
+                         "give the model's input shape with --input-shape, or name the layers "
+                         "with --ignore instead") from None
+    finally:
+        for h in hooks:
+            h.remove()
+        handle.module.train(was_training)
+    return {order[0], order[-1]} if order else set()
 
 
 def check_nm(layers: list[tuple[str, nn.Module]], cfg: PruneConfig) -> tuple[int, int] | None:
@@ -101,6 +128,27 @@ def base_figures(handle: ModelHandle, layers: list[tuple[str, nn.Module]]) -> di
     """Achieved sparsity over the selected layers' weights and how many layers were masked."""
     masks = weight_masks(handle, layers)
     return {"masked_layers": len(layers), "layer_sparsity": round(sparsity_of(masks), 6)}
+
+
+def recalibrates_bn(handle: ModelHandle, cfg: PruneConfig) -> bool:
+    """Whether to re-estimate BatchNorm statistics: ``cfg.recalibrate_bn``, else (None) on for
+    data-driven methods; never on a model without BatchNorm."""
+    if not batchnorms(handle.module):
+        return False
+    if cfg.recalibrate_bn is None:
+        return registry.method(cfg.method).needs_data
+    return cfg.recalibrate_bn
+
+
+def bn_note(handle: ModelHandle, cfg: PruneConfig, layers: int, samples: int) -> str | None:
+    """What happened to the BatchNorm statistics, for the report (None: nothing worth saying)."""
+    if layers:
+        return (f"BatchNorm running statistics of {layers} layers re-estimated on {samples} "
+                "calibration samples after masking (--no-recalibrate-bn keeps the trained ones)")
+    if batchnorms(handle.module) and cfg.recalibrate_bn is None and not cfg.finetune_epochs:
+        return ("BatchNorm statistics kept from the dense model; --recalibrate-bn --data ... "
+                "re-estimates them for the masked weights (usually much higher accuracy without fine-tuning)")
+    return None
 
 
 def finetune(handle: ModelHandle, ctx: Any, epochs: int) -> dict[str, Any] | None:

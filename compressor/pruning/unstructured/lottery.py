@@ -37,7 +37,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
         raise UsageError("lottery needs 0 < rate < 1 and rewind_steps >= 0", "e.g. --opt rate=0.2")
     if ctx.finetune is None:
         raise UsageError("method 'lottery' trains the network and needs --data", "add --data fashion-mnist")
-    layers = L.select_layers(handle.module, cfg)
+    layers = L.select_layers(handle, cfg)
     epochs = max(cfg.finetune_epochs, 1)
     report = MethodReport(notes=[_init_note(handle), L.SPEED_NOTE])
     if handle.source_kind != "reference":

@@ -30,7 +30,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     opts = L.parse_options(cfg.options, DEFAULTS, cfg.method)
     if not 0 < opts["p"] < opts["q"]:
         raise UsageError(f"SAP needs 0 < p < q, got p={opts['p']}, q={opts['q']}", "e.g. --opt p=0.5 --opt q=1")
-    layers = L.select_layers(handle.module, cfg)
+    layers = L.select_layers(handle, cfg)
     report = MethodReport(notes=[L.SPEED_NOTE])
     for step in range(1, cfg.steps + 1):
         stats = prune_step(handle, layers, cfg.scope, opts, cfg.sparsity)
