@@ -9,6 +9,8 @@ for every run; benchmarks/results/recovery.md) alpha 0.9 reached 0.9217 test acc
 pruned student reaches from the labels (the unpruned resnet_small gets 93.8% of its own training
 images right) passes its mistakes on in proportion to alpha; half the weight on the labels keeps
 them out. T = 2 did not do better than 4 there (0.9252).
+Lower still, alpha 0.1 (chosen on val) matched fine-tuning there (mean of three seeds 0.9287 vs
+0.9272, within noise); the default stays 0.5 so that recorded sweep points remain comparable.
 """
 
 KD_TEMPERATURE = 4.0

@@ -36,8 +36,8 @@ def distill(
     output: OutputReq = None,
     temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = KD_TEMPERATURE,
     alpha: Annotated[float, typer.Option(
-        help="Weight of the teacher term, in [0, 1]; the labels get 1 - alpha. 0.5 by default: "
-             "0.9 copies more of the teacher's mistakes (benchmarks/results/recovery.md).")] = KD_ALPHA,
+        help="Weight of the teacher term, in [0, 1]; the labels get 1 - alpha. Lower (e.g. 0.1) "
+             "suits a student that can match its teacher (benchmarks/results/recovery.md).")] = KD_ALPHA,
     teacher_arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state_dict "
                                                         "teacher.")] = None,
     epochs: EpochsOpt = 3, lr: LrOpt = 1e-4, weight_decay: WdOpt = 1e-4, optimizer: OptimOpt = "adam",
