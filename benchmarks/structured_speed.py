@@ -33,29 +33,46 @@ TORCHVISION = ["resnet18", "resnet50", "mobilenet_v2"]
 SAMPLES = ["simple_cnn", "resnet_small", "vgg_bn", "mlp", "tiny_vit"]
 
 
+SPIN = {"on": False, "block": 1}  # --spin: ORT's default spinning; --block: runs per interleaved block
+
+
 def session(path: Path, threads: int):
-    """A CPU session with a fixed thread count and full graph optimisation."""
+    """A CPU session with a fixed thread count and full graph optimisation.
+
+    Sessions are timed interleaved, so with several threads spinning is off (as in ``compress
+    bench --baseline``): an idle pool's spinning worker would take the core the other session needs.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    if threads > 1 and not SPIN["on"]:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def interleaved(a, b, x: np.ndarray, rounds: int, warmup: int = 3) -> tuple[float, float, float]:
+def interleaved(a, b, x: np.ndarray, rounds: int, warmup: int = 3, block: int = 1) -> tuple[float, float, float]:
     """Median latency (ms) of sessions ``a`` and ``b`` timed A B, B A, ..., and the median of the
-    per-pair ratios a/b (each pair runs back to back, so a slow spell of the machine cancels)."""
+    per-pair ratios a/b (each pair runs back to back, so a slow spell of the machine cancels).
+
+    ``block`` > 1 times ``block`` runs of one session, then ``block`` of the other, and pairs the
+    blocks' medians: with ORT's thread spinning on, the idle pool of the session that just ran spins
+    for a moment and slows only the first run of the next block, which the block median ignores.
+    """
     feeds = {a.get_inputs()[0].name: x}
     times: tuple[list[float], list[float]] = ([], [])
     order = [(a, times[0]), (b, times[1])]
     for i in range(warmup + rounds):
         for sess, store in order:
-            start = time.perf_counter()
-            sess.run(None, feeds)
+            runs = []
+            for _ in range(block):
+                start = time.perf_counter()
+                sess.run(None, feeds)
+                runs.append((time.perf_counter() - start) * 1e3)
             if i >= warmup:
-                store.append((time.perf_counter() - start) * 1e3)
+                store.append(statistics.median(runs))
         order.reverse()
     pairs = [ta / tb for ta, tb in zip(*times)]
     return statistics.median(times[0]), statistics.median(times[1]), statistics.median(pairs)
@@ -90,7 +107,7 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
             pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}_{keep}.onnx")
             for threads in (1, 2):
                 t_dense, t_pruned, paired = interleaved(session(base_onnx, threads), session(pruned, threads),
-                                                        x.numpy(), rounds)
+                                                        x.numpy(), rounds, block=SPIN["block"])
                 row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
                        "keep_residual": keep, "threads": threads,
                        "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
@@ -110,7 +127,10 @@ def table(rows: list[dict], command: str, load: str) -> str:
              "when other jobs run. MAC reduction is theoretical; speed-up is measured: the median of the "
              "per-pair ratios (dense run / pruned run, back to back, order alternating); efficiency = "
              "speed-up / MAC reduction. residual: `--keep-residual` (channels joined by residual "
-             "additions kept; only channels inside blocks pruned).\n",
+             "additions kept; only channels inside blocks pruned). 2-thread sessions run with ONNX Runtime's "
+             f"thread spinning {'ON (--spin)' if SPIN['on'] else 'off'}: interleaved, a spinning idle pool takes "
+             f"the core the other session needs. Runs per interleaved block: {SPIN['block']} (pairs compare "
+             "block medians; blocks of several runs let a spinning pool slow only the first run of a block).\n",
              "| model | scope | ratio | round_to | residual | threads | MACs dense | MACs pruned | "
              "MAC reduction | dense ms | pruned ms | speed-up | efficiency |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -133,7 +153,12 @@ def main() -> None:
     parser.add_argument("--keep-residual", nargs="*", default=["off"], choices=["off", "on"],
                         help="--keep-residual variants to measure (off, on or both)")
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
+    parser.add_argument("--spin", action="store_true",
+                        help="keep ONNX Runtime's thread spinning with 2 threads (results before session 3)")
+    parser.add_argument("--block", type=int, default=1,
+                        help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians")
     args = parser.parse_args()
+    SPIN["on"], SPIN["block"] = args.spin, args.block
     import sys
 
     command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_speed.py", *sys.argv[1:]])

@@ -384,3 +384,27 @@ def test_real_process_exit_code_and_one_json_document(models):
     assert out.returncode == 1, out.stderr
     doc = json.loads(out.stdout)  # exactly one document: json.loads rejects trailing data
     assert doc["gates"] == [{"name": "max_size", "limit": 1000, "value": doc["size_bytes"], "passed": False}]
+
+
+def test_interleaved_multithread_sessions_do_not_spin(models):
+    """Two interleaved ORT sessions with 2 threads: spinning off in both (else each idle pool spins
+    on the core the other needs); a lone session and 1-thread pairs keep ORT's default."""
+    from compressor.api.common import ModelSpec
+    from compressor.bench import runner
+    from compressor.bench.profiles import get_profile
+
+    two = get_profile("edge").override(threads=2)
+    spec = ModelSpec(str(models["mlp"]))
+
+    def spinning(backend) -> str:
+        return backend.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    paired = runner.make_backend(spec, two, "cpu", interleaved=True)
+    assert spinning(paired) == "0" and any("spinning off" in n for n in paired.notes)
+    alone = runner.make_backend(spec, two, "cpu")
+    assert alone.spin and not alone.notes
+    one_thread = runner.make_backend(spec, two.override(threads=1), "cpu", interleaved=True)
+    assert one_thread.spin
+    r = bench(models["mlp"], "--baseline", models["vgg"], *FAST, "--threads", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert sum("spinning off" in n for n in json.loads(r.stdout)["notes"]) == 1

@@ -130,7 +130,7 @@ def bench(cfg: BenchConfig) -> BenchResult:
         check_writable(cfg.plot)
     specs = [cfg.model] + ([cfg.baseline] if cfg.baseline else [])
     device = runner.resolve_device(cfg.profile.device, [s.is_onnx for s in specs])
-    backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
+    backends = [runner.make_backend(s, cfg.profile, device, interleaved=len(specs) > 1) for s in specs]
     timings = runner.measure(backends, cfg.profile)
     peak = roofline.peak_flops(device, cfg.profile.threads)
     benches = [_model_bench(s, b, t, peak, cfg) for s, b, t in zip(specs, backends, timings, strict=True)]
@@ -168,7 +168,7 @@ def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: floa
 
     model, base = benches[0], (benches[1] if len(benches) > 1 else None)
     ratio = speed = None
-    notes = [n for b in backends for n in b.notes] + [RSS_NOTE]
+    notes = list(dict.fromkeys(n for b in backends for n in b.notes)) + [RSS_NOTE]
     if base:  # per sample, so that a fixed-batch export still compares fairly
         speed = speedup([t / model.batch for t in model.samples_ms],
                         [t / base.batch for t in base.samples_ms])
