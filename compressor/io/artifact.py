@@ -171,7 +171,10 @@ def _torch_load(file: Path, trust_pickle: bool) -> Any:
                 "arbitrary code from the file",
                 "pass --trust-pickle only if you trust its source, or save a state_dict and use "
                 "--arch REF") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
+    # random bytes can also trip the weights-only unpickler's own bookkeeping (IndexError, TypeError,
+    # AttributeError, UnicodeDecodeError, ...): any failure to read is the file's fault, not ours
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError,
+            TypeError, AttributeError, MemoryError, OverflowError) as exc:
         raise InputError(f"{file}: not a readable PyTorch checkpoint, truncated or corrupt "
                          f"({_short(exc)})") from None
     try:
