@@ -1,0 +1,55 @@
+"""Merge export-breadth runs into one table: the default run, then re-runs that replace its rows.
+
+    PYTHONPATH=. python benchmarks/export_breadth_merge.py benchmarks/results/export_breadth.jsonl \
+        benchmarks/results/export_breadth_big.jsonl benchmarks/results/export_breadth_bncal.jsonl \
+        --out benchmarks/results/export_breadth_all.md
+
+A later file's row replaces an earlier file's row for the same model (the re-runs: models above the
+default --max-params, and deep random-init ResNets re-run with --calibrate-bn). Every replaced row is
+listed under the table, so nothing measured disappears.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from export_breadth import model_refs, table  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="JSON-lines files, earliest first")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    rows: dict[str, dict] = {}
+    replaced: list[tuple[str, dict]] = []
+    for run in args.runs:
+        for line in Path(run).read_text().splitlines():
+            row = json.loads(line)
+            if row["model"] in rows:
+                replaced.append((run, rows[row["model"]]))
+            rows[row["model"]] = {**row, "run": Path(run).name}
+    order = [r for r in model_refs(None) if r in rows]
+    merged = [rows[r] for r in order]
+    out = Path(args.out)
+    out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
+    command = "PYTHONPATH=. python benchmarks/export_breadth_merge.py " + " ".join(args.runs) + f" --out {out}"
+    missing = len(model_refs(None)) - len(merged)
+    notes = "\n".join(f"- {r['model']} ({Path(run).name}): {r['status']}"
+                      + (f" - {r['error'][:160]}" if r.get("error") else "") for run, r in replaced)
+    out.write_text(
+        "# Export breadth: every model, merged from the default run and its re-runs\n\n"
+        f"Command: `{command}`\n\n"
+        f"{len(merged)} of {len(model_refs(None))} models have a row ({missing} have none; rows marked "
+        "skipped were not run). Random-init "
+        "models; all-zero weight tensors get N(0, 0.02) values. bn_calibrated: BatchNorm statistics set "
+        "from random batches before export (`--calibrate-bn`), see export_breadth.py.\n\n"
+        + table(merged) + "\nRows replaced by a later run:\n\n" + (notes or "- none") + "\n")
+
+
+if __name__ == "__main__":
+    main()
