@@ -26,9 +26,9 @@ from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
 from compressor.train import distributed
+from compressor.train.loop import OPTIMIZERS
 
 BN_BATCHES = 20
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass(frozen=True)
