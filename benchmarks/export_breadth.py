@@ -73,18 +73,12 @@ def calibrate_batchnorm(module, shape: tuple[int, ...], batches: int = 4) -> int
     """
     import torch
 
-    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return 0
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the batches
-    module.train()
-    with torch.no_grad():
-        for _ in range(batches):
+    from compressor.pruning.batchnorm import statistics_pass
+
+    with torch.no_grad(), statistics_pass(module) as count:
+        for _ in range(batches if count else 0):
             module(torch.randn((8, *shape[1:])))
-    module.eval()
-    return len(bns)
+    return count
 
 
 def pick_shape(ref: str, module) -> tuple[int, ...]:

@@ -33,10 +33,7 @@ TORCHVISION = ["resnet18", "resnet50", "mobilenet_v2"]
 SAMPLES = ["simple_cnn", "resnet_small", "vgg_bn", "mlp", "tiny_vit"]
 
 
-SPIN = {"on": False, "block": 1}  # --spin: ORT's default spinning; --block: runs per interleaved block
-
-
-def session(path: Path, threads: int):
+def session(path: Path, threads: int, spin: bool = False):
     """A CPU session with a fixed thread count and full graph optimisation.
 
     Sessions are timed interleaved, so with several threads spinning is off (as in ``compress
@@ -47,7 +44,7 @@ def session(path: Path, threads: int):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    if threads > 1 and not SPIN["on"]:
+    if threads > 1 and not spin:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -89,7 +86,8 @@ def ref_of(name: str) -> str:
 
 
 def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: str = "global",
-                round_tos: list[int] | None = None, keep_residual: tuple[bool, ...] = (False,)) -> list[dict]:
+                round_tos: list[int] | None = None, keep_residual: tuple[bool, ...] = (False,),
+                spin: bool = False, block: int = 1) -> list[dict]:
     """Every ratio / round_to variant of one model against its dense baseline."""
     dense = load_model(ref_of(name), input_shape=None)
     x = dense.example_input()
@@ -106,8 +104,9 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
             macs = count_macs(handle.module, x)
             pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}_{keep}.onnx")
             for threads in (1, 2):
-                t_dense, t_pruned, paired = interleaved(session(base_onnx, threads), session(pruned, threads),
-                                                        x.numpy(), rounds, block=SPIN["block"])
+                t_dense, t_pruned, paired = interleaved(session(base_onnx, threads, spin),
+                                                        session(pruned, threads, spin), x.numpy(), rounds,
+                                                        block=block)
                 row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
                        "keep_residual": keep, "threads": threads,
                        "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
@@ -119,7 +118,7 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
     return rows
 
 
-def table(rows: list[dict], command: str, load: str) -> str:
+def table(rows: list[dict], command: str, load: str, spin: bool = False, block: int = 1) -> str:
     lines = ["# Structured pruning: MAC reduction vs measured ONNX Runtime CPU speed-up\n",
              f"Command: `{command}`\n",
              "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
@@ -128,8 +127,8 @@ def table(rows: list[dict], command: str, load: str) -> str:
              "per-pair ratios (dense run / pruned run, back to back, order alternating); efficiency = "
              "speed-up / MAC reduction. residual: `--keep-residual` (channels joined by residual "
              "additions kept; only channels inside blocks pruned). 2-thread sessions run with ONNX Runtime's "
-             f"thread spinning {'ON (--spin)' if SPIN['on'] else 'off'}: interleaved, a spinning idle pool takes "
-             f"the core the other session needs. Runs per interleaved block: {SPIN['block']} (pairs compare "
+             f"thread spinning {'ON (--spin)' if spin else 'off'}: interleaved, a spinning idle pool takes "
+             f"the core the other session needs. Runs per interleaved block: {block} (pairs compare "
              "block medians; blocks of several runs let a spinning pool slow only the first run of a block).\n",
              "| model | scope | ratio | round_to | residual | threads | MACs dense | MACs pruned | "
              "MAC reduction | dense ms | pruned ms | speed-up | efficiency |",
@@ -158,7 +157,6 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=1,
                         help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians")
     args = parser.parse_args()
-    SPIN["on"], SPIN["block"] = args.spin, args.block
     import sys
 
     command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_speed.py", *sys.argv[1:]])
@@ -167,12 +165,13 @@ def main() -> None:
     keep = tuple(v == "on" for v in args.keep_residual)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to, keep)
+            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to, keep,
+                               args.spin, args.block)
     load = f"load average (1/5/15 min) {start} at the start, " + \
         "/".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end"
     RESULTS.mkdir(exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
-    Path(args.out + ".md").write_text(table(rows, command, load))
+    Path(args.out + ".md").write_text(table(rows, command, load, args.spin, args.block))
 
 
 if __name__ == "__main__":

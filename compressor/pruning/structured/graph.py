@@ -458,24 +458,22 @@ def _out_root(pruner: tp.pruner.BasePruner, group) -> tuple[nn.Module | None, li
 
 
 @torch.no_grad()
+@torch.no_grad()
 def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int = 20) -> int:
-    """Re-estimate BatchNorm running statistics on a few batches; returns the batches used."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return 0
-    saved = [(m, m.momentum) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches seen
-    was_training = model.training
-    model.train()
+    """Re-estimate BatchNorm running statistics on a few batches; returns the batches used.
+
+    The shared :func:`compressor.pruning.batchnorm.statistics_pass`: only the BatchNorm layers run
+    in train mode (dropout and stochastic depth stay off), with a cumulative average.
+    """
+    from compressor.pruning.batchnorm import statistics_pass
+
     used = 0
-    for x, _ in loader:
-        if used >= batches:
-            break
-        model(x)
-        used += 1
-    for m, momentum in saved:
-        m.momentum = momentum
-    model.train(was_training)
+    with statistics_pass(model) as count:
+        if not count:
+            return 0
+        for x, _ in loader:
+            if used >= batches:
+                break
+            model(x)
+            used += 1
     return used
