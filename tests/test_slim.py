@@ -133,6 +133,9 @@ def test_slim_bad_input_exits_2_without_output(tmp_path):
     proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--sparsity-optimizer", "lion", "-o", str(out))
     assert proc.returncode == 2 and "sparsity-optimizer" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+    proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--sparsity-lr", "0", "-o", str(out))
+    assert proc.returncode == 2 and "--sparsity-lr must be > 0" in proc.stderr  # 0 is not "use --lr"
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("cap", [0.9, 0.6])

@@ -53,7 +53,7 @@ class SlimConfig:
         from compressor.pruning.base import PruneConfig
 
         opts: dict[str, Any] = {"lam": self.lam, "sparsity_epochs": self.sparsity_epochs,
-                                "sparsity_lr": self.sparsity_lr or self.lr,
+                                "sparsity_lr": self.lr if self.sparsity_lr is None else self.sparsity_lr,
                                 "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
                                 "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
         return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
