@@ -157,3 +157,28 @@ def test_global_threshold_under_a_layer_cap_still_removes_the_ratio(cap):
     if cap == 0.9:  # uncapped in practice: exactly the channels under the global |gamma| percentile
         assert sum(removed.values()) == int((gammas < slimming.gamma_threshold(gammas, 0.5)).sum())
     assert model(example).shape == (1, 10)
+
+
+def test_finetune_schedule_reaches_the_fine_tune_but_not_the_sparsity_phase(monkeypatch, tmp_path):
+    import compressor.train as train_pkg
+    from compressor.api import SlimConfig, slim
+    from compressor.api.common import ModelSpec
+
+    real_fit, seen = train_pkg.fit, []
+
+    def spy(model, data, cfg, **kw):
+        seen.append((kw.get("description"), cfg.schedule))
+        return real_fit(model, data, cfg, **kw)
+
+    monkeypatch.setattr(train_pkg, "fit", spy)
+    cfg = SlimConfig(data="random:1,28,28:10", ratio=0.3, finetune_schedule="cosine", max_batches=2)
+    slim(ModelSpec("sample:vgg_bn"), cfg, str(tmp_path / "s.pt"))
+    assert seen == [("sparsity", "none"), ("fine-tune", "cosine")]
+
+
+def test_unknown_finetune_schedule_exits_2(tmp_path):
+    out = tmp_path / "x.pt"
+    proc = cli("prune", "sample:simple_cnn", "--method", "l1", "--ratio", "0.3", "--data", "digits",
+               "--finetune-epochs", "1", "--finetune-schedule", "linear", "-o", str(out))
+    assert proc.returncode == 2 and "--finetune-schedule" in proc.stderr and "cosine" in proc.stderr
+    assert not out.exists()

@@ -20,6 +20,7 @@ class SlimConfig:
         sparsity_epochs: epochs of sparsity training before the threshold.
         finetune_epochs: epochs of fine-tuning after the removal.
         lr: learning rate of fine-tuning (Adam), and of sparsity training unless ``sparsity_lr``.
+        finetune_schedule: learning-rate schedule of the fine-tune: none, cosine or step.
         sparsity_lr: learning rate of sparsity training (None: ``lr``).
         sparsity_optimizer: adam, adamw or sgd for sparsity training (sgd: the paper's setting).
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
@@ -35,6 +36,7 @@ class SlimConfig:
     sparsity_epochs: int = 1
     finetune_epochs: int = 1
     lr: float = 1e-3
+    finetune_schedule: str = "none"
     sparsity_lr: float | None = None
     sparsity_optimizer: str = "adam"
     batch_size: int = 128
@@ -60,6 +62,7 @@ class SlimConfig:
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
                            ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
+                           finetune_schedule=self.finetune_schedule,
                            finetune_batches=self.max_batches,
                            batch_size=self.batch_size, seed=self.seed, device=self.device, options=opts)
 

@@ -56,6 +56,8 @@ def prune(
     finetune_epochs: Annotated[int, typer.Option(
         help="Fine-tune epochs between steps and at the end (needs --data).")] = 0,
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = 1e-4,
+    finetune_schedule: Annotated[str, typer.Option(
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")] = "none",
     finetune_batches: Annotated[Optional[int], typer.Option(
         help="At most N batches per fine-tune (spreads a budget over --steps).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")] = 128,
@@ -98,7 +100,7 @@ def prune(
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
             keep_first_last=keep_first_last, data=data,
             calib_samples=calib_samples, recalibrate_bn=recalibrate_bn, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
-            finetune_batches=finetune_batches,
+            finetune_schedule=finetune_schedule, finetune_batches=finetune_batches,
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
             distill_from=distill_from, temperature=temperature, alpha=alpha, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)

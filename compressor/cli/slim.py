@@ -24,6 +24,8 @@ def slim(
     finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")] = 1,
     lr: Annotated[float, typer.Option(
         help="Learning rate of fine-tuning (Adam), and of sparsity training unless --sparsity-lr.")] = 1e-3,
+    finetune_schedule: Annotated[str, typer.Option(
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine or step.")] = "none",
     sparsity_optimizer: Annotated[str, typer.Option(
         help="Optimizer of sparsity training: adam, adamw or sgd (the paper's; pair it with "
              "--sparsity-lr 0.01).")] = "adam",
@@ -63,7 +65,7 @@ def slim(
         from compressor.api import slim as api_slim
 
         cfg = SlimConfig(data=data, ratio=ratio, lam=lam, sparsity_epochs=sparsity_epochs,
-                         finetune_epochs=finetune_epochs, lr=lr, sparsity_lr=sparsity_lr,
+                         finetune_epochs=finetune_epochs, lr=lr, finetune_schedule=finetune_schedule, sparsity_lr=sparsity_lr,
                          sparsity_optimizer=sparsity_optimizer, batch_size=batch_size, round_to=round_to,
                          max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,

@@ -50,6 +50,8 @@ class PruneConfig:
             so each layer is scored on a network whose earlier BatchNorms match their pruned
             inputs). None: on for data-driven methods when the model has BatchNorm, else off.
         finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
+        finetune_schedule: learning-rate schedule of every fine-tune: none (constant), cosine
+            (annealed to zero over the fine-tune) or step (x0.1 every third of it).
         finetune_batches: at most this many batches per fine-tune (None: whole epochs); iterative
             methods use it to spread one epoch budget over their steps (``compress sweep``); such
             a capped one-epoch fine-tune skips the held-out pass (it keeps its only epoch).
@@ -78,6 +80,7 @@ class PruneConfig:
     recalibrate_bn: bool | None = None
     finetune_epochs: int = 0
     finetune_lr: float = 1e-4
+    finetune_schedule: str = "none"
     finetune_batches: int | None = None
     batch_size: int = 128
     seed: int = 0
@@ -106,6 +109,11 @@ class PruneConfig:
                              "try 1e-4 (the seed 003 protocol)")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
+        from compressor.train.loop import SCHEDULES
+
+        if self.finetune_schedule not in SCHEDULES:
+            raise UsageError(f"unknown --finetune-schedule '{self.finetune_schedule}'",
+                             f"valid: {', '.join(SCHEDULES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown device '{self.device}'", "valid: auto, cpu, cuda")
         if self.calib_samples < 1:
@@ -125,8 +133,8 @@ class PruneConfig:
         """The shared loop's :class:`~compressor.train.TrainConfig` for a training phase."""
         from compressor.train import TrainConfig
 
-        settings = {"lr": self.finetune_lr, "batch_size": self.batch_size, "seed": self.seed,
-                    "device": self.device, **overrides}
+        settings = {"lr": self.finetune_lr, "schedule": self.finetune_schedule, "batch_size": self.batch_size,
+                    "seed": self.seed, "device": self.device, **overrides}
         return TrainConfig(epochs=epochs, **settings)
 
     def _check_distill(self) -> None:

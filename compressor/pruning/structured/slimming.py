@@ -165,7 +165,7 @@ def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
 
     bns = batchnorms(handle.module)
     tc = cfg.train_config(opts.sparsity_epochs, lr=cfg.finetune_lr if opts.sparsity_lr is None else opts.sparsity_lr,
-                          optimizer=opts.sparsity_optimizer, max_batches=opts.max_batches)
+                          optimizer=opts.sparsity_optimizer, schedule="none", max_batches=opts.max_batches)
     result = fit(handle.module, ctx.train, tc, val=ctx.val,
                  after_backward=lambda _: add_l1_penalty(bns, opts.lam), description="sparsity")
     ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}, {tc.optimizer} lr {tc.lr}")
