@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import math
 import subprocess
@@ -386,25 +387,48 @@ def test_real_process_exit_code_and_one_json_document(models):
     assert doc["gates"] == [{"name": "max_size", "limit": 1000, "value": doc["size_bytes"], "passed": False}]
 
 
-def test_interleaved_multithread_sessions_do_not_spin(models):
-    """Two interleaved ORT sessions with 2 threads: spinning off in both (else each idle pool spins
-    on the core the other needs); a lone session and 1-thread pairs keep ORT's default."""
-    from compressor.api.common import ModelSpec
+def test_multithread_pairs_are_timed_in_blocks_after_a_settle(models, monkeypatch):
+    """Two models with 2 CPU threads: each block of timed runs of one model starts only after
+    SETTLE_S of untimed runs (the other model's idle pool spins meanwhile); pairs stay aligned.
+    One thread, or one model, keeps the run-by-run alternation."""
     from compressor.bench import runner
     from compressor.bench.profiles import get_profile
 
-    two = get_profile("edge").override(threads=2)
-    spec = ModelSpec(str(models["mlp"]))
+    monkeypatch.setattr(runner, "SETTLE_S", 0.02)
+    log: list[tuple[str, float]] = []
 
-    def spinning(backend) -> str:
-        return backend.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    class Fake:
+        device, notes = "cpu", []
 
-    paired = runner.make_backend(spec, two, "cpu", interleaved=True)
-    assert spinning(paired) == "0" and any("spinning off" in n for n in paired.notes)
-    alone = runner.make_backend(spec, two, "cpu")
-    assert alone.spin and not alone.notes
-    one_thread = runner.make_backend(spec, two.override(threads=1), "cpu", interleaved=True)
-    assert one_thread.spin
+        def __init__(self, name: str, ms: float) -> None:
+            self.name, self.ms, self.notes = name, ms, []
+
+        def run(self) -> float:
+            log.append((self.name, time.perf_counter()))
+            time.sleep(self.ms / 1000)
+            return self.ms
+
+    two = get_profile("edge").override(threads=2, warmup=1, min_runs=20, min_time_s=0.0)
+    a, b = Fake("a", 4.0), Fake("b", 2.0)
+    ta, tb = runner.measure([a, b], two)
+    runs = runner.block_runs([4.0, 2.0])
+    assert runs == 75 and len(ta.samples_ms) == len(tb.samples_ms) == runs  # one block each: 20 runs reached
+    assert any("timed in blocks" in n for n in a.notes)
+    timed = log[4:]  # after the first run and one warm-up round
+    switch = [i for i in range(1, len(timed)) if timed[i][0] != timed[i - 1][0]][0]
+    first_block_start = timed[0][1]
+    settle_runs = switch - runs
+    assert settle_runs >= 1 and timed[settle_runs][1] - first_block_start >= 0.02
+    log.clear()
+    a2, b2 = Fake("a", 1.0), Fake("b", 1.0)
+    runner.measure([a2, b2], two.override(threads=1))
+    names = [n for n, _ in log[4:8]]
+    assert names == ["a", "b", "b", "a"] and not a2.notes  # run by run, alternating
+    assert not runner.blocked([a2], two)
+
+
+def test_multithread_baseline_bench_reports_the_blocks(models):
     r = bench(models["mlp"], "--baseline", models["vgg"], *FAST, "--threads", "2", "--json")
     assert r.exit_code == 0, r.stderr
-    assert sum("spinning off" in n for n in json.loads(r.stdout)["notes"]) == 1
+    doc = json.loads(r.stdout)
+    assert sum("timed in blocks" in n for n in doc["notes"]) == 1 and doc["speedup"] > 0

@@ -130,7 +130,7 @@ def bench(cfg: BenchConfig) -> BenchResult:
         check_writable(cfg.plot)
     specs = [cfg.model] + ([cfg.baseline] if cfg.baseline else [])
     device = runner.resolve_device(cfg.profile.device, [s.is_onnx for s in specs])
-    backends = [runner.make_backend(s, cfg.profile, device, interleaved=len(specs) > 1) for s in specs]
+    backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)
     peak = roofline.peak_flops(device, cfg.profile.threads)
     benches = [_model_bench(s, b, t, peak, cfg) for s, b, t in zip(specs, backends, timings, strict=True)]

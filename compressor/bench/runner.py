@@ -3,13 +3,15 @@
 Two backends share one interface: ONNX Runtime for ``.onnx`` files (CPU, or the CUDA provider
 when onnxruntime-gpu and a GPU are there) and PyTorch for everything else (CPU timed with
 ``perf_counter``; CUDA timed with events and a synchronise after each run). Several backends are
-timed interleaved (A B A B ...) so that machine noise hits all of them alike.
+timed interleaved (A B A B ...; with several CPU threads in blocks of runs) so that machine noise
+hits all of them alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import resource
 import sys
 import time
@@ -77,7 +79,6 @@ class OrtBackend:
     device: str = "cpu"
     input_shape: tuple[int, ...] | None = None
     name: str = "onnxruntime"
-    spin: bool = True
     batch: int = 1
     session_ms: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
@@ -99,8 +100,6 @@ class OrtBackend:
         opts.intra_op_num_threads = self.profile.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if not self.spin:  # see make_backend: interleaved sessions must not spin against each other
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
                                                 ORT_LEVELS[self.profile.graph_optimization])
         providers = (["CUDAExecutionProvider"] if self.device == "cuda" else []) + ["CPUExecutionProvider"]
@@ -197,24 +196,19 @@ class TorchBackend:
             return begin.elapsed_time(end)
 
 
-SPIN_NOTE = ("ONNX Runtime thread spinning off: with {threads} threads, two interleaved sessions would "
-             "each keep an idle worker spinning on a core the other one needs (measured on a 2-core "
-             "machine: 2-thread ResNet-18 ran 39 ms interleaved with spinning, 20 ms without, 16-19 ms alone)")
+SETTLE_S = 0.15  # untimed runs after switching models (an idle pool spins for tens of ms)
+BLOCK_S = 0.3  # timed runs per model per block: at least this long for the slowest model
+BLOCK_NOTE = ("timed in blocks ({runs} runs of each model in turn, after {settle:.2f} s of untimed runs "
+              "at every switch): with {threads} threads an idle ONNX Runtime or OpenMP pool keeps "
+              "spinning for tens of ms after its model's last run, on a core the next model needs "
+              "(measured on a 2-core machine: the first 5 runs after a switch were up to 2.6x slower); "
+              "spinning stays on, as in deployment")
 
 
-def make_backend(spec, profile: Profile, device: str, interleaved: bool = False) -> Backend:
-    """ORT for ``.onnx`` files, PyTorch for the rest.
-
-    ``interleaved``: timed A B A B with another backend. Then ONNX Runtime sessions with more than
-    one thread run without spinning (their idle workers would otherwise spin on the cores the
-    other session is using, and the comparison would measure the spinning).
-    """
+def make_backend(spec, profile: Profile, device: str) -> Backend:
+    """ORT for ``.onnx`` files, PyTorch for the rest."""
     if spec.is_onnx:
-        spin = not (interleaved and profile.threads > 1 and device == "cpu")
-        backend = OrtBackend(spec.path, profile, device, spec.input_shape, spin=spin)
-        if not spin:
-            backend.notes.append(SPIN_NOTE.format(threads=profile.threads))
-        return backend
+        return OrtBackend(spec.path, profile, device, spec.input_shape)
     return TorchBackend(spec, profile, device)
 
 
@@ -230,22 +224,39 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
     """First run, warm-up, then interleaved timed runs until min runs and min time are reached.
 
     With several backends the order alternates each round (A B, B A, ...), so a first-position
-    effect cannot bias the pair-by-pair comparison.
+    effect cannot bias the pair-by-pair comparison. With several CPU threads they run in blocks
+    instead (:func:`blocked`; see :data:`BLOCK_NOTE`).
     """
     with _threads(profile.threads):
         first = [b.run() for b in backends]
+        last = list(first)
         for _ in range(profile.warmup):
-            for b in backends:
-                b.run()
+            last = [b.run() for b in backends]
         samples: list[list[float]] = [[] for _ in backends]
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a collection inside one run would land on whichever model ran then
         try:
-            _timed_loop(backends, profile, samples)
+            if blocked(backends, profile):
+                runs = block_runs(last)
+                for b in backends:
+                    b.notes.append(BLOCK_NOTE.format(runs=runs, settle=SETTLE_S, threads=profile.threads))
+                _timed_blocks(backends, profile, samples, runs)
+            else:
+                _timed_loop(backends, profile, samples)
         finally:
             if gc_was_enabled:
                 gc.enable()
     return [Timings(f, s) for f, s in zip(first, samples, strict=True)]
+
+
+def blocked(backends: list[Backend], profile: Profile) -> bool:
+    """Several models with several CPU threads each: time them in blocks, not run by run."""
+    return len(backends) > 1 and profile.threads > 1 and all(b.device == "cpu" for b in backends)
+
+
+def block_runs(latest_ms: list[float]) -> int:
+    """Timed runs per model per block: the slowest model's block lasts about :data:`BLOCK_S`."""
+    return max(3, min(1000, math.ceil(BLOCK_S * 1000 / max(max(latest_ms), 1e-3))))
 
 
 def _timed_loop(backends: list[Backend], profile: Profile, samples: list[list[float]]) -> None:
@@ -254,11 +265,31 @@ def _timed_loop(backends: list[Backend], profile: Profile, samples: list[list[fl
         for i in order:  # A B, B A, A B ...: neither model always runs first after the loop's overhead
             samples[i].append(backends[i].run())
         order.reverse()
-        elapsed, runs = time.perf_counter() - start, len(samples[0])
-        if runs >= profile.min_runs and elapsed >= profile.min_time_s:
+        if _done(profile, time.perf_counter() - start, len(samples[0])):
             return
-        if profile.max_time_s and elapsed >= profile.max_time_s:
+
+
+def _timed_blocks(backends: list[Backend], profile: Profile, samples: list[list[float]], runs: int) -> None:
+    """A x runs, B x runs, B x runs, A x runs, ...; each block starts after SETTLE_S of untimed runs,
+    so the previous model's spinning pool has gone quiet. Run k of A pairs with run k of B, a block
+    apart (well under a second)."""
+    start, order = time.perf_counter(), list(range(len(backends)))
+    while True:
+        for i in order:
+            settle = time.perf_counter()
+            backends[i].run()
+            while time.perf_counter() - settle < SETTLE_S:
+                backends[i].run()
+            samples[i].extend(backends[i].run() for _ in range(runs))
+        order.reverse()
+        if _done(profile, time.perf_counter() - start, len(samples[0])):
             return
+
+
+def _done(profile: Profile, elapsed: float, runs: int) -> bool:
+    if runs >= profile.min_runs and elapsed >= profile.min_time_s:
+        return True
+    return bool(profile.max_time_s) and elapsed >= profile.max_time_s
 
 
 @contextlib.contextmanager
