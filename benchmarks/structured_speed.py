@@ -6,6 +6,12 @@ with 1 and 2 intra-op threads. Dense and pruned sessions are timed interleaved (
 medians are reported, so load on a shared machine hits both alike. efficiency = speed-up / MAC
 reduction (1.0: latency falls exactly as the MACs do).
 
+With 2 threads, ``--spin --block 50`` is the protocol of the session-4 results: ORT's default
+thread spinning (as deployed), models timed in blocks of 50 runs whose medians are paired, so the idle
+session's spinning pool slows only a block's first runs. Without ``--spin`` the 2-thread sessions run
+with spinning off, which understates the speed-up of thin pruned layers (see
+results/structured_speed_layer.md).
+
     PYTHONPATH=. python benchmarks/structured_speed.py                  # everything
     PYTHONPATH=. python benchmarks/structured_speed.py --models resnet18 --ratios 0.5 --rounds 20
 """
@@ -87,7 +93,7 @@ def ref_of(name: str) -> str:
 
 def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: str = "global",
                 round_tos: list[int] | None = None, keep_residual: tuple[bool, ...] = (False,),
-                spin: bool = False, block: int = 1) -> list[dict]:
+                spin: bool = False, block: int = 1, ignore: tuple[str, ...] = ()) -> list[dict]:
     """Every ratio / round_to variant of one model against its dense baseline."""
     dense = load_model(ref_of(name), input_shape=None)
     x = dense.example_input()
@@ -100,7 +106,7 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
         for round_to, keep in variants:
             handle = load_model(ref_of(name))
             norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to or None, scope=scope,
-                                         keep_residual=keep), PruneContext())
+                                         keep_residual=keep, ignore=ignore), PruneContext())
             macs = count_macs(handle.module, x)
             pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}_{keep}.onnx")
             for threads in (1, 2):
@@ -108,7 +114,7 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
                                                         session(pruned, threads, spin), x.numpy(), rounds,
                                                         block=block)
                 row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
-                       "keep_residual": keep, "threads": threads,
+                       "keep_residual": keep, "ignore": list(ignore), "threads": threads,
                        "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
                        "latency_ms_dense": t_dense, "latency_ms_pruned": t_pruned,
                        "speedup": paired, "speedup_of_medians": t_dense / t_pruned}
@@ -130,12 +136,12 @@ def table(rows: list[dict], command: str, load: str, spin: bool = False, block: 
              f"thread spinning {'ON (--spin)' if spin else 'off'}: interleaved, a spinning idle pool takes "
              f"the core the other session needs. Runs per interleaved block: {block} (pairs compare "
              "block medians; blocks of several runs let a spinning pool slow only the first run of a block).\n",
-             "| model | scope | ratio | round_to | residual | threads | MACs dense | MACs pruned | "
+             "| model | scope | ratio | round_to | residual | ignored | threads | MACs dense | MACs pruned | "
              "MAC reduction | dense ms | pruned ms | speed-up | efficiency |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kept = "kept" if r.get("keep_residual") else "pruned"
-        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {kept} | {r['threads']} | {r['macs_dense']:,} | "
+        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {kept} | {' '.join(r.get('ignore', [])) or '-'} | {r['threads']} | {r['macs_dense']:,} | "
                      f"{r['macs_pruned']:,} | {r['mac_reduction']:.2f}x | {r['latency_ms_dense']:.2f} | "
                      f"{r['latency_ms_pruned']:.2f} | {r['speedup']:.2f}x | {r['efficiency']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -151,9 +157,13 @@ def main() -> None:
                         help="round_to variants (1: none); default: 1 and 8 for torchvision models")
     parser.add_argument("--keep-residual", nargs="*", default=["off"], choices=["off", "on"],
                         help="--keep-residual variants to measure (off, on or both)")
+    parser.add_argument("--ignore", nargs="*", default=[],
+                        help="module-name patterns never pruned (compress prune --ignore), e.g. features.0.0")
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
     parser.add_argument("--spin", action="store_true",
-                        help="keep ONNX Runtime's thread spinning with 2 threads (results before session 3)")
+                        help="keep ONNX Runtime's default thread spinning with 2 threads (how a deployed "
+                             "session runs; results before session 3 used it with --block 1); pair it with "
+                             "--block 50 so the idle session's spinning pool slows only a block's first runs")
     parser.add_argument("--block", type=int, default=1,
                         help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians")
     args = parser.parse_args()
@@ -166,7 +176,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to, keep,
-                               args.spin, args.block)
+                               args.spin, args.block, tuple(args.ignore))
     load = f"load average (1/5/15 min) {start} at the start, " + \
         "/".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end"
     RESULTS.mkdir(exist_ok=True)

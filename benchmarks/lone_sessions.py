@@ -1,0 +1,46 @@
+"""Latency of ONNX models each timed alone (one session at a time, ORT defaults, spinning on), at 1 and
+2 intra-op threads: the check that block-interleaved timing (structured_speed.py --spin --block 50)
+reproduces what a deployed session sees. Each model runs 30 warm-up + 300 timed runs, twice, in turn.
+
+    PYTHONPATH=. python benchmarks/lone_sessions.py dense.onnx pruned.onnx
+"""
+import statistics
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def median_ms(path: str, threads: int, x: np.ndarray, runs: int = 300) -> float:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    feeds = {sess.get_inputs()[0].name: x}
+    for _ in range(30):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    dense, pruned = sys.argv[1:3]
+    shape = [d if isinstance(d, int) else 1 for d in ort.InferenceSession(dense).get_inputs()[0].shape]
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    for threads in (1, 2):
+        res = {m: [] for m in (dense, pruned)}
+        for _ in range(2):
+            for m in (dense, pruned):
+                res[m].append(median_ms(m, threads, x))
+        ratio = statistics.mean(res[dense]) / statistics.mean(res[pruned])
+        print(f"threads {threads}: " + ", ".join(f"{m} {' / '.join(f'{v:.2f}' for v in vs)} ms" for m, vs in res.items())
+              + f"; speed-up {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
