@@ -338,6 +338,29 @@ def test_parity_failure_is_check_failed_and_writes_nothing(user_models, tmp_path
     assert "parity_passed" not in result.figures and (tmp_path / "n.onnx").is_file()
 
 
+def test_parity_failure_says_whether_it_is_float32_rounding(models, tmp_path, monkeypatch):
+    """A failure is diagnosed against a float64 run of the model: rounding (the export is as far off
+    as PyTorch float32 itself), a real difference, or a model that is not deterministic."""
+    with pytest.raises(CheckFailed) as info:  # tolerances below float32 rounding
+        run_export(models["cnn"], tmp_path / "r.onnx", exporter="torchscript", atol=1e-10, rtol=1e-10)
+    assert "float32 rounding" in str(info.value) and "--atol" in info.value.one_line()
+    real = parity.ort_runner
+
+    def off(session):  # an export whose outputs are 1e-3 away: not rounding
+        run = real(session)
+        return lambda x: [o + np.float32(1e-3) for o in run(x)]
+
+    monkeypatch.setattr(parity, "ort_runner", off)
+    with pytest.raises(CheckFailed, match="not rounding"):
+        run_export(models["cnn"], tmp_path / "o.onnx", exporter="torchscript")
+    assert leftovers(tmp_path) == []
+
+
+def test_parity_failure_of_a_random_model_says_it_is_not_deterministic(user_models, tmp_path):
+    with pytest.raises(CheckFailed, match="not deterministic"):
+        run_export(f"{user_models}:noisy", tmp_path / "n.onnx", shape=(1, 16), exporter="torchscript")
+
+
 def test_dynamo_graph_failing_parity_is_retried_with_torchscript(models, tmp_path, monkeypatch):
     from compressor.export import onnx_export
 

@@ -142,6 +142,48 @@ def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int |
     return summarise(rows, len(used), sizes)
 
 
+def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.ndarray,
+                      fixed: int | None) -> dict[str, float] | None:
+    """How far PyTorch float32 and ``candidate`` each are from a float64 run of ``module``.
+
+    A disagreement beyond the tolerances can be float32 rounding that PyTorch itself shows (deep
+    random-init networks whose outputs reach 1e1-1e4) rather than an export error. None when the
+    module cannot run in float64; ``{"nondeterministic": 1.0}`` when PyTorch float32 itself gives
+    different outputs on two runs of the same inputs.
+    """
+    import copy
+
+    sizes = batch_plan(len(inputs), fixed)
+    used = inputs[:sum(sizes)]
+    try:
+        wide = copy.deepcopy(module).double().eval()
+
+        def run64(x: np.ndarray) -> list[np.ndarray]:
+            with torch.no_grad():
+                return [t.detach().numpy() for t in _flat(wide(torch.from_numpy(x).double()))]
+
+        f32 = run_batches(torch_runner(module), used, sizes)
+        if not all(np.array_equal(a, b) for a, b in zip(f32, run_batches(torch_runner(module), used, sizes))):
+            return {"nondeterministic": 1.0}
+        ref = run_batches(run64, used, sizes)
+        got = run_batches(candidate, used, sizes)
+    except Exception:  # noqa: BLE001 - an op without a float64 kernel: no diagnosis
+        return None
+    if not (len(ref) == len(f32) == len(got)) or any(r.shape != g.shape for r, g in zip(ref, got)):
+        return None
+
+    def worst(outs: list[np.ndarray]) -> float:
+        return max(float(np.abs(o.astype(np.float64) - r.astype(np.float64)).max()) for o, r in zip(outs, ref))
+
+    return {"torch_fp32_vs_fp64_max_abs": worst(f32), "exported_vs_fp64_max_abs": worst(got)}
+
+
+def _flat(out) -> list[torch.Tensor]:
+    from compressor.export.onnx_export import flatten_outputs
+
+    return list(flatten_outputs(out))
+
+
 def make_inputs(shape: Sequence[int], samples: int, seed: int, real: np.ndarray | None = None) -> np.ndarray:
     """``samples`` standard-normal inputs of ``shape`` (batch axis replaced), then any real samples."""
     gen = torch.Generator().manual_seed(seed)
