@@ -27,6 +27,8 @@ METHODS = {  # label -> (method, PruneConfig overrides)
     "magnitude-layer": ("magnitude", {"scope": "layer"}),
     "wanda": ("wanda", {"scope": "row", "calib_samples": 128}),
     "wanda-layer": ("wanda", {"scope": "layer", "calib_samples": 128}),
+    # one threshold over the dense network's scores sets each layer's sparsity (session 4)
+    "wanda-global": ("wanda", {"scope": "global", "calib_samples": 128}),
     "magnitude-row": ("magnitude", {"scope": "row"}),
     "sap": ("sap", {"scope": "layer", "steps": 40, "options": {"gamma": 4.0}}),
     "activation": ("activation", {"steps": 1, "calib_samples": 512}),

@@ -27,6 +27,7 @@ class MethodInfo:
     needs_data: bool = False
     supports_nm: bool = False
     recalibrates_bn: bool = False  # takes --recalibrate-bn / --no-recalibrate-bn
+    default_scope: str = "global"  # --scope when none is given
     command: str = "prune"
 
     def load(self) -> ModuleType:
@@ -54,7 +55,7 @@ METHODS: dict[str, MethodInfo] = {
                    supports_nm=True, recalibrates_bn=True),
         MethodInfo("wanda", "unstructured", f"{_U}.wanda", "mask by |W| * ||X||_2 per output row",
                    "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True,
-                   recalibrates_bn=True),
+                   recalibrates_bn=True, default_scope="row"),
         MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
                    "Diao et al., ICLR 2023", needs_data=True),
         MethodInfo("activation", "unstructured", f"{_U}.activation",

@@ -37,6 +37,24 @@ def test_global_masks_use_one_threshold_across_tensors():
     assert out["b"].tolist() == [True, True, False]
 
 
+def test_global_allocation_one_threshold_with_a_cap():
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0]), "b": torch.tensor([10.0, 20.0, 30.0, 40.0])}
+    raw = M.global_allocation(scores, 0.5, normalize="raw")
+    assert raw == {"a": 1.0 - 1 / 4, "b": 1.0 - 3 / 4}  # capped: "a" keeps its best score
+    # divided by the mean, both tensors look alike and share the cut equally
+    assert M.global_allocation(scores, 0.5, normalize="mean") == {"a": 0.5, "b": 0.5}
+    uneven = {"a": torch.tensor([1.0, 1.0, 1.0, 9.0]), "b": torch.tensor([3.0, 3.0, 3.0, 3.0])}
+    got = M.global_allocation(uneven, 0.5, normalize="mean")  # a: 0.33 of its mean, b: 1.0
+    assert got == {"a": 0.75, "b": 0.25}
+    small_first = {"a": torch.rand(100), "b": torch.rand(10) + 5}  # every "a" below every "b"
+    got = M.global_allocation(small_first, 0.85, normalize="raw", max_layer_sparsity=0.9)
+    assert got == {"a": pytest.approx(0.9), "b": pytest.approx(0.4)}  # 94 of 110: "b" gives the rest
+    got = M.global_allocation(small_first, 0.95, normalize="raw", max_layer_sparsity=0.9)
+    assert got["a"] == pytest.approx(0.95)  # a cap below the target rises to the target
+    with pytest.raises(ValueError, match="normalisation"):
+        M.global_allocation(scores, 0.5, normalize="max")
+
+
 def test_nm_mask_keeps_n_best_of_every_m_block():
     scores = torch.tensor([[1.0, 4.0, 2.0, 3.0, 8.0, 5.0, 6.0, 7.0]])
     mask = M.nm_mask(scores, 2, 4)

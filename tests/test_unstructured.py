@@ -93,7 +93,7 @@ def test_wanda_is_deterministic_and_covers_conv():
     assert set(a.masks) == {"0.weight", "3.weight", "7.weight", "10.weight"}
     assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
     assert _weight_sparsity(a, "3.weight") == pytest.approx(0.6, abs=0.01)
-    assert any("row" in note for note in report.notes)  # default scope global is reported as row
+    assert report.figures["wanda_scope"] == "row"  # wanda's default scope: per output row
 
 
 def test_sap_logs_index_and_amount_every_step():

@@ -26,8 +26,9 @@ def prune(
         help="Structured: keep this fraction of the MACs instead of giving --ratio.")] = None,
     sparsity: Annotated[Optional[float], typer.Option(
         help="Masked methods: fraction of weights to zero, in [0, 1).")] = None,
-    scope: Annotated[str, typer.Option(
-        help="Ranking scope: global, layer (each layer to the target) or row (per output row).")] = "global",
+    scope: Annotated[Optional[str], typer.Option(
+        help="Ranking scope: global, layer (each layer to the target) or row (per output row). "
+             "Default: row for wanda, global otherwise.")] = None,
     nm: Annotated[Optional[str], typer.Option(
         "--nm", help="N:M pattern, e.g. 2:4 keeps 2 of every 4 inputs (magnitude, wanda).")] = None,
     steps: Annotated[int, typer.Option(

@@ -31,7 +31,8 @@ class PruneConfig:
         ratio: structured: fraction of channels removed (0, 1).
         target_macs: structured: keep this fraction of MACs instead of a ratio.
         sparsity: unstructured: fraction of weights zeroed [0, 1).
-        scope: ranking scope: global, layer (per layer) or row (per output row).
+        scope: ranking scope: global, layer (per layer) or row (per output row); None: the
+            method's default (``row`` for wanda, as in the paper; ``global`` for the others).
         nm: N:M pattern such as "2:4" (unstructured methods that support it).
         steps: iterative pruning steps (re-scoring between steps); SAP / activation iterations.
         round_to: keep channel counts multiples of this (structured).
@@ -66,7 +67,7 @@ class PruneConfig:
     ratio: float | None = None
     target_macs: float | None = None
     sparsity: float | None = None
-    scope: str = "global"
+    scope: str | None = None
     nm: str | None = None
     steps: int = 1
     round_to: int | None = None
@@ -96,6 +97,8 @@ class PruneConfig:
             self._check_structured()
         else:
             self._check_unstructured(info)
+        if self.scope is None:
+            object.__setattr__(self, "scope", info.default_scope)
         if self.scope not in SCOPES:
             raise UsageError(f"unknown scope '{self.scope}'", f"valid: {', '.join(SCOPES)}")
         if self.steps < 1:

@@ -56,6 +56,33 @@ def global_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, 
     return out
 
 
+def global_allocation(scores: dict[str, torch.Tensor], sparsity: float, normalize: str = "mean",
+                      max_layer_sparsity: float = 0.99) -> dict[str, float]:
+    """Per-tensor sparsity from one threshold over all ``scores`` (overall: ``sparsity``).
+
+    Args:
+        scores: name -> scores of one tensor (higher = more important).
+        sparsity: fraction of all the scores removed.
+        normalize: ``mean`` divides each tensor's scores by their mean first (scale-free across
+            tensors), ``raw`` compares them as they are.
+        max_layer_sparsity: no tensor gives up more than this fraction (at least one score of
+            every tensor survives); the others take up the rest so the total stays ``sparsity``.
+            A cap below ``sparsity`` rises to it (one allocation, every tensor at the cap, fits).
+    """
+    if normalize not in ("mean", "raw"):
+        raise ValueError(f"unknown normalisation '{normalize}' (mean or raw)")
+    max_layer_sparsity = max(max_layer_sparsity, sparsity)
+    guarded = {}
+    for name, s in scores.items():
+        flat = s.detach().reshape(-1).double()
+        if normalize == "mean":
+            flat = flat / flat.mean().clamp_min(torch.finfo(torch.float64).tiny)
+        keep = max(1, flat.numel() - n_pruned(flat.numel(), max_layer_sparsity))
+        guarded[name] = flat.index_fill(0, torch.topk(flat, keep).indices, float("inf"))
+    masks = global_masks(guarded, sparsity)
+    return {name: 1.0 - m.double().mean().item() for name, m in masks.items()}
+
+
 def scoped_mask(scores: torch.Tensor, sparsity: float, scope: str) -> torch.Tensor:
     """``row`` -> :func:`row_mask`, anything else -> :func:`topk_mask` over the tensor."""
     return row_mask(scores, sparsity) if scope == "row" else topk_mask(scores, sparsity)
