@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 SMALL = (1, 3, 64, 64)
 
 
@@ -106,6 +108,7 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False) -> 
     from compressor.export.config import ExportConfig
     from compressor.io.artifact import load_model, save_artifact
 
+    torch.manual_seed(0)  # random init: the same weights on every run (rows before session 4: unseeded)
     handle = load_model(ref)
     params = sum(p.numel() for p in handle.module.parameters())
     row: dict = {"model": ref, "params": params}
