@@ -387,44 +387,74 @@ def test_real_process_exit_code_and_one_json_document(models):
     assert doc["gates"] == [{"name": "max_size", "limit": 1000, "value": doc["size_bytes"], "passed": False}]
 
 
-def test_multithread_pairs_are_timed_in_blocks_after_a_settle(models, monkeypatch):
-    """Two models with 2 CPU threads: each block of timed runs of one model starts only after
-    SETTLE_S of untimed runs (the other model's idle pool spins meanwhile); pairs stay aligned.
-    One thread, or one model, keeps the run-by-run alternation."""
+def test_multithread_pairs_are_timed_in_blocks_after_a_settle(monkeypatch):
+    """Two fast models with 2 CPU threads: each model's timed runs are the last ``runs`` calls of its
+    block, which start SETTLE_S after the block's first (untimed) call; blocks go A B, B A.
+    One thread, or one model, or a slow model keeps the run-by-run alternation."""
     from compressor.bench import runner
     from compressor.bench.profiles import get_profile
 
     monkeypatch.setattr(runner, "SETTLE_S", 0.02)
-    log: list[tuple[str, float]] = []
+    calls: list[tuple[str, int, float]] = []
 
     class Fake:
-        device, notes = "cpu", []
+        device = "cpu"
 
         def __init__(self, name: str, ms: float) -> None:
             self.name, self.ms, self.notes = name, ms, []
 
         def run(self) -> float:
-            log.append((self.name, time.perf_counter()))
+            calls.append((self.name, len(calls), time.perf_counter()))
             time.sleep(self.ms / 1000)
-            return self.ms
+            return float(len(calls) - 1)  # the call's number, so the test sees which calls were kept
 
-    two = get_profile("edge").override(threads=2, warmup=1, min_runs=20, min_time_s=0.0)
+    two = get_profile("edge").override(threads=2, warmup=2, min_runs=100, min_time_s=0.0, max_time_s=0.0)
     a, b = Fake("a", 4.0), Fake("b", 2.0)
     ta, tb = runner.measure([a, b], two)
     runs = runner.block_runs([4.0, 2.0])
-    assert runs == 75 and len(ta.samples_ms) == len(tb.samples_ms) == runs  # one block each: 20 runs reached
+    assert runs == 75 and len(ta.samples_ms) == len(tb.samples_ms) == 2 * runs  # two rounds: 150 >= 100
     assert any("timed in blocks" in n for n in a.notes)
-    timed = log[4:]  # after the first run and one warm-up round
-    switch = [i for i in range(1, len(timed)) if timed[i][0] != timed[i - 1][0]][0]
-    first_block_start = timed[0][1]
-    settle_runs = switch - runs
-    assert settle_runs >= 1 and timed[settle_runs][1] - first_block_start >= 0.02
-    log.clear()
+    chunks = []  # (start call, model) of every timed block
+    for name, samples in (("a", ta.samples_ms), ("b", tb.samples_ms)):
+        for k in range(0, len(samples), runs):
+            chunk = [int(n) for n in samples[k:k + runs]]
+            assert chunk == list(range(chunk[0], chunk[0] + runs))  # one unbroken block of calls
+            assert all(calls[n][0] == name for n in chunk)
+            first = chunk[0] - 1  # walk back over this block's untimed settle calls
+            timed = {int(n) for n in ta.samples_ms + tb.samples_ms}
+            while calls[first - 1][0] == name and first - 1 not in timed and first - 1 >= 6:
+                first -= 1
+            assert first < chunk[0] and calls[chunk[0]][2] - calls[first][2] >= 0.02  # settled first
+            chunks.append((chunk[0], name))
+    assert [name for _, name in sorted(chunks)] == ["a", "b", "b", "a"]
+    calls.clear()
     a2, b2 = Fake("a", 1.0), Fake("b", 1.0)
-    runner.measure([a2, b2], two.override(threads=1))
-    names = [n for n, _ in log[4:8]]
-    assert names == ["a", "b", "b", "a"] and not a2.notes  # run by run, alternating
+    runner.measure([a2, b2], two.override(threads=1, warmup=1, min_runs=2))
+    assert [n for n, _, _ in calls[4:8]] == ["a", "b", "b", "a"] and not a2.notes  # run by run
     assert not runner.blocked([a2], two)
+    assert not runner.blocked([a2, b2], two, [60.0, 1.0])  # a 60 ms run dwarfs a spinning tail
+
+
+def test_blocks_stop_at_max_time_with_paired_lists(monkeypatch):
+    from compressor.bench import runner
+    from compressor.bench.profiles import get_profile
+
+    monkeypatch.setattr(runner, "SETTLE_S", 0.01)
+
+    class Fake:
+        device, notes = "cpu", []
+
+        def __init__(self, ms: float) -> None:
+            self.ms, self.notes = ms, []
+
+        def run(self) -> float:
+            time.sleep(self.ms / 1000)
+            return self.ms
+
+    slow = get_profile("edge").override(threads=2, warmup=1, min_runs=10_000, min_time_s=0.0, max_time_s=0.5)
+    start = time.perf_counter()
+    ta, tb = runner.measure([Fake(10.0), Fake(5.0)], slow)
+    assert time.perf_counter() - start < 1.5 and len(ta.samples_ms) == len(tb.samples_ms) > 0
 
 
 def test_multithread_baseline_bench_reports_the_blocks(models):

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import math
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -198,6 +199,7 @@ class TorchBackend:
 
 SETTLE_S = 0.15  # untimed runs after switching models (an idle pool spins for tens of ms)
 BLOCK_S = 0.3  # timed runs per model per block: at least this long for the slowest model
+SLOW_RUN_S = 0.05  # runs this long dwarf a spinning tail: such pairs keep the run-by-run order
 BLOCK_NOTE = ("timed in blocks ({runs} runs of each model in turn, after {settle:.2f} s of untimed runs "
               "at every switch): with {threads} threads an idle ONNX Runtime or OpenMP pool keeps "
               "spinning for tens of ms after its model's last run, on a core the next model needs "
@@ -229,15 +231,17 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
     """
     with _threads(profile.threads):
         first = [b.run() for b in backends]
-        last = list(first)
+        warm: list[list[float]] = [[] for _ in backends]
         for _ in range(profile.warmup):
-            last = [b.run() for b in backends]
+            for i, b in enumerate(backends):
+                warm[i].append(b.run())
+        typical = [statistics.median(w) if w else f for w, f in zip(warm, first)]
         samples: list[list[float]] = [[] for _ in backends]
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a collection inside one run would land on whichever model ran then
         try:
-            if blocked(backends, profile):
-                runs = block_runs(last)
+            if blocked(backends, profile, typical):
+                runs = block_runs(typical)
                 for b in backends:
                     b.notes.append(BLOCK_NOTE.format(runs=runs, settle=SETTLE_S, threads=profile.threads))
                 _timed_blocks(backends, profile, samples, runs)
@@ -249,9 +253,14 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
     return [Timings(f, s) for f, s in zip(first, samples, strict=True)]
 
 
-def blocked(backends: list[Backend], profile: Profile) -> bool:
-    """Several models with several CPU threads each: time them in blocks, not run by run."""
-    return len(backends) > 1 and profile.threads > 1 and all(b.device == "cpu" for b in backends)
+def blocked(backends: list[Backend], profile: Profile, typical_ms: list[float] | None = None) -> bool:
+    """Several fast models with several CPU threads each: time them in blocks, not run by run.
+
+    A model whose run takes :data:`SLOW_RUN_S` or more is timed run by run: a spinning tail of
+    tens of ms is small next to it, and blocks would overrun ``--max-time``.
+    """
+    slow = bool(typical_ms) and max(typical_ms) >= SLOW_RUN_S * 1000
+    return len(backends) > 1 and profile.threads > 1 and all(b.device == "cpu" for b in backends) and not slow
 
 
 def block_runs(latest_ms: list[float]) -> int:
@@ -272,8 +281,9 @@ def _timed_loop(backends: list[Backend], profile: Profile, samples: list[list[fl
 def _timed_blocks(backends: list[Backend], profile: Profile, samples: list[list[float]], runs: int) -> None:
     """A x runs, B x runs, B x runs, A x runs, ...; each block starts after SETTLE_S of untimed runs,
     so the previous model's spinning pool has gone quiet. Run k of A pairs with run k of B, a block
-    apart (well under a second)."""
-    start, order = time.perf_counter(), list(range(len(backends)))
+    apart (well under a second). Rounds come in pairs (A B, B A) so neither model always goes first;
+    ``--max-time`` is checked after every block (then the lists are cut to the same length)."""
+    start, order, rounds = time.perf_counter(), list(range(len(backends))), 0
     while True:
         for i in order:
             settle = time.perf_counter()
@@ -281,8 +291,14 @@ def _timed_blocks(backends: list[Backend], profile: Profile, samples: list[list[
             while time.perf_counter() - settle < SETTLE_S:
                 backends[i].run()
             samples[i].extend(backends[i].run() for _ in range(runs))
+            if profile.max_time_s and all(samples) and time.perf_counter() - start >= profile.max_time_s:
+                shortest = min(len(x) for x in samples)
+                for x in samples:
+                    del x[shortest:]
+                return
         order.reverse()
-        if _done(profile, time.perf_counter() - start, len(samples[0])):
+        rounds += 1
+        if rounds % 2 == 0 and _done(profile, time.perf_counter() - start, len(samples[0])):
             return
 
 

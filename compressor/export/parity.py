@@ -142,16 +142,23 @@ def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int |
     return summarise(rows, len(used), sizes)
 
 
+DIAGNOSIS_MAX_PARAMS = 200_000_000  # a float64 copy beside the float32 model and ORT: skip above
+
+
 def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.ndarray,
-                      fixed: int | None) -> dict[str, float] | None:
+                      fixed: int | None, disagreement: float = 0.0) -> dict[str, float] | None:
     """How far PyTorch float32 and ``candidate`` each are from a float64 run of ``module``.
 
     A disagreement beyond the tolerances can be float32 rounding that PyTorch itself shows (deep
     random-init networks whose outputs reach 1e1-1e4) rather than an export error. None when the
-    module cannot run in float64; ``{"nondeterministic": 1.0}`` when PyTorch float32 itself gives
-    different outputs on two runs of the same inputs.
+    module cannot run in float64 or has more than DIAGNOSIS_MAX_PARAMS parameters;
+    ``{"nondeterministic": 1.0}`` when PyTorch float32 itself gives outputs on two runs of the same
+    inputs that differ by at least a tenth of ``disagreement`` (the export's max abs error).
     """
     import copy
+
+    if sum(p.numel() for p in module.parameters()) > DIAGNOSIS_MAX_PARAMS:
+        return None
 
     sizes = batch_plan(len(inputs), fixed)
     used = inputs[:sum(sizes)]
@@ -163,7 +170,10 @@ def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.nda
                 return [t.detach().numpy() for t in _flat(wide(torch.from_numpy(x).double()))]
 
         f32 = run_batches(torch_runner(module), used, sizes)
-        if not all(np.array_equal(a, b) for a, b in zip(f32, run_batches(torch_runner(module), used, sizes))):
+        again = run_batches(torch_runner(module), used, sizes)
+        drift = max((float(np.nanmax(np.abs(a - b))) if a.size and not np.array_equal(a, b, equal_nan=True)
+                     else 0.0 for a, b in zip(f32, again)), default=0.0)
+        if drift > 0 and drift >= 0.1 * disagreement:
             return {"nondeterministic": 1.0}
         ref = run_batches(run64, used, sizes)
         got = run_batches(candidate, used, sizes)

@@ -76,7 +76,7 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     out = Outcome()
     model, props, fp32 = _exported(inp, cfg, out)
     if fp32 is not None:
-        _gate(fp32, cfg, out, inp, _ort_or_none(model))
+        _gate(fp32, cfg, out, inp, lambda: _ort_or_none(model))
     final = _reduced(model, props, inp, cfg, out)
     if cfg.sparse_storage:
         final = _sparse(final, inp, cfg, out)
@@ -157,15 +157,19 @@ def _simplified(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
 
 
 def _gate(result: parity.Parity, cfg: ExportConfig, out: Outcome, inp: Inputs | None = None,
-          candidate: parity.Runner | None = None) -> None:
+          candidate: Callable[[], parity.Runner | None] | None = None) -> None:
+    """Record the parity figures; on failure raise CheckFailed with a float64 diagnosis when one can
+    be made (``candidate`` builds the exported model's runner only then)."""
     out.figures.update(result.flat(), parity_samples=result.samples, parity_batch_sizes=result.batch_sizes)
     out.outputs = result.outputs
     if result.passed:
         return
     hint = "loosen --rtol/--atol, try another --exporter or --no-simplify, or pass --no-verify"
     why = ""
-    if inp is not None and candidate is not None and np.isfinite(result.max_abs_error):
-        diag = parity.float64_diagnosis(inp.handle.module, candidate, inp.parity_inputs, cfg.fixed_batch)
+    runner = candidate() if inp is not None and candidate is not None and np.isfinite(result.max_abs_error) else None
+    if runner is not None:
+        diag = parity.float64_diagnosis(inp.handle.module, runner, inp.parity_inputs, cfg.fixed_batch,
+                                        result.max_abs_error)
         if diag:
             out.figures.update(diag)
             why, hint = _rounding_verdict(diag, result, hint)
@@ -309,7 +313,7 @@ def run_program(inp: Inputs, cfg: ExportConfig) -> Outcome:
             runner = formats.runner(cfg.format, saved)
             result = parity.check(parity.torch_runner(inp.handle.module), runner,
                                   inp.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol)
-            _gate(result, cfg, out, inp, runner)
+            _gate(result, cfg, out, inp, lambda: runner)
         atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
         data = saved.read_bytes()
     out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,

@@ -85,7 +85,8 @@ def _rewind_point(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, step
     if steps:
         from compressor.train import fit
 
-        fit(handle.module, ctx.train, cfg.train_config(1, max_batches=steps), masks=handle.masks,
+        # the rewind point is k ordinary steps: no fine-tune schedule annealing them
+        fit(handle.module, ctx.train, cfg.train_config(1, max_batches=steps, schedule="none"), masks=handle.masks,
             description="rewind point")
     return copy.deepcopy(handle.module.state_dict())
 
