@@ -24,6 +24,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="JSON-lines files, earliest first")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--title", default="every model, merged from the default run and its re-runs",
+                        help="what the runs are, for the heading (e.g. pruned with l1 at 0.5, then exported)")
     args = parser.parse_args()
     rows: dict[str, dict] = {}
     replaced: list[tuple[str, dict]] = []
@@ -42,8 +44,9 @@ def main() -> None:
     notes = "\n".join(f"- {r['model']} ({Path(run).name}): {r['status']}"
                       + (f" - {r['error'][:160]}" if r.get("error") else "") for run, r in replaced)
     out.write_text(
-        "# Export breadth: every model, merged from the default run and its re-runs\n\n"
-        f"Command: `{command}`\n\n"
+        f"# Export breadth: {args.title}\n\n"
+        f"Command: `{command}" + (f" --title '{args.title}'" if args.title != parser.get_default("title") else "")
+        + "`\n\n"
         f"{len(merged)} of {len(model_refs(None))} models have a row ({missing} have none; rows marked "
         "skipped were not run). Random-init "
         "models; all-zero weight tensors get N(0, 0.02) values. bn_calibrated: BatchNorm statistics set "

@@ -459,13 +459,15 @@ def _breadth_refs() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pruned", [False, True], ids=["dense", "pruned"])
 @pytest.mark.parametrize("ref", _breadth_refs())
-def test_every_sample_and_torchvision_model_exports_with_parity(ref, tmp_path):
-    """benchmarks/export_breadth.py runs the same export and writes the table."""
+def test_every_sample_and_torchvision_model_exports_with_parity(ref, pruned, tmp_path):
+    """benchmarks/export_breadth.py runs the same export (``--pruned``: after l1 at 0.5) and writes
+    the tables."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from export_breadth import one
 
-    row = one(ref, pruned=False, max_params=100_000_000)
+    row = one(ref, pruned=pruned, max_params=100_000_000)
     if row["status"] == "skipped":
         pytest.skip(row["error"])
     assert row["status"] == "ok", row.get("error")
