@@ -67,4 +67,5 @@ def test_wanda_defaults_to_row_and_nm_ignores_global():
     cfg = PruneConfig("wanda", nm="2:4", scope="global", data="digits", calib_samples=16)
     report = wanda.run(handle, cfg, PruneContext(train=load_data("digits", "train")))
     assert report.figures["wanda_scope"] == "nm" and "wanda_layer_allocation" not in report.figures
+    assert any("--scope global does not apply with --nm 2:4" in n for n in report.notes)
     assert report.figures["layer_sparsity"] == pytest.approx(0.5)

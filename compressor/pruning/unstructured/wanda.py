@@ -65,6 +65,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     note = L.bn_note(handle, cfg, bn_layers, len(x))
     if note:
         report.notes.append(note)
+    if nm and cfg.scope in ("global", "layer"):
+        report.notes.append(f"--scope {cfg.scope} does not apply with --nm {nm[0]}:{nm[1]}: every block of "
+                            f"{nm[1]} inputs keeps its {nm[0]} best")
     if missed:
         report.notes.append(f"not reached by the forward pass, pruned by |W| only: {', '.join(missed)}")
     tuned = L.finetune(handle, ctx, cfg.finetune_epochs)
