@@ -98,13 +98,15 @@ def run_batches(run: Runner, inputs: np.ndarray, sizes: Sequence[int]) -> list[n
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def torch_runner(module: torch.nn.Module) -> Runner:
-    """Run a PyTorch module on numpy input."""
+def torch_runner(module: torch.nn.Module, dtype: torch.dtype = torch.float32) -> Runner:
+    """Run a PyTorch module on numpy input; floating inputs and the outputs in ``dtype``."""
     from compressor.export.onnx_export import flatten_outputs
 
     def run(x: np.ndarray) -> list[np.ndarray]:
+        t = torch.from_numpy(x)
         with torch.no_grad():
-            return [t.detach().float().numpy() for t in flatten_outputs(module(torch.from_numpy(x)))]
+            outs = flatten_outputs(module(t.to(dtype) if t.is_floating_point() else t))
+            return [o.detach().to(dtype).numpy() for o in outs]
 
     return run
 
@@ -163,19 +165,14 @@ def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.nda
     sizes = batch_plan(len(inputs), fixed)
     used = inputs[:sum(sizes)]
     try:
-        wide = copy.deepcopy(module).double().eval()
-
-        def run64(x: np.ndarray) -> list[np.ndarray]:
-            with torch.no_grad():
-                return [t.detach().numpy() for t in _flat(wide(torch.from_numpy(x).double()))]
-
         f32 = run_batches(torch_runner(module), used, sizes)
         again = run_batches(torch_runner(module), used, sizes)
         drift = max((float(np.nanmax(np.abs(a - b))) if a.size and not np.array_equal(a, b, equal_nan=True)
                      else 0.0 for a, b in zip(f32, again)), default=0.0)
         if drift > 0 and drift >= 0.1 * disagreement:
             return {"nondeterministic": 1.0}
-        ref = run_batches(run64, used, sizes)
+        wide = torch_runner(copy.deepcopy(module).double().eval(), torch.float64)
+        ref = run_batches(wide, used, sizes)
         got = run_batches(candidate, used, sizes)
     except Exception:  # noqa: BLE001 - an op without a float64 kernel: no diagnosis
         return None
@@ -186,12 +183,6 @@ def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.nda
         return max(float(np.abs(o.astype(np.float64) - r.astype(np.float64)).max()) for o, r in zip(outs, ref))
 
     return {"torch_fp32_vs_fp64_max_abs": worst(f32), "exported_vs_fp64_max_abs": worst(got)}
-
-
-def _flat(out) -> list[torch.Tensor]:
-    from compressor.export.onnx_export import flatten_outputs
-
-    return list(flatten_outputs(out))
 
 
 def make_inputs(shape: Sequence[int], samples: int, seed: int, real: np.ndarray | None = None) -> np.ndarray:
