@@ -73,8 +73,6 @@ def calibrate_batchnorm(module, shape: tuple[int, ...], batches: int = 4) -> int
     deep ResNets that fail parity at the default tolerances: it does not make them pass (ResNet-50's
     max abs error went from 4.8e-5 to 1.4e-4), so it stays an option and rows say when it was used.
     """
-    import torch
-
     from compressor.pruning.batchnorm import statistics_pass
 
     with torch.no_grad(), statistics_pass(module) as count:

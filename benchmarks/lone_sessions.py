@@ -10,13 +10,11 @@ import time
 
 import numpy as np
 import onnxruntime as ort
+from structured_speed import session
 
 
 def median_ms(path: str, threads: int, x: np.ndarray, runs: int = 300) -> float:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    sess = session(path, threads, spin=True)  # the benchmark's session settings, ORT's default spinning
     feeds = {sess.get_inputs()[0].name: x}
     for _ in range(30):
         sess.run(None, feeds)

@@ -458,7 +458,6 @@ def _out_root(pruner: tp.pruner.BasePruner, group) -> tuple[nn.Module | None, li
 
 
 @torch.no_grad()
-@torch.no_grad()
 def recalibrate_bn(model: nn.Module, loader: Iterable, batches: int = 20) -> int:
     """Re-estimate BatchNorm running statistics on a few batches; returns the batches used.
 

@@ -56,10 +56,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     scope = GLOBAL_RANKING if allocation else "layer" if cfg.scope == "layer" else "row"
     missed, bn_layers = prune_in_forward(handle, layers, x, allocation or sparsity, scope, nm, recal)
     report = MethodReport(figures=L.base_figures(handle, layers), notes=[L.SPEED_NOTE])
-    report.figures.update({"calib_samples": len(x), "wanda_scope": "nm" if nm else scope,
-                           "bn_recalibrated_layers": bn_layers})
+    label = "nm" if nm else f"global-{scope}" if allocation else scope
+    report.figures.update({"calib_samples": len(x), "wanda_scope": label, "bn_recalibrated_layers": bn_layers})
     if allocation:
-        report.figures["wanda_scope"] = f"global-{scope}"
         report.figures["wanda_layer_allocation"] = {n: round(v, 4) for n, v in allocation.items()}
         report.notes.append(allocation_note(allocation, scope))
     note = L.bn_note(handle, cfg, bn_layers, len(x))
