@@ -203,7 +203,7 @@ SLOW_RUN_S = 0.05  # runs this long dwarf a spinning tail: such pairs keep the r
 BLOCK_NOTE = ("timed in blocks ({runs} runs of each model in turn, after {settle:.2f} s of untimed runs "
               "at every switch): with {threads} threads an idle ONNX Runtime or OpenMP pool keeps "
               "spinning for tens of ms after its model's last run, on a core the next model needs "
-              "(measured on a 2-core machine: the first 5 runs after a switch were up to 2.6x slower); "
+              "(measured on a 2-core machine: the first 5 runs after a switch were up to 2.6x slower; benchmarks/results/switch_profile.md); "
               "spinning stays on, as in deployment")
 
 
