@@ -306,6 +306,24 @@ def test_fixed_batch_onnx_is_timed_at_its_batch(models, tmp_path):
     assert doc["macs"] == 784 * 512 + 512 * 256 + 256 * 10  # per sample, not per fixed batch
 
 
+def test_external_data_onnx_is_benched_with_both_files_counted(models, tmp_path):
+    """A graph over 2 GiB comes as model.onnx + model.onnx.data: bench loads it from the path and
+    counts both files in size_bytes; params and MACs are those of the single-file model."""
+    import onnx
+
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(onnx.load(str(models["mlp"])), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="ext.onnx.data", size_threshold=1024)
+    data = tmp_path / "ext.onnx.data"
+    assert path.stat().st_size < 100_000 < data.stat().st_size
+    r = bench(path, *FAST, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["size_bytes"] == path.stat().st_size + data.stat().st_size
+    assert doc["params"] == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    assert doc["macs"] == 784 * 512 + 512 * 256 + 256 * 10
+
+
 def test_dynamic_spatial_onnx_needs_input_shape(tmp_path):
     import torch
 

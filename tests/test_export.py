@@ -367,10 +367,12 @@ def test_dynamo_graph_failing_parity_is_retried_with_torchscript(models, tmp_pat
     real = onnx_export._dynamo
 
     def broken(module, example, opset, dynamic, names):  # a dynamo graph whose weights are off
-        model = real(module, example, opset, dynamic, names)
-        weight = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
-        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.5, weight.name))
-        return model
+        import onnx_ir as ir
+
+        program = real(module, example, opset, dynamic, names)
+        weight = max(program.model.graph.initializers.values(), key=lambda v: v.const_value.size)
+        weight.const_value = ir.tensor(weight.const_value.numpy() * 1.5, name=weight.name)
+        return program
 
     monkeypatch.setattr(onnx_export, "_dynamo", broken)
     result = run_export(models["cnn"], tmp_path / "r.onnx")
@@ -446,6 +448,68 @@ def test_info_reads_the_exported_metadata(models, tmp_path):
     out = tmp_path / "i.onnx"
     run_export(models["cnn"], out, exporter="torchscript")
     assert info(ModelSpec(str(out))).ref == "sample:simple_cnn"
+
+
+# ---------------------------------------------------------------- graphs over 2 GiB (external data)
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    """Treat any graph over 100 kB as over protobuf's 2 GiB, so the external-data path runs fast."""
+    from compressor.export import large
+
+    monkeypatch.setattr(large, "LIMIT", 100_000)
+
+
+def test_large_graph_is_written_with_external_data_and_runs(models, tmp_path, small_limit):
+    from compressor.api import info
+
+    out = tmp_path / "big.onnx"
+    result = run_export(models["cnn"], out)  # 1.7 MB of weights: "large" here
+    assert result.figures["parity_passed"] and result.figures["exporter"] == "dynamo"
+    assert leftovers(tmp_path) == ["big.onnx", "big.onnx.data"]
+    assert out.stat().st_size < 100_000 < (tmp_path / "big.onnx.data").stat().st_size
+    assert result.figures["external_data"] == str(tmp_path / "big.onnx.data")
+    assert result.figures["size_bytes"] == out.stat().st_size + (tmp_path / "big.onnx.data").stat().st_size
+    assert any("external data" in n for n in result.notes)
+    onnx.checker.check_model(str(out), full_check=True)
+    graph = onnx.load(str(out), load_external_data=False)
+    assert all(len(i.raw_data) == 0 for i in graph.graph.initializer if i.dims and np.prod(i.dims) >= 256)
+    handle = load_model(models["cnn"])
+    for batch in (1, 7):
+        x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        np.testing.assert_allclose(ort_run(out, x), torch_run(handle, x), rtol=1e-3, atol=1e-5)
+    shown = info(ModelSpec(str(out)))  # info reads the data file too: sizes and params add up
+    assert shown.size_bytes == result.figures["size_bytes"]
+    assert shown.params == result.figures["params"] >= sum(p.numel() for p in handle.module.parameters())
+    assert shown.macs > 0
+
+
+def test_large_graph_refuses_what_needs_one_protobuf(models, tmp_path, small_limit):
+    """int8, fp16 and sparse storage rewrite the graph as one protobuf: exit 3, nothing written."""
+    for flag in ({"quantize": "int8"}, {"fp16": True}, {"sparse_storage": True}):
+        with pytest.raises(UnsupportedError, match="2 GiB") as info:
+            run_export(models["cnn"], tmp_path / "q.onnx", **flag)
+        assert info.value.exit_code == 3
+    assert leftovers(tmp_path) == []
+
+
+def test_large_graph_parity_failure_writes_neither_file(user_models, tmp_path, monkeypatch):
+    from compressor.export import large
+
+    monkeypatch.setattr(large, "LIMIT", 100)  # the noisy model's 16x4 weights are "large"
+    with pytest.raises(CheckFailed):
+        run_export(f"{user_models}:noisy", tmp_path / "n.onnx", shape=(1, 16))
+    assert leftovers(tmp_path) == ["code"]
+
+
+def test_compressed_file_bytes_matches_one_shot(tmp_path):
+    from compressor.stats import compressed_bytes, compressed_file_bytes
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(bytes(range(256)) * 300)
+    b.write_bytes(np.random.default_rng(0).bytes(70_000))
+    assert compressed_file_bytes([a, b], chunk=4096) == compressed_bytes(a.read_bytes() + b.read_bytes())
 
 
 # ---------------------------------------------------------------- breadth (slow; table in benchmarks/)

@@ -16,7 +16,8 @@ class ExportResult:
     ``figures`` holds the flat keys: size_bytes, compressed_bytes, max_abs_error, max_rel_error,
     top1_agreement, parity_passed, nodes_before, nodes_after, params, nonzero_params, sparsity,
     torch_params, torch_nonzero_params, and with int8/fp16 fp32_size_bytes, size_ratio,
-    accuracy_fp32, accuracy, accuracy_delta.
+    accuracy_fp32, accuracy, accuracy_delta; external_data (the weights' file) for a graph over 2 GiB,
+    whose size_bytes and compressed_bytes then count both files.
     """
 
     output: str

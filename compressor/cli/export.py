@@ -48,6 +48,8 @@ def export(
     Checks the graph with onnx.checker, compares ONNX Runtime with PyTorch on random inputs (and
     real samples with --data) in batches of 1 and 7, writes metadata (producer, preprocessing,
     model ref, history) into the file, and writes it atomically. Exit 1 when parity fails.
+    A graph over protobuf's 2 GiB limit keeps its weights in OUTPUT.data beside OUTPUT (ONNX
+    external data, loaded by ONNX Runtime from the path); keep the two files together.
 
     Examples:
 
@@ -78,7 +80,7 @@ def render(r) -> None:
     f = r.figures
     table = Table(title=f"{r.format} -> {r.output}", show_header=False)
     rows = [("exporter", f.get("exporter")), ("batch", f.get("batch")), ("opset", f.get("opset")),
-            ("file size", human_bytes(f["size_bytes"])), ("compressed (zlib)", human_bytes(f["compressed_bytes"])),
+            ("file size", human_bytes(f["size_bytes"]) + (" (graph + external data)" if "external_data" in f else "")), ("compressed (zlib)", human_bytes(f["compressed_bytes"])),
             ("nodes before/after simplify", _pair(f, "nodes_before", "nodes_after")),
             ("max abs error", _num(f.get("max_abs_error"))), ("max rel error", _num(f.get("max_rel_error"))),
             ("top-1 agreement", _num(f.get("top1_agreement"))),

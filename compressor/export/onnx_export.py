@@ -20,6 +20,7 @@ from torch import nn
 
 from compressor import __version__
 from compressor.errors import InputError, UnsupportedError
+from compressor.export import large
 
 INPUT_NAME = "input"
 
@@ -28,9 +29,10 @@ INPUT_NAME = "input"
 class Exported:
     """An exported ONNX model and how it was made."""
 
-    model: Any  # onnx.ModelProto
+    model: Any  # onnx.ModelProto; None when the weights are over 2 GiB (then see ``program``)
     exporter: str
     notes: list[str] = field(default_factory=list)
+    program: Any = None  # torch.onnx.ONNXProgram (dynamo): its IR model is saved as files when large
 
 
 def forward_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tensor]:
@@ -68,7 +70,9 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
     errors: list[str] = []
     if exporter in ("auto", "dynamo"):
         try:
-            return Exported(_dynamo(module, example, opset, dynamic, names), "dynamo")
+            program = _dynamo(module, example, opset, dynamic, names)
+            model = None if large.is_large(program.model) else program.model_proto
+            return Exported(model, "dynamo", program=program)
         except Exception as exc:  # noqa: BLE001 - any exporter failure triggers the fallback
             errors.append(f"dynamo: {first_line(exc)}")
     if exporter in ("auto", "torchscript"):
@@ -89,11 +93,10 @@ def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
         program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=opset,
                                     input_names=[INPUT_NAME], output_names=names,
                                     dynamic_shapes=shapes, verbose=False)
-    model = program.model_proto
-    got = _opset(model)
+    got = program.model.opset_imports.get("", 0)
     if got != opset:
         raise UnsupportedError(f"asked for opset {opset}, the exporter produced {got}")
-    return model
+    return program
 
 
 def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
@@ -107,10 +110,6 @@ def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: 
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes,
                           do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
-
-
-def _opset(model) -> int:
-    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
 @contextlib.contextmanager
@@ -175,7 +174,8 @@ def stamp(model, props: dict[str, str]) -> None:
 
 
 def check(model, full: bool = True) -> None:
-    """``onnx.checker`` check, full (with shape inference) by default; a failure is an export failure."""
+    """``onnx.checker`` check of a model or a path (a graph with external data), full (with shape
+    inference) by default; a failure is an export failure."""
     import onnx
 
     try:

@@ -2,6 +2,8 @@
 
 Every step works on an in-memory ONNX model or in a private temp folder; the output file is
 written once, atomically, at the end, so a failed or refused export leaves nothing on disk.
+A graph over protobuf's 2 GiB limit goes through files with its weights as external data
+(:mod:`compressor.export.large`) and is written as ``OUT.onnx`` plus ``OUT.onnx.data``.
 The fp32 graph must pass parity (exit 1 otherwise, unless ``verify`` is off); int8 and fp16
 graphs are compared too, but their errors are reported, not gated: quantization changes outputs
 by design, and the accuracy change on ``--data`` is the figure that matters for them.
@@ -17,10 +19,10 @@ from typing import Any, Callable
 import numpy as np
 
 from compressor.errors import CheckFailed, CompressorError
-from compressor.export import onnx_export, parity, quantize, simplify, sparse
+from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
-from compressor.io.atomic import atomic_write
-from compressor.stats import compressed_bytes
+from compressor.io.atomic import atomic_write, check_writable
+from compressor.stats import compressed_bytes, compressed_file_bytes
 
 
 @dataclass
@@ -45,10 +47,11 @@ class Outcome:
 
 
 def session(model):
-    """An ONNX Runtime CPU session on an in-memory model."""
+    """An ONNX Runtime CPU session on an in-memory model, or on a file (a path)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
 
 
 def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
@@ -74,7 +77,10 @@ def _ort_or_none(model) -> parity.Runner | None:
 def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     """Export to ONNX and write ``cfg.output``; see the module docstring."""
     out = Outcome()
-    model, props, fp32 = _exported(inp, cfg, out)
+    exported = onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic, cfg.exporter)
+    if exported.model is None:
+        return _run_large(exported, inp, cfg, out)
+    model, props, fp32 = _exported(inp, cfg, out, exported)
     if fp32 is not None:
         _gate(fp32, cfg, out, inp, lambda: _ort_or_none(model))
     final = _reduced(model, props, inp, cfg, out)
@@ -87,11 +93,11 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     return out
 
 
-def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exporter: str | None = None):
-    """Export, stamp, check and simplify; a dynamo graph that fails parity is retried with TorchScript."""
-    exported = onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic,
-                                       exporter or cfg.exporter)
-    _check_size(exported.model)
+def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_export.Exported | None = None,
+              exporter: str | None = None):
+    """Stamp, check and simplify; a dynamo graph that fails parity is retried with TorchScript."""
+    exported = exported or onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic,
+                                                   exporter or cfg.exporter)
     props = onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg))
     model = _finish(exported.model, props)
     inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
@@ -103,7 +109,7 @@ def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exporter: str | None
         return model, props, fp32
     fresh = Outcome()
     try:
-        retry = _exported(inp, cfg, fresh, "torchscript")
+        retry = _exported(inp, cfg, fresh, exporter="torchscript")
     except CompressorError:
         return model, props, fp32
     if not retry[2].passed:
@@ -114,14 +120,42 @@ def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exporter: str | None
     return retry
 
 
-def _check_size(model) -> None:
-    """A protobuf cannot exceed 2 GiB; external-data files are not written (yet)."""
+def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, out: Outcome) -> Outcome:
+    """A graph over 2 GiB: files from the start (see :mod:`compressor.export.large`)."""
+    import tempfile
+
     from compressor.errors import UnsupportedError
 
-    if model.ByteSize() >= 2**31:
-        raise UnsupportedError(f"the ONNX graph is {model.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB "
-                               "limit, and ONNX external-data output is not supported",
-                               "use --format exported-program, or prune the model first")
+    size = large.weight_bytes(exported.program.model) / 2**30
+    for flag, asked in (("--quantize", cfg.quantize), ("--fp16", cfg.fp16), ("--sparse-storage", cfg.sparse_storage)):
+        if asked:
+            raise UnsupportedError(f"the ONNX graph's weights are {size:.1f} GiB, over protobuf's 2 GiB limit; "
+                                   f"{flag} needs them in one protobuf", f"export without {flag}, or prune the model first")
+    output = check_writable(cfg.output)
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
+        graph_file, data_file = large.save(exported.program.model, Path(tmp) / output.name)
+        graph = large.load_graph(graph_file)
+        onnx_export.stamp(graph, onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg)))
+        large.rewrite(graph, graph_file)
+        onnx_export.check(graph_file)
+        nodes = simplify.node_count(graph)
+        inp.log(f"exported with the {exported.exporter} exporter: {nodes} nodes, {size:.1f} GiB of weights "
+                "as external data")
+        out.figures.update(exporter=exported.exporter, opset=cfg.opset, batch="dynamic" if cfg.dynamic else
+                           cfg.fixed_batch, nodes_before=nodes, nodes_after=nodes, simplified=False)
+        out.notes += exported.notes + [
+            f"the graph's weights are over protobuf's 2 GiB limit: they are in {data_file.name} beside "
+            f"{output.name} (ONNX external data); keep the two files together",
+            "onnxslim skipped: it needs the graph in one protobuf"]
+        if cfg.verify:
+            _gate(verify(graph_file, inp, cfg), cfg, out)
+        if inp.test is not None:
+            out.figures["accuracy"] = accuracy(predictions(graph_file, inp, cfg), inp)
+        out.figures.update(weight_figures(graph, Path(tmp)))
+        files = large.move_into_place(graph_file, data_file, output)
+    out.figures.update(external_data=str(files[1]), size_bytes=sum(f.stat().st_size for f in files),
+                       compressed_bytes=compressed_file_bytes(files))
+    return out
 
 
 def _extra(cfg: ExportConfig) -> dict[str, Any]:
@@ -284,13 +318,14 @@ def predictions(model, inp: Inputs, cfg: ExportConfig) -> np.ndarray:
     return parity.run_batches(parity.ort_runner(session(model)), x[:usable], sizes)[0].argmax(1)
 
 
-def weight_figures(model) -> dict[str, Any]:
-    """params, nonzero_params and sparsity over dense and sparse initializers."""
+def weight_figures(model, folder: Path | None = None) -> dict[str, Any]:
+    """params, nonzero_params and sparsity over dense and sparse initializers (external data read
+    from ``folder``, one tensor at a time)."""
     from onnx import numpy_helper
 
     params = nonzero = 0
     for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
+        arr = numpy_helper.to_array(init, base_dir=str(folder or ""))
         params, nonzero = params + arr.size, nonzero + int(np.count_nonzero(arr))
     for sp in model.graph.sparse_initializer:
         params += int(np.prod(sp.dims))

@@ -8,43 +8,56 @@ from typing import Any
 import numpy as np
 
 from compressor.errors import InputError
-from compressor.stats import compressed_bytes
+from compressor.stats import compressed_file_bytes
 
 
 def load_onnx(path: str | Path):
-    """Load and check an ONNX model; unreadable files are input errors (exit 2)."""
+    """Load and check an ONNX model without its external data (a graph over 2 GiB keeps its weights
+    in a file beside it; they are read tensor by tensor where needed); unreadable files are input
+    errors (exit 2)."""
     import onnx
 
     file = Path(path)
     if not file.is_file() or file.stat().st_size == 0:
         raise InputError(f"{file}: missing or empty ONNX file")
     try:
-        model = onnx.load(str(file))
-        onnx.checker.check_model(model)
+        model = onnx.load(str(file), load_external_data=False)
+        onnx.checker.check_model(str(file))  # by path: the checker takes graphs over 2 GiB no other way
     except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
         raise InputError(f"{file}: not a valid ONNX model ({str(exc).splitlines()[0][:160]})") from None
     return model
 
 
 def onnx_figures(path: str | Path) -> dict[str, Any]:
-    """params, nonzero_params, sparsity, macs, size_bytes, compressed_bytes, inputs, outputs."""
+    """params, nonzero_params, sparsity, macs, size_bytes (the graph and its external data),
+    compressed_bytes, inputs, outputs."""
     from onnx import numpy_helper
 
     model = load_onnx(path)
+    folder = Path(path).parent
     params = nonzero = 0
     for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
+        arr = numpy_helper.to_array(init, base_dir=str(folder))
         params += arr.size
         nonzero += int(np.count_nonzero(arr))
-    data = Path(path).read_bytes()
+    files = [Path(path), *external_files(model, folder)]
     return {
         "params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1),
-        "macs": onnx_macs(model), "size_bytes": len(data), "compressed_bytes": compressed_bytes(data),
+        "macs": onnx_macs(model), "size_bytes": sum(f.stat().st_size for f in files),
+        "compressed_bytes": compressed_file_bytes(files),
         "nodes": len(model.graph.node), "opset": max((o.version for o in model.opset_import), default=0),
         "inputs": [_io(v) for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}],
         "outputs": [_io(v) for v in model.graph.output],
         "metadata": {p.key: p.value for p in model.metadata_props},
     }
+
+
+def external_files(model, folder: Path) -> list[Path]:
+    """The external-data files ``model`` (loaded without them) names, in ``folder``, in order of use."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    names = dict.fromkeys(ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t))
+    return [folder / name for name in names]
 
 
 def _io(value) -> dict[str, Any]:
@@ -53,7 +66,8 @@ def _io(value) -> dict[str, Any]:
 
 
 def onnx_macs(model) -> int:
-    """MACs of Conv, Gemm and MatMul nodes at batch 1, from inferred shapes."""
+    """MACs of Conv, Gemm and MatMul nodes at batch 1, from inferred shapes (``model`` may be loaded
+    without its external data: only the dims count)."""
     import onnx
 
     try:
