@@ -81,14 +81,14 @@ def calibrate_batchnorm(module, shape: tuple[int, ...], batches: int = 4) -> int
     return count
 
 
-def pick_shape(ref: str, module) -> tuple[int, ...]:
-    """The small shape when the forward accepts it, else the reference's default."""
+def pick_shape(ref: str, module, native: bool = False) -> tuple[int, ...]:
+    """The small shape when the forward accepts it, else (or with ``native``) the reference's default."""
     import torch
 
     from compressor.io.refs import default_input_shape
 
     default = default_input_shape(ref)
-    if ref.startswith("sample:"):
+    if ref.startswith("sample:") or native:
         return default
     try:
         with torch.no_grad():
@@ -98,7 +98,7 @@ def pick_shape(ref: str, module) -> tuple[int, ...]:
         return default
 
 
-def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False) -> dict:
+def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False, native: bool = False) -> dict:
     """Export one model; a row with the figures or the error."""
     from compressor.api.common import ModelSpec
     from compressor.api.export import export
@@ -112,7 +112,7 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False) -> 
     row: dict = {"model": ref, "params": params}
     if max_params and params > max_params:
         return {**row, "status": "skipped", "error": f"more than {max_params:,} params (--max-params)"}
-    shape = pick_shape(ref, handle.module)
+    shape = pick_shape(ref, handle.module, native)
     handle.input_shape = shape
     row.update(input_shape="x".join(map(str, shape)), zero_weights_randomised=randomise_zero_weights(handle.module))
     if calibrate_bn and not ref.startswith("sample:"):
@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--max-params", type=int, default=100_000_000, help="skip bigger models (0: none)")
     parser.add_argument("--resume", action="store_true", help="skip models already in OUT.jsonl")
     parser.add_argument("--table-only", action="store_true", help="only rewrite OUT from OUT.jsonl")
+    parser.add_argument("--native-shape", action="store_true",
+                        help="export at the model's own input size (224x224 for most) instead of 64x64")
     parser.add_argument("--calibrate-bn", action="store_true",
                         help="set random-init BatchNorm statistics from random batches first (rows say so)")
     args = parser.parse_args()
@@ -188,7 +190,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = out.with_suffix(".jsonl")
     if args.table_only:
-        write_table(out, lines, args.pruned, total=len(model_refs(args.models)))
+        write_table(out, lines, args, total=len(model_refs(args.models)))
         return
     done = {json.loads(l)["model"] for l in lines.read_text().splitlines()} if args.resume and lines.exists() else set()
     if not args.resume and lines.exists():
@@ -196,20 +198,32 @@ def main() -> None:
     for ref in model_refs(args.models):
         if ref in done:
             continue
-        row = one(ref, args.pruned, args.max_params, args.calibrate_bn)
+        row = one(ref, args.pruned, args.max_params, args.calibrate_bn, args.native_shape)
         print(json.dumps(row), flush=True)
         with lines.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-    write_table(out, lines, args.pruned, total=len(model_refs(args.models)))
+    write_table(out, lines, args, total=len(model_refs(args.models)))
 
 
-def write_table(out: Path, lines: Path, pruned: bool, total: int) -> None:
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this table (every option that changes a row)."""
+    parts = ["PYTHONPATH=. python benchmarks/export_breadth.py"]
+    parts += ["--pruned"] if args.pruned else []
+    parts += ["--calibrate-bn"] if args.calibrate_bn else []
+    parts += ["--native-shape"] if args.native_shape else []
+    parts += ["--models", *args.models] if args.models else []
+    parts += [f"--max-params {args.max_params}"] if args.max_params != 100_000_000 else []
+    return " ".join([*parts, f"--out {args.out}"])
+
+
+def write_table(out: Path, lines: Path, args: argparse.Namespace, total: int) -> None:
     """Rewrite the markdown table from the JSON lines."""
+    pruned = args.pruned
     rows = [json.loads(l) for l in lines.read_text().splitlines()] if lines.exists() else []
     title = "pruned with l1 at 0.5, then " if pruned else ""
     missing = f"{total - len(rows)} of {total} models not run yet (continue with --resume).\n\n" \
         if len(rows) < total else ""
-    command = f"PYTHONPATH=. python benchmarks/export_breadth.py{' --pruned' if pruned else ''} --out {out}"
+    command = command_line(args)
     out.write_text(f"# Export breadth: {title}compress export with default settings\n\nCommand: `{command}`\n\n"
                    + missing +
                    "Random-init models (all-zero weight tensors, e.g. zero-initialised heads, get N(0, 0.02) values so "

@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--title", default="every model, merged from the default run and its re-runs",
                         help="what the runs are, for the heading (e.g. pruned with l1 at 0.5, then exported)")
+    parser.add_argument("--preface", help="a markdown file whose text goes between the command and the table "
+                        "(the findings of the re-runs, kept beside the generated table)")
     args = parser.parse_args()
     rows: dict[str, dict] = {}
     replaced: list[tuple[str, dict]] = []
@@ -40,13 +42,16 @@ def main() -> None:
     out = Path(args.out)
     out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
     command = "PYTHONPATH=. python benchmarks/export_breadth_merge.py " + " ".join(args.runs) + f" --out {out}"
+    if args.preface:
+        command += f" --preface {args.preface}"
+    preface = Path(args.preface).read_text().strip() + "\n\n" if args.preface else ""
     missing = len(model_refs(None)) - len(merged)
-    notes = "\n".join(f"- {r['model']} ({Path(run).name}): {r['status']}"
+    notes = "\n".join(f"- {r['model']} (in {r['run']}, replaced by {Path(run).name}): {r['status']}"
                       + (f" - {r['error'][:160]}" if r.get("error") else "") for run, r in replaced)
     out.write_text(
         f"# Export breadth: {args.title}\n\n"
         f"Command: `{command}" + (f" --title '{args.title}'" if args.title != parser.get_default("title") else "")
-        + "`\n\n"
+        + "`\n\n" + preface +
         f"{len(merged)} of {len(model_refs(None))} models have a row ({missing} have none; rows marked "
         "skipped were not run). Random-init "
         "models; all-zero weight tensors get N(0, 0.02) values. bn_calibrated: BatchNorm statistics set "

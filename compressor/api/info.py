@@ -64,4 +64,6 @@ def _onnx_info(spec: ModelSpec) -> InfoResult:
         params=fig["params"], nonzero_params=fig["nonzero_params"], sparsity=fig["sparsity"],
         macs=fig["macs"], size_bytes=fig["size_bytes"], compressed_bytes=fig["compressed_bytes"],
         input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
-        notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"])
+        notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
+        + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
+           "both)"] * bool(fig["external_data"]))
