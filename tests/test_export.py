@@ -503,13 +503,19 @@ def test_large_graph_parity_failure_writes_neither_file(user_models, tmp_path, m
     assert leftovers(tmp_path) == ["code"]
 
 
-def test_compressed_file_bytes_matches_one_shot(tmp_path):
-    from compressor.stats import compressed_bytes, compressed_file_bytes
+def test_compressed_file_bytes_exact_and_estimated(tmp_path):
+    """Exact (chunked) up to the limit; above it, an estimate from evenly spaced blocks that lands
+    near the exact figure on a file whose halves compress very differently."""
+    from compressor.stats import compressed_bytes, compressed_file_bytes, compressed_is_estimate
 
     a, b = tmp_path / "a", tmp_path / "b"
-    a.write_bytes(bytes(range(256)) * 300)
-    b.write_bytes(np.random.default_rng(0).bytes(70_000))
-    assert compressed_file_bytes([a, b], chunk=4096) == compressed_bytes(a.read_bytes() + b.read_bytes())
+    a.write_bytes(bytes(range(256)) * 12_000)  # ~3 MB that compresses ~100x
+    b.write_bytes(np.random.default_rng(0).bytes(3_000_000))  # 3 MB that does not compress
+    exact = compressed_bytes(a.read_bytes() + b.read_bytes())
+    assert compressed_file_bytes([a, b], chunk=4096) == exact
+    assert not compressed_is_estimate(6_072_000) and compressed_is_estimate(6_072_000, exact_limit=10_000)
+    estimate = compressed_file_bytes([a, b], chunk=16_384, exact_limit=10_000)  # samples 1 MB of 6
+    assert estimate != exact and abs(estimate - exact) < 0.05 * exact  # within a stratum, 1/64 of it
 
 
 # ---------------------------------------------------------------- breadth (slow; table in benchmarks/)

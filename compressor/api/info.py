@@ -54,6 +54,7 @@ def info(spec: ModelSpec) -> InfoResult:
 
 def _onnx_info(spec: ModelSpec) -> InfoResult:
     from compressor.io.onnx_file import onnx_figures
+    from compressor.stats import ESTIMATE_NOTE
 
     fig = onnx_figures(spec.path)
     shape = fig["inputs"][0]["shape"] if fig["inputs"] else []
@@ -66,4 +67,4 @@ def _onnx_info(spec: ModelSpec) -> InfoResult:
         input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
         notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
         + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
-           "both)"] * bool(fig["external_data"]))
+           "both)"] * bool(fig["external_data"]) + [ESTIMATE_NOTE] * fig["compressed_estimated"])

@@ -88,7 +88,11 @@ class OrtBackend:
     def __post_init__(self) -> None:
         from compressor.io.onnx_file import onnx_figures
 
+        from compressor.stats import ESTIMATE_NOTE
+
         self.figures = onnx_figures(self.path)  # validates the file first (exit 2 if not a model)
+        if self.figures["compressed_estimated"]:
+            self.notes.append(f"{self.path}: {ESTIMATE_NOTE}")
         start = time.perf_counter()
         self.session = self._session()
         self.session_ms = (time.perf_counter() - start) * 1000

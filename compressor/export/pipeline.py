@@ -22,7 +22,7 @@ from compressor.errors import CheckFailed, CompressorError
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io.atomic import atomic_write, check_writable
-from compressor.stats import compressed_bytes, compressed_file_bytes
+from compressor.stats import ESTIMATE_NOTE, compressed_bytes, compressed_file_bytes, compressed_is_estimate
 
 
 @dataclass
@@ -153,8 +153,11 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
             out.figures["accuracy"] = accuracy(predictions(graph_file, inp, cfg), inp)
         out.figures.update(weight_figures(graph, Path(tmp)))
         files = large.move_into_place(graph_file, data_file, output)
-    out.figures.update(external_data=str(files[1]), size_bytes=sum(f.stat().st_size for f in files),
-                       compressed_bytes=compressed_file_bytes(files))
+    size = sum(f.stat().st_size for f in files)
+    out.figures.update(external_data=str(files[1]), size_bytes=size, compressed_bytes=compressed_file_bytes(files),
+                       compressed_estimated=compressed_is_estimate(size))
+    if out.figures["compressed_estimated"]:
+        out.notes.append(ESTIMATE_NOTE)
     return out
 
 
