@@ -1,11 +1,12 @@
 """Merge export-breadth runs into one table: the default run, then re-runs that replace its rows.
 
     PYTHONPATH=. python benchmarks/export_breadth_merge.py benchmarks/results/export_breadth.jsonl \
-        benchmarks/results/export_breadth_big.jsonl benchmarks/results/export_breadth_bncal.jsonl \
-        --out benchmarks/results/export_breadth_all.md
+        benchmarks/results/export_breadth_big.jsonl benchmarks/results/export_breadth_diag.jsonl \
+        benchmarks/results/export_breadth_large.jsonl --out benchmarks/results/export_breadth_all.md \
+        --preface benchmarks/results/export_breadth_all_notes.md
 
 A later file's row replaces an earlier file's row for the same model (the re-runs: models above the
-default --max-params, and deep random-init ResNets re-run with --calibrate-bn). Every replaced row is
+default --max-params, the seeded re-run of the failures, the two models over 2 GiB). Every replaced row is
 listed under the table, so nothing measured disappears.
 """
 

@@ -139,10 +139,14 @@ def model_figures(module: nn.Module, example: torch.Tensor, file: str | Path | N
 
 def file_sizes(file: str | Path | None, module: nn.Module | None = None,
                compressed: bool = True) -> dict[str, int]:
-    """``size_bytes`` (and ``compressed_bytes``) of ``file``, or of ``module``'s state_dict."""
+    """``size_bytes`` (and ``compressed_bytes``, estimated for files over :data:`EXACT_LIMIT`) of
+    ``file``, or of ``module``'s state_dict."""
     if file and Path(file).is_file():
-        data = Path(file).read_bytes()
-    elif module is not None:
+        sizes = {"size_bytes": Path(file).stat().st_size}
+        if compressed:
+            sizes["compressed_bytes"] = compressed_file_bytes([file])
+        return sizes
+    if module is not None:
         data = serialized_bytes(module)
     else:
         return {}

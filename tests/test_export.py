@@ -480,7 +480,7 @@ def test_large_graph_is_written_with_external_data_and_runs(models, tmp_path, sm
         x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
         np.testing.assert_allclose(ort_run(out, x), torch_run(handle, x), rtol=1e-3, atol=1e-5)
     shown = info(ModelSpec(str(out)))  # info reads the data file too: sizes and params add up
-    assert shown.size_bytes == result.figures["size_bytes"]
+    assert shown.size_bytes == result.figures["size_bytes"] and shown.ref == "sample:simple_cnn"  # stamped
     assert shown.params == result.figures["params"] >= sum(p.numel() for p in handle.module.parameters())
     assert shown.macs > 0 and any("big.onnx.data" in n for n in shown.notes)
 
@@ -497,10 +497,43 @@ def test_large_graph_refuses_what_needs_one_protobuf(models, tmp_path, small_lim
 def test_large_graph_parity_failure_writes_neither_file(user_models, tmp_path, monkeypatch):
     from compressor.export import large
 
+    saved = []
+    real = large.save
     monkeypatch.setattr(large, "LIMIT", 100)  # the noisy model's 16x4 weights are "large"
-    with pytest.raises(CheckFailed):
+    monkeypatch.setattr(large, "save", lambda model, path: saved.append(path) or real(model, path))
+    with pytest.raises(CheckFailed, match="not deterministic"):  # diagnosed as on the one-file path
         run_export(f"{user_models}:noisy", tmp_path / "n.onnx", shape=(1, 16))
-    assert leftovers(tmp_path) == ["code"]
+    assert len(saved) == 1 and leftovers(tmp_path) == ["code"]
+
+
+def test_large_graph_replaces_a_pair_and_a_small_export_removes_its_data(models, tmp_path, monkeypatch):
+    from compressor.export import large
+
+    out, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    monkeypatch.setattr(large, "LIMIT", 100_000)
+    run_export(models["cnn"], out, exporter="dynamo")
+    first = data.read_bytes()
+    run_export(models["mlp_masked"], out, exporter="dynamo", shape=(1, 1, 28, 28))  # over the first pair
+    assert leftovers(tmp_path) == ["m.onnx", "m.onnx.data"] and data.read_bytes() != first
+    assert ort_run(out, np.zeros((1, 1, 28, 28), np.float32)).shape == (1, 10)
+    real = os.replace
+    failed = []
+
+    def failing(src, dst):  # the new graph's rename fails once: the previous pair must come back whole
+        if Path(dst) == out and Path(src).name == out.name and not failed:
+            failed.append(src)
+            raise OSError("disk gone")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    before = out.read_bytes(), data.read_bytes()
+    with pytest.raises(OSError):
+        run_export(models["cnn"], out, exporter="dynamo")
+    monkeypatch.setattr(os, "replace", real)
+    assert failed and (out.read_bytes(), data.read_bytes()) == before and leftovers(tmp_path) == ["m.onnx", "m.onnx.data"]
+    monkeypatch.setattr(large, "LIMIT", 2**31)
+    result = run_export(models["cnn"], out)  # one file now: the old weights' file goes
+    assert leftovers(tmp_path) == ["m.onnx"] and any("removed m.onnx.data" in n for n in result.notes)
 
 
 def test_compressed_file_bytes_exact_and_estimated(tmp_path):

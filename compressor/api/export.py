@@ -17,7 +17,8 @@ class ExportResult:
     top1_agreement, parity_passed, nodes_before, nodes_after, params, nonzero_params, sparsity,
     torch_params, torch_nonzero_params, and with int8/fp16 fp32_size_bytes, size_ratio,
     accuracy_fp32, accuracy, accuracy_delta; external_data (the weights' file) for a graph over 2 GiB,
-    whose size_bytes and compressed_bytes then count both files.
+    whose size_bytes and compressed_bytes then count both files; compressed_estimated (True when
+    compressed_bytes is estimated from samples, for files over 512 MiB).
     """
 
     output: str

@@ -40,12 +40,13 @@ def info(spec: ModelSpec) -> InfoResult:
     """Inspect a PyTorch model (artifact, state_dict + arch, reference) or an ``.onnx`` file."""
     if spec.is_onnx:
         return _onnx_info(spec)
-    from compressor.stats import layer_table, model_figures
+    from compressor.stats import ESTIMATE_NOTE, compressed_is_estimate, layer_table, model_figures
 
     handle = spec.load()
     source = spec.path if handle.source_kind != "reference" else None
     figures = model_figures(handle.module, handle.example_input(), source)
     notes = [MASK_NOTE] if handle.masks or figures["sparsity"] > 0.2 else []
+    notes += [ESTIMATE_NOTE] * (source is not None and compressed_is_estimate(figures["size_bytes"]))
     return InfoResult(
         path=spec.path, kind=handle.source_kind, ref=handle.ref, **figures,
         input_shape=list(handle.input_shape), layers=layer_table(handle.module),

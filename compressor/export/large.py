@@ -5,7 +5,8 @@ Protobuf cannot size, copy or serialise a message over 2 GiB, so such a graph ne
 ``model.onnx.data`` (every tensor over 256 bytes, ONNX's external-data format), and every later
 step works from the path: the metadata stamp on the graph file alone, ``onnx.checker`` on the
 path, ONNX Runtime loading from the path. The two files are made in a private folder beside the
-output and renamed into place only after the checks pass, so a failed export leaves nothing.
+output and renamed into place only after the checks pass, so a failed export leaves nothing (a
+process killed mid-export, e.g. for memory, can leave that hidden ``.OUT.onnx.*`` folder behind).
 """
 
 from __future__ import annotations
@@ -53,12 +54,33 @@ def rewrite(graph, path: Path) -> None:
 
 
 def move_into_place(graph: Path, data: Path, output: Path) -> list[Path]:
-    """Rename the data file, then the graph, beside ``output``; a failure leaves neither."""
+    """Rename the data file, then the graph, to ``output`` and its data file. A pair already there
+    is moved aside into the graph's folder first and put back if a rename fails, so the output is
+    always the old pair or the new one, never one of each."""
     data_file = output.with_name(data_name(output.name))
-    os.replace(data, data_file)  # the graph names the data file, so it moves first
+    aside = [(dst, graph.parent / f"previous-{dst.name}") for dst in (output, data_file) if dst.exists()]
+    done: list[Path] = []
     try:
-        os.replace(graph, output)
+        for src, dst in aside:
+            os.replace(src, dst)
+        for src, dst in ((data, data_file), (graph, output)):  # the graph names the data file: data first
+            os.replace(src, dst)
+            done.append(dst)
     except BaseException:
-        data_file.unlink(missing_ok=True)
+        for dst in done:
+            dst.unlink(missing_ok=True)
+        for src, dst in aside:
+            if dst.exists():
+                os.replace(dst, src)
         raise
     return [output, data_file]
+
+
+def data_files_of(path: Path) -> list[Path]:
+    """The external-data files an existing graph file names (none when it is missing or unreadable)."""
+    from compressor.io.onnx_file import external_files
+
+    try:
+        return external_files(load_graph(path), path.parent) if path.is_file() else []
+    except Exception:  # noqa: BLE001 - not an ONNX file: it names no data
+        return []

@@ -71,8 +71,9 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
     if exporter in ("auto", "dynamo"):
         try:
             program = _dynamo(module, example, opset, dynamic, names)
-            model = None if large.is_large(program.model) else program.model_proto
-            return Exported(model, "dynamo", program=program)
+            if large.is_large(program.model):
+                return Exported(None, "dynamo", program=program)
+            return Exported(program.model_proto, "dynamo")  # the program (and its weights) can go
         except Exception as exc:  # noqa: BLE001 - any exporter failure triggers the fallback
             errors.append(f"dynamo: {first_line(exc)}")
     if exporter in ("auto", "torchscript"):
@@ -93,7 +94,7 @@ def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
         program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=opset,
                                     input_names=[INPUT_NAME], output_names=names,
                                     dynamic_shapes=shapes, verbose=False)
-    got = program.model.opset_imports.get("", 0)
+    got = program.model.opset_imports.get("", program.model.opset_imports.get("ai.onnx", 0))
     if got != opset:
         raise UnsupportedError(f"asked for opset {opset}, the exporter produced {got}")
     return program

@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from compressor.errors import CheckFailed, CompressorError
+from compressor.errors import CheckFailed, CompressorError, UnsupportedError
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io.atomic import atomic_write, check_writable
-from compressor.stats import ESTIMATE_NOTE, compressed_bytes, compressed_file_bytes, compressed_is_estimate
+from compressor.stats import ESTIMATE_NOTE, compressed_file_bytes, compressed_is_estimate
 
 
 @dataclass
@@ -86,11 +86,23 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     final = _reduced(model, props, inp, cfg, out)
     if cfg.sparse_storage:
         final = _sparse(final, inp, cfg, out)
+    stale = large.data_files_of(Path(cfg.output))  # the weights of a large export written here before
     data = final.SerializeToString()
     atomic_write(cfg.output, lambda tmp: tmp.write_bytes(data))
-    out.figures.update(size_bytes=len(data), compressed_bytes=compressed_bytes(data),
-                       **weight_figures(final))
+    for file in stale:
+        file.unlink(missing_ok=True)
+        out.notes.append(f"removed {file.name}: the external data of the {Path(cfg.output).name} this replaces")
+    out.figures.update(size_bytes=len(data), **_compressed([Path(cfg.output)], out), **weight_figures(final))
     return out
+
+
+def _compressed(files: list[Path], out: Outcome) -> dict[str, Any]:
+    """compressed_bytes and compressed_estimated of the written files (a note when estimated)."""
+    size = sum(f.stat().st_size for f in files)
+    estimated = compressed_is_estimate(size)
+    if estimated:
+        out.notes.append(ESTIMATE_NOTE)
+    return {"compressed_bytes": compressed_file_bytes(files), "compressed_estimated": estimated}
 
 
 def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_export.Exported | None = None,
@@ -122,10 +134,6 @@ def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_expor
 
 def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, out: Outcome) -> Outcome:
     """A graph over 2 GiB: files from the start (see :mod:`compressor.export.large`)."""
-    import tempfile
-
-    from compressor.errors import UnsupportedError
-
     size = large.weight_bytes(exported.program.model) / 2**30
     for flag, asked in (("--quantize", cfg.quantize), ("--fp16", cfg.fp16), ("--sparse-storage", cfg.sparse_storage)):
         if asked:
@@ -148,16 +156,13 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
             f"{output.name} (ONNX external data); keep the two files together",
             "onnxslim skipped: it needs the graph in one protobuf"]
         if cfg.verify:
-            _gate(verify(graph_file, inp, cfg), cfg, out)
+            _gate(verify(graph_file, inp, cfg), cfg, out, inp, lambda: _ort_or_none(graph_file))
         if inp.test is not None:
             out.figures["accuracy"] = accuracy(predictions(graph_file, inp, cfg), inp)
         out.figures.update(weight_figures(graph, Path(tmp)))
         files = large.move_into_place(graph_file, data_file, output)
-    size = sum(f.stat().st_size for f in files)
-    out.figures.update(external_data=str(files[1]), size_bytes=size, compressed_bytes=compressed_file_bytes(files),
-                       compressed_estimated=compressed_is_estimate(size))
-    if out.figures["compressed_estimated"]:
-        out.notes.append(ESTIMATE_NOTE)
+    out.figures.update(external_data=str(files[1]), size_bytes=sum(f.stat().st_size for f in files),
+                       **_compressed(files, out))
     return out
 
 
@@ -353,7 +358,6 @@ def run_program(inp: Inputs, cfg: ExportConfig) -> Outcome:
                                   inp.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol)
             _gate(result, cfg, out, inp, lambda: runner)
         atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
-        data = saved.read_bytes()
     out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
-                       size_bytes=len(data), compressed_bytes=compressed_bytes(data))
+                       size_bytes=Path(cfg.output).stat().st_size, **_compressed([Path(cfg.output)], out))
     return out

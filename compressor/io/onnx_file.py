@@ -32,13 +32,16 @@ def onnx_figures(path: str | Path) -> dict[str, Any]:
     """params, nonzero_params, sparsity, macs, size_bytes (the graph and its external data),
     compressed_bytes (estimated when compressed_estimated), external_data (the data files' names),
     inputs, outputs."""
+    import onnx
     from onnx import numpy_helper
 
     model = load_onnx(path)
     folder = Path(path).parent
     params = nonzero = 0
     for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init, base_dir=str(folder))
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(init)  # small when external; older onnx fills the tensor it reads into
+        arr = numpy_helper.to_array(tensor, base_dir=str(folder))
         params += arr.size
         nonzero += int(np.count_nonzero(arr))
     files = [Path(path), *external_files(model, folder)]
