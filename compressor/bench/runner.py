@@ -87,7 +87,6 @@ class OrtBackend:
 
     def __post_init__(self) -> None:
         from compressor.io.onnx_file import onnx_figures
-
         from compressor.stats import ESTIMATE_NOTE
 
         self.figures = onnx_figures(self.path)  # validates the file first (exit 2 if not a model)

@@ -80,8 +80,9 @@ def render(r) -> None:
     f = r.figures
     table = Table(title=f"{r.format} -> {r.output}", show_header=False)
     rows = [("exporter", f.get("exporter")), ("batch", f.get("batch")), ("opset", f.get("opset")),
-            ("file size", human_bytes(f["size_bytes"])
-             + (" (graph + external data)" if "external_data" in f else "")), ("compressed (zlib)", human_bytes(f["compressed_bytes"])),
+            ("file size", human_bytes(f["size_bytes"]) + (" (graph + external data)" if "external_data" in f else "")),
+            ("compressed (zlib)",
+             human_bytes(f["compressed_bytes"]) + (" (estimated)" if f.get("compressed_estimated") else "")),
             ("nodes before/after simplify", _pair(f, "nodes_before", "nodes_after")),
             ("max abs error", _num(f.get("max_abs_error"))), ("max rel error", _num(f.get("max_rel_error"))),
             ("top-1 agreement", _num(f.get("top1_agreement"))),

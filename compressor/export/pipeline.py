@@ -135,10 +135,12 @@ def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_expor
 def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, out: Outcome) -> Outcome:
     """A graph over 2 GiB: files from the start (see :mod:`compressor.export.large`)."""
     size = large.weight_bytes(exported.program.model) / 2**30
-    for flag, asked in (("--quantize", cfg.quantize), ("--fp16", cfg.fp16), ("--sparse-storage", cfg.sparse_storage)):
-        if asked:
-            raise UnsupportedError(f"the ONNX graph's weights are {size:.1f} GiB, over protobuf's 2 GiB limit; "
-                                   f"{flag} needs them in one protobuf", f"export without {flag}, or prune the model first")
+    asked = [flag for flag, on in (("--quantize", cfg.quantize), ("--fp16", cfg.fp16),
+                                   ("--sparse-storage", cfg.sparse_storage)) if on]
+    if asked:
+        flag = asked[0]
+        raise UnsupportedError(f"the ONNX graph's weights are {size:.1f} GiB, over protobuf's 2 GiB limit; "
+                               f"{flag} needs them in one protobuf", f"export without {flag}, or prune the model first")
     output = check_writable(cfg.output)
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         graph_file, data_file = large.save(exported.program.model, Path(tmp) / output.name)
