@@ -95,6 +95,14 @@ def compressed_is_estimate(total_bytes: int, exact_limit: int | None = None) -> 
     return total_bytes > (EXACT_LIMIT if exact_limit is None else exact_limit)
 
 
+def files_figures(files) -> dict[str, Any]:
+    """size_bytes, compressed_bytes and compressed_estimated of ``files`` taken together (a graph
+    and its external data)."""
+    size = sum(Path(f).stat().st_size for f in files)
+    return {"size_bytes": size, "compressed_bytes": compressed_file_bytes(files),
+            "compressed_estimated": compressed_is_estimate(size)}
+
+
 ESTIMATE_NOTE = (f"compressed bytes estimated from {SAMPLES} evenly spaced blocks (files over "
                  f"{EXACT_LIMIT // 2**20} MiB; zlib over all of it takes minutes)")
 

@@ -22,7 +22,7 @@ from compressor.errors import CheckFailed, CompressorError, UnsupportedError
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io.atomic import atomic_write, check_writable
-from compressor.stats import ESTIMATE_NOTE, compressed_file_bytes, compressed_is_estimate
+from compressor.stats import ESTIMATE_NOTE, files_figures
 
 
 @dataclass
@@ -92,17 +92,16 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     for file in stale:
         file.unlink(missing_ok=True)
         out.notes.append(f"removed {file.name}: the external data of the {Path(cfg.output).name} this replaces")
-    out.figures.update(size_bytes=len(data), **_compressed([Path(cfg.output)], out), **weight_figures(final))
+    out.figures.update(**_written([Path(cfg.output)], out), **weight_figures(final))
     return out
 
 
-def _compressed(files: list[Path], out: Outcome) -> dict[str, Any]:
-    """compressed_bytes and compressed_estimated of the written files (a note when estimated)."""
-    size = sum(f.stat().st_size for f in files)
-    estimated = compressed_is_estimate(size)
-    if estimated:
+def _written(files: list[Path], out: Outcome) -> dict[str, Any]:
+    """:func:`files_figures` of the written files (a note when the compressed size is estimated)."""
+    figures = files_figures(files)
+    if figures["compressed_estimated"]:
         out.notes.append(ESTIMATE_NOTE)
-    return {"compressed_bytes": compressed_file_bytes(files), "compressed_estimated": estimated}
+    return figures
 
 
 def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_export.Exported | None = None,
@@ -163,8 +162,7 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
             out.figures["accuracy"] = accuracy(predictions(graph_file, inp, cfg), inp)
         out.figures.update(weight_figures(graph, Path(tmp)))
         files = large.move_into_place(graph_file, data_file, output)
-    out.figures.update(external_data=str(files[1]), size_bytes=sum(f.stat().st_size for f in files),
-                       **_compressed(files, out))
+    out.figures.update(external_data=str(files[1]), **_written(files, out))
     return out
 
 
@@ -361,5 +359,5 @@ def run_program(inp: Inputs, cfg: ExportConfig) -> Outcome:
             _gate(result, cfg, out, inp, lambda: runner)
         atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
     out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
-                       size_bytes=Path(cfg.output).stat().st_size, **_compressed([Path(cfg.output)], out))
+                       **_written([Path(cfg.output)], out))
     return out

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from compressor.errors import InputError
-from compressor.stats import compressed_file_bytes, compressed_is_estimate
+from compressor.stats import files_figures
 
 
 def load_onnx(path: str | Path):
@@ -45,12 +45,9 @@ def onnx_figures(path: str | Path) -> dict[str, Any]:
         params += arr.size
         nonzero += int(np.count_nonzero(arr))
     files = [Path(path), *external_files(model, folder)]
-    size = sum(f.stat().st_size for f in files)
     return {
         "params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1),
-        "macs": onnx_macs(model), "size_bytes": size,
-        "compressed_bytes": compressed_file_bytes(files), "compressed_estimated": compressed_is_estimate(size),
-        "external_data": [f.name for f in files[1:]],
+        "macs": onnx_macs(model), **files_figures(files), "external_data": [f.name for f in files[1:]],
         "nodes": len(model.graph.node), "opset": max((o.version for o in model.opset_import), default=0),
         "inputs": [_io(v) for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}],
         "outputs": [_io(v) for v in model.graph.output],
