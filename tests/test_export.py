@@ -269,6 +269,10 @@ def test_masked_zeros_stay_zeros_and_sparse_storage_shrinks(models, tmp_path):
     onnx.checker.check_model(onnx.load(str(out)))  # full check: see the note about sparse inputs
     x = np.random.default_rng(0).standard_normal((7, 1, 28, 28)).astype(np.float32)
     np.testing.assert_array_equal(ort_run(out, x), ort_run(tmp_path / "dense.onnx", x))
+    from compressor.api import info
+
+    shown = info(ModelSpec(str(out)))  # info counts the sparse initializers too (it saw 778 biases)
+    assert (shown.params, shown.nonzero_params) == (result.figures["params"], result.figures["nonzero_params"])
 
 
 def test_sparse_storage_keeps_dense_weights_dense(models, tmp_path):

@@ -22,6 +22,7 @@ from compressor.errors import CheckFailed, CompressorError, UnsupportedError
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io.atomic import atomic_write, check_writable
+from compressor.io.onnx_file import weight_figures
 from compressor.stats import ESTIMATE_NOTE, files_figures
 
 
@@ -324,21 +325,6 @@ def predictions(model, inp: Inputs, cfg: ExportConfig) -> np.ndarray:
     usable = len(x) // batch * batch if cfg.fixed_batch else len(x)
     sizes = [batch] * (usable // batch) + ([usable % batch] if usable % batch else [])
     return parity.run_batches(parity.ort_runner(session(model)), x[:usable], sizes)[0].argmax(1)
-
-
-def weight_figures(model, folder: Path | None = None) -> dict[str, Any]:
-    """params, nonzero_params and sparsity over dense and sparse initializers (external data read
-    from ``folder``, one tensor at a time)."""
-    from onnx import numpy_helper
-
-    params = nonzero = 0
-    for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init, base_dir=str(folder or ""))
-        params, nonzero = params + arr.size, nonzero + int(np.count_nonzero(arr))
-    for sp in model.graph.sparse_initializer:
-        params += int(np.prod(sp.dims))
-        nonzero += int(np.count_nonzero(numpy_helper.to_array(sp.values)))
-    return {"params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1)}
 
 
 def run_program(inp: Inputs, cfg: ExportConfig) -> Outcome:

@@ -32,27 +32,38 @@ def onnx_figures(path: str | Path) -> dict[str, Any]:
     """params, nonzero_params, sparsity, macs, size_bytes (the graph and its external data),
     compressed_bytes (estimated when compressed_estimated), external_data (the data files' names),
     inputs, outputs."""
-    import onnx
-    from onnx import numpy_helper
-
     model = load_onnx(path)
     folder = Path(path).parent
-    params = nonzero = 0
-    for init in model.graph.initializer:
-        tensor = onnx.TensorProto()
-        tensor.CopyFrom(init)  # small when external; older onnx fills the tensor it reads into
-        arr = numpy_helper.to_array(tensor, base_dir=str(folder))
-        params += arr.size
-        nonzero += int(np.count_nonzero(arr))
     files = [Path(path), *external_files(model, folder)]
     return {
-        "params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1),
-        "macs": onnx_macs(model), **files_figures(files), "external_data": [f.name for f in files[1:]],
+        **weight_figures(model, folder), "macs": onnx_macs(model), **files_figures(files),
+        "external_data": [f.name for f in files[1:]],
         "nodes": len(model.graph.node), "opset": max((o.version for o in model.opset_import), default=0),
         "inputs": [_io(v) for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}],
         "outputs": [_io(v) for v in model.graph.output],
         "metadata": {p.key: p.value for p in model.metadata_props},
     }
+
+
+def weight_figures(model, folder: Path | None = None) -> dict[str, Any]:
+    """params, nonzero_params and sparsity over dense and sparse initializers; external data is
+    read from ``folder`` one tensor at a time."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import uses_external_data
+
+    params = nonzero = 0
+    for init in model.graph.initializer:
+        tensor = init
+        if uses_external_data(init):  # a small proto: older onnx would fill it with the data it reads
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(init)
+        arr = numpy_helper.to_array(tensor, base_dir=str(folder or ""))
+        params, nonzero = params + arr.size, nonzero + int(np.count_nonzero(arr))
+    for sp in model.graph.sparse_initializer:
+        params += int(np.prod(sp.dims))
+        nonzero += int(np.count_nonzero(numpy_helper.to_array(sp.values)))
+    return {"params": params, "nonzero_params": nonzero, "sparsity": 1.0 - nonzero / max(params, 1)}
 
 
 def external_files(model, folder: Path) -> list[Path]:
