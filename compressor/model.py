@@ -28,6 +28,7 @@ class ModelHandle:
         metrics: the latest measured figures (accuracy, params, ...).
         source: the path or reference it was loaded from.
         source_kind: artifact, state_dict, pickle or reference.
+        verified: whether the file carried an integrity digest, checked when it was loaded.
     """
 
     module: nn.Module
@@ -41,6 +42,7 @@ class ModelHandle:
     metrics: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     source_kind: str = "reference"
+    verified: bool = False
 
     def example_input(self, batch: int = 1, seed: int = 0) -> torch.Tensor:
         """A deterministic random input of the model's input shape."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from compressor.api.common import ModelSpec
 
+VERIFIED = "sha256 verified"
 MASK_NOTE = ("masked zeros shrink the compressed file but do not speed up dense runtimes "
              "(ONNX Runtime on CPU runs them as dense weights)")
 
@@ -29,6 +30,7 @@ class InfoResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     masked_layers: int = 0
+    integrity: str = "no digest"
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -50,10 +52,12 @@ def info(spec: ModelSpec) -> InfoResult:
     return InfoResult(
         path=spec.path, kind=handle.source_kind, ref=handle.ref, **figures,
         input_shape=list(handle.input_shape), layers=layer_table(handle.module),
-        history=handle.history, metrics=handle.metrics, masked_layers=len(handle.masks), notes=notes)
+        history=handle.history, metrics=handle.metrics, masked_layers=len(handle.masks),
+        integrity=VERIFIED if handle.verified else "no digest", notes=notes)
 
 
 def _onnx_info(spec: ModelSpec) -> InfoResult:
+    from compressor.io import integrity
     from compressor.io.onnx_file import onnx_figures
     from compressor.stats import ESTIMATE_NOTE
 
@@ -66,6 +70,7 @@ def _onnx_info(spec: ModelSpec) -> InfoResult:
         params=fig["params"], nonzero_params=fig["nonzero_params"], sparsity=fig["sparsity"],
         macs=fig["macs"], size_bytes=fig["size_bytes"], compressed_bytes=fig["compressed_bytes"],
         input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
+        integrity=VERIFIED if integrity.ONNX_KEY in fig["metadata"] else "no digest",
         notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
         + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
            "both)"] * bool(fig["external_data"]) + [ESTIMATE_NOTE] * fig["compressed_estimated"])

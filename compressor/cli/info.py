@@ -35,7 +35,8 @@ def _render(r) -> None:
                        ("MACs (theoretical)", human_count(r.macs)),
                        ("file size", human_bytes(r.size_bytes)),
                        ("compressed (zlib)", human_bytes(r.compressed_bytes)),
-                       ("input shape", "x".join(str(d) for d in r.input_shape))]:
+                       ("input shape", "x".join(str(d) for d in r.input_shape)),
+                       ("integrity", r.integrity)]:
         summary.add_row(key, value)
     out.print(summary)
     if r.layers:

@@ -21,6 +21,7 @@ import numpy as np
 from compressor.errors import CheckFailed, CompressorError, UnsupportedError
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
+from compressor.io import integrity
 from compressor.io.atomic import atomic_write, check_writable
 from compressor.io.onnx_file import weight_figures
 from compressor.stats import ESTIMATE_NOTE, files_figures
@@ -88,6 +89,7 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     if cfg.sparse_storage:
         final = _sparse(final, inp, cfg, out)
     stale = large.data_files_of(Path(cfg.output))  # the weights of a large export written here before
+    integrity.stamp_onnx(final)
     data = final.SerializeToString()
     atomic_write(cfg.output, lambda tmp: tmp.write_bytes(data))
     for file in stale:
@@ -146,6 +148,7 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
         graph_file, data_file = large.save(exported.program.model, Path(tmp) / output.name)
         graph = large.load_graph(graph_file)
         onnx_export.stamp(graph, onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg)))
+        integrity.stamp_onnx(graph, graph_file.parent)
         large.rewrite(graph, graph_file)
         onnx_export.check(graph_file)
         nodes = simplify.node_count(graph)

@@ -12,6 +12,8 @@ An artifact is a ``torch.save``-d dict of tensors and plain containers only, so 
 * ``sparse`` (optional): masked tensors stored compactly as kept values + bit-packed mask
   (:mod:`compressor.io.sparse`); they are left out of ``state_dict`` and ``masks`` and restored on load
 * ``input``: ``{"shape", "mean", "std"}``; ``history``: list of steps; ``metrics``: latest figures
+* ``integrity``: ``{"algorithm": "sha256", "digest"}`` over every other key
+  (:mod:`compressor.io.integrity`), checked on load; artifacts without it load unchecked
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from compressor.errors import InputError, UnsupportedError
-from compressor.io import refs, sparse
+from compressor.io import integrity, refs, sparse
 from compressor.io.atomic import atomic_write
 from compressor.model import ModelHandle
 
@@ -41,7 +43,7 @@ def save_artifact(handle: ModelHandle, path: str | Path) -> Path:
         raise UnsupportedError(
             f"cannot save '{handle.source}' as an artifact: its architecture has no reference",
             "load it with --arch REF so the artifact can rebuild it without pickle")
-    payload = to_payload(handle)
+    payload = integrity.seal(to_payload(handle))
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -191,7 +193,11 @@ def _interpret(obj: Any, file: Path, arch: str | None, kwargs: dict[str, Any] | 
     if isinstance(obj, nn.Module):
         return _from_module(obj.eval(), arch, kwargs, str(file), "pickle")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return from_payload(obj, str(file))
+        _check_version(obj, str(file))  # a newer format may seal its content differently
+        with integrity.checking(obj, file):  # hashes while the model is built
+            handle = from_payload(obj, str(file))
+        handle.verified = integrity.ARTIFACT_KEY in obj
+        return handle
     state = _find_state_dict(obj)
     if state is None:
         raise InputError(f"{file}: not a model (found {type(obj).__name__} without tensors)",
@@ -247,10 +253,7 @@ def _from_module(module: nn.Module, ref: str | None, kwargs: dict[str, Any] | No
 
 def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
     """Rebuild a model from an artifact dict: fresh architecture, manifest, shapes, weights."""
-    version = payload.get("format_version")
-    if version != FORMAT_VERSION:
-        raise InputError(f"{source}: artifact format version {version} is not supported "
-                         f"(this compressor reads {FORMAT_VERSION})", "upgrade compressor")
+    _check_version(payload, source)
     try:
         arch = payload["arch"]
         module = refs.build(arch["ref"], arch.get("kwargs"))
@@ -267,6 +270,13 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         mean=meta.get("mean"), std=meta.get("std"), masks=masks,
         history=list(payload.get("history", [])), metrics=dict(payload.get("metrics", {})),
         source=source, source_kind="artifact")
+
+
+def _check_version(payload: dict[str, Any], source: str) -> None:
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(f"{source}: artifact format version {version} is not supported "
+                         f"(this compressor reads {FORMAT_VERSION})", "upgrade compressor")
 
 
 def _with_metadata(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 
 from compressor.errors import InputError
+from compressor.io import integrity
 from compressor.stats import files_figures
 
 
 def load_onnx(path: str | Path):
     """Load and check an ONNX model without its external data (a graph over 2 GiB keeps its weights
-    in a file beside it; they are read tensor by tensor where needed); unreadable files are input
-    errors (exit 2)."""
+    in a file beside it; they are read tensor by tensor where needed); unreadable files, and files
+    whose content does not match the digest written with them, are input errors (exit 2)."""
     import onnx
 
     file = Path(path)
@@ -22,7 +23,10 @@ def load_onnx(path: str | Path):
         raise InputError(f"{file}: missing or empty ONNX file")
     try:
         model = onnx.load(str(file), load_external_data=False)
-        onnx.checker.check_model(str(file))  # by path: the checker takes graphs over 2 GiB no other way
+        with integrity.checking_onnx(model, file):  # hashes while the checker runs
+            onnx.checker.check_model(str(file))  # by path: the checker takes graphs over 2 GiB no other way
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
         raise InputError(f"{file}: not a valid ONNX model ({str(exc).splitlines()[0][:160]})") from None
     return model
@@ -106,8 +110,10 @@ def onnx_macs(model) -> int:
 
 
 def ort_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session."""
+    """An ONNX Runtime CPU session on a file checked by :func:`load_onnx` first."""
     import onnxruntime as ort
+
+    load_onnx(path)
 
     opts = ort.SessionOptions()
     if threads:
