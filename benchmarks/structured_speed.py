@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
     parser.add_argument("--spin", action="store_true",
                         help="keep ONNX Runtime's default thread spinning with 2 threads (how a deployed "
-                             "session runs; results before session 3 used it with --block 1); pair it with "
+                             "session runs; the first results used it with --block 1); pair it with "
                              "--block 50 so the idle session's spinning pool slows only a block's first runs")
     parser.add_argument("--block", type=int, default=1,
                         help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians")
