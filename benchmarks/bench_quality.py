@@ -11,7 +11,7 @@ three alike (round r: in-process bench, separate-process bench, hand-written loo
 * and, as a noise-free check of compressor's own overhead, its ORT backend and the hand-written
   session alternating run by run (A B, B A) in one process: the median per-run ratio.
 
-Targets (issue 5): all 10 compressor medians within 5% of each other (max / min - 1), and their
+Targets: all 10 compressor medians within 5% of each other (max / min - 1), and their
 median within 10% of the hand-written loop's median. Those two targets need a quiet machine; the
 minima and the run-by-run ratio show whether a miss is machine noise or compressor.
 

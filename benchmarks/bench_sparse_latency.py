@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TRAINED = Path("/work/main/sample_models/simple_cnn.pt")
+TRAINED = ROOT / "sample_models" / "simple_cnn.pt"
 
 
 def zero_smallest(module, fraction: float) -> None:
@@ -67,7 +67,7 @@ def bench_pair(model: Path, baseline: Path, min_time: float) -> dict:
 def main() -> None:
     """Export, bench, write OUT.json and OUT.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(TRAINED) if TRAINED.exists() else "sample:simple_cnn")
+    parser.add_argument("--model", default=str(TRAINED.relative_to(ROOT)) if TRAINED.exists() else "sample:simple_cnn")
     parser.add_argument("--min-time", type=float, default=3.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_latency"))
     args = parser.parse_args()
@@ -97,7 +97,7 @@ def markdown(doc: dict) -> str:
     lines = [f"# Masked zeros vs latency: {doc['model']} (ONNX Runtime CPU, mobile profile)", "",
              f"Command: `{doc['command']}`", "",
              "Each sparse export benched against the dense export in one run, interleaved run by run "
-             f"(at least {doc['min_time_s']} s). Machine: 2 shared CPUs (6 engineers and a training job), "
+             f"(at least {doc['min_time_s']} s). Machine: 2 CPUs shared with other benchmark and training jobs, "
              f"load average at the end {'/'.join(f'{v:.1f}' for v in doc['load_avg_1_5_15_end'])}.", "",
              "| weights zeroed | sparsity (all params) | p50 ms | dense p50 ms | speed-up (paired median) "
              "| file bytes | compressed bytes | dense compressed bytes |",

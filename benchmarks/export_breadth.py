@@ -3,8 +3,8 @@
 Each model (random init) is exported with the defaults (dynamo exporter with TorchScript fallback,
 dynamic batch, onnxslim, parity at rtol 1e-3 / atol 1e-5 in batches of 1 and 7). Torchvision models
 use a small 1x3x64x64 input where their forward accepts it (to save CPU), else their default size.
-With ``--pruned`` each model is first pruned with ``compress prune --method l1 --ratio 0.5`` (the
-structured-pruning engineer's method; rows say so when it is not in this checkout) and the pruned
+With ``--pruned`` each model is first pruned with ``compress prune --method l1 --ratio 0.5`` (rows
+say so when that method is not available) and the pruned
 artifact is exported.
 
 Run from the repository root (rows are appended to OUT.jsonl as they finish; --resume skips models
@@ -69,7 +69,7 @@ def calibrate_batchnorm(module, shape: tuple[int, ...], batches: int = 4) -> int
     """Set BatchNorm running statistics from random N(0, 1) batches (train-mode forwards, no weight
     change), as training would; returns the number of BatchNorm layers.
 
-    A random-init network keeps the default statistics (mean 0, variance 1). Tried (session 3) on the
+    A random-init network keeps the default statistics (mean 0, variance 1). Tried on the
     deep ResNets that fail parity at the default tolerances: it does not make them pass (ResNet-50's
     max abs error went from 4.8e-5 to 1.4e-4), so it stays an option and rows say when it was used.
     """
@@ -106,7 +106,7 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False, nat
     from compressor.export.config import ExportConfig
     from compressor.io.artifact import load_model, save_artifact
 
-    torch.manual_seed(0)  # random init: the same weights on every run (rows before session 4: unseeded)
+    torch.manual_seed(0)  # random init: the same weights on every run (older rows: unseeded)
     handle = load_model(ref)
     params = sum(p.numel() for p in handle.module.parameters())
     row: dict = {"model": ref, "params": params}
@@ -151,7 +151,7 @@ def prune_first(source: str, shape: tuple[int, ...], tmp: str) -> str:
     try:
         importlib.import_module(registry.method("l1").module)
     except ImportError:
-        raise UnsupportedError("prune --method l1 is not in this checkout (structured-pruning branch)") from None
+        raise UnsupportedError("prune --method l1 is not available in this installation") from None
     out = f"{tmp}/pruned.pt"
     prune(ModelSpec(source, input_shape=shape), PruneConfig(method="l1", ratio=0.5), out)
     return out

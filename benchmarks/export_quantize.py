@@ -1,6 +1,6 @@
 """Int8 and fp16 ONNX exports of the trained sample models on Fashion-MNIST.
 
-Target (issue 4): the int8 file <= 30% of the fp32 file with <= 1 point accuracy loss.
+Target: the int8 file <= 30% of the fp32 file with <= 1 point accuracy loss.
 Accuracy is measured with ONNX Runtime on the Fashion-MNIST test split for the fp32, int8 and fp16
 graphs (the fp32 graph passed the default parity check against PyTorch first).
 

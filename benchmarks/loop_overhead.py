@@ -105,7 +105,7 @@ def summarise(args, plain: list[float], ours: list[float]) -> dict:
         "plain_s": [round(v, 4) for v in plain], "fit_s": [round(v, 4) for v in ours],
         "within_10pct": statistics.median(ratios) <= 1.10,
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "note": "shared 2-core machine (6 engineers + a training job): re-run on a quiet machine",
+        "note": "2-core machine shared with other benchmark and training jobs: re-run on a quiet machine",
     }
 
 

@@ -4,7 +4,7 @@ The trained resnet_small is pruned (structurally with ``compress prune --method 
 or, with ``--method masked``, by a global 50% magnitude mask made here), then recovered with the
 same training budget every time: cross-entropy fine-tuning once, and Hinton KD from the unpruned
 model for every (temperature, alpha) pair asked for. Same epochs, batches, optimizer, schedule,
-seed and data for every run. Target (issue 6): KD >= FT and KD >= 99% of the baseline test accuracy.
+seed and data for every run. Target: KD >= FT and KD >= 99% of the baseline test accuracy.
 
 Each run's figures are cached as JSON in ``--workdir`` (keyed by its settings), so a grid can be
 grown run by run; the report lists every cached run with the same budget, the losing ones too.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, nargs="*", default=[0.9],
                         help="one KD run per (temperature, alpha) pair; none: fine-tuning only")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--workdir", default="/tmp/recovery")
+    parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "recovery"))
     parser.add_argument("--out", default="benchmarks/results/recovery_resnet_small_l1.md")
     return parser.parse_args()
 

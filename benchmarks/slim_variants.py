@@ -1,4 +1,4 @@
-"""Network Slimming variants on vgg_bn (issue 3 accuracy): sparsity-phase optimizer, lr, lambda and
+"""Network Slimming variants on vgg_bn (accuracy at ratio 0.5): sparsity-phase optimizer, lr, lambda and
 weight decay, per-layer cap, fine-tune epochs, KD during fine-tuning. One row per run, appended to
 benchmarks/results/slim_variants.jsonl. Both phases use a cosine schedule here (the library's slim uses
 none for the sparsity phase), which is why these rows differ a little from structured_accuracy.py.

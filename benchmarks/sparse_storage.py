@@ -35,7 +35,7 @@ def dense_mask_bytes(handle) -> int:
     return len(buf.getvalue())
 
 
-def main(model_dir: str = "/work/main/sample_models") -> None:
+def main(model_dir: str = "sample_models") -> None:
     from compressor.io.artifact import load_model, save_artifact
     from compressor.pruning.base import PruneConfig, PruneContext
     from compressor.pruning.unstructured import magnitude

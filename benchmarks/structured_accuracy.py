@@ -1,13 +1,13 @@
 """Accuracy: trained resnet_small and vgg_bn pruned at ratio 0.5 (l1 and slim) on Fashion-MNIST.
 
-Reads the trained artifacts ``sample_models/NAME.pt`` (from the main checkout by default), prunes
+Reads the trained artifacts ``sample_models/NAME.pt`` (from this repository by default), prunes
 with at most 3 epochs of training after the cut (l1: fine-tune; slim: sparsity training + fine-tune
 counted together), and reports params, MACs, ONNX Runtime latency (1 thread, interleaved with the
 dense model, medians) and test accuracy against the baseline. ``--max-batches`` caps each epoch
-(CPU is scarce on the shared machine; the cap is written into the table).
+(to save CPU time on a shared machine; the cap is written into the table).
 
-    PYTHONPATH=. python benchmarks/structured_accuracy.py --models /work/main/sample_models/resnet_small.pt \
-        /work/main/sample_models/vgg_bn.pt --epochs 2 --max-batches 150
+    PYTHONPATH=. python benchmarks/structured_accuracy.py --models sample_models/resnet_small.pt \
+        sample_models/vgg_bn.pt --epochs 2 --max-batches 150
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ with 1 and 2 intra-op threads. Dense and pruned sessions are timed interleaved (
 medians are reported, so load on a shared machine hits both alike. efficiency = speed-up / MAC
 reduction (1.0: latency falls exactly as the MACs do).
 
-With 2 threads, ``--spin --block 50`` is the protocol of the session-4 results: ORT's default
+With 2 threads, ``--spin --block 50`` is the protocol of the "Spinning on, as deployed" results: ORT's default
 thread spinning (as deployed), models timed in blocks of 50 runs whose medians are paired, so the idle
 session's spinning pool slows only a block's first runs. Without ``--spin`` the 2-thread sessions run
 with spinning off, which understates the speed-up of thin pruned layers (see
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
     parser.add_argument("--spin", action="store_true",
                         help="keep ONNX Runtime's default thread spinning with 2 threads (how a deployed "
-                             "session runs; results before session 3 used it with --block 1); pair it with "
+                             "session runs; the first results used it with --block 1); pair it with "
                              "--block 50 so the idle session's spinning pool slows only a block's first runs")
     parser.add_argument("--block", type=int, default=1,
                         help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians")

@@ -27,13 +27,13 @@ METHODS = {  # label -> (method, PruneConfig overrides)
     "magnitude-layer": ("magnitude", {"scope": "layer"}),
     "wanda": ("wanda", {"scope": "row", "calib_samples": 128}),
     "wanda-layer": ("wanda", {"scope": "layer", "calib_samples": 128}),
-    # one threshold over the dense network's scores sets each layer's sparsity (session 4)
+    # one threshold over the dense network's scores sets each layer's sparsity
     "wanda-global": ("wanda", {"scope": "global", "calib_samples": 128}),
     "magnitude-row": ("magnitude", {"scope": "row"}),
     "sap": ("sap", {"scope": "layer", "steps": 40, "options": {"gamma": 4.0}}),
     "activation": ("activation", {"steps": 1, "calib_samples": 512}),
 }
-# issue 7 variants: "-bn" re-estimates BatchNorm statistics on the 128 calibration samples after
+# variants for Wanda vs magnitude without fine-tuning: "-bn" re-estimates BatchNorm statistics on the 128 calibration samples after
 # masking (magnitude: opt-in; wanda: its default on BatchNorm models, so "-nobn" turns it off), and
 # "-ends" leaves the first and last layer dense (--keep-first-last). "bn" labels run only on models
 # with BatchNorm (elsewhere they equal the plain label).
@@ -49,7 +49,7 @@ for _label in [k for k in METHODS if k.startswith(("magnitude", "wanda"))]:
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="simple_cnn,mlp")
-    ap.add_argument("--model-dir", default="/work/main/sample_models")
+    ap.add_argument("--model-dir", default="sample_models")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sparsities", default="0.5,0.6,0.7,0.8,0.9,0.95,0.97")
     ap.add_argument("--ft-sparsities", default="0.5,0.8,0.9,0.95,0.97")

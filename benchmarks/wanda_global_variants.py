@@ -25,7 +25,7 @@ VARIANTS = [("wanda", norm, rank) for norm in ("raw", "mean") for rank in ("laye
 
 
 def prune(model: str, method: str, norm, rank, sparsity: float, ends: bool, train):
-    handle = load_model(f"/work/main/sample_models/{model}.pt")
+    handle = load_model(f"sample_models/{model}.pt")
     if method == "wanda":
         wanda.GLOBAL_NORMALIZE, wanda.GLOBAL_RANKING = norm, rank
         cfg = PruneConfig("wanda", sparsity=sparsity, scope="global", data="fashion-mnist",

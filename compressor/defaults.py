@@ -2,7 +2,7 @@
 
 Torch-free: the CLI reads them when it builds ``--help``.
 
-Knowledge distillation (Hinton et al., 2015; METHODS.md: T = 4 and alpha 0.5-0.9 are common).
+Knowledge distillation (Hinton et al., 2015; T = 4 and alpha 0.5-0.9 are common choices).
 alpha = 0.5, not 0.9: on our recovery benchmark (resnet_small, l1 ratio 0.5, 3 epochs, same budget
 for every run; benchmarks/results/recovery.md) alpha 0.9 reached 0.9217 test accuracy and alpha 0.5
 0.9262, against 0.9268 for fine-tuning alone. A teacher that is not much stronger than what the

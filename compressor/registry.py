@@ -81,9 +81,9 @@ class SampleInfo:
 SAMPLES: dict[str, SampleInfo] = {
     s.name: s
     for s in [
-        SampleInfo("simple_cnn", "sample_models.models:simple_cnn", "2 conv + 2 linear (seed 003)"),
+        SampleInfo("simple_cnn", "sample_models.models:simple_cnn", "2 conv + 2 linear"),
         SampleInfo("resnet_small", "sample_models.models:resnet_small",
-                   "3-stage residual net (seed 003)"),
+                   "3-stage residual net, 2 basic blocks each"),
         SampleInfo("vgg_bn", "sample_models.models:vgg_bn", "VGG-style conv+BatchNorm (slimming target)"),
         SampleInfo("mlp", "sample_models.models:mlp", "3 linear layers (Wanda target)"),
         SampleInfo("tiny_vit", "sample_models.models:tiny_vit", "patch-embed ViT with attention heads"),

@@ -1,6 +1,7 @@
 """Sample model definitions. Each factory takes ``num_classes`` and returns an ``nn.Module``.
 
-simple_cnn and resnet_small follow the two models of seed 003, adapted to 1x28x28 input.
+simple_cnn and resnet_small follow the SimpleCNN and ResNetSmall of a magnitude-pruning study
+(20/50/80% sparsity, Adam fine-tuning), adapted to 1x28x28 input.
 vgg_bn is the Network Slimming target, mlp the Wanda target, tiny_vit has attention heads.
 """
 

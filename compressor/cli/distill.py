@@ -81,7 +81,7 @@ def finetune(
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Fine-tune a model with cross-entropy (seed 003 protocol: Adam, lr 1e-4); masks kept.
+    """Fine-tune a model with cross-entropy (default: Adam, lr 1e-4, weight decay 1e-4); masks kept.
 
     Example: compress finetune sparse.pt --data fashion-mnist --epochs 2 -o sparse_ft.pt
     """

@@ -109,7 +109,7 @@ class PruneConfig:
             raise UsageError(f"--finetune-batches must be >= 1, got {self.finetune_batches}")
         if not self.finetune_lr > 0:  # checked before loading and pruning, not after
             raise UsageError(f"--finetune-lr must be > 0, got {self.finetune_lr}",
-                             "try 1e-4 (the seed 003 protocol)")
+                             "try 1e-4 (the default)")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
         from compressor.train.loop import SCHEDULES

@@ -4,7 +4,7 @@ The student matches the teacher's temperature-softened distribution and the labe
 ``L = alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * CE(z_s, y)`` with ``p = softmax(z / T)``.
 The KL term takes the teacher as the target distribution, ``sum p_t * (log p_t - log p_s)``,
 which is Hinton's soft-target cross-entropy minus the teacher's (constant) entropy; it is what
-``F.kl_div(log_softmax(z_s / T), softmax(z_t / T))`` computes. (METHODS.md writes the arguments
+``F.kl_div(log_softmax(z_s / T), softmax(z_t / T))`` computes. (Some summaries write the arguments
 in the other order; the formula implemented here is the paper's.) ``T^2`` keeps the soft-target
 gradients on the scale of the hard-label ones when T changes.
 """

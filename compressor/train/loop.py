@@ -1,6 +1,6 @@
 """The training loop: optimizer, schedule, masks kept, held-out evaluation, best epoch kept.
 
-Defaults follow the seed 003 fine-tuning protocol: Adam, lr 1e-4, weight decay 1e-4. The same
+Defaults: Adam, lr 1e-4, weight decay 1e-4, a common fine-tuning protocol after pruning. The same
 loop serves every command that trains (prune fine-tuning, slim, SAP, lottery, distill); it runs
 on CPU or CUDA (``device``), with optional mixed precision (``amp``: CUDA float16 with a grad
 scaler, CPU bfloat16 autocast), and under ``torchrun`` with DDP (:mod:`compressor.train.distributed`).

@@ -1,4 +1,4 @@
-"""Activation-based neuron pruning (seed 004; the APoZ / mean-activation family, Hu et al., 2016).
+"""Activation-based neuron pruning (the APoZ / mean-activation family, Hu et al., 2016).
 
 Score of output unit (neuron or conv channel) j of a layer: its mean activation over the
 calibration samples and positions, mean(max(y_j, 0)) (``--opt stat=abs``: mean |y_j|). Units

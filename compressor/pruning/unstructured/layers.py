@@ -21,7 +21,7 @@ from compressor.pruning.unstructured.masks import sparsity_of
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SPEED_NOTE = ("masked zeros do not speed up dense runtimes (PyTorch or ONNX Runtime on CPU); the "
               "gain is the compact file. 2:4 (--nm 2:4) is the pattern a GPU can accelerate "
-              "(semi-structured sparsity on linear layers); no GPU measured it here")
+              "(semi-structured sparsity on linear layers); compressor's benchmarks do not measure it")
 
 
 def layer_kind(module: nn.Module) -> str | None:

@@ -34,8 +34,9 @@ from compressor.pruning.unstructured.masks import (global_allocation, input_sq_s
                                                    scoped_mask, wanda_scores)
 
 # --scope global, chosen on the validation split (benchmarks/results/wanda_vs_magnitude_noft.md,
-# session 4): scores divided by the layer's mean ("raw" spared early, high-resolution convs and
-# pruned late ones to the cap), each layer then ranked per layer (better than per row either way)
+# "Wanda with a global allocation"): scores divided by the layer's mean ("raw" spared early,
+# high-resolution convs and pruned late ones to the cap), each layer then ranked per layer (better
+# than per row either way)
 GLOBAL_NORMALIZE = "mean"
 GLOBAL_RANKING = "layer"
 MAX_LAYER_SPARSITY = 0.99
