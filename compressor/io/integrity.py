@@ -152,9 +152,11 @@ def _onnx_parts(model, folder: Path) -> Iterator[bytes]:
         for item in group:
             yield item.SerializeToString(deterministic=True)
     for init in graph.initializer:
+        yield json.dumps([init.name, init.data_type, list(init.dims)]).encode()
         if uses_external_data(init):
-            yield json.dumps([init.name, init.data_type, list(init.dims)]).encode()
             yield from _external_bytes(init, folder)
+        elif init.raw_data:  # the usual case: hashed as it is, without serialising a copy
+            yield init.raw_data
         else:
             yield init.SerializeToString(deterministic=True)
 
