@@ -18,6 +18,7 @@ from compressor.bench.gates import (GateSpec, evaluate_gates, load_gate_file, pa
 from compressor.bench.profiles import PROFILES, get_profile
 from compressor.bench.stats import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.errors import CompressorError, UsageError
+from tests.conftest import seed_all
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--runs", "5", "--warmup", "1", "--min-time", "0"]
@@ -30,7 +31,7 @@ def _export(name: str, path: Path) -> Path:
 
     from compressor.io.refs import build
 
-    torch.manual_seed(0)
+    seed_all()  # the same weights whichever test builds the fixture
     model = build(f"sample:{name}").eval()
     torch.onnx.export(model, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
                       input_names=["input"], output_names=["logits"],
@@ -44,6 +45,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     from compressor.io.artifact import load_model, save_artifact
 
     folder = tmp_path_factory.mktemp("bench")
+    seed_all()
     save_artifact(load_model("sample:mlp"), folder / "mlp.pt")
     (folder / "junk.onnx").write_text("not a model")
     (folder / "junk.pt").write_text("not a model")

@@ -268,7 +268,6 @@ def test_teacher_stays_frozen_in_eval_mode_during_fit():
     from compressor.io.data import load_data
     from compressor.train import distill_loss_fn, fit
 
-    torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.BatchNorm1d(10))
     teacher.train()  # a teacher handed over in train mode must still not update its BN statistics
     stats = teacher[2].running_mean.clone()

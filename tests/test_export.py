@@ -28,6 +28,7 @@ from compressor.export import parity, quantize, sparse
 from compressor.export.config import ExportConfig
 from compressor.export.onnx_export import history_summary
 from compressor.io.artifact import load_model, save_artifact
+from tests.conftest import seed_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def torch_run(handle, x: np.ndarray) -> np.ndarray:
 def models(tmp_path_factory) -> dict[str, Path]:
     """simple_cnn (with mean/std and a history step) and an mlp with 80% of its weights masked."""
     folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
+    seed_all()
     cnn = load_model("sample:simple_cnn")
     cnn.mean, cnn.std = [0.286], [0.353]
     cnn.record("prune", "magnitude", {"sparsity": 0.0}, {"accuracy": 0.5})

@@ -37,7 +37,6 @@ def handle_of(module: nn.Module, shape: tuple[int, ...]) -> ModelHandle:
 
 
 def test_l1_removes_the_smallest_norm_filters():
-    torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor([[1.0, 1, 1], [0.1, 0.1, 0.1], [2, 2, 2], [0.2, 0.2, 0.2]]))
