@@ -281,7 +281,7 @@ def load_data_x() -> torch.Tensor:
 
 
 def test_prune_l1_with_distill_from_end_to_end(tmp_path):
-    """Structured pruning then KD recovery in one command (runs where l1 exists, issue 3)."""
+    """Structured pruning then KD recovery in one command (where the l1 method is installed)."""
     pytest.importorskip("compressor.pruning.structured.norm")
     out = tmp_path / "small.pt"
     res = runner.invoke(app, ["prune", "sample:resnet_small", "--method", "l1", "--ratio", "0.5",

@@ -1,4 +1,4 @@
-"""Issue 7's two fixes for masked methods on trained sample models: BatchNorm recalibration after
+"""Masked methods on trained sample models, two safeguards: BatchNorm recalibration after
 masking (statistics really re-estimated, nothing else touched, a masked vgg_bn scores much higher)
 and --keep-first-last (stem and classifier left dense; Wanda on tiny_vit scores higher)."""
 

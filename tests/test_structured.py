@@ -165,7 +165,7 @@ def test_ignore_pattern_keeps_the_layer():
 
 def test_global_ratio_removes_more_as_it_grows():
     """torch-pruning's own global step skips groups that would lose every channel, so a higher
-    ratio once left more parameters (simple_cnn: 13k at 0.8, 68k at 0.9); the capped plan does not."""
+    ratio can leave more parameters (simple_cnn: 13k at 0.8, 68k at 0.9); the capped plan does not."""
     left = []
     for ratio in (0.5, 0.8, 0.9):
         handle = load_model(str(ROOT / "sample_models" / "simple_cnn.pt"))
