@@ -40,6 +40,28 @@ def pytest_configure(config) -> None:
         config.option.randomly_reset_seed = False
 
 
+def _order_line(config) -> str | None:
+    seed = getattr(config.option, "randomly_seed", None)
+    if not isinstance(seed, int):
+        return None
+    return f"test order: --randomly-seed={seed} (the same order again: -p randomly --randomly-seed={seed})"
+
+
+def pytest_collection_finish(session) -> None:
+    """Say which order the tests run in, before they run (shown with -q too)."""
+    line = _order_line(session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """And again under the results, next to any failure."""
+    line = _order_line(config)
+    if line:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(autouse=True)
 def seeded() -> None:
     """Every test starts from the same random state, whichever tests ran before it."""
