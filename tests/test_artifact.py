@@ -156,6 +156,17 @@ def test_corrupt_inputs_are_input_errors(tmp_path, artifact_dir, kind):
     assert str(path.name) in err.value.message
 
 
+def test_random_bytes_are_input_errors(tmp_path):
+    """200 seeded blobs: random bytes trip the weights-only unpickler in several ways (UnpicklingError
+    mostly, IndexError, KeyError, UnicodeDecodeError); every one is refused as the file's fault."""
+    path = tmp_path / "noise.pt"
+    for seed in range(200):
+        path.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(InputError) as err:
+            load_model(path)
+        assert "noise.pt: not a readable PyTorch checkpoint" in err.value.message, seed
+
+
 def test_interrupted_save_keeps_old_file(tmp_path, artifact_dir, monkeypatch):
     target = tmp_path / "model.pt"
     target.write_bytes((artifact_dir / "mlp.pt").read_bytes())
