@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import os
 import math
 import subprocess
@@ -18,6 +17,7 @@ from compressor.bench.gates import (GateSpec, evaluate_gates, load_gate_file, pa
 from compressor.bench.profiles import PROFILES, get_profile
 from compressor.bench.stats import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.errors import CompressorError, UsageError
+from tests.conftest import seed_all
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--runs", "5", "--warmup", "1", "--min-time", "0"]
@@ -30,7 +30,7 @@ def _export(name: str, path: Path) -> Path:
 
     from compressor.io.refs import build
 
-    torch.manual_seed(0)
+    seed_all()  # the same weights whichever test builds the fixture
     model = build(f"sample:{name}").eval()
     torch.onnx.export(model, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
                       input_names=["input"], output_names=["logits"],
@@ -44,6 +44,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     from compressor.io.artifact import load_model, save_artifact
 
     folder = tmp_path_factory.mktemp("bench")
+    seed_all()
     save_artifact(load_model("sample:mlp"), folder / "mlp.pt")
     (folder / "junk.onnx").write_text("not a model")
     (folder / "junk.pt").write_text("not a model")
@@ -59,6 +60,39 @@ def bench(*args: str):
     from compressor.cli.app import app
 
     return CliRunner().invoke(app, ["bench", *map(str, args)])
+
+
+@pytest.fixture
+def latency(monkeypatch) -> dict[str, float]:
+    """Set each model file's latency in ms (by file name): the backends return it instead of timing
+    a run, so speed-ups, latency gates and the choice of block timing are the same on every machine.
+    Everything else (loading, sizes, MACs, the measurement loop) is real."""
+    from compressor.bench import runner
+
+    table: dict[str, float] = {}
+    monkeypatch.setattr(runner.OrtBackend, "run", lambda self: table[Path(self.path).name])
+    monkeypatch.setattr(runner.TorchBackend, "run", lambda self: table[Path(self.spec.path).name])
+    monkeypatch.setattr(runner, "SETTLE_S", 0.01)  # untimed runs at a block switch: nothing to settle
+    return table
+
+
+class Clock:
+    """Stands in for the ``time`` module in the runner: the time moves only when a fake model runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    from compressor.bench import runner
+
+    fake = Clock()
+    monkeypatch.setattr(runner, "time", fake)
+    return fake
 
 
 # ---------------------------------------------------------------- statistics on hand-made arrays
@@ -91,26 +125,83 @@ def test_cv_warning_above_ten_percent():
     assert warning and "m.onnx" in warning and "CV" in warning
 
 
-def test_roofline_pure_and_probe():
-    assert roofline.floor_ms(macs=1_000_000, batch=2, peak_flops=4e9) == pytest.approx(1.0)
-    assert roofline.efficiency(1.0, 4.0) == 0.25 and roofline.efficiency(1.0, 0.0) == 0.0
-    peak = roofline.peak_flops("cpu", 1)
-    assert 1e8 < peak < 1e13 and roofline.peak_flops("cpu", 1) == peak  # measured once, cached
-    assert roofline.peak_flops("cpu", 2) >= peak  # more threads never lower the peak
+def test_roofline_floor_of_a_known_layer(tmp_path, latency, monkeypatch):
+    """Conv2d(1, 8, 3) on a 28x28 image: 26 x 26 positions x 8 filters x 9 weights = 48,672 MACs a
+    sample. At batch 4 and a peak of 1 GFLOP/s (2 FLOPs a MAC) the floor is 389,376 FLOPs / 1e9 =
+    0.389376 ms; a median of 0.778752 ms is half the peak."""
+    import torch
+
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(torch.nn.Conv2d(1, 8, 3, bias=False), (torch.randn(1, 1, 28, 28),), str(path),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    monkeypatch.setattr(roofline, "peak_flops", lambda device, threads: 1e9)
+    latency["conv.onnx"] = 0.778752
+    r = bench(path, *FAST, "--batch", "4", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["macs"] == 48_672 and doc["peak_gflops"] == 1.0
+    assert doc["roofline_floor_ms"] == pytest.approx(0.389376)
+    assert doc["roofline_efficiency"] == pytest.approx(0.5)
+    assert roofline.efficiency(1.0, 0.0) == 0.0 and roofline.floor_ms(48_672, 4, 0.0) == 0.0
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    """The peak probe with its matmul timed at 4 ms on 1 thread and ``probe.two`` s on 2 threads;
+    the probes it made are in ``probe.calls``. The caches start and end empty."""
+    import torch
+
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(two=0.002, calls=[])
+
+    def best_time(fn, device):
+        threads = torch.get_num_threads()
+        state.calls.append(threads)
+        return {1: 0.004, 2: state.two}[threads]
+
+    monkeypatch.setattr(roofline, "_best_time", best_time)
+    threads = torch.get_num_threads()
+    roofline.peak_flops.cache_clear()
+    roofline._probe.cache_clear()
+    yield state
+    roofline.peak_flops.cache_clear()
+    roofline._probe.cache_clear()
+    torch.set_num_threads(threads)
+
+
+def test_peak_probe_counts_the_matmul_flops_per_thread_setting(probe):
+    """A 384 x 384 matmul is 2 x 384^3 = 113,246,208 FLOPs: in 4 ms, 28.3 GFLOP/s."""
+    import torch
+
+    torch.set_num_threads(3)  # neither of the probes' settings
+    assert roofline.peak_flops("cpu", 1) == pytest.approx(28_311_552_000)
+    assert roofline.peak_flops("cpu", 1) == pytest.approx(28_311_552_000) and probe.calls == [1]  # cached
+    assert roofline.peak_flops("cpu", 2) == pytest.approx(56_623_104_000) and probe.calls == [1, 2]
+    assert torch.get_num_threads() == 3  # the thread setting is put back
+
+
+def test_a_slower_multithread_probe_falls_back_to_one_thread(probe):
+    probe.two = 0.008  # a busy machine: 2 threads measured slower than 1
+    assert roofline.peak_flops("cpu", 2) == pytest.approx(28_311_552_000)
 
 
 class _Fake:
-    """A backend that logs its calls and takes a fixed time."""
+    """A backend that logs its calls and takes a fixed time (on ``clock`` when given)."""
 
-    def __init__(self, name: str, log: list[str], ms: float = 1.0) -> None:
-        self.name, self.log, self.ms = name, log, ms
+    device = "cpu"
+
+    def __init__(self, name: str, log: list[str], ms: float = 1.0, clock: Clock | None = None) -> None:
+        self.name, self.log, self.ms, self.clock, self.notes = name, log, ms, clock, []
 
     def run(self) -> float:
+        if self.clock is not None:
+            self.clock.now += self.ms / 1000
         self.log.append(self.name)
         return self.ms
 
 
-def test_measure_interleaves_alternating_and_stops():
+def test_measure_interleaves_alternating_and_stops(clock):
     from compressor.bench.runner import measure
 
     log: list[str] = []
@@ -118,8 +209,9 @@ def test_measure_interleaves_alternating_and_stops():
     timings = measure([_Fake("A", log), _Fake("B", log, 2.0)], profile)
     assert log == ["A", "B", "A", "B"] + ["A", "B", "B", "A", "A", "B", "B", "A"]  # first, warm-up, timed
     assert [t.samples_ms for t in timings] == [[1.0] * 4, [2.0] * 4] and timings[1].first_inference_ms == 2.0
-    capped = get_profile("mobile").override(min_runs=10**9, warmup=0, min_time_s=0.0, max_time_s=0.05)
-    assert 1 <= len(measure([_Fake("A", [])], capped)[0].samples_ms) < 10**9
+    # 1 ms runs and --max-time 50.5 ms: the timed loop stops after the 51st run, short of min_runs
+    capped = get_profile("mobile").override(min_runs=10**9, warmup=0, min_time_s=0.0, max_time_s=0.0505)
+    assert len(measure([_Fake("A", [], clock=clock)], capped)[0].samples_ms) == 51
 
 
 # ---------------------------------------------------------------- sizes, gate specs, gate files
@@ -243,10 +335,14 @@ def test_gates_pass_exit_0_and_fail_exit_1(models):
     assert gates["max_params"]["passed"]  # every gate listed, the passing one too
 
 
-def test_gates_listed_in_table(models):
-    r = bench(models["mlp"], *FAST, "--max-size", "100KB", "--max-latency-ms", "10000")
+def test_gates_listed_in_table(models, latency):
+    latency["mlp.onnx"] = 1.5
+    r = bench(models["mlp"], *FAST, "--max-size", "100KB", "--max-latency-ms", "2")
     assert r.exit_code == 1 and r.stdout == ""
     assert "FAIL" in r.stderr and "pass" in r.stderr and "max-latency-ms" in r.stderr
+    r = bench(models["mlp"], *FAST, "--max-latency-ms", "1", "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["gates"] == [
+        {"name": "max_latency_ms", "limit": 1.0, "value": 1.5, "passed": False}]
 
 
 @pytest.mark.parametrize("args", [["--max-size", "5XB"], ["--max-latency-ms", "-1"],
@@ -340,14 +436,15 @@ def test_dynamic_spatial_onnx_needs_input_shape(tmp_path):
     assert json.loads(ok.stdout)["batch"] == 3
 
 
-def test_baseline_speedup_interleaved(models):
+def test_baseline_speedup_interleaved(models, latency):
+    latency.update({"mlp.onnx": 1.0, "vgg.onnx": 3.0})
     faster = bench(models["mlp"], "--baseline", models["vgg"], *FAST, "--json", "--min-speedup", "1.5")
     assert faster.exit_code == 0, faster.stderr
     doc = json.loads(faster.stdout)
-    assert doc["speedup"] > 1.5 and doc["baseline_runs"] == doc["runs"] == 5
+    assert doc["speedup"] == pytest.approx(3.0) and doc["baseline_runs"] == doc["runs"] == 5
     assert doc["size_ratio"] == pytest.approx(doc["size_bytes"] / doc["baseline_size_bytes"])
     slower = bench(models["vgg"], "--baseline", models["mlp"], *FAST, "--json", "--min-speedup", "1.5")
-    assert slower.exit_code == 1 and json.loads(slower.stdout)["speedup"] < 1
+    assert slower.exit_code == 1 and json.loads(slower.stdout)["speedup"] == pytest.approx(1 / 3)
 
 
 def test_gate_file_via_cli_and_flags_win(models, tmp_path):
@@ -405,78 +502,71 @@ def test_real_process_exit_code_and_one_json_document(models):
     assert doc["gates"] == [{"name": "max_size", "limit": 1000, "value": doc["size_bytes"], "passed": False}]
 
 
-def test_multithread_pairs_are_timed_in_blocks_after_a_settle(monkeypatch):
-    """Two fast models with 2 CPU threads: each model's timed runs are the last ``runs`` calls of its
-    block, which start SETTLE_S after the block's first (untimed) call; blocks go A B, B A.
-    One thread, or one model, or a slow model keeps the run-by-run alternation."""
+class _Numbered(_Fake):
+    """A fake whose result also carries the call's number, 1e-9 ms per call: far below anything the
+    runner decides on, enough to tell which calls were timed."""
+
+    def run(self) -> float:
+        return super().run() + len(self.log) * 1e-9
+
+
+def _call_numbers(samples: list[float], ms: float) -> list[int]:
+    return [round((v - ms) * 1e9) for v in samples]
+
+
+def test_multithread_pairs_are_timed_in_blocks_after_a_settle(clock, monkeypatch):
+    """Two fast models with 2 CPU threads are timed in blocks of runs, A B then B A, each block after
+    SETTLE_S of untimed runs of its model. Calls, numbered from 1 on a clock that moves 5 ms per run
+    of a and 2 ms per run of b: first runs 1-2, warm-up 3-6; block_runs: 300 ms / 5 ms = 60 runs;
+    a settles 4 runs (20 ms >= 19 ms) and b 10 runs. a: 7-10 settle, 11-70 timed; b: 71-80, 81-140;
+    b again: 141-150, 151-210; a: 211-214, 215-274. Two rounds give 120 >= 100 runs: done."""
     from compressor.bench import runner
-    from compressor.bench.profiles import get_profile
 
-    monkeypatch.setattr(runner, "SETTLE_S", 0.02)
-    calls: list[tuple[str, int, float]] = []
-
-    class Fake:
-        device = "cpu"
-
-        def __init__(self, name: str, ms: float) -> None:
-            self.name, self.ms, self.notes = name, ms, []
-
-        def run(self) -> float:
-            calls.append((self.name, len(calls), time.perf_counter()))
-            time.sleep(self.ms / 1000)
-            return float(len(calls) - 1)  # the call's number, so the test sees which calls were kept
-
+    monkeypatch.setattr(runner, "SETTLE_S", 0.019)
+    log: list[str] = []
+    a, b = _Numbered("a", log, 5.0, clock), _Numbered("b", log, 2.0, clock)
     two = get_profile("edge").override(threads=2, warmup=2, min_runs=100, min_time_s=0.0, max_time_s=0.0)
-    a, b = Fake("a", 4.0), Fake("b", 2.0)
     ta, tb = runner.measure([a, b], two)
-    runs = runner.block_runs([4.0, 2.0])
-    assert runs == 75 and len(ta.samples_ms) == len(tb.samples_ms) == 2 * runs  # two rounds: 150 >= 100
-    assert any("timed in blocks" in n for n in a.notes)
-    chunks = []  # (start call, model) of every timed block
-    for name, samples in (("a", ta.samples_ms), ("b", tb.samples_ms)):
-        for k in range(0, len(samples), runs):
-            chunk = [int(n) for n in samples[k:k + runs]]
-            assert chunk == list(range(chunk[0], chunk[0] + runs))  # one unbroken block of calls
-            assert all(calls[n][0] == name for n in chunk)
-            first = chunk[0] - 1  # walk back over this block's untimed settle calls
-            timed = {int(n) for n in ta.samples_ms + tb.samples_ms}
-            while calls[first - 1][0] == name and first - 1 not in timed and first - 1 >= 6:
-                first -= 1
-            assert first < chunk[0] and calls[chunk[0]][2] - calls[first][2] >= 0.02  # settled first
-            chunks.append((chunk[0], name))
-    assert [name for _, name in sorted(chunks)] == ["a", "b", "b", "a"]
-    calls.clear()
-    a2, b2 = Fake("a", 1.0), Fake("b", 1.0)
-    runner.measure([a2, b2], two.override(threads=1, warmup=1, min_runs=2))
-    assert [n for n, _, _ in calls[4:8]] == ["a", "b", "b", "a"] and not a2.notes  # run by run
-    assert not runner.blocked([a2], two)
-    assert not runner.blocked([a2, b2], two, [60.0, 1.0])  # a 60 ms run dwarfs a spinning tail
+    assert log == ["a", "b"] * 3 + ["a"] * 64 + ["b"] * 140 + ["a"] * 64
+    assert _call_numbers(ta.samples_ms, 5.0) == [*range(11, 71), *range(215, 275)]
+    assert _call_numbers(tb.samples_ms, 2.0) == [*range(81, 141), *range(151, 211)]
+    assert ta.first_inference_ms == pytest.approx(5.0) and tb.first_inference_ms == pytest.approx(2.0)
+    assert any("timed in blocks (60 runs of each model in turn" in n for n in a.notes + b.notes)
 
 
-def test_blocks_stop_at_max_time_with_paired_lists(monkeypatch):
+def test_one_thread_one_model_or_a_slow_model_keep_run_by_run_order(clock):
     from compressor.bench import runner
-    from compressor.bench.profiles import get_profile
 
-    monkeypatch.setattr(runner, "SETTLE_S", 0.01)
+    log: list[str] = []
+    a, b = _Fake("a", log, 1.0, clock), _Fake("b", log, 1.0, clock)
+    two = get_profile("edge").override(threads=2, warmup=1, min_runs=2, min_time_s=0.0, max_time_s=0.0)
+    runner.measure([a, b], two.override(threads=1))
+    assert log == ["a", "b", "a", "b", "a", "b", "b", "a"] and not a.notes  # first, warm-up, timed
+    assert runner.blocked([a, b], two, [5.0, 2.0])
+    assert not runner.blocked([a], two)
+    assert not runner.blocked([a, b], two.override(threads=1), [5.0, 2.0])
+    assert not runner.blocked([a, b], two, [60.0, 1.0])  # a 60 ms run dwarfs a spinning tail
 
-    class Fake:
-        device, notes = "cpu", []
 
-        def __init__(self, ms: float) -> None:
-            self.ms, self.notes = ms, []
+def test_blocks_stop_at_max_time_with_paired_lists(clock, monkeypatch):
+    """10 ms and 5 ms runs, --max-time 0.5 s, checked after each block: block_runs 300 / 10 = 30;
+    a block of a takes 310 ms (1 settle run), of b 160 ms (2 settle runs). After a, b (470 ms) the
+    time is not up; after the next b (630 ms) it is: a has 30 samples, b 60, cut to 30 each."""
+    from compressor.bench import runner
 
-        def run(self) -> float:
-            time.sleep(self.ms / 1000)
-            return self.ms
-
+    monkeypatch.setattr(runner, "SETTLE_S", 0.009)
+    log: list[str] = []
     slow = get_profile("edge").override(threads=2, warmup=1, min_runs=10_000, min_time_s=0.0, max_time_s=0.5)
-    start = time.perf_counter()
-    ta, tb = runner.measure([Fake(10.0), Fake(5.0)], slow)
-    assert time.perf_counter() - start < 1.5 and len(ta.samples_ms) == len(tb.samples_ms) > 0
+    ta, tb = runner.measure([_Fake("a", log, 10.0, clock), _Fake("b", log, 5.0, clock)], slow)
+    assert len(ta.samples_ms) == len(tb.samples_ms) == 30
+    assert log[4:] == ["a"] * 31 + ["b"] * 32 + ["b"] * 32
+    assert clock.now == pytest.approx(0.015 + 0.015 + 0.630)  # first runs, warm-up, three blocks
 
 
-def test_multithread_baseline_bench_reports_the_blocks(models):
+def test_multithread_baseline_bench_reports_the_blocks(models, latency):
+    latency.update({"mlp.onnx": 1.0, "vgg.onnx": 4.0})
     r = bench(models["mlp"], "--baseline", models["vgg"], *FAST, "--threads", "2", "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert sum("timed in blocks" in n for n in doc["notes"]) == 1 and doc["speedup"] > 0
+    assert sum("timed in blocks (75 runs" in n for n in doc["notes"]) == 1  # 300 ms / 4 ms, said once
+    assert doc["runs"] == doc["baseline_runs"] == 150 and doc["speedup"] == 4.0  # two rounds of blocks

@@ -156,7 +156,12 @@ def test_eval_pt_and_onnx_agree(cli, tiny_onnx, tmp_path):
     save_artifact(ModelHandle(model, "sample:mlp", input_shape=(1, 1, 28, 28)), tmp_path / "m.pt")
     a = cli("eval", str(tmp_path / "m.pt"), "--data", "digits", "--json").json()
     b = cli("eval", str(tiny_onnx), "--data", "digits", "--json").json()
-    assert a["accuracy"] == b["accuracy"] and abs(a["loss"] - b["loss"]) < 1e-4
+    assert a["samples"] == b["samples"] == 359
+    # ORT and PyTorch round differently (about 1e-7 here): a prediction whose two best logits are
+    # that close may go either way, so one of the 359 may differ; a different input, label or
+    # weight changes the loss by far more than 1e-5 of itself
+    assert abs(a["accuracy"] - b["accuracy"]) * a["samples"] <= 1 + 1e-9
+    assert abs(a["loss"] - b["loss"]) < 1e-5 * a["loss"]
 
 
 @needs_fashion

@@ -28,6 +28,7 @@ from compressor.export import parity, quantize, sparse
 from compressor.export.config import ExportConfig
 from compressor.export.onnx_export import history_summary
 from compressor.io.artifact import load_model, save_artifact
+from tests.conftest import seed_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,11 +50,21 @@ class Words(nn.Module):
     def forward(self, x):
         return "not a tensor"
 
+class Shifted(nn.Module):
+    """1 + 5e-8 everywhere: float32 rounds it to 1.0 (half a float32 step at 1.0 is 6e-8), float64
+    keeps it. Addition is rounded the same way on every CPU, so the rounding error is known exactly."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :4] * 0 + 1.0 + 5e-8
+
 def noisy():
     return Noisy()
 
 def words():
     return Words()
+
+def shifted():
+    return Shifted()
 
 def norm():
     """LayerNormalization exists only from opset 17: the dynamo exporter cannot go below 18."""
@@ -88,7 +99,7 @@ def torch_run(handle, x: np.ndarray) -> np.ndarray:
 def models(tmp_path_factory) -> dict[str, Path]:
     """simple_cnn (with mean/std and a history step) and an mlp with 80% of its weights masked."""
     folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
+    seed_all()
     cnn = load_model("sample:simple_cnn")
     cnn.mean, cnn.std = [0.286], [0.353]
     cnn.record("prune", "magnitude", {"sparsity": 0.0}, {"accuracy": 0.5})
@@ -271,7 +282,7 @@ def test_masked_zeros_stay_zeros_and_sparse_storage_shrinks(models, tmp_path):
     np.testing.assert_array_equal(ort_run(out, x), ort_run(tmp_path / "dense.onnx", x))
     from compressor.api import info
 
-    shown = info(ModelSpec(str(out)))  # info counts the sparse initializers too (it saw 778 biases)
+    shown = info(ModelSpec(str(out)))  # info counts the sparse initializers, not only the dense biases
     assert (shown.params, shown.nonzero_params) == (result.figures["params"], result.figures["nonzero_params"])
 
 
@@ -282,11 +293,16 @@ def test_sparse_storage_keeps_dense_weights_dense(models, tmp_path):
 
 
 def test_int8_dynamic_on_linear_model_is_a_quarter_of_fp32(tmp_path):
+    """int8 keeps the function: its outputs are about 1.5% of their range away from float32 (wrong
+    scales or zero points put them a whole range away). Top-1 on an untrained model is decided by
+    near-ties that rounding flips, so it is only required to stay far above chance (0.1)."""
     out = tmp_path / "mlp8.onnx"
     result = run_export("sample:mlp", out, quantize="int8", exporter="torchscript")
     f = result.figures
     assert f["quant_mode"] == "dynamic" and f["size_ratio"] <= 0.3
-    assert f["size_bytes"] == out.stat().st_size and f["int8_top1_agreement"] >= 0.8
+    assert f["size_bytes"] == out.stat().st_size
+    assert f["int8_max_abs_error"] < 0.1 * f["output_max_abs"]
+    assert f["int8_top1_agreement"] >= 0.5
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
     assert ort_run(out, np.zeros((7, 1, 28, 28), np.float32)).shape == (7, 10)
@@ -310,7 +326,10 @@ def test_fp16_halves_weights_and_keeps_float32_io(models, tmp_path):
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     assert {i.data_type for i in model.graph.initializer if len(i.dims) > 1} == {TensorProto.FLOAT16}
     assert 0.45 < result.figures["size_ratio"] < 0.55
-    assert result.figures["fp16_top1_agreement"] == 1.0
+    # float16 carries 3 significant digits: outputs within 1% of their range (measured: 0.04%), and
+    # top-1 kept but for near-ties (a wrong conversion lands near chance, 0.1)
+    assert result.figures["fp16_max_abs_error"] < 1e-2 * result.figures["output_max_abs"]
+    assert result.figures["fp16_top1_agreement"] >= 0.75
 
 
 def test_low_opset_falls_back_to_torchscript_with_a_note(user_models, tmp_path):
@@ -342,22 +361,33 @@ def test_parity_failure_is_check_failed_and_writes_nothing(user_models, tmp_path
     assert "parity_passed" not in result.figures and (tmp_path / "n.onnx").is_file()
 
 
-def test_parity_failure_says_whether_it_is_float32_rounding(models, tmp_path, monkeypatch):
+def test_parity_failure_says_whether_it_is_float32_rounding(user_models, models, tmp_path, monkeypatch):
     """A failure is diagnosed against a float64 run of the model: rounding (the export is as far off
-    as PyTorch float32 itself), a real difference, or a model that is not deterministic."""
-    with pytest.raises(CheckFailed) as info:  # tolerances below float32 rounding
-        run_export(models["cnn"], tmp_path / "r.onnx", exporter="torchscript", atol=1e-10, rtol=1e-10)
-    assert "float32 rounding" in str(info.value) and "--atol" in info.value.one_line()
+    as PyTorch float32 itself), a real difference, or a model that is not deterministic.
+
+    The export's outputs are set here, so the verdict does not depend on which kernels this CPU has:
+    on the shifted model PyTorch float32 gives 1.0, 5e-8 from float64's 1.00000005; an export one
+    float32 step above 1.0 is 6.9e-8 from it: rounding. One 1e-3 away is not.
+    """
     real = parity.ort_runner
 
-    def off(session):  # an export whose outputs are 1e-3 away: not rounding
-        run = real(session)
-        return lambda x: [o + np.float32(1e-3) for o in run(x)]
+    def shifted_by(step):
+        def runner(session):
+            run = real(session)
+            return lambda x: [step(o) for o in run(x)]
+        return runner
 
-    monkeypatch.setattr(parity, "ort_runner", off)
+    monkeypatch.setattr(parity, "ort_runner", shifted_by(lambda o: np.nextafter(o, np.float32(np.inf))))
+    with pytest.raises(CheckFailed) as info:  # tolerances below float32 rounding
+        run_export(f"{user_models}:shifted", tmp_path / "r.onnx", shape=(1, 16), exporter="torchscript",
+                   atol=1e-10, rtol=1e-10)
+    line = info.value.one_line()
+    assert "(float32 rounding: against a float64 run of the model, PyTorch float32 is off by 5e-08 and " \
+           "the export by 6.9e-08)" in line and "--atol 2e-07 accepts it" in line
+    monkeypatch.setattr(parity, "ort_runner", shifted_by(lambda o: o + np.float32(1e-3)))
     with pytest.raises(CheckFailed, match="not rounding"):
         run_export(models["cnn"], tmp_path / "o.onnx", exporter="torchscript")
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ["code"]
 
 
 def test_parity_failure_of_a_random_model_says_it_is_not_deterministic(user_models, tmp_path):

@@ -19,7 +19,6 @@ def _model_and_batch(n: int = 64):
     from compressor.io.artifact import load_model
 
     data = load_data("digits", "test")
-    torch.manual_seed(0)
     x, y = data.take(n)
     return load_model("sample:simple_cnn").module.eval(), data, x, y
 

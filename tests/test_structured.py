@@ -3,6 +3,7 @@ re-pruning, dry runs, restricted architectures, bad input and exit codes."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -37,7 +38,6 @@ def handle_of(module: nn.Module, shape: tuple[int, ...]) -> ModelHandle:
 
 
 def test_l1_removes_the_smallest_norm_filters():
-    torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor([[1.0, 1, 1], [0.1, 0.1, 0.1], [2, 2, 2], [0.2, 0.2, 0.2]]))
@@ -141,13 +141,20 @@ def test_iterative_steps_rescore_and_shrink_each_step():
     assert len(macs) == 3 and macs[0] > macs[1] > macs[2]
 
 
-def test_random_control_depends_on_the_seed():
-    widths = []
-    for seed in (0, 1):
-        handle = load_model("sample:vgg_bn")
+def test_random_control_is_fixed_by_its_seed():
+    """One model, pruned three times while the global random state moves on: the same --seed removes
+    the same channels, another seed other channels."""
+    dense = load_model("sample:vgg_bn")
+
+    def pruned(seed: int) -> dict[str, torch.Tensor]:
+        handle = copy.deepcopy(dense)
         norm.run(handle, PruneConfig("random", ratio=0.5, seed=seed), PruneContext())
-        widths.append(handle.module[0][0].weight.detach().clone())
-    assert widths[0].shape != widths[1].shape or not torch.equal(widths[0], widths[1])
+        return handle.module.state_dict()
+
+    first, again, other = pruned(0), pruned(0), pruned(1)
+    assert first["0.0.weight"].shape[0] < dense.module.state_dict()["0.0.weight"].shape[0]
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert any(first[k].shape != other[k].shape or not torch.equal(first[k], other[k]) for k in first)
 
 
 def test_ignore_pattern_keeps_the_layer():
@@ -158,7 +165,7 @@ def test_ignore_pattern_keeps_the_layer():
 
 def test_global_ratio_removes_more_as_it_grows():
     """torch-pruning's own global step skips groups that would lose every channel, so a higher
-    ratio once left more parameters (simple_cnn: 13k at 0.8, 68k at 0.9); the capped plan does not."""
+    ratio can leave more parameters (simple_cnn: 13k at 0.8, 68k at 0.9); the capped plan does not."""
     left = []
     for ratio in (0.5, 0.8, 0.9):
         handle = load_model(str(ROOT / "sample_models" / "simple_cnn.pt"))
@@ -220,15 +227,18 @@ def test_torchvision_models_prune_and_export(ref, shape, tmp_path):
     spec = ModelSpec(ref, input_shape=tuple(int(v) for v in shape.split(",")))
     r = prune(spec, PruneConfig("l1", ratio=0.5), str(out))
     assert r.after["macs"] < 0.6 * r.before["macs"]
-    handle = load_model(out)
+    handle = load_model(out)  # weights: prune's seeded init (--seed 0), pruned
     x = handle.example_input()
-    assert handle.module(x).shape == (1, 1000)
+    expected = handle.module(x)
+    assert expected.shape == (1, 1000)
     torch.onnx.export(handle.module, (x,), str(tmp_path / "p.onnx"), dynamo=False)
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
-    y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    assert torch.allclose(torch.from_numpy(y), handle.module(x), rtol=1e-3, atol=1e-4)
+    y = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+    # float32 rounding puts ORT about 1e-6 of the output's size away; a layer the graph computes
+    # differently (a BatchNorm left in training mode, a wrong channel) a sizeable part of it
+    assert (y - expected).abs().max() < 1e-3 * expected.abs().max()
 
 
 def test_restricted_architecture_prunes_only_inside_blocks():

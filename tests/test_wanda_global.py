@@ -40,7 +40,7 @@ def test_global_scope_allocates_per_layer_and_meets_the_overall_target(model, sp
     for name, share in allocation.items():  # each layer pruned to its allocation (ranked per layer)
         assert _zeros(handle, f"{name}.weight") == pytest.approx(share, abs=1e-3), name
     assert any(note.startswith("scope global: one threshold") for note in report.notes)
-    assert not any("not defined" in note for note in report.notes)
+    assert not any(note.startswith("not reached by the forward pass") for note in report.notes)
 
 
 @needs_fashion
@@ -62,7 +62,6 @@ def test_global_scope_masks_hold_through_finetune_and_repeat_for_a_seed():
 def test_wanda_defaults_to_row_and_nm_ignores_global():
     assert PruneConfig("wanda", sparsity=0.5, data="digits").scope == "row"  # the paper's ranking
     assert PruneConfig("magnitude", sparsity=0.5).scope == "global"
-    torch.manual_seed(0)
     handle = load_model("sample:mlp")
     cfg = PruneConfig("wanda", nm="2:4", scope="global", data="digits", calib_samples=16)
     report = wanda.run(handle, cfg, PruneContext(train=load_data("digits", "train")))
