@@ -7,45 +7,20 @@ speed-up is the median of the pair-by-pair ratios, so machine noise hits both al
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from compressor.api.common import ModelSpec
 from compressor.api.info import MASK_NOTE
-from compressor.bench.gates import GateResult, GateSpec
-from compressor.bench.profiles import PROFILES, Profile
+from compressor.bench.config import BenchConfig
+from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_size
+from compressor.bench.profiles import PROFILES, Profile, get_profile
 from compressor.bench.stats import LatencyStats
-from compressor.errors import UsageError
+
+__all__ = ["BenchConfig", "BenchResult", "ModelBench", "bench", "GateSpec", "load_gate_file",
+           "parse_size", "PROFILES", "Profile", "get_profile"]
 
 RSS_NOTE = "peak RSS is the whole process (Python, libraries and every model loaded in this run)"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What to measure, how, and which gates to apply.
-
-    Attributes:
-        model: the model to bench (.onnx via ONNX Runtime, anything else via PyTorch).
-        profile: measurement settings (a preset with flag overrides).
-        baseline: a model to compare against, timed interleaved with ``model``.
-        gates: requested limits.
-        data: data spec for accuracy (needed by the accuracy gates).
-        eval_limit: evaluate accuracy on at most this many samples.
-        plot: write a PNG of the latency distribution here.
-    """
-
-    model: ModelSpec
-    profile: Profile = PROFILES["mobile"]
-    baseline: ModelSpec | None = None
-    gates: GateSpec = field(default_factory=GateSpec)
-    data: str | None = None
-    eval_limit: int | None = None
-    plot: str | None = None
-
-    def __post_init__(self) -> None:
-        self.gates.check_inputs(self.baseline is not None, self.data is not None)
-        if self.eval_limit is not None and self.eval_limit <= 0:
-            raise UsageError(f"--eval-limit must be > 0, got {self.eval_limit}")
 
 
 @dataclass(frozen=True)

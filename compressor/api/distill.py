@@ -11,47 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from compressor.api.common import ModelSpec
-from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import UsageError
-from compressor.train.loop import TrainConfig
+from compressor.train.config import DistillConfig, TrainConfig
 
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """What to train, on what, and how.
-
-    Attributes:
-        student: the model to train (a pruned artifact keeps its masks, or any reference).
-        data: data spec; trains on its train split, keeps the best epoch on val, reports test.
-        teacher: the frozen teacher; None fine-tunes with cross-entropy alone.
-        temperature / alpha: Hinton's T and the weight of the teacher term.
-        train: optimizer, schedule, epochs, device, ... (defaults: Adam, lr 1e-4, wd 1e-4).
-        save_on_interrupt: on Ctrl-C save the best finished epoch instead of nothing.
-        eval_limit: evaluate on at most this many test samples (None: all).
-    """
-
-    student: ModelSpec
-    data: str
-    teacher: ModelSpec | None = None
-    temperature: float = KD_TEMPERATURE
-    alpha: float = KD_ALPHA
-    train: TrainConfig = field(default_factory=TrainConfig)
-    save_on_interrupt: bool = False
-    eval_limit: int | None = None
-
-    def __post_init__(self) -> None:
-        from compressor.train.distill import check_kd
-
-        if self.teacher is not None:
-            check_kd(self.temperature, self.alpha)
-        if self.eval_limit is not None and self.eval_limit <= 0:
-            raise UsageError(f"--eval-limit must be > 0, got {self.eval_limit}")
-
-    @property
-    def command(self) -> str:
-        """``distill`` with a teacher, ``finetune`` without."""
-        return "distill" if self.teacher is not None else "finetune"
+__all__ = ["DistillConfig", "DistillResult", "TrainConfig", "distill", "finetune", "device_kind"]
 
 
 @dataclass(frozen=True)

@@ -7,48 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from compressor.api.common import ModelSpec
-from compressor.errors import UsageError
+from compressor.train.config import EvalConfig
 
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """What to evaluate on, and optionally which adversarial attack to measure.
-
-    Attributes:
-        attack: None, fgsm or pgd (:mod:`compressor.robustness`); PyTorch models only.
-        eps: the attack's L-infinity budget in [0, 1] pixel units.
-        steps / alpha: PGD iterations and step size (None: 2.5 * eps / steps).
-    """
-
-    model: ModelSpec
-    data: str = "fashion-mnist"
-    split: str = "test"
-    batch_size: int = 256
-    limit: int | None = None
-    attack: str | None = None
-    eps: float = 0.03
-    steps: int = 10
-    alpha: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.batch_size <= 0:
-            raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
-        if self.limit is not None and self.limit <= 0:
-            raise UsageError(f"--limit must be > 0, got {self.limit}")
-        if self.attack is not None:
-            self.attack_config()  # validates
-            if self.model.is_onnx:
-                raise UsageError("--attack needs gradients, which an .onnx file does not give",
-                                 "attack the .pt model the ONNX file was exported from")
-
-    def attack_config(self):
-        """The :class:`compressor.robustness.AttackConfig` (None without --attack)."""
-        if self.attack is None:
-            return None
-        from compressor.robustness import AttackConfig
-
-        return AttackConfig(self.attack, self.eps, self.steps, self.alpha)
+__all__ = ["EvalConfig", "EvalResult", "evaluate"]
 
 
 @dataclass(frozen=True)

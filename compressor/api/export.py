@@ -8,6 +8,8 @@ from typing import Any, Callable
 from compressor.api.common import ModelSpec
 from compressor.export.config import ExportConfig
 
+__all__ = ["ExportConfig", "ExportResult", "export"]
+
 
 @dataclass(frozen=True)
 class ExportResult:

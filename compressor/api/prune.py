@@ -8,6 +8,8 @@ from typing import Any
 from compressor.api.common import ModelSpec
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 
+__all__ = ["PruneConfig", "PruneResult", "prune"]
+
 
 @dataclass(frozen=True)
 class PruneResult:

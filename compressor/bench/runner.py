@@ -160,7 +160,7 @@ class OrtBackend:
 class TorchBackend:
     """A PyTorch module in eval mode under ``inference_mode``."""
 
-    spec: Any  # compressor.api.common.ModelSpec
+    spec: Any  # compressor.io.spec.ModelSpec
     profile: Profile
     device: str = "cpu"
     name: str = "pytorch"

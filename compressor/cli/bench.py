@@ -70,10 +70,8 @@ def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = No
     """
 
     def action():
-        from compressor.api.bench import BenchConfig
+        from compressor.api.bench import BenchConfig, GateSpec, get_profile, load_gate_file, parse_size
         from compressor.api.bench import bench as api_bench
-        from compressor.bench.gates import GateSpec, load_gate_file, parse_size
-        from compressor.bench.profiles import get_profile
         from compressor.errors import UsageError
 
         if md and json_out:

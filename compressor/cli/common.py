@@ -38,8 +38,7 @@ ModelArg = Annotated[str, typer.Argument(
 def model_spec(path: str, arch: str | None = None, arch_kwargs: str | None = None,
                trust_pickle: bool = False, input_shape: str | None = None):
     """Build the API's ModelSpec from the shared flags."""
-    from compressor.api.common import ModelSpec, parse_shape
-    from compressor.io.refs import parse_kwargs
+    from compressor.api.common import ModelSpec, parse_kwargs, parse_shape
 
     return ModelSpec(path, arch, parse_kwargs(arch_kwargs), trust_pickle, parse_shape(input_shape))
 

@@ -97,8 +97,7 @@ def finetune(
 
 def _config(flags: dict, teacher_spec=None):
     """DistillConfig from the command's flags (its parameters by name)."""
-    from compressor.api.distill import DistillConfig
-    from compressor.train.loop import TrainConfig
+    from compressor.api.distill import DistillConfig, TrainConfig
 
     train = TrainConfig(**{k: flags[k] for k in ("epochs", "lr", "weight_decay", "optimizer", "schedule",
                                                  "batch_size", "seed", "device", "amp", "max_batches")})

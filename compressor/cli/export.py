@@ -59,8 +59,8 @@ def export(
     """
 
     def action():
+        from compressor.api.export import ExportConfig
         from compressor.api.export import export as api_export
-        from compressor.export.config import ExportConfig
 
         cfg = ExportConfig(output=output, format=format, opset=opset, batch=batch, data=data, rtol=rtol,
                            atol=atol, verify=verify, simplify=simplify, quantize=quantize,

@@ -10,7 +10,7 @@ from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, De
                                    JsonOpt, ModelArg, TrustPickleOpt, console, execute, human_bytes,
                                    human_count, log_line, model_spec)
 from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
-from compressor.registry import METHODS, methods_for
+from compressor.registry import methods_for
 
 _METHOD_HELP = "Method: " + ", ".join(methods_for("prune")) + " (compress list shows what each does)."
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Output artifact (.pt).")]
@@ -90,9 +90,9 @@ def prune(
     """
 
     def action():
-        from compressor.api import prune as api_prune
-        from compressor.io.refs import parse_kwargs
-        from compressor.pruning.base import PruneConfig
+        from compressor.api.common import parse_kwargs
+        from compressor.api.prune import PruneConfig
+        from compressor.api.prune import prune as api_prune
 
         cfg = PruneConfig(
             method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,

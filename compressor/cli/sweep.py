@@ -64,9 +64,9 @@ def sweep(
     """
 
     def action():
+        from compressor.api.common import parse_kwargs
         from compressor.api.sweep import SweepConfig
         from compressor.api.sweep import sweep as api_sweep
-        from compressor.io.refs import parse_kwargs
 
         cfg = SweepConfig(path, data, output, _names(methods), _levels(levels), finetune_epochs,
                           _names(profiles), bench, attack, eps, attack_limit, jobs, seed, arch,

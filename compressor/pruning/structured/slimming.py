@@ -26,7 +26,7 @@ from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
 from compressor.train import distributed
-from compressor.train.loop import OPTIMIZERS
+from compressor.train.config import OPTIMIZERS
 
 BN_BATCHES = 20
 
