@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, Progress, with_model
 from compressor.api.info import MASK_NOTE
 from compressor.bench.config import BenchConfig
 from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_size
@@ -95,10 +95,17 @@ def _drop(base: float | None, model: float | None) -> float | None:
     return None if base is None or model is None else base - model
 
 
-def bench(cfg: BenchConfig) -> BenchResult:
-    """Measure ``cfg.model`` (and the baseline, interleaved), evaluate the gates, write the plot."""
+def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | None = None,
+          output: None = None, *, progress: Progress | None = None) -> BenchResult:
+    """Measure ``model`` (and the baseline, interleaved), evaluate the gates, write the plot.
+
+    ``bench(config)``, with the model in ``config.model``, is the older call and still works.
+    """
     from compressor.bench import roofline, runner
 
+    if isinstance(model, BenchConfig):  # bench(config)
+        model, config = None, model
+    cfg = with_model(config if config is not None else BenchConfig(), "model", model)
     if cfg.plot:
         from compressor.io.atomic import check_writable
 
@@ -133,7 +140,7 @@ def _accuracy(spec: ModelSpec, cfg: BenchConfig) -> float | None:
         return None
     from compressor.api.evaluate import EvalConfig, evaluate
 
-    return evaluate(EvalConfig(spec, cfg.data, "test", limit=cfg.eval_limit)).accuracy
+    return evaluate(spec, EvalConfig(data=cfg.data, split="test", limit=cfg.eval_limit)).accuracy
 
 
 def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: float, backends) -> BenchResult:

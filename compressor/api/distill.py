@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from compressor.api.common import ModelSpec, Progress, with_model
 from compressor.errors import UsageError
 from compressor.train.config import DistillConfig, TrainConfig
 
@@ -42,9 +43,13 @@ class DistillResult:
         return asdict(self)
 
 
-def distill(cfg: DistillConfig, output: str | None,
+def distill(model: ModelSpec | str | DistillConfig | None, config: DistillConfig | str | None = None,
+            output: str | None = None, *, progress: Progress | None = None,
             on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
-    """Train ``cfg.student`` (against ``cfg.teacher`` when given); save to ``output`` (rank 0).
+    """Train ``model`` (against ``config.teacher`` when given); save to ``output`` (rank 0).
+
+    ``progress`` gets one line per finished epoch, ``on_epoch`` its figures. ``distill(config,
+    output)``, with the student in ``config.student``, is the older call and still works.
 
     Raises:
         UsageError / InputError: no output, bad values, teacher and student outputs differ,
@@ -55,19 +60,52 @@ def distill(cfg: DistillConfig, output: str | None,
     from compressor.io.atomic import check_writable
     from compressor.train import distributed
 
+    cfg, output = _arguments(model, config, output)
     if not output:
         raise UsageError("no output file", "add -o OUT.pt")
     check_writable(output)
     with distributed.session(device_kind(cfg.train.device)):
-        return _run(cfg, output, on_epoch)
+        return _run(cfg, output, _epoch_callback(progress, on_epoch))
 
 
-def finetune(cfg: DistillConfig, output: str | None,
+def _arguments(model, config, output) -> tuple[DistillConfig, str | None]:
+    """(config with its student, output) from the new call shape or the older ``(config, output)``."""
+    if isinstance(model, DistillConfig):  # distill(config, output)
+        model, config, output = None, model, config if config is not None else output
+    if not isinstance(config, DistillConfig):
+        raise UsageError(f"the config is a DistillConfig, got {type(config).__name__}",
+                         "call distill(model, DistillConfig(data=...), output)")
+    return with_model(config, "student", model), output
+
+
+def _epoch_callback(progress: Progress | None, on_epoch):
+    """One callback for every finished epoch: its line to ``progress``, its figures to ``on_epoch``."""
+    if progress is None:
+        return on_epoch
+
+    def both(stats: dict[str, float]) -> None:
+        progress(epoch_line(stats))
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    return both
+
+
+def epoch_line(stats: dict[str, float]) -> str:
+    """``epoch 2: loss 0.3121, train accuracy 0.8870, val accuracy 0.8790``."""
+    val = f", val accuracy {stats['val_accuracy']:.4f}" if "val_accuracy" in stats else ""
+    return (f"epoch {int(stats['epoch'])}: loss {stats['train_loss']:.4f}, "
+            f"train accuracy {stats['train_accuracy']:.4f}{val}")
+
+
+def finetune(model: ModelSpec | str | DistillConfig | None, config: DistillConfig | str | None = None,
+             output: str | None = None, *, progress: Progress | None = None,
              on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
-    """Fine-tune ``cfg.student`` with cross-entropy (the teacher, if any, is ignored)."""
+    """Fine-tune ``model`` with cross-entropy (the config's teacher, if any, is ignored)."""
     from dataclasses import replace
 
-    return distill(replace(cfg, teacher=None), output, on_epoch)
+    cfg, output = _arguments(model, config, output)
+    return distill(None, replace(cfg, teacher=None), output, progress=progress, on_epoch=on_epoch)
 
 
 def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from compressor.api.common import ModelSpec, Progress, with_model
 from compressor.train.config import EvalConfig
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate"]
@@ -31,10 +32,17 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(cfg: EvalConfig) -> EvalResult:
-    """Evaluate a model file on ``cfg.data``."""
+def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | None = None,
+             output: None = None, *, progress: Progress | None = None) -> EvalResult:
+    """Evaluate ``model`` on ``config.data`` (writes nothing; progress is a bar on a terminal).
+
+    ``evaluate(config)``, with the model in ``config.model``, is the older call and still works.
+    """
     from compressor.io.data import load_data
 
+    if isinstance(model, EvalConfig):  # evaluate(config)
+        model, config = None, model
+    cfg = with_model(config if config is not None else EvalConfig(), "model", model)
     data = load_data(cfg.data, cfg.split)
     if cfg.model.is_onnx:
         figures = _eval_onnx(cfg.model.path, data, cfg)

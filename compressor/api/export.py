@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, Progress, as_spec, quiet
 from compressor.export.config import ExportConfig
 
 __all__ = ["ExportConfig", "ExportResult", "export"]
@@ -35,11 +35,17 @@ class ExportResult:
                 "outputs": self.outputs, "notes": self.notes}
 
 
-def export(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None] = lambda line: None) -> ExportResult:
-    """Export ``model`` as ``cfg`` says; raises CheckFailed (exit 1) when parity fails."""
+def export(model: ModelSpec | str, config: ExportConfig, output: str | None = None, *,
+           progress: Progress | None = None) -> ExportResult:
+    """Export ``model`` as ``config`` says, to ``output`` (None: ``config.output``).
+
+    Raises CheckFailed (exit 1) when parity fails.
+    """
     from compressor.export import pipeline
     from compressor.io.atomic import check_writable
 
+    model, log = as_spec(model), progress or quiet
+    cfg = config if output is None else replace(config, output=output)
     check_writable(cfg.output)
     inputs = prepare(model, cfg, log)
     run = pipeline.run_onnx if cfg.format == "onnx" else pipeline.run_program

@@ -29,18 +29,18 @@ def run_recipe(recipe: Recipe, log: Callable[[str], None] = lambda line: None) -
 
 def _run_prune(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     run = prune if step.kind == "prune" else slim
-    r = run(step.model, step.config, step.output, log=log, measure_input=False)
+    r = run(step.model, step.config, step.output, progress=log, measure_input=False)
     figures = {**r.after, "method": r.method, "method_kind": r.kind, "baseline_params": r.before["params"]}
     return figures, []
 
 
 def _run_train(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    r = distill(step.config, step.output)
+    r = distill(step.config.student, step.config, step.output)
     return {"accuracy": r.accuracy_after, "train_seconds": r.train_seconds}, []
 
 
 def _run_eval(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    r = evaluate(step.config)
+    r = evaluate(step.model, step.config)
     if r.attack is None:
         return {"accuracy": r.accuracy, "loss": r.loss}, []
     return {"robust_accuracy": r.robust_accuracy, "robust_clean_accuracy": r.accuracy,
@@ -54,13 +54,13 @@ def _run_info(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _run_export(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    f = export(step.model, step.config, log).figures
+    f = export(step.model, step.config, progress=log).figures
     return {"onnx": step.output, "onnx_size_bytes": f["size_bytes"],
             "onnx_compressed_bytes": f["compressed_bytes"], "parity_passed": f.get("parity_passed")}, []
 
 
 def _run_bench(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    r = bench(step.config)
+    r = bench(step.model, step.config)
     doc, name = r.to_json(), r.profile.name
     figures = {f"{k}_{name}": doc[k] for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_iqr",
                                                 "throughput_samples_per_s", "runs") if k in doc}

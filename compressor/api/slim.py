@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, Progress
 from compressor.api.prune import PruneResult, prune
 from compressor.pruning.base import SlimConfig
 
 __all__ = ["SlimConfig", "slim"]
 
 
-def slim(model: ModelSpec, cfg: SlimConfig, output: str | None, dry_run: bool = False,
-         log=lambda line: None, measure_input: bool = True) -> PruneResult:
+def slim(model: ModelSpec | str, config: SlimConfig, output: str | None = None, *,
+         progress: Progress | None = None, dry_run: bool = False,
+         measure_input: bool = True) -> PruneResult:
     """Slim ``model``; write the artifact to ``output`` unless ``dry_run``."""
     from compressor.pruning.structured.slimming import options
 
-    pcfg = cfg.to_prune_config()
+    pcfg = config.to_prune_config()
     options(pcfg.options)  # validate before any loading or training
-    return prune(model, pcfg, output, dry_run=dry_run, log=log, measure_input=measure_input)
+    return prune(model, pcfg, output, progress=progress, dry_run=dry_run, measure_input=measure_input)

@@ -15,7 +15,8 @@ class BenchConfig:
     """What to measure, how, and which gates to apply.
 
     Attributes:
-        model: the model to bench (.onnx via ONNX Runtime, anything else via PyTorch).
+        model: the model to bench (.onnx via ONNX Runtime, anything else via PyTorch); None when
+            it is given to the API call instead (``bench(model, config)``).
         profile: measurement settings (a preset with flag overrides).
         baseline: a model to compare against, timed interleaved with ``model``.
         gates: requested limits.
@@ -24,7 +25,7 @@ class BenchConfig:
         plot: write a PNG of the latency distribution here.
     """
 
-    model: ModelSpec
+    model: ModelSpec | None = None
     profile: Profile = PROFILES["mobile"]
     baseline: ModelSpec | None = None
     gates: GateSpec = field(default_factory=GateSpec)

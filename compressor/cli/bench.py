@@ -85,7 +85,7 @@ def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = No
         gates = load_gate_file(gates_file).merged(flags) if gates_file else flags
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         base = model_spec(baseline, arch, arch_kwargs, trust_pickle, input_shape) if baseline else None
-        return api_bench(BenchConfig(spec, prof, base, gates, data, eval_limit, plot))
+        return api_bench(spec, BenchConfig(None, prof, base, gates, data, eval_limit, plot))
 
     render = _print_markdown if md else _render
     execute(action, render, json_out, debug, exit_code=lambda r: 0 if r.passed else 1)

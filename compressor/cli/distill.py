@@ -65,7 +65,7 @@ def distill(
         from compressor.api.distill import distill as api_distill
 
         cfg = _config(flags, teacher_spec=model_spec(teacher, teacher_arch))
-        return api_distill(cfg, output, on_epoch=_epoch_line)
+        return api_distill(cfg.student, cfg, output, progress=_print)
 
     _execute(action, json_out, debug)
 
@@ -90,7 +90,8 @@ def finetune(
     def action():
         from compressor.api.distill import finetune as api_finetune
 
-        return api_finetune(_config(flags), output, on_epoch=_epoch_line)
+        cfg = _config(flags)
+        return api_finetune(cfg.student, cfg, output, progress=_print)
 
     _execute(action, json_out, debug)
 
@@ -113,10 +114,8 @@ def _execute(action, json_out: bool, debug: bool) -> None:
             exit_code=lambda r: EXIT_INTERRUPTED if r.interrupted else 0)
 
 
-def _epoch_line(stats: dict[str, float]) -> None:
-    val = f", val accuracy {stats['val_accuracy']:.4f}" if "val_accuracy" in stats else ""
-    console().print(f"epoch {int(stats['epoch'])}: loss {stats['train_loss']:.4f}, "
-                    f"train accuracy {stats['train_accuracy']:.4f}{val}")
+def _print(line: str) -> None:
+    console().print(line)
 
 
 def render(r) -> None:

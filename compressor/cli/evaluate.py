@@ -45,7 +45,7 @@ def evaluate(path: ModelArg,
         from compressor.api import evaluate as api_eval
 
         spec = model_spec(path, arch, arch_kwargs, trust_pickle)
-        return api_eval(EvalConfig(spec, data, split, batch_size, limit, attack, eps, steps, alpha))
+        return api_eval(spec, EvalConfig(None, data, split, batch_size, limit, attack, eps, steps, alpha))
 
     execute(action, _render, json_out, debug)
 

@@ -68,7 +68,7 @@ def export(
                            exporter=exporter, samples=samples, calib_samples=calib_samples,
                            eval_samples=eval_samples, seed=seed)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_export(spec, cfg, log=lambda line: console().print(line))
+        return api_export(spec, cfg, progress=lambda line: console().print(line))
 
     execute(action, render, json_out, debug)
 

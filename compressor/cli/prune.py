@@ -105,7 +105,7 @@ def prune(
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
             distill_from=distill_from, temperature=temperature, alpha=alpha, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_prune(spec, cfg, output, dry_run=dry_run, log=log_line)
+        return api_prune(spec, cfg, output, progress=log_line, dry_run=dry_run)
 
     execute(action, render, json_out, debug)
 

@@ -71,6 +71,6 @@ def slim(
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_slim(spec, cfg, output, dry_run=dry_run, log=log_line)
+        return api_slim(spec, cfg, output, progress=log_line, dry_run=dry_run)
 
     execute(action, render, json_out, debug)

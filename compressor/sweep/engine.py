@@ -114,11 +114,10 @@ def _prepare(cfg: SweepConfig, points_dir: Path) -> tuple[list[tuple[str, dict[s
 
     from compressor.errors import InputError
     from compressor.io.data import load_data
-    from compressor.io.spec import ModelSpec
     from compressor.recipe.parse import parse_recipe
 
     epoch_batches = math.ceil(len(load_data(cfg.data, "train")) / BATCH_SIZE)
-    ModelSpec(cfg.model, cfg.arch, dict(cfg.arch_kwargs)).load()
+    cfg.spec.load()
     if points_dir.parent.exists() and not points_dir.parent.is_dir():
         raise InputError(f"-o {points_dir.parent} is a file", "give a folder (created if missing)")
     points_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +176,7 @@ def _write_outputs(cfg: SweepConfig, out: Path, rows: list[dict[str, Any]], comp
         files["plot_latency"] = str(out / "accuracy_vs_latency.png")
         report.plot_latency(rows, fronts, profiles, Path(files["plot_latency"]))
     wall = round(time.perf_counter() - start, 2)
-    doc = {"config": asdict(cfg), "machine": machine, "wall_s": wall, "computed": computed,
+    doc = {"config": {**asdict(cfg), "model": cfg.spec.path}, "machine": machine, "wall_s": wall, "computed": computed,
            "skipped": skipped, "frontiers": fronts, "points": rows}
     report.write_json(doc, Path(files["json"]))
     return SweepResult(str(out), rows, fronts, computed, skipped, files, wall)

@@ -22,6 +22,7 @@ from typing import Any
 
 from compressor import registry
 from compressor.errors import UsageError
+from compressor.io.spec import ModelSpec
 
 DEFAULT_METHODS = ("l1", "slim", "magnitude", "wanda", "sap", "activation")
 DEFAULT_LEVELS = (0.2, 0.5, 0.8, 0.9, 0.95)
@@ -42,7 +43,9 @@ class SweepConfig:
     """What to sweep and how to measure each point.
 
     Attributes:
-        model: the trained model (as on the command line).
+        model: the trained model: a :class:`ModelSpec` like every other config takes, or a path
+            or reference string (read with ``arch`` / ``arch_kwargs``). Points are recipes, which
+            name a model by path, arch and arch_kwargs only.
         data: data spec for calibration, fine-tuning and accuracy.
         output_dir: where points, tables and plots go.
         methods / levels: every method at every level (structured: channel ratio; masked: sparsity).
@@ -53,7 +56,7 @@ class SweepConfig:
         jobs: points run in this many processes (each with one torch thread).
     """
 
-    model: str
+    model: ModelSpec | str
     data: str
     output_dir: str
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -73,6 +76,7 @@ class SweepConfig:
         from compressor.bench.profiles import get_profile
         from compressor.robustness import AttackConfig
 
+        self._bind_model()
         for m in self.methods:
             registry.method(m)
         if not self.methods or not self.levels:
@@ -91,6 +95,28 @@ class SweepConfig:
                              f"{self.finetune_epochs}")
         if self.attack_limit is not None and self.attack_limit < 1:
             raise UsageError(f"--attack-limit must be >= 1, got {self.attack_limit}")
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model as a :class:`ModelSpec` (``model`` after construction)."""
+        assert isinstance(self.model, ModelSpec)  # set by __post_init__
+        return self.model
+
+    def _bind_model(self) -> None:
+        """``model`` as a ModelSpec; ``arch`` / ``arch_kwargs`` kept equal to its own."""
+        if not isinstance(self.model, ModelSpec):
+            spec = ModelSpec(str(self.model), self.arch, dict(self.arch_kwargs))
+        else:
+            spec = self.model
+            if spec.trust_pickle or spec.input_shape is not None:
+                raise UsageError("a sweep's points are recipes, which take a model's path, arch and "
+                                 "arch_kwargs only", "drop trust_pickle and input_shape from the ModelSpec")
+            if (self.arch or self.arch_kwargs) and (self.arch, dict(self.arch_kwargs)) != (
+                    spec.arch, dict(spec.arch_kwargs)):
+                raise UsageError("the sweep's arch differs from its model's", "give arch in the ModelSpec only")
+        object.__setattr__(self, "model", spec)
+        object.__setattr__(self, "arch", spec.arch)
+        object.__setattr__(self, "arch_kwargs", dict(spec.arch_kwargs))
 
 
 def point_id(method: str, level: float) -> str:
@@ -133,7 +159,8 @@ def measure_steps(cfg: SweepConfig) -> list[dict[str, Any]]:
 def point_recipe(cfg: SweepConfig, pid: str, first: dict[str, Any], threads: int,
                  meta: dict[str, Any]) -> dict[str, Any]:
     """The recipe mapping of one point (what OUT/points/ID.yaml holds)."""
-    model = str(Path(cfg.model).resolve()) if Path(cfg.model).is_file() else cfg.model
+    path = cfg.spec.path
+    model = str(Path(path).resolve()) if Path(path).is_file() else path
     points = Path(cfg.output_dir).resolve() / "points"
     recipe: dict[str, Any] = {"model": model, "data": cfg.data, "threads": threads,
                               "output_dir": str(points / pid), "meta": {"sweep_point": pid, **meta},

@@ -70,7 +70,8 @@ class DistillConfig:
     """What to train, on what, and how.
 
     Attributes:
-        student: the model to train (a pruned artifact keeps its masks, or any reference).
+        student: the model to train (a pruned artifact keeps its masks, or any reference);
+            None when it is given to the API call instead (``distill(model, config, output)``).
         data: data spec; trains on its train split, keeps the best epoch on val, reports test.
         teacher: the frozen teacher; None fine-tunes with cross-entropy alone.
         temperature / alpha: Hinton's T and the weight of the teacher term.
@@ -79,8 +80,8 @@ class DistillConfig:
         eval_limit: evaluate on at most this many test samples (None: all).
     """
 
-    student: ModelSpec
-    data: str
+    student: ModelSpec | None = None
+    data: str | None = None
     teacher: ModelSpec | None = None
     temperature: float = KD_TEMPERATURE
     alpha: float = KD_ALPHA
@@ -91,6 +92,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         from compressor.train.distill import check_kd
 
+        if not self.data:
+            raise UsageError("no data to train on", "add --data fashion-mnist (or digits, cifar10:ROOT, ...)")
         if self.teacher is not None:
             check_kd(self.temperature, self.alpha)
         if self.eval_limit is not None and self.eval_limit <= 0:
@@ -102,18 +105,18 @@ class DistillConfig:
         return "distill" if self.teacher is not None else "finetune"
 
 
-
 @dataclass(frozen=True)
 class EvalConfig:
     """What to evaluate on, and optionally which adversarial attack to measure.
 
     Attributes:
+        model: the model to evaluate; None when it is given to the API call instead.
         attack: None, fgsm or pgd (:mod:`compressor.robustness`); PyTorch models only.
         eps: the attack's L-infinity budget in [0, 1] pixel units.
         steps / alpha: PGD iterations and step size (None: 2.5 * eps / steps).
     """
 
-    model: ModelSpec
+    model: ModelSpec | None = None
     data: str = "fashion-mnist"
     split: str = "test"
     batch_size: int = 256
@@ -130,7 +133,7 @@ class EvalConfig:
             raise UsageError(f"--limit must be > 0, got {self.limit}")
         if self.attack is not None:
             self.attack_config()  # validates
-            if self.model.is_onnx:
+            if self.model is not None and self.model.is_onnx:
                 raise UsageError("--attack needs gradients, which an .onnx file does not give",
                                  "attack the .pt model the ONNX file was exported from")
 
