@@ -106,7 +106,7 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the sweep."""
     passed = sum(r["status"] == "pass" for r in rows)
     refused = sum(r["status"].startswith("refused") for r in rows)
-    head = [f"# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
+    head = ["# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
             f"{passed} pass, {refused} refused up front, {len(rows) - passed - refused} fail "
             f"(of {len(rows)} run).\n",
             "Command: `PYTHONPATH=. python benchmarks/structured_breadth.py` (shared 2-core machine; "

@@ -7,8 +7,7 @@ import inspect
 import pytest
 
 import compressor
-from compressor import (DistillConfig, EvalConfig, ModelSpec, PruneConfig, SweepConfig, TrainConfig,
-                        UsageError)
+from compressor import DistillConfig, EvalConfig, ModelSpec, PruneConfig, SweepConfig, TrainConfig, UsageError
 from compressor.sweep.plan import point_recipe
 from tests.conftest import SAMPLES
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
-import os
 import math
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from compressor.bench import roofline
-from compressor.bench.gates import (GateSpec, evaluate_gates, load_gate_file, parse_size,
-                                    spec_from_mapping)
+from compressor.bench.gates import GateSpec, evaluate_gates, load_gate_file, parse_size, spec_from_mapping
 from compressor.bench.profiles import PROFILES, get_profile
 from compressor.bench.stats import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.errors import CompressorError, UsageError

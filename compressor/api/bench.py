@@ -105,12 +105,12 @@ def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | Non
 
     if isinstance(model, BenchConfig):  # bench(config)
         model, config = None, model
-    cfg = with_model(config if config is not None else BenchConfig(), "model", model)
+    cfg, spec = with_model(config if config is not None else BenchConfig(), "model", model)
     if cfg.plot:
         from compressor.io.atomic import check_writable
 
         check_writable(cfg.plot)
-    specs = [cfg.model] + ([cfg.baseline] if cfg.baseline else [])
+    specs = [spec] + ([cfg.baseline] if cfg.baseline else [])
     device = runner.resolve_device(cfg.profile.device, [s.is_onnx for s in specs])
     backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from compressor.errors import UsageError
 from compressor.io.refs import parse_kwargs
@@ -38,10 +38,12 @@ def as_spec(model: ModelSpec | str | Path) -> ModelSpec:
                      "e.g. ModelSpec('model.pt', arch='torchvision:resnet18') or 'sample:mlp'")
 
 
-def with_model(config: C, field: str, model: Any) -> C:
-    """``config`` with its model ``field`` set to ``model`` (None: the config must name one)."""
+def with_model(config: C, field: str, model: ModelSpec | str | None) -> tuple[C, ModelSpec]:
+    """(``config`` with its model ``field`` set to ``model``, that model); None: the config's own."""
     if model is None:
-        if getattr(config, field) is None:
+        spec = getattr(config, field)
+        if spec is None:
             raise UsageError("no model given", "pass it first: f(model, config)")
-        return config
-    return dataclasses.replace(config, **{field: as_spec(model)})  # type: ignore[type-var]
+        return config, spec
+    spec = as_spec(model)
+    return dataclasses.replace(config, **{field: spec}), spec  # type: ignore[type-var]

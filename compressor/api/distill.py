@@ -8,8 +8,9 @@ and only rank 0 writes the artifact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from compressor.api.common import ModelSpec, Progress, with_model
 from compressor.errors import UsageError
@@ -75,7 +76,7 @@ def _arguments(model, config, output) -> tuple[DistillConfig, str | None]:
     if not isinstance(config, DistillConfig):
         raise UsageError(f"the config is a DistillConfig, got {type(config).__name__}",
                          "call distill(model, DistillConfig(data=...), output)")
-    return with_model(config, "student", model), output
+    return with_model(config, "student", model)[0], output  # the student is set (or it raised)
 
 
 def _epoch_callback(progress: Progress | None, on_epoch):
@@ -109,15 +110,15 @@ def finetune(model: ModelSpec | str | DistillConfig | None, config: DistillConfi
 
 
 def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
+    import torch
+
     from compressor.io.data import load_data
     from compressor.train import distributed
     from compressor.train.loop import check_classes, evaluate, fit
 
-    import torch
-
     train, val, test = (load_data(cfg.data, split) for split in ("train", "val", "test"))
     torch.manual_seed(cfg.train.seed)  # a reference student (sample:mlp) starts from a seeded init
-    student = cfg.student.load()
+    student = _student(cfg).load()
     check_classes(student.module, train)
     teacher = _load_teacher(cfg, student, train)
     before = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
@@ -134,10 +135,16 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
 
         save_artifact(student, output)
     distributed.barrier()
-    return DistillResult(cfg.command, output, cfg.student.path, cfg.teacher.path if teacher else None,
+    return DistillResult(cfg.command, output, _student(cfg).path, cfg.teacher.path if cfg.teacher else None,
                          test.name, before, after, teacher_acc, result.best_epoch,
                          result.best_val_accuracy, round(result.seconds, 3), result.device,
                          result.world_size, result.interrupted, result.epochs)
+
+
+def _student(cfg: DistillConfig) -> ModelSpec:
+    if cfg.student is None:  # distill() binds it before training; a direct call may not
+        raise UsageError("no student model", "pass it first: distill(model, config, output)")
+    return cfg.student
 
 
 def _load_teacher(cfg: DistillConfig, student, data):
@@ -146,9 +153,8 @@ def _load_teacher(cfg: DistillConfig, student, data):
         return None
     import torch
 
-    from compressor.train.distill import check_same_outputs
-
     from compressor.errors import InputError
+    from compressor.train.distill import check_same_outputs
 
     teacher = cfg.teacher.load()
     x = torch.stack([data.dataset[i][0] for i in range(min(2, len(data)))])

@@ -42,30 +42,31 @@ def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | No
 
     if isinstance(model, EvalConfig):  # evaluate(config)
         model, config = None, model
-    cfg = with_model(config if config is not None else EvalConfig(), "model", model)
+    cfg, spec = with_model(config if config is not None else EvalConfig(), "model", model)
     data = load_data(cfg.data, cfg.split)
-    if cfg.model.is_onnx:
-        figures = _eval_onnx(cfg.model.path, data, cfg)
+    if spec.is_onnx:
+        figures = _eval_onnx(spec.path, data, cfg)
         backend = "onnxruntime"
     else:
-        from compressor.train.loop import check_classes, evaluate as torch_eval
+        from compressor.train.loop import check_classes
+        from compressor.train.loop import evaluate as torch_eval
 
-        handle = cfg.model.load()
+        handle = spec.load()
         check_classes(handle.module, data)
         figures = torch_eval(handle.module, data, cfg.batch_size, cfg.limit)
         backend = "pytorch"
         if cfg.attack is not None:
-            return _attacked(cfg, handle, data, figures)
-    return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
+            return _attacked(cfg, spec, handle, data, figures)
+    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"],
                       figures["samples"], backend)
 
 
-def _attacked(cfg: EvalConfig, handle, data, figures: dict[str, Any]) -> EvalResult:
+def _attacked(cfg: EvalConfig, spec: ModelSpec, handle, data, figures: dict[str, Any]) -> EvalResult:
     from compressor.robustness import robust_accuracy
 
     attack = cfg.attack_config()
     robust = robust_accuracy(handle.module, data, attack, cfg.batch_size, cfg.limit)
-    return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
+    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"],
                       figures["samples"], "pytorch", attack.name, attack.eps, robust["robust_accuracy"])
 
 

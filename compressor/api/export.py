@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from compressor.api.common import ModelSpec, Progress, as_spec, quiet
 from compressor.export.config import ExportConfig
@@ -71,25 +72,25 @@ def prepare(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None]):
     gen = torch.Generator().manual_seed(cfg.seed)
     example = torch.randn((cfg.fixed_batch or 2, *shape[1:]), generator=gen)  # 2: no 0/1 specialising
     forward_outputs(handle.module, example)
-    real, calib, test = _samples(cfg, shape) if cfg.data else (None, None, None)
+    real, calib, test = _samples(cfg, cfg.data, shape) if cfg.data else (None, None, None)
     count = max(cfg.samples, cfg.fixed_batch or 0)
     return Inputs(handle, example, make_inputs(shape, count, cfg.seed, real), calib, test, log)
 
 
-def _samples(cfg: ExportConfig, shape: tuple[int, ...]):
-    """(real parity samples, calibration samples or None, (x, y) test samples) from ``cfg.data``."""
+def _samples(cfg: ExportConfig, data: str, shape: tuple[int, ...]):
+    """(real parity samples, calibration samples or None, (x, y) test samples) from ``data``."""
     from compressor.errors import InputError
     from compressor.io.data import load_data
 
-    test = load_data(cfg.data, "test")
+    test = load_data(data, "test")
     if tuple(test.input_shape[1:]) != tuple(shape[1:]):
-        raise InputError(f"--data {cfg.data} gives inputs {tuple(test.input_shape[1:])} but the model "
+        raise InputError(f"--data {data} gives inputs {tuple(test.input_shape[1:])} but the model "
                          f"takes {tuple(shape[1:])}", "pass data the model was made for, or --input-shape")
     real = test.take(min(cfg.samples, len(test)), cfg.seed)[0].numpy()
     x, y = test.take(min(cfg.eval_samples or len(test), len(test)), cfg.seed + 1)
     calib = None
     if cfg.quantize:
-        train = load_data(cfg.data, "train")
+        train = load_data(data, "train")
         calib = train.take(min(cfg.calib_samples, len(train)), cfg.seed)[0].numpy()
     return real, calib, (x.numpy(), y.numpy())
 

@@ -6,8 +6,9 @@ the API call that runs it (the same functions as the commands).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 from compressor.api.bench import bench
 from compressor.api.distill import distill

@@ -69,7 +69,7 @@ class GateSpec:
         """Names of the gates that are set."""
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
-    def merged(self, other: "GateSpec") -> "GateSpec":
+    def merged(self, other: GateSpec) -> GateSpec:
         """A copy with every gate set in ``other`` taking precedence."""
         return replace(self, **{k: v for k, v in asdict(other).items() if v is not None})
 

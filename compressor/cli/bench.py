@@ -8,8 +8,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, human_bytes, human_count, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    human_count,
+    model_spec,
+)
 
 
 def _gate(kind, text: str):

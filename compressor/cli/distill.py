@@ -6,8 +6,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, console, execute, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    model_spec,
+)
 from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.errors import EXIT_INTERRUPTED
 

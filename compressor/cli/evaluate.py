@@ -6,8 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, JsonOpt, ModelArg, TrustPickleOpt,
-                                   console, execute, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    model_spec,
+)
 
 
 def evaluate(path: ModelArg,

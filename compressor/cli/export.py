@@ -6,8 +6,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, console, execute, human_bytes, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DataOpt,
+    DebugOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    model_spec,
+)
 
 
 def export(

@@ -6,9 +6,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, DeviceOpt, InputShapeOpt,
-                                   JsonOpt, ModelArg, TrustPickleOpt, console, execute, human_bytes,
-                                   human_count, log_line, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DataOpt,
+    DebugOpt,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    human_count,
+    log_line,
+    model_spec,
+)
 from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
 from compressor.registry import methods_for
 

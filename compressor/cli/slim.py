@@ -6,8 +6,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, execute, log_line, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    execute,
+    log_line,
+    model_spec,
+)
 from compressor.cli.prune import OutputOpt, render
 
 

@@ -7,8 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, JsonOpt, ModelArg, console, execute,
-                                   human_bytes)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    JsonOpt,
+    ModelArg,
+    console,
+    execute,
+    human_bytes,
+)
 from compressor.errors import EXIT_UNSUPPORTED
 
 _DEFAULT_METHODS = "l1,slim,magnitude,wanda,sap,activation"

@@ -12,9 +12,10 @@ by design, and the accuracy change on ``--data`` is the figure that matters for 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -307,6 +307,6 @@ def _resize(owner: nn.Module, attr: str, tensor: torch.Tensor) -> None:
             grad = True if current is None else current.requires_grad
             owner._parameters[attr] = nn.Parameter(torch.empty_like(tensor), requires_grad=grad)
     elif attr in owner._buffers:
-        current = owner._buffers[attr]
-        if current is None or current.shape != tensor.shape:
+        buffer = owner._buffers[attr]
+        if buffer is None or buffer.shape != tensor.shape:
             owner._buffers[attr] = torch.empty_like(tensor)

@@ -40,7 +40,7 @@ class Step:
 
     kind: str
     config: Any
-    model: ModelSpec | None = None
+    model: ModelSpec
     output: str | None = None
 
 

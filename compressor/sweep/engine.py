@@ -21,6 +21,7 @@ from compressor.recipe.run import RecipeResult
 from compressor.sweep.plan import BATCH_SIZE, DONE, SweepConfig, plan
 from compressor.sweep.runner import PointRunner, run_all
 
+
 @dataclass(frozen=True)
 class SweepResult:
     """Every point's row, the frontiers, and what this run computed or skipped."""

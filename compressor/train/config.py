@@ -72,7 +72,8 @@ class DistillConfig:
     Attributes:
         student: the model to train (a pruned artifact keeps its masks, or any reference);
             None when it is given to the API call instead (``distill(model, config, output)``).
-        data: data spec; trains on its train split, keeps the best epoch on val, reports test.
+        data: data spec (required); trains on its train split, keeps the best epoch on val,
+            reports test.
         teacher: the frozen teacher; None fine-tunes with cross-entropy alone.
         temperature / alpha: Hinton's T and the weight of the teacher term.
         train: optimizer, schedule, epochs, device, ... (defaults: Adam, lr 1e-4, wd 1e-4).
@@ -81,7 +82,7 @@ class DistillConfig:
     """
 
     student: ModelSpec | None = None
-    data: str | None = None
+    data: str = ""
     teacher: ModelSpec | None = None
     temperature: float = KD_TEMPERATURE
     alpha: float = KD_ALPHA
