@@ -46,7 +46,7 @@ def log(s):
 
 
 t0 = time.time()
-bns = slimming.batchnorms(h.module)
+bns = slimming.scaled_batchnorms(h.module)
 sp = fit(h.module, train, TrainConfig(epochs=a.sp_epochs, lr=a.sp_lr, optimizer=a.sp_opt, weight_decay=a.sp_wd, schedule="cosine", batch_size=128),
          val=val, after_backward=lambda _: slimming.add_l1_penalty(bns, a.lam), description="sparsity")
 acc_sp = evaluate(h.module, test)["accuracy"]

@@ -76,7 +76,9 @@ def _child(name: str, out_dir: str, queue) -> None:
     try:
         queue.put(check(name, out_dir))
     except Exception as exc:  # noqa: BLE001 - a failure of any kind is the result
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        from compressor.errors import first_line
+
+        first = first_line(exc, empty="")
         queue.put({"model": name, "status": "FAIL", "detail": f"{type(exc).__name__}: {first}"})
 
 

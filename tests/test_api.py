@@ -49,3 +49,12 @@ def test_sweep_config_takes_a_model_spec_or_a_string(tmp_path):
     assert point_recipe(by_spec, "x", {}, 1, {}) == point_recipe(by_text, "x", {}, 1, {})
     with pytest.raises(UsageError, match="recipes"):
         SweepConfig(ModelSpec("sample:mlp", trust_pickle=True), **common)
+
+
+def test_first_line_of_an_error_is_one_helper():
+    from compressor.errors import first_line
+
+    assert first_line(ValueError("  shape mismatch\n  at layer 3  ")) == "shape mismatch"
+    assert first_line(ValueError("x" * 300), 160) == "x" * 160
+    assert first_line(ValueError("x" * 300), None) == "x" * 300
+    assert first_line(KeyError()) == "KeyError" and first_line(KeyError(), empty="") == ""

@@ -14,8 +14,8 @@ import pytest
 
 from compressor.bench import roofline
 from compressor.bench.gates import GateSpec, evaluate_gates, load_gate_file, parse_size, spec_from_mapping
+from compressor.bench.latency import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.bench.profiles import PROFILES, get_profile
-from compressor.bench.stats import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.errors import CompressorError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]

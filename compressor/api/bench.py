@@ -14,8 +14,8 @@ from compressor.api.common import ModelSpec, Progress, with_model
 from compressor.api.info import MASK_NOTE
 from compressor.bench.config import BenchConfig
 from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_size
+from compressor.bench.latency import LatencyStats
 from compressor.bench.profiles import PROFILES, Profile, get_profile
-from compressor.bench.stats import LatencyStats
 
 __all__ = ["BenchConfig", "BenchResult", "ModelBench", "bench", "GateSpec", "load_gate_file",
            "parse_size", "PROFILES", "Profile", "get_profile"]
@@ -126,7 +126,7 @@ def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | Non
 
 def _model_bench(spec: ModelSpec, backend, timing, peak: float, cfg: BenchConfig) -> ModelBench:
     from compressor.bench import roofline
-    from compressor.bench.stats import summarize
+    from compressor.bench.latency import summarize
 
     stats = summarize(timing.samples_ms, backend.batch)
     floor = roofline.floor_ms(backend.figures["macs"], backend.batch, peak)
@@ -146,7 +146,7 @@ def _accuracy(spec: ModelSpec, cfg: BenchConfig) -> float | None:
 def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: float, backends) -> BenchResult:
     from compressor.bench import runner
     from compressor.bench.gates import evaluate_gates
-    from compressor.bench.stats import noisy_warning, speedup
+    from compressor.bench.latency import noisy_warning, speedup
 
     model, base = benches[0], (benches[1] if len(benches) > 1 else None)
     ratio = speed = None

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from compressor.api.common import ModelSpec, Progress, with_model
-from compressor.errors import UsageError
+from compressor.errors import UsageError, first_line
 from compressor.train.config import DistillConfig, TrainConfig
 
 __all__ = ["DistillConfig", "DistillResult", "TrainConfig", "distill", "finetune", "device_kind"]
@@ -65,7 +65,7 @@ def distill(model: ModelSpec | str | DistillConfig | None, config: DistillConfig
     if not output:
         raise UsageError("no output file", "add -o OUT.pt")
     check_writable(output)
-    with distributed.session(device_kind(cfg.train.device)):
+    with distributed.process_group(device_kind(cfg.train.device)):
         return _run(cfg, output, _epoch_callback(progress, on_epoch))
 
 
@@ -163,7 +163,7 @@ def _load_teacher(cfg: DistillConfig, student, data):
             teacher_out = teacher.module.eval()(x)
         except RuntimeError as exc:
             raise InputError(f"the teacher cannot take {data.name} inputs of shape "
-                             f"{tuple(x.shape[1:])} ({str(exc).splitlines()[0][:120]})",
+                             f"{tuple(x.shape[1:])} ({first_line(exc, 120)})",
                              "distil from a teacher trained on the same data") from None
         check_same_outputs(student.module.eval()(x), teacher_out)
     return teacher

@@ -68,7 +68,7 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
     from compressor.train import distributed
 
     assert output is not None  # checked above for every run that is not a dry run
-    with distributed.session(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
+    with distributed.process_group(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
         return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from compressor.errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED, CompressorError
+from compressor.errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED, CompressorError, first_line
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout "
                                                        "(tables and logs go to stderr).")]
@@ -63,7 +63,7 @@ def execute(action: Callable[[], Any], render: Callable[[Any], None], as_json: b
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug and main:
             raise
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        first = first_line(exc, empty="")
         _fail(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug and report it)",
               EXIT_UNSUPPORTED, main)
     if main and as_json:

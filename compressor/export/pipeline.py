@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import CheckFailed, CompressorError, UnsupportedError
+from compressor.errors import CheckFailed, CompressorError, UnsupportedError, first_line
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io.atomic import atomic_write, check_writable
@@ -61,7 +61,7 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
     try:
         candidate = parity.ort_runner(session(model))
     except Exception as exc:  # noqa: BLE001 - a graph ORT cannot load fails parity
-        row = {"error": f"ONNX Runtime cannot load it: {onnx_export.first_line(exc)}",
+        row = {"error": f"ONNX Runtime cannot load it: {first_line(exc)}",
                "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
                "passed": False}
         return parity.summarise([row], 0, [])

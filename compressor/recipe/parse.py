@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import InputError, UsageError, unknown_name
+from compressor.errors import InputError, UsageError, first_line, unknown_name
 from compressor.io.spec import ModelSpec
 from compressor.typed import build, check_keys, field_names
 
@@ -76,7 +76,7 @@ def load_recipe(path: str | Path, output_dir: str | None = None) -> Recipe:
     try:
         mapping = yaml.safe_load(file.read_text(errors="replace"))
     except yaml.YAMLError as exc:
-        raise InputError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{file}: not valid YAML ({first_line(exc, None)})") from None
     default_dir = str(file.with_suffix("")) + "_out"
     return parse_recipe(mapping, output_dir or (mapping or {}).get("output_dir") or default_dir, str(file))
 
