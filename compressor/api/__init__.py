@@ -10,19 +10,21 @@ Every name resolves on first use, so that ``import compressor.api`` (and ``compr
 from compressor.lazy import make_lazy
 
 _SOURCES = {
-    "compressor.api.common": ("ModelSpec", "parse_shape", "parse_kwargs"),
+    "compressor.api.config": ("ModelSpec", "PruneConfig", "SlimConfig", "TrainConfig", "DistillConfig",
+                              "EvalConfig", "ExportConfig", "BenchConfig", "Profile", "PROFILES", "GateSpec",
+                              "SweepConfig", "RecommendConfig"),
+    "compressor.api.common": ("parse_shape", "parse_kwargs"),
     "compressor.api.info": ("InfoResult", "info"),
-    "compressor.api.evaluate": ("EvalConfig", "EvalResult", "evaluate"),
+    "compressor.api.evaluate": ("EvalResult", "evaluate"),
     "compressor.api.listing": ("list_all",),
-    "compressor.api.prune": ("PruneConfig", "PruneResult", "prune"),
-    "compressor.api.slim": ("SlimConfig", "slim"),
-    "compressor.api.bench": ("BenchConfig", "BenchResult", "bench", "Profile", "PROFILES", "get_profile",
-                             "GateSpec", "load_gate_file", "parse_size"),
-    "compressor.api.distill": ("DistillConfig", "DistillResult", "TrainConfig", "distill", "finetune"),
-    "compressor.api.export": ("ExportConfig", "ExportResult", "export"),
+    "compressor.api.prune": ("PruneResult", "prune"),
+    "compressor.api.slim": ("slim",),
+    "compressor.api.bench": ("BenchResult", "bench", "get_profile", "load_gate_file", "parse_size"),
+    "compressor.api.distill": ("DistillResult", "distill", "finetune"),
+    "compressor.api.export": ("ExportResult", "export"),
     "compressor.api.recipe": ("Recipe", "RecipeResult", "load_recipe", "parse_recipe", "run_recipe"),
-    "compressor.api.sweep": ("SweepConfig", "SweepResult", "sweep"),
-    "compressor.api.recommend": ("RecommendConfig", "RecommendResult", "recommend"),
+    "compressor.api.sweep": ("SweepResult", "sweep"),
+    "compressor.api.recommend": ("RecommendResult", "recommend"),
 }
 
 __all__ = [name for names in _SOURCES.values() for name in names]

@@ -27,7 +27,7 @@ class PruneConfig:
     """Every prune option. Validated on construction; shared by CLI, recipes and the API.
 
     Attributes:
-        method: registry name (``compress list``).
+        method: registry name (``compress list``); l1 when not given.
         ratio: structured: fraction of channels removed (0, 1).
         target_macs: structured: keep this fraction of MACs instead of a ratio.
         sparsity: unstructured: fraction of weights zeroed [0, 1).
@@ -63,7 +63,7 @@ class PruneConfig:
         options: method-specific settings (validated by the method module, unknown keys rejected).
     """
 
-    method: str
+    method: str = "l1"
     ratio: float | None = None
     target_macs: float | None = None
     sparsity: float | None = None
