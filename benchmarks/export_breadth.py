@@ -192,7 +192,8 @@ def main() -> None:
     if args.table_only:
         write_table(out, lines, args, total=len(model_refs(args.models)))
         return
-    done = {json.loads(line)["model"] for line in lines.read_text().splitlines()} if args.resume and lines.exists() else set()
+    done = ({json.loads(line)["model"] for line in lines.read_text().splitlines()}
+            if args.resume and lines.exists() else set())
     if not args.resume and lines.exists():
         lines.unlink()
     for ref in model_refs(args.models):

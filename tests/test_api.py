@@ -33,10 +33,11 @@ def test_evaluate_takes_the_model_first_or_in_its_config():
 
 def test_prune_then_distill_in_the_new_shape(tmp_path):
     lines: list[str] = []
-    pruned = compressor.prune("sample:mlp", PruneConfig(method="magnitude", sparsity=0.5), str(tmp_path / "p.pt"))
+    cfg = PruneConfig(method="magnitude", sparsity=0.5)
+    pruned = compressor.prune("sample:mlp", cfg, str(tmp_path / "p.pt"))
     assert pruned.after["sparsity"] > 0.4
-    cfg = DistillConfig(data="random", train=TrainConfig(epochs=1, max_batches=2), eval_limit=32)
-    result = compressor.finetune(str(tmp_path / "p.pt"), cfg, str(tmp_path / "ft.pt"), progress=lines.append)
+    tune = DistillConfig(data="random", train=TrainConfig(epochs=1, max_batches=2), eval_limit=32)
+    result = compressor.finetune(str(tmp_path / "p.pt"), tune, str(tmp_path / "ft.pt"), progress=lines.append)
     assert result.student == str(tmp_path / "p.pt") and (tmp_path / "ft.pt").is_file()
     assert len(lines) == 1 and lines[0].startswith("epoch 0: loss ")
 

@@ -105,7 +105,8 @@ def test_option_defaults_equal_config_defaults(name, command):
         if param.required:
             continue  # the user gives it; a config may still check it (DistillConfig.data)
         if default is dataclasses.MISSING:
-            problems.append(f"{param.name}: the config requires it, the command defaults to {param.default!r}")
+            problems.append(f"{param.name}: the config requires it, the command defaults to "
+                            f"{param.default!r}")
         elif param.default != _spelled(default):
             problems.append(f"{param.name}: command {param.default!r}, config {_spelled(default)!r}")
     assert not problems, f"compress {name}: " + "; ".join(problems)

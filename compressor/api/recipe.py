@@ -71,5 +71,6 @@ def _run_bench(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return figures, [{"profile": name, **asdict(g)} for g in r.gates]
 
 
-STEP_RUNNERS: dict[str, StepRunner] = {"prune": _run_prune, "slim": _run_prune, "finetune": _run_train, "distill": _run_train,
-            "eval": _run_eval, "info": _run_info, "export": _run_export, "bench": _run_bench}
+STEP_RUNNERS: dict[str, StepRunner] = {
+    "prune": _run_prune, "slim": _run_prune, "finetune": _run_train, "distill": _run_train,
+    "eval": _run_eval, "info": _run_info, "export": _run_export, "bench": _run_bench}

@@ -27,7 +27,8 @@ def evaluate(path: ModelArg,
              batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = E.batch_size,
              limit: Annotated[Optional[int], typer.Option(help="Evaluate at most N samples.")] = E.limit,
              attack: Annotated[Optional[str], typer.Option(
-                 help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only).")] = E.attack,
+                 help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only).")]
+             = E.attack,
              eps: Annotated[float, typer.Option(
                  help="Attack budget (L-inf) in [0, 1] pixel units; 0.03 is about 8/255.")] = E.eps,
              steps: Annotated[int, typer.Option(help="PGD iterations.")] = E.steps,

@@ -27,7 +27,8 @@ def export(
     path: ModelArg,
     output: Annotated[str, typer.Option("-o", "--output", help="File to write (.onnx; .ts for "
                                         "torchscript; .pt2 for exported-program).", show_default=False)],
-    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or exported-program.")] = X.format,
+    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or exported-program.")]
+    = X.format,
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = X.opset,
     batch: Annotated[str, typer.Option(help="'dynamic' (symbolic batch axis) or a fixed batch size.")]
     = X.batch,
@@ -36,7 +37,8 @@ def export(
     rtol: Annotated[float, typer.Option(help="Parity: relative tolerance.")] = X.rtol,
     atol: Annotated[float, typer.Option(help="Parity: absolute tolerance.")] = X.atol,
     verify: Annotated[bool, typer.Option(
-        "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch; exit 1 beyond tolerances.")] = X.verify,
+        "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch; exit 1 beyond tolerances.")]
+    = X.verify,
     simplify: Annotated[bool, typer.Option(
         "--simplify/--no-simplify", help="Simplify the graph with onnxslim when parity holds.")] = X.simplify,
     quantize: Annotated[Optional[str], typer.Option(
@@ -51,7 +53,8 @@ def export(
         help="auto (dynamo, TorchScript fallback), dynamo or torchscript.")] = X.exporter,
     samples: Annotated[int, typer.Option(help="Random (and real, with --data) parity samples.")] = X.samples,
     calib_samples: Annotated[int, typer.Option(help="Static int8 calibration samples.")] = X.calib_samples,
-    eval_samples: Annotated[int, typer.Option(help="Test samples for the accuracy figures.")] = X.eval_samples,
+    eval_samples: Annotated[int, typer.Option(help="Test samples for the accuracy figures.")]
+    = X.eval_samples,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs and sample choice.")] = X.seed,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     json_out: JsonOpt = False, debug: DebugOpt = False,

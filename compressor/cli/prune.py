@@ -62,7 +62,8 @@ def prune(
         help="Masked methods: leave the first and last conv/linear layers (stem, classifier) dense, "
              "as the Wanda paper does for image classifiers.")] = P.keep_first_last,
     data: DataOpt = P.data,
-    calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")] = P.calib_samples,
+    calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")]
+    = P.calib_samples,
     recalibrate_bn: Annotated[Optional[bool], typer.Option(
         "--recalibrate-bn/--no-recalibrate-bn",
         help="magnitude, wanda: re-estimate BatchNorm statistics on the calibration samples after "
@@ -72,13 +73,16 @@ def prune(
         help="Fine-tune epochs between steps and at the end (needs --data).")] = P.finetune_epochs,
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = P.finetune_lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")] = P.finetune_schedule,
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")]
+    = P.finetune_schedule,
     finetune_batches: Annotated[Optional[int], typer.Option(
         help="At most N batches per fine-tune (spreads a budget over --steps).")] = P.finetune_batches,
-    batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")] = P.batch_size,
+    batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")]
+    = P.batch_size,
     seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = P.seed,
     distill_from: Annotated[Optional[str], typer.Option(
-        help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")] = P.distill_from,
+        help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")]
+    = P.distill_from,
     temperature: Annotated[float, typer.Option(
         help="KD temperature T for --distill-from.")] = P.temperature,
     alpha: Annotated[float, typer.Option(

@@ -33,11 +33,13 @@ def slim(
     lam: Annotated[float, typer.Option(
         "--lambda", help="L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).")] = S.lam,
     sparsity_epochs: Annotated[int, typer.Option(help="Epochs of sparsity training.")] = S.sparsity_epochs,
-    finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")] = S.finetune_epochs,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")]
+    = S.finetune_epochs,
     lr: Annotated[float, typer.Option(
         help="Learning rate of fine-tuning (Adam), and of sparsity training unless --sparsity-lr.")] = S.lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine or step.")] = S.finetune_schedule,
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine or step.")]
+    = S.finetune_schedule,
     sparsity_optimizer: Annotated[str, typer.Option(
         help="Optimizer of sparsity training: adam, adamw or sgd (the paper's; pair it with "
              "--sparsity-lr 0.01).")] = S.sparsity_optimizer,

@@ -28,14 +28,17 @@ def sweep(
                                       "(fashion-mnist, digits, ...).", show_default=False)],
     output: Annotated[str, typer.Option("-o", "--output", help="Output folder (created; reused to resume).",
                                         show_default=False)],
-    methods: Annotated[str, typer.Option(help="Comma-separated methods (compress list).")] = ",".join(W.methods),
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (compress list).")]
+    = ",".join(W.methods),
     levels: Annotated[str, typer.Option(
         help="Comma-separated levels in (0, 1): channel ratio (l1, slim) or sparsity (masked).")]
     = ",".join(f"{v:g}" for v in W.levels),
     finetune_epochs: Annotated[int, typer.Option(
-        help="Fine-tune budget per point in epochs (iterative methods spread it over their steps).")] = W.finetune_epochs,
+        help="Fine-tune budget per point in epochs (iterative methods spread it over their steps).")]
+    = W.finetune_epochs,
     profiles: Annotated[str, typer.Option(
-        help="Bench profiles to time every point under: mobile, edge, server (comma-separated).")] = ",".join(W.profiles),
+        help="Bench profiles to time every point under: mobile, edge, server (comma-separated).")]
+    = ",".join(W.profiles),
     bench: Annotated[bool, typer.Option("--bench/--no-bench", help="Export to ONNX and time each point.")]
     = W.bench,
     attack: Annotated[Optional[str], typer.Option(help="Robustness column: fgsm or pgd.")] = W.attack,

@@ -177,7 +177,7 @@ def _write_outputs(cfg: SweepConfig, out: Path, rows: list[dict[str, Any]], comp
         files["plot_latency"] = str(out / "accuracy_vs_latency.png")
         report.plot_latency(rows, fronts, profiles, Path(files["plot_latency"]))
     wall = round(time.perf_counter() - start, 2)
-    doc = {"config": {**asdict(cfg), "model": cfg.spec.path}, "machine": machine, "wall_s": wall, "computed": computed,
-           "skipped": skipped, "frontiers": fronts, "points": rows}
+    doc = {"config": {**asdict(cfg), "model": cfg.spec.path}, "machine": machine, "wall_s": wall,
+           "computed": computed, "skipped": skipped, "frontiers": fronts, "points": rows}
     report.write_json(doc, Path(files["json"]))
     return SweepResult(str(out), rows, fronts, computed, skipped, files, wall)

@@ -113,7 +113,8 @@ class SweepConfig:
                                  "arch_kwargs only", "drop trust_pickle and input_shape from the ModelSpec")
             if (self.arch or self.arch_kwargs) and (self.arch, dict(self.arch_kwargs)) != (
                     spec.arch, dict(spec.arch_kwargs)):
-                raise UsageError("the sweep's arch differs from its model's", "give arch in the ModelSpec only")
+                raise UsageError("the sweep's arch differs from its model's",
+                                 "give arch in the ModelSpec only")
         object.__setattr__(self, "model", spec)
         object.__setattr__(self, "arch", spec.arch)
         object.__setattr__(self, "arch_kwargs", dict(spec.arch_kwargs))
