@@ -192,7 +192,8 @@ def main() -> None:
     if args.table_only:
         write_table(out, lines, args, total=len(model_refs(args.models)))
         return
-    done = {json.loads(l)["model"] for l in lines.read_text().splitlines()} if args.resume and lines.exists() else set()
+    done = ({json.loads(line)["model"] for line in lines.read_text().splitlines()}
+            if args.resume and lines.exists() else set())
     if not args.resume and lines.exists():
         lines.unlink()
     for ref in model_refs(args.models):
@@ -219,7 +220,7 @@ def command_line(args: argparse.Namespace) -> str:
 def write_table(out: Path, lines: Path, args: argparse.Namespace, total: int) -> None:
     """Rewrite the markdown table from the JSON lines."""
     pruned = args.pruned
-    rows = [json.loads(l) for l in lines.read_text().splitlines()] if lines.exists() else []
+    rows = [json.loads(line) for line in lines.read_text().splitlines()] if lines.exists() else []
     title = "pruned with l1 at 0.5, then " if pruned else ""
     missing = f"{total - len(rows)} of {total} models not run yet (continue with --resume).\n\n" \
         if len(rows) < total else ""

@@ -138,8 +138,8 @@ def main() -> None:
 
 def summarise(args, pruned: str, runs: list[dict]) -> dict:
     """Every run against the baseline (the teacher) and against fine-tuning."""
-    from compressor.io.artifact import load_model
     from compressor.api.evaluate import EvalConfig, evaluate
+    from compressor.io.artifact import load_model
 
     baseline = evaluate(EvalConfig(ModelSpec(args.baseline), args.data)).accuracy
     ft = runs[0]["accuracy"]

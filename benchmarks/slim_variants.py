@@ -5,32 +5,48 @@ none for the sparsity phase), which is why these rows differ a little from struc
 
     PYTHONPATH=. python benchmarks/slim_variants.py --sp-opt sgd --sp-lr 0.01 --sp-wd 5e-4 --cap 0.5 --ft-epochs 2
 """
-import sys, json, time, argparse
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
 import torch
+
 from compressor.io.artifact import load_model
 from compressor.io.data import load_data
 from compressor.pruning.base import PruneConfig, PruneContext
 from compressor.pruning.structured import slimming
 from compressor.stats import count_macs, count_params
 from compressor.train import TrainConfig, evaluate, fit
+from compressor.train.distill import distill_loss_fn
 
 p = argparse.ArgumentParser()
-p.add_argument("--sp-opt", default="adam"); p.add_argument("--sp-lr", type=float, default=1e-3)
-p.add_argument("--sp-epochs", type=int, default=1); p.add_argument("--lam", type=float, default=1e-4)
+p.add_argument("--sp-opt", default="adam")
+p.add_argument("--sp-lr", type=float, default=1e-3)
+p.add_argument("--sp-epochs", type=int, default=1)
+p.add_argument("--lam", type=float, default=1e-4)
 p.add_argument("--sp-wd", type=float, default=1e-4)
-p.add_argument("--ft-opt", default="adam"); p.add_argument("--ft-lr", type=float, default=1e-3)
-p.add_argument("--ft-epochs", type=int, default=3); p.add_argument("--cap", type=float, default=0.9)
-p.add_argument("--tag", default="x"); p.add_argument("--kd-alpha", type=float, default=0.0)
+p.add_argument("--ft-opt", default="adam")
+p.add_argument("--ft-lr", type=float, default=1e-3)
+p.add_argument("--ft-epochs", type=int, default=3)
+p.add_argument("--cap", type=float, default=0.9)
+p.add_argument("--tag", default="x")
+p.add_argument("--kd-alpha", type=float, default=0.0)
 a = p.parse_args()
 torch.manual_seed(0)
-from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 path = str(ROOT / "sample_models" / "vgg_bn.pt")
 h = load_model(path)
 train, val, test = load_data("fashion-mnist", "train"), load_data("fashion-mnist", "val"), load_data("fashion-mnist", "test")
-log = lambda s: print(s, file=sys.stderr, flush=True)
+
+
+def log(s):
+    print(s, file=sys.stderr, flush=True)
+
+
 t0 = time.time()
-bns = slimming.batchnorms(h.module)
+bns = slimming.scaled_batchnorms(h.module)
 sp = fit(h.module, train, TrainConfig(epochs=a.sp_epochs, lr=a.sp_lr, optimizer=a.sp_opt, weight_decay=a.sp_wd, schedule="cosine", batch_size=128),
          val=val, after_backward=lambda _: slimming.add_l1_penalty(bns, a.lam), description="sparsity")
 acc_sp = evaluate(h.module, test)["accuracy"]
@@ -39,7 +55,8 @@ thr = slimming.gamma_threshold(g, 0.5)
 log(f"after sparsity: test {acc_sp:.4f} thr {thr:.4g} frac<1e-2 {(g<1e-2).float().mean():.3f}")
 ctx = PruneContext(train=train, val=val, test=test, log=log)
 teacher = load_model(path).module
-from compressor.train.distill import distill_loss_fn
+
+
 def finetune(handle, epochs):
     lf = distill_loss_fn(teacher, 4.0, a.kd_alpha) if a.kd_alpha > 0 else None
     r = fit(handle.module, train, loss_fn=lf, cfg= TrainConfig(epochs=epochs, lr=a.ft_lr, optimizer=a.ft_opt, schedule="cosine", batch_size=128), val=val, masks=handle.masks, description="fine-tune")

@@ -26,7 +26,7 @@ def dense_mask_bytes(handle) -> int:
     from compressor.io.artifact import to_payload
 
     payload = to_payload(handle)
-    from compressor.io.sparse import unpack
+    from compressor.io.packing import unpack
 
     for name, entry in payload.pop("sparse").items():
         payload["state_dict"][name], payload["masks"][name] = unpack(entry)

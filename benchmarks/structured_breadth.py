@@ -76,7 +76,9 @@ def _child(name: str, out_dir: str, queue) -> None:
     try:
         queue.put(check(name, out_dir))
     except Exception as exc:  # noqa: BLE001 - a failure of any kind is the result
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        from compressor.errors import first_line
+
+        first = first_line(exc, empty="")
         queue.put({"model": name, "status": "FAIL", "detail": f"{type(exc).__name__}: {first}"})
 
 
@@ -106,7 +108,7 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the sweep."""
     passed = sum(r["status"] == "pass" for r in rows)
     refused = sum(r["status"].startswith("refused") for r in rows)
-    head = [f"# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
+    head = ["# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
             f"{passed} pass, {refused} refused up front, {len(rows) - passed - refused} fail "
             f"(of {len(rows)} run).\n",
             "Command: `PYTHONPATH=. python benchmarks/structured_breadth.py` (shared 2-core machine; "

@@ -62,6 +62,17 @@ class CheckFailed(CompressorError):
     exit_code = EXIT_CHECK_FAILED
 
 
+def first_line(exc: BaseException, limit: int | None = 200, empty: str | None = None) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters (None: whole), for a report.
+
+    An empty message gives ``empty``, or the exception's type name when ``empty`` is None.
+    """
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__ if empty is None else empty
+    return text.splitlines()[0][:limit]
+
+
 def closest(value: str, choices: Iterable[str]) -> str | None:
     """The closest valid name to ``value``, or None when nothing is close."""
     match = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)

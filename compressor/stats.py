@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.errors import UnsupportedError
+from compressor.errors import UnsupportedError, first_line
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -42,7 +42,7 @@ def count_macs(module: nn.Module, example: torch.Tensor) -> int:
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
         raise UnsupportedError(
             f"the model's forward pass fails on input shape {tuple(example.shape)}: "
-            f"{str(exc).splitlines()[0][:160]}", "pass the right --input-shape, e.g. 1,3,224,224") from None
+            f"{first_line(exc, 160)}", "pass the right --input-shape, e.g. 1,3,224,224") from None
     finally:
         module.train(was_training)
     return int(counter.get_total_flops() // 2)

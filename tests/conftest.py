@@ -108,7 +108,6 @@ def invoke(*args: str) -> CliResult:
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory) -> Path:
     """Untrained sample models saved as artifacts (fast, deterministic)."""
-    import torch
 
     from compressor.io.artifact import save_artifact
     from compressor.io.refs import build

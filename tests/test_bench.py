@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from compressor.bench import roofline
-from compressor.bench.gates import (GateSpec, evaluate_gates, load_gate_file, parse_size,
-                                    spec_from_mapping)
+from compressor.bench.gates import GateSpec, evaluate_gates, load_gate_file, parse_size, spec_from_mapping
+from compressor.bench.latency import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.bench.profiles import PROFILES, get_profile
-from compressor.bench.stats import cv, iqr, noisy_warning, paired_ratios, speedup, summarize
 from compressor.errors import CompressorError, UsageError
 from tests.conftest import seed_all
 
@@ -149,9 +148,9 @@ def test_roofline_floor_of_a_known_layer(tmp_path, latency, monkeypatch):
 def probe(monkeypatch):
     """The peak probe with its matmul timed at 4 ms on 1 thread and ``probe.two`` s on 2 threads;
     the probes it made are in ``probe.calls``. The caches start and end empty."""
-    import torch
-
     from types import SimpleNamespace
+
+    import torch
 
     state = SimpleNamespace(two=0.002, calls=[])
 

@@ -141,13 +141,13 @@ def test_onnx_info_and_eval(cli, tiny_onnx):
 def test_eval_pt_and_onnx_agree(cli, tiny_onnx, tmp_path):
     import torch
 
+    # the same weights as the ONNX file, read back from its initializers
+    from onnx import numpy_helper
+
     from compressor.io.artifact import save_artifact
     from compressor.io.onnx_file import load_onnx
     from compressor.io.refs import build
     from compressor.model import ModelHandle
-
-    # the same weights as the ONNX file, read back from its initializers
-    from onnx import numpy_helper
 
     model = build("sample:mlp").eval()
     inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from compressor.errors import UsageError
-from compressor.io import sparse
+from compressor.io import packing
 from compressor.pruning.unstructured import masks as M
 from compressor.pruning.unstructured.activation import low_units, unit_fraction
 from compressor.pruning.unstructured.layers import parse_options
@@ -139,14 +139,14 @@ def test_group_ranges_by_scope():
 
 def test_pack_bits_round_trip():
     mask = torch.tensor([True, False, False, False, False, False, False, True, True])
-    packed = sparse.pack_bits(mask)
+    packed = packing.pack_bits(mask)
     assert packed.tolist() == [129, 128] and packed.dtype == torch.uint8
-    assert torch.equal(sparse.unpack_bits(packed, 9), mask)
+    assert torch.equal(packing.unpack_bits(packed, 9), mask)
     w = torch.randn(5, 7)
     m = torch.rand(5, 7) > 0.8
-    dense, back = sparse.unpack(sparse.pack(w * m, m))
+    dense, back = packing.unpack(packing.pack(w * m, m))
     assert torch.equal(back, m) and torch.equal(dense, w * m)
-    assert sparse.worth_packing(m, 4) and not sparse.worth_packing(torch.ones(64, dtype=torch.bool), 4)
+    assert packing.worth_packing(m, 4) and not packing.worth_packing(torch.ones(64, dtype=torch.bool), 4)
 
 
 def test_activation_unit_choice():

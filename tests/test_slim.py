@@ -44,7 +44,7 @@ def test_weight_masks_keep_large_weights():
     layer = nn.Linear(2, 2)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[0.5, -0.01], [0.02, -2.0]]))
-    masks = slimming.weight_masks(nn.Sequential(layer), 0.1)
+    masks = slimming.threshold_masks(nn.Sequential(layer), 0.1)
     assert torch.equal(masks["0.weight"], torch.tensor([[True, False], [False, True]]))
 
 
@@ -63,9 +63,9 @@ def test_sparsity_training_shrinks_gammas_more_than_plain_training():
     for lam in (0.0, 5e-2):
         torch.manual_seed(0)
         model = load_model("sample:vgg_bn").module
-        bns = slimming.batchnorms(model)
+        bns = slimming.scaled_batchnorms(model)
         fit(model, data, TrainConfig(epochs=1, lr=1e-2, batch_size=32, max_batches=6),
-            after_backward=lambda _: slimming.add_l1_penalty(bns, lam))
+            after_backward=lambda _, bns=bns, lam=lam: slimming.add_l1_penalty(bns, lam))
         means.append(torch.cat([b.weight.detach().abs() for b in bns]).mean().item())
     assert means[1] < means[0] - 0.02
 
@@ -145,7 +145,7 @@ def test_global_threshold_under_a_layer_cap_still_removes_the_ratio(cap):
     handle = load_model(str(ROOT / "sample_models" / "vgg_bn.pt"))  # trained: gammas differ
     model, example = handle.module.eval(), handle.example_input()
     convs = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    gammas = torch.cat([bn.weight.detach().abs() for bn in slimming.batchnorms(model)])
+    gammas = torch.cat([bn.weight.detach().abs() for bn in slimming.scaled_batchnorms(model)])
     rows = graph.prune_step(model, example, slimming._importance, ratio=0.5, global_pruning=True,
                             round_to=None, max_layer_ratio=cap, ignored=["3"], original=graph.out_widths(model))
     removed = {r["group"]: r["remove"] for r in rows}

@@ -10,8 +10,9 @@ import pytest
 
 from compressor.api.recipe import load_recipe, run_recipe
 from compressor.api.recommend import RecommendConfig, recommend
-from compressor.api.sweep import SweepConfig, model_step, sweep
+from compressor.api.sweep import SweepConfig, sweep
 from compressor.sweep.pareto import dominates, frontier
+from compressor.sweep.plan import model_step
 from tests.conftest import SAMPLES, invoke
 
 MLP = str(SAMPLES / "mlp.pt")

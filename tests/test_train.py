@@ -15,8 +15,7 @@ from compressor.errors import InputError, UsageError
 from compressor.io.artifact import load_model
 from compressor.io.data import Data
 from compressor.io.refs import build
-from compressor.train import TrainConfig, evaluate, fit
-from compressor.train import loop
+from compressor.train import TrainConfig, evaluate, fit, loop
 
 runner = CliRunner()
 

@@ -102,8 +102,8 @@ def test_sap_logs_index_and_amount_every_step():
     assert len(report.steps) == 3 and len(logs) == 3
     first = report.steps[0]
     fresh = _fresh("sample:mlp").module
-    expected = sum(M.sap_amounts(l.weight.numel(), M.pq_index(l.weight.detach()))[1]
-                   for l in (fresh[1], fresh[3], fresh[5]))
+    expected = sum(M.sap_amounts(layer.weight.numel(), M.pq_index(layer.weight.detach()))[1]
+                   for layer in (fresh[1], fresh[3], fresh[5]))
     assert first["pruned"] == expected and "PQ index" in logs[0]
     assert report.steps[-1]["sparsity"] > first["sparsity"] > 0
     assert report.figures["layer_sparsity"] < 0.9 and any("raise --steps" in n for n in report.notes)

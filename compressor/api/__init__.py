@@ -2,23 +2,31 @@
 
 API functions never print and never exit; they raise :class:`compressor.errors.CompressorError`.
 Results have ``to_json()`` giving a flat dict with unit-carrying keys.
+
+Every name resolves on first use, so that ``import compressor.api`` (and ``compress --help``,
+``compress list``) loads neither torch nor onnxruntime.
 """
 
-from compressor.api.common import ModelSpec
-from compressor.api.info import InfoResult, info
-from compressor.api.evaluate import EvalConfig, EvalResult, evaluate
-from compressor.api.listing import list_all
-from compressor.api.prune import PruneResult, prune
-from compressor.api.bench import BenchConfig, BenchResult, bench
-from compressor.api.distill import DistillConfig, DistillResult, distill, finetune
-from compressor.api.export import ExportResult, export
-from compressor.api.slim import SlimConfig, slim
-from compressor.api.recipe import Recipe, RecipeResult, load_recipe, parse_recipe, run_recipe
-from compressor.api.sweep import SweepConfig, SweepResult, sweep
-from compressor.api.recommend import RecommendConfig, RecommendResult, recommend
+from compressor.lazy import make_lazy
 
-__all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all",
-           "PruneResult", "prune", "SlimConfig", "slim", "BenchConfig", "BenchResult", "bench",
-           "DistillConfig", "DistillResult", "distill", "finetune", "ExportResult", "export",
-           "Recipe", "RecipeResult", "load_recipe", "parse_recipe", "run_recipe",
-           "SweepConfig", "SweepResult", "sweep", "RecommendConfig", "RecommendResult", "recommend"]
+_SOURCES = {
+    "compressor.api.config": ("ModelSpec", "PruneConfig", "SlimConfig", "TrainConfig", "DistillConfig",
+                              "EvalConfig", "ExportConfig", "BenchConfig", "Profile", "PROFILES", "GateSpec",
+                              "SweepConfig", "RecommendConfig"),
+    "compressor.api.common": ("parse_shape", "parse_kwargs"),
+    "compressor.api.info": ("InfoResult", "info"),
+    "compressor.api.evaluate": ("EvalResult", "evaluate"),
+    "compressor.api.listing": ("list_all",),
+    "compressor.api.prune": ("PruneResult", "prune"),
+    "compressor.api.slim": ("slim",),
+    "compressor.api.bench": ("BenchResult", "bench", "get_profile", "load_gate_file", "parse_size"),
+    "compressor.api.distill": ("DistillResult", "distill", "finetune"),
+    "compressor.api.export": ("ExportResult", "export"),
+    "compressor.api.recipe": ("Recipe", "RecipeResult", "load_recipe", "parse_recipe", "run_recipe"),
+    "compressor.api.sweep": ("SweepResult", "sweep"),
+    "compressor.api.recommend": ("RecommendResult", "recommend"),
+}
+
+__all__ = [name for names in _SOURCES.values() for name in names]
+
+make_lazy(__name__, {name: module for module, names in _SOURCES.items() for name in names})

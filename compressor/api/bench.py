@@ -7,45 +7,20 @@ speed-up is the median of the pair-by-pair ratios, so machine noise hits both al
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, Progress, with_model
 from compressor.api.info import MASK_NOTE
-from compressor.bench.gates import GateResult, GateSpec
-from compressor.bench.profiles import PROFILES, Profile
-from compressor.bench.stats import LatencyStats
-from compressor.errors import UsageError
+from compressor.bench.config import BenchConfig
+from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_size
+from compressor.bench.latency import LatencyStats
+from compressor.bench.profiles import PROFILES, Profile, get_profile
+
+__all__ = ["BenchConfig", "BenchResult", "ModelBench", "bench", "GateSpec", "load_gate_file",
+           "parse_size", "PROFILES", "Profile", "get_profile"]
 
 RSS_NOTE = "peak RSS is the whole process (Python, libraries and every model loaded in this run)"
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What to measure, how, and which gates to apply.
-
-    Attributes:
-        model: the model to bench (.onnx via ONNX Runtime, anything else via PyTorch).
-        profile: measurement settings (a preset with flag overrides).
-        baseline: a model to compare against, timed interleaved with ``model``.
-        gates: requested limits.
-        data: data spec for accuracy (needed by the accuracy gates).
-        eval_limit: evaluate accuracy on at most this many samples.
-        plot: write a PNG of the latency distribution here.
-    """
-
-    model: ModelSpec
-    profile: Profile = PROFILES["mobile"]
-    baseline: ModelSpec | None = None
-    gates: GateSpec = field(default_factory=GateSpec)
-    data: str | None = None
-    eval_limit: int | None = None
-    plot: str | None = None
-
-    def __post_init__(self) -> None:
-        self.gates.check_inputs(self.baseline is not None, self.data is not None)
-        if self.eval_limit is not None and self.eval_limit <= 0:
-            raise UsageError(f"--eval-limit must be > 0, got {self.eval_limit}")
 
 
 @dataclass(frozen=True)
@@ -120,15 +95,22 @@ def _drop(base: float | None, model: float | None) -> float | None:
     return None if base is None or model is None else base - model
 
 
-def bench(cfg: BenchConfig) -> BenchResult:
-    """Measure ``cfg.model`` (and the baseline, interleaved), evaluate the gates, write the plot."""
+def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | None = None,
+          output: None = None, *, progress: Progress | None = None) -> BenchResult:
+    """Measure ``model`` (and the baseline, interleaved), evaluate the gates, write the plot.
+
+    ``bench(config)``, with the model in ``config.model``, is the older call and still works.
+    """
     from compressor.bench import roofline, runner
 
+    if isinstance(model, BenchConfig):  # bench(config)
+        model, config = None, model
+    cfg, spec = with_model(config if config is not None else BenchConfig(), "model", model)
     if cfg.plot:
         from compressor.io.atomic import check_writable
 
         check_writable(cfg.plot)
-    specs = [cfg.model] + ([cfg.baseline] if cfg.baseline else [])
+    specs = [spec] + ([cfg.baseline] if cfg.baseline else [])
     device = runner.resolve_device(cfg.profile.device, [s.is_onnx for s in specs])
     backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)
@@ -144,7 +126,7 @@ def bench(cfg: BenchConfig) -> BenchResult:
 
 def _model_bench(spec: ModelSpec, backend, timing, peak: float, cfg: BenchConfig) -> ModelBench:
     from compressor.bench import roofline
-    from compressor.bench.stats import summarize
+    from compressor.bench.latency import summarize
 
     stats = summarize(timing.samples_ms, backend.batch)
     floor = roofline.floor_ms(backend.figures["macs"], backend.batch, peak)
@@ -158,13 +140,13 @@ def _accuracy(spec: ModelSpec, cfg: BenchConfig) -> float | None:
         return None
     from compressor.api.evaluate import EvalConfig, evaluate
 
-    return evaluate(EvalConfig(spec, cfg.data, "test", limit=cfg.eval_limit)).accuracy
+    return evaluate(spec, EvalConfig(data=cfg.data, split="test", limit=cfg.eval_limit)).accuracy
 
 
 def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: float, backends) -> BenchResult:
     from compressor.bench import runner
     from compressor.bench.gates import evaluate_gates
-    from compressor.bench.stats import noisy_warning, speedup
+    from compressor.bench.latency import noisy_warning, speedup
 
     model, base = benches[0], (benches[1] if len(benches) > 1 else None)
     ratio = speed = None

@@ -1,53 +1,49 @@
-"""Shared pieces of the API: how a command names its input model."""
+"""Shared pieces of the API: how a command names its input model, and how its flags are read.
+
+Every API function has one shape, ``f(model, config, output=None, *, progress=None) -> Result``:
+``model`` a :class:`ModelSpec` or a path/reference string, ``config`` the command's typed config,
+``output`` the file written (if any), ``progress`` a callable given one human line at a time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from compressor.errors import UsageError
+from compressor.io.refs import parse_kwargs
+from compressor.io.spec import ModelSpec, parse_shape
+
+__all__ = ["ModelSpec", "parse_shape", "parse_kwargs", "as_spec", "with_model", "Progress", "quiet"]
+
+Progress = Callable[[str], None]
+"""Receives one human progress line (the CLI prints it on stderr)."""
+
+C = TypeVar("C")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a model comes from: a file or reference, plus what is needed to rebuild it.
-
-    Attributes:
-        path: artifact / state_dict / pickle / .onnx path, or a model reference.
-        arch: model reference for a plain state_dict (``torchvision:resnet18``).
-        arch_kwargs: keyword arguments for ``arch``.
-        trust_pickle: allow loading a full pickled module (runs code from the file).
-        input_shape: example input shape with batch, overriding the model's own.
-    """
-
-    path: str
-    arch: str | None = None
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    trust_pickle: bool = False
-    input_shape: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.input_shape is not None and (len(self.input_shape) < 2 or min(self.input_shape) <= 0):
-            raise UsageError(f"input shape {self.input_shape} is not valid",
-                             "write it with the batch first, e.g. --input-shape 1,3,224,224")
-
-    @property
-    def is_onnx(self) -> bool:
-        """True for an ``.onnx`` file."""
-        return self.path.lower().endswith(".onnx")
-
-    def load(self):
-        """Load the PyTorch model (a :class:`compressor.model.ModelHandle`)."""
-        from compressor.io.artifact import load_model
-
-        return load_model(self.path, self.arch, self.arch_kwargs, self.trust_pickle, self.input_shape)
+def quiet(line: str) -> None:
+    """A progress callback that drops every line."""
 
 
-def parse_shape(text: str | None) -> tuple[int, ...] | None:
-    """``1,3,224,224`` -> (1, 3, 224, 224)."""
-    if not text:
-        return None
-    try:
-        return tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise UsageError(f"cannot read input shape '{text}'", "write e.g. 1,3,224,224") from None
+def as_spec(model: ModelSpec | str | Path) -> ModelSpec:
+    """A :class:`ModelSpec` for ``model`` (a path or reference string is read as ``ModelSpec(path)``)."""
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, (str, Path)):
+        return ModelSpec(str(model))
+    raise UsageError(f"a model is a ModelSpec, a path or a reference, got {type(model).__name__}",
+                     "e.g. ModelSpec('model.pt', arch='torchvision:resnet18') or 'sample:mlp'")
+
+
+def with_model(config: C, field: str, model: ModelSpec | str | None) -> tuple[C, ModelSpec]:
+    """(``config`` with its model ``field`` set to ``model``, that model); None: the config's own."""
+    if model is None:
+        spec = getattr(config, field)
+        if spec is None:
+            raise UsageError("no model given", "pass it first: f(model, config)")
+        return config, spec
+    spec = as_spec(model)
+    return dataclasses.replace(config, **{field: spec}), spec  # type: ignore[type-var]

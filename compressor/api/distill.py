@@ -8,50 +8,15 @@ and only rank 0 writes the artifact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from compressor.api.common import ModelSpec
-from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
-from compressor.errors import UsageError
-from compressor.train.loop import TrainConfig
+from compressor.api.common import ModelSpec, Progress, with_model
+from compressor.errors import UsageError, first_line
+from compressor.train.config import DistillConfig, TrainConfig
 
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """What to train, on what, and how.
-
-    Attributes:
-        student: the model to train (a pruned artifact keeps its masks, or any reference).
-        data: data spec; trains on its train split, keeps the best epoch on val, reports test.
-        teacher: the frozen teacher; None fine-tunes with cross-entropy alone.
-        temperature / alpha: Hinton's T and the weight of the teacher term.
-        train: optimizer, schedule, epochs, device, ... (defaults: Adam, lr 1e-4, wd 1e-4).
-        save_on_interrupt: on Ctrl-C save the best finished epoch instead of nothing.
-        eval_limit: evaluate on at most this many test samples (None: all).
-    """
-
-    student: ModelSpec
-    data: str
-    teacher: ModelSpec | None = None
-    temperature: float = KD_TEMPERATURE
-    alpha: float = KD_ALPHA
-    train: TrainConfig = field(default_factory=TrainConfig)
-    save_on_interrupt: bool = False
-    eval_limit: int | None = None
-
-    def __post_init__(self) -> None:
-        from compressor.train.distill import check_kd
-
-        if self.teacher is not None:
-            check_kd(self.temperature, self.alpha)
-        if self.eval_limit is not None and self.eval_limit <= 0:
-            raise UsageError(f"--eval-limit must be > 0, got {self.eval_limit}")
-
-    @property
-    def command(self) -> str:
-        """``distill`` with a teacher, ``finetune`` without."""
-        return "distill" if self.teacher is not None else "finetune"
+__all__ = ["DistillConfig", "DistillResult", "TrainConfig", "distill", "finetune", "device_kind"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +44,13 @@ class DistillResult:
         return asdict(self)
 
 
-def distill(cfg: DistillConfig, output: str | None,
+def distill(model: ModelSpec | str | DistillConfig | None, config: DistillConfig | str | None = None,
+            output: str | None = None, *, progress: Progress | None = None,
             on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
-    """Train ``cfg.student`` (against ``cfg.teacher`` when given); save to ``output`` (rank 0).
+    """Train ``model`` (against ``config.teacher`` when given); save to ``output`` (rank 0).
+
+    ``progress`` gets one line per finished epoch, ``on_epoch`` its figures. ``distill(config,
+    output)``, with the student in ``config.student``, is the older call and still works.
 
     Raises:
         UsageError / InputError: no output, bad values, teacher and student outputs differ,
@@ -92,31 +61,64 @@ def distill(cfg: DistillConfig, output: str | None,
     from compressor.io.atomic import check_writable
     from compressor.train import distributed
 
+    cfg, output = _arguments(model, config, output)
     if not output:
         raise UsageError("no output file", "add -o OUT.pt")
     check_writable(output)
-    with distributed.session(device_kind(cfg.train.device)):
-        return _run(cfg, output, on_epoch)
+    with distributed.process_group(device_kind(cfg.train.device)):
+        return _run(cfg, output, _epoch_callback(progress, on_epoch))
 
 
-def finetune(cfg: DistillConfig, output: str | None,
+def _arguments(model, config, output) -> tuple[DistillConfig, str | None]:
+    """(config with its student, output) from the new call shape or the older ``(config, output)``."""
+    if isinstance(model, DistillConfig):  # distill(config, output)
+        model, config, output = None, model, config if config is not None else output
+    if not isinstance(config, DistillConfig):
+        raise UsageError(f"the config is a DistillConfig, got {type(config).__name__}",
+                         "call distill(model, DistillConfig(data=...), output)")
+    return with_model(config, "student", model)[0], output  # the student is set (or it raised)
+
+
+def _epoch_callback(progress: Progress | None, on_epoch):
+    """One callback for every finished epoch: its line to ``progress``, its figures to ``on_epoch``."""
+    if progress is None:
+        return on_epoch
+
+    def both(stats: dict[str, float]) -> None:
+        progress(epoch_line(stats))
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    return both
+
+
+def epoch_line(stats: dict[str, float]) -> str:
+    """``epoch 2: loss 0.3121, train accuracy 0.8870, val accuracy 0.8790``."""
+    val = f", val accuracy {stats['val_accuracy']:.4f}" if "val_accuracy" in stats else ""
+    return (f"epoch {int(stats['epoch'])}: loss {stats['train_loss']:.4f}, "
+            f"train accuracy {stats['train_accuracy']:.4f}{val}")
+
+
+def finetune(model: ModelSpec | str | DistillConfig | None, config: DistillConfig | str | None = None,
+             output: str | None = None, *, progress: Progress | None = None,
              on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
-    """Fine-tune ``cfg.student`` with cross-entropy (the teacher, if any, is ignored)."""
+    """Fine-tune ``model`` with cross-entropy (the config's teacher, if any, is ignored)."""
     from dataclasses import replace
 
-    return distill(replace(cfg, teacher=None), output, on_epoch)
+    cfg, output = _arguments(model, config, output)
+    return distill(None, replace(cfg, teacher=None), output, progress=progress, on_epoch=on_epoch)
 
 
 def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
+    import torch
+
     from compressor.io.data import load_data
     from compressor.train import distributed
     from compressor.train.loop import check_classes, evaluate, fit
 
-    import torch
-
     train, val, test = (load_data(cfg.data, split) for split in ("train", "val", "test"))
     torch.manual_seed(cfg.train.seed)  # a reference student (sample:mlp) starts from a seeded init
-    student = cfg.student.load()
+    student = _student(cfg).load()
     check_classes(student.module, train)
     teacher = _load_teacher(cfg, student, train)
     before = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
@@ -133,10 +135,16 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
 
         save_artifact(student, output)
     distributed.barrier()
-    return DistillResult(cfg.command, output, cfg.student.path, cfg.teacher.path if teacher else None,
+    return DistillResult(cfg.command, output, _student(cfg).path, cfg.teacher.path if cfg.teacher else None,
                          test.name, before, after, teacher_acc, result.best_epoch,
                          result.best_val_accuracy, round(result.seconds, 3), result.device,
                          result.world_size, result.interrupted, result.epochs)
+
+
+def _student(cfg: DistillConfig) -> ModelSpec:
+    if cfg.student is None:  # distill() binds it before training; a direct call may not
+        raise UsageError("no student model", "pass it first: distill(model, config, output)")
+    return cfg.student
 
 
 def _load_teacher(cfg: DistillConfig, student, data):
@@ -145,9 +153,8 @@ def _load_teacher(cfg: DistillConfig, student, data):
         return None
     import torch
 
-    from compressor.train.distill import check_same_outputs
-
     from compressor.errors import InputError
+    from compressor.train.distill import check_same_outputs
 
     teacher = cfg.teacher.load()
     x = torch.stack([data.dataset[i][0] for i in range(min(2, len(data)))])
@@ -156,7 +163,7 @@ def _load_teacher(cfg: DistillConfig, student, data):
             teacher_out = teacher.module.eval()(x)
         except RuntimeError as exc:
             raise InputError(f"the teacher cannot take {data.name} inputs of shape "
-                             f"{tuple(x.shape[1:])} ({str(exc).splitlines()[0][:120]})",
+                             f"{tuple(x.shape[1:])} ({first_line(exc, 120)})",
                              "distil from a teacher trained on the same data") from None
         check_same_outputs(student.module.eval()(x), teacher_out)
     return teacher

@@ -7,48 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from compressor.api.common import ModelSpec
-from compressor.errors import UsageError
+from compressor.api.common import ModelSpec, Progress, with_model
+from compressor.train.config import EvalConfig
 
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """What to evaluate on, and optionally which adversarial attack to measure.
-
-    Attributes:
-        attack: None, fgsm or pgd (:mod:`compressor.robustness`); PyTorch models only.
-        eps: the attack's L-infinity budget in [0, 1] pixel units.
-        steps / alpha: PGD iterations and step size (None: 2.5 * eps / steps).
-    """
-
-    model: ModelSpec
-    data: str = "fashion-mnist"
-    split: str = "test"
-    batch_size: int = 256
-    limit: int | None = None
-    attack: str | None = None
-    eps: float = 0.03
-    steps: int = 10
-    alpha: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.batch_size <= 0:
-            raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
-        if self.limit is not None and self.limit <= 0:
-            raise UsageError(f"--limit must be > 0, got {self.limit}")
-        if self.attack is not None:
-            self.attack_config()  # validates
-            if self.model.is_onnx:
-                raise UsageError("--attack needs gradients, which an .onnx file does not give",
-                                 "attack the .pt model the ONNX file was exported from")
-
-    def attack_config(self):
-        """The :class:`compressor.robustness.AttackConfig` (None without --attack)."""
-        if self.attack is None:
-            return None
-        from compressor.robustness import AttackConfig
-
-        return AttackConfig(self.attack, self.eps, self.steps, self.alpha)
+__all__ = ["EvalConfig", "EvalResult", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -70,33 +32,41 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(cfg: EvalConfig) -> EvalResult:
-    """Evaluate a model file on ``cfg.data``."""
+def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | None = None,
+             output: None = None, *, progress: Progress | None = None) -> EvalResult:
+    """Evaluate ``model`` on ``config.data`` (writes nothing; progress is a bar on a terminal).
+
+    ``evaluate(config)``, with the model in ``config.model``, is the older call and still works.
+    """
     from compressor.io.data import load_data
 
+    if isinstance(model, EvalConfig):  # evaluate(config)
+        model, config = None, model
+    cfg, spec = with_model(config if config is not None else EvalConfig(), "model", model)
     data = load_data(cfg.data, cfg.split)
-    if cfg.model.is_onnx:
-        figures = _eval_onnx(cfg.model.path, data, cfg)
+    if spec.is_onnx:
+        figures = _eval_onnx(spec.path, data, cfg)
         backend = "onnxruntime"
     else:
-        from compressor.train.loop import check_classes, evaluate as torch_eval
+        from compressor.train.loop import check_classes
+        from compressor.train.loop import evaluate as torch_eval
 
-        handle = cfg.model.load()
+        handle = spec.load()
         check_classes(handle.module, data)
         figures = torch_eval(handle.module, data, cfg.batch_size, cfg.limit)
         backend = "pytorch"
         if cfg.attack is not None:
-            return _attacked(cfg, handle, data, figures)
-    return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
+            return _attacked(cfg, spec, handle, data, figures)
+    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"],
                       figures["samples"], backend)
 
 
-def _attacked(cfg: EvalConfig, handle, data, figures: dict[str, Any]) -> EvalResult:
+def _attacked(cfg: EvalConfig, spec: ModelSpec, handle, data, figures: dict[str, Any]) -> EvalResult:
     from compressor.robustness import robust_accuracy
 
     attack = cfg.attack_config()
     robust = robust_accuracy(handle.module, data, attack, cfg.batch_size, cfg.limit)
-    return EvalResult(cfg.model.path, data.name, figures["accuracy"], figures["loss"],
+    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"],
                       figures["samples"], "pytorch", attack.name, attack.eps, robust["robust_accuracy"])
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, Progress, as_spec, quiet
 from compressor.export.config import ExportConfig
+
+__all__ = ["ExportConfig", "ExportResult", "export"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,17 @@ class ExportResult:
                 "outputs": self.outputs, "notes": self.notes}
 
 
-def export(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None] = lambda line: None) -> ExportResult:
-    """Export ``model`` as ``cfg`` says; raises CheckFailed (exit 1) when parity fails."""
+def export(model: ModelSpec | str, config: ExportConfig, output: str | None = None, *,
+           progress: Progress | None = None) -> ExportResult:
+    """Export ``model`` as ``config`` says, to ``output`` (None: ``config.output``).
+
+    Raises CheckFailed (exit 1) when parity fails.
+    """
     from compressor.export import pipeline
     from compressor.io.atomic import check_writable
 
+    model, log = as_spec(model), progress or quiet
+    cfg = config if output is None else replace(config, output=output)
     check_writable(cfg.output)
     inputs = prepare(model, cfg, log)
     run = pipeline.run_onnx if cfg.format == "onnx" else pipeline.run_program
@@ -63,25 +72,25 @@ def prepare(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None]):
     gen = torch.Generator().manual_seed(cfg.seed)
     example = torch.randn((cfg.fixed_batch or 2, *shape[1:]), generator=gen)  # 2: no 0/1 specialising
     forward_outputs(handle.module, example)
-    real, calib, test = _samples(cfg, shape) if cfg.data else (None, None, None)
+    real, calib, test = _samples(cfg, cfg.data, shape) if cfg.data else (None, None, None)
     count = max(cfg.samples, cfg.fixed_batch or 0)
     return Inputs(handle, example, make_inputs(shape, count, cfg.seed, real), calib, test, log)
 
 
-def _samples(cfg: ExportConfig, shape: tuple[int, ...]):
-    """(real parity samples, calibration samples or None, (x, y) test samples) from ``cfg.data``."""
+def _samples(cfg: ExportConfig, data: str, shape: tuple[int, ...]):
+    """(real parity samples, calibration samples or None, (x, y) test samples) from ``data``."""
     from compressor.errors import InputError
     from compressor.io.data import load_data
 
-    test = load_data(cfg.data, "test")
+    test = load_data(data, "test")
     if tuple(test.input_shape[1:]) != tuple(shape[1:]):
-        raise InputError(f"--data {cfg.data} gives inputs {tuple(test.input_shape[1:])} but the model "
+        raise InputError(f"--data {data} gives inputs {tuple(test.input_shape[1:])} but the model "
                          f"takes {tuple(shape[1:])}", "pass data the model was made for, or --input-shape")
     real = test.take(min(cfg.samples, len(test)), cfg.seed)[0].numpy()
     x, y = test.take(min(cfg.eval_samples or len(test), len(test)), cfg.seed + 1)
     calib = None
     if cfg.quantize:
-        train = load_data(cfg.data, "train")
+        train = load_data(data, "train")
         calib = train.take(min(cfg.calib_samples, len(train)), cfg.seed)[0].numpy()
     return real, calib, (x.numpy(), y.numpy())
 

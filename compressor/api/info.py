@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, as_spec
 
 VERIFIED = "sha256 verified"
 MASK_NOTE = ("masked zeros shrink the compressed file but do not speed up dense runtimes "
@@ -38,8 +38,13 @@ class InfoResult:
         return asdict(self)
 
 
-def info(spec: ModelSpec) -> InfoResult:
-    """Inspect a PyTorch model (artifact, state_dict + arch, reference) or an ``.onnx`` file."""
+def info(model: ModelSpec | str) -> InfoResult:
+    """Inspect a PyTorch model (artifact, state_dict + arch, reference) or an ``.onnx`` file.
+
+    The one API call outside ``f(model, config, output=None, *, progress=None)``: there is nothing
+    to configure and nothing written.
+    """
+    spec = as_spec(model)
     if spec.is_onnx:
         return _onnx_info(spec)
     from compressor.stats import ESTIMATE_NOTE, compressed_is_estimate, layer_table, model_figures

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compressor.api.common import ModelSpec
+from compressor.api.common import ModelSpec, Progress, as_spec, quiet
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
+
+__all__ = ["PruneConfig", "PruneResult", "prune"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,10 @@ class PruneResult:
         return {**body, **flat, **self.figures}
 
 
-def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool = False,
-          log=lambda line: None, measure_input: bool = True) -> PruneResult:
-    """Prune ``model`` with ``cfg``; write the artifact to ``output`` unless ``dry_run``.
+def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None, *,
+          progress: Progress | None = None, dry_run: bool = False,
+          measure_input: bool = True) -> PruneResult:
+    """Prune ``model`` with ``config``; write the artifact to ``output`` unless ``dry_run``.
 
     ``measure_input=False`` skips the input model's test accuracy (recipes and sweeps measure the
     baseline once, not once per point). Under ``torchrun --nproc-per-node N`` every process prunes
@@ -46,6 +49,7 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
     from compressor.errors import UsageError
     from compressor.io.atomic import check_writable
 
+    model, cfg, log = as_spec(model), config, progress or quiet
     info = registry.method(cfg.method)
     if not dry_run:
         if not output:
@@ -63,7 +67,8 @@ def prune(model: ModelSpec, cfg: PruneConfig, output: str | None, dry_run: bool 
     from compressor.api.distill import device_kind
     from compressor.train import distributed
 
-    with distributed.session(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
+    assert output is not None  # checked above for every run that is not a dry run
+    with distributed.process_group(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
         return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input)
 
 

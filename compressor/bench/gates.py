@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import InputError, UsageError, unknown_name
+from compressor.errors import InputError, UsageError, first_line, unknown_name
 
 SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
               "kib": 1024, "mib": 1024**2, "gib": 1024**3}
@@ -69,7 +69,7 @@ class GateSpec:
         """Names of the gates that are set."""
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
-    def merged(self, other: "GateSpec") -> "GateSpec":
+    def merged(self, other: GateSpec) -> GateSpec:
         """A copy with every gate set in ``other`` taking precedence."""
         return replace(self, **{k: v for k, v in asdict(other).items() if v is not None})
 
@@ -148,7 +148,7 @@ def _yaml_gates(text: str, file: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{file}: not valid YAML ({first_line(exc, None)})") from None
     if isinstance(data, dict) and isinstance(data.get("gates"), dict):
         return data["gates"]
     return data

@@ -54,7 +54,7 @@ class Profile:
         if self.graph_optimization not in GRAPH_LEVELS:
             raise unknown_name("graph optimisation level", self.graph_optimization, GRAPH_LEVELS)
 
-    def override(self, **changes) -> "Profile":
+    def override(self, **changes) -> Profile:
         """A copy with the non-None ``changes`` applied; unknown fields are usage errors."""
         known = {f.name for f in fields(self)}
         for key in changes:

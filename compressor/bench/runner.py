@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from compressor.bench.profiles import Profile
-from compressor.errors import InputError, UsageError
+from compressor.errors import InputError, UsageError, first_line
 
 ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -111,7 +111,7 @@ class OrtBackend:
             return ort.InferenceSession(self.path, opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated types
             raise InputError(f"{self.path}: ONNX Runtime cannot load it "
-                             f"({str(exc).splitlines()[0][:160]})") from None
+                             f"({first_line(exc, 160)})") from None
 
     def _feed(self) -> dict[str, Any]:
         import numpy as np
@@ -160,7 +160,7 @@ class OrtBackend:
 class TorchBackend:
     """A PyTorch module in eval mode under ``inference_mode``."""
 
-    spec: Any  # compressor.api.common.ModelSpec
+    spec: Any  # compressor.io.spec.ModelSpec
     profile: Profile
     device: str = "cpu"
     name: str = "pytorch"

@@ -8,8 +8,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, human_bytes, human_count, model_spec)
+from compressor.api.config import BenchConfig as B
+from compressor.api.config import GateSpec as G
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    human_count,
+    model_spec,
+)
 
 
 def _gate(kind, text: str):
@@ -31,7 +45,7 @@ MdOpt = Annotated[bool, typer.Option("--md", help="Print a Markdown report on st
                                                   "(e.g. >> $GITHUB_STEP_SUMMARY).")]
 
 
-def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = None,
+def bench(path: ModelArg, profile: ProfileOpt = B.profile.name, device: DeviceOpt = None,
           runs: _opt(int, "Minimum timed runs (default: the profile's).") = None,
           warmup: _opt(int, "Untimed warm-up runs.") = None,
           min_time: _opt(float, "Minimum seconds of timed runs.") = None,
@@ -42,20 +56,20 @@ def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = No
           graph_opt: _opt(str, "ONNX Runtime graph optimisation: disable, basic, extended, all.",
                           "--graph-opt") = None,
           baseline: _opt(str, "A model to compare with, timed interleaved (A B A B ...) in this run.")
-          = None,
+          = B.baseline,
           gates_file: GatesFileOpt = None,
-          max_size: _gate(str, "largest file size: 5MB, 5MiB or 5000000.") = None,
-          max_latency_ms: _gate(float, "largest median latency in ms.") = None,
-          min_speedup: _gate(float, "smallest measured speed-up over --baseline.") = None,
-          max_params: _gate(int, "most parameters.") = None,
-          min_sparsity: _gate(float, "smallest share of zero parameters (0..1).") = None,
-          min_accuracy: _gate(float, "smallest accuracy on --data (0..1).") = None,
+          max_size: _gate(str, "largest file size: 5MB, 5MiB or 5000000.") = G.max_size,
+          max_latency_ms: _gate(float, "largest median latency in ms.") = G.max_latency_ms,
+          min_speedup: _gate(float, "smallest measured speed-up over --baseline.") = G.min_speedup,
+          max_params: _gate(int, "most parameters.") = G.max_params,
+          min_sparsity: _gate(float, "smallest share of zero parameters (0..1).") = G.min_sparsity,
+          min_accuracy: _gate(float, "smallest accuracy on --data (0..1).") = G.min_accuracy,
           max_accuracy_drop: _gate(float, "largest accuracy drop from --baseline on --data "
-                                          "(0.01 = one point).") = None,
-          data: _opt(str, "Data for the accuracy gates (see compress list).") = None,
-          eval_limit: _opt(int, "Evaluate accuracy on at most N samples.") = None,
+                                          "(0.01 = one point).") = G.max_accuracy_drop,
+          data: _opt(str, "Data for the accuracy gates (see compress list).") = B.data,
+          eval_limit: _opt(int, "Evaluate accuracy on at most N samples.") = B.eval_limit,
           md: MdOpt = False,
-          plot: _opt(str, "Write a PNG of the latency distribution (both models with --baseline).") = None,
+          plot: _opt(str, "Write a PNG of the latency distribution (both models with --baseline).") = B.plot,
           arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
           input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Measure latency, size and cost of a .onnx (ONNX Runtime) or .pt (PyTorch) model, with gates.
@@ -70,10 +84,8 @@ def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = No
     """
 
     def action():
-        from compressor.api.bench import BenchConfig
+        from compressor.api.bench import BenchConfig, GateSpec, get_profile, load_gate_file, parse_size
         from compressor.api.bench import bench as api_bench
-        from compressor.bench.gates import GateSpec, load_gate_file, parse_size
-        from compressor.bench.profiles import get_profile
         from compressor.errors import UsageError
 
         if md and json_out:
@@ -87,7 +99,7 @@ def bench(path: ModelArg, profile: ProfileOpt = "mobile", device: DeviceOpt = No
         gates = load_gate_file(gates_file).merged(flags) if gates_file else flags
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         base = model_spec(baseline, arch, arch_kwargs, trust_pickle, input_shape) if baseline else None
-        return api_bench(BenchConfig(spec, prof, base, gates, data, eval_limit, plot))
+        return api_bench(spec, BenchConfig(None, prof, base, gates, data, eval_limit, plot))
 
     render = _print_markdown if md else _render
     execute(action, render, json_out, debug, exit_code=lambda r: 0 if r.passed else 1)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from compressor.errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED, CompressorError
+from compressor.errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED, CompressorError, first_line
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout "
                                                        "(tables and logs go to stderr).")]
@@ -38,8 +38,7 @@ ModelArg = Annotated[str, typer.Argument(
 def model_spec(path: str, arch: str | None = None, arch_kwargs: str | None = None,
                trust_pickle: bool = False, input_shape: str | None = None):
     """Build the API's ModelSpec from the shared flags."""
-    from compressor.api.common import ModelSpec, parse_shape
-    from compressor.io.refs import parse_kwargs
+    from compressor.api.common import ModelSpec, parse_kwargs, parse_shape
 
     return ModelSpec(path, arch, parse_kwargs(arch_kwargs), trust_pickle, parse_shape(input_shape))
 
@@ -64,7 +63,7 @@ def execute(action: Callable[[], Any], render: Callable[[Any], None], as_json: b
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug and main:
             raise
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        first = first_line(exc, empty="")
         _fail(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug and report it)",
               EXIT_UNSUPPORTED, main)
     if main and as_json:

@@ -6,9 +6,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, console, execute, model_spec)
-from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
+from compressor.api.config import DistillConfig as D
+from compressor.api.config import TrainConfig as T
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    model_spec,
+)
 from compressor.errors import EXIT_INTERRUPTED
 
 DataReq = Annotated[str, typer.Option("--data", help="Training data: fashion-mnist, digits, "
@@ -34,16 +46,17 @@ def distill(
                                          "(with --teacher-arch) or reference.")],
     data: DataReq,
     output: OutputReq = None,
-    temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = KD_TEMPERATURE,
+    temperature: Annotated[float, typer.Option(help="Softening temperature T (> 0).")] = D.temperature,
     alpha: Annotated[float, typer.Option(
         help="Weight of the teacher term, in [0, 1]; the labels get 1 - alpha. Lower (e.g. 0.1) "
-             "suits a student that can match its teacher (benchmarks/results/recovery.md).")] = KD_ALPHA,
+             "suits a student that can match its teacher (benchmarks/results/recovery.md).")] = D.alpha,
     teacher_arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state_dict "
                                                         "teacher.")] = None,
-    epochs: EpochsOpt = 3, lr: LrOpt = 1e-4, weight_decay: WdOpt = 1e-4, optimizer: OptimOpt = "adam",
-    schedule: SchedOpt = "none", batch_size: BatchOpt = 128, seed: SeedOpt = 0,
-    device: DeviceOpt = "auto", amp: AmpOpt = False, max_batches: MaxBatchesOpt = None,
-    eval_limit: EvalLimitOpt = None, save_on_interrupt: SaveIntOpt = False,
+    epochs: EpochsOpt = T.epochs, lr: LrOpt = T.lr, weight_decay: WdOpt = T.weight_decay,
+    optimizer: OptimOpt = T.optimizer, schedule: SchedOpt = T.schedule, batch_size: BatchOpt = T.batch_size,
+    seed: SeedOpt = T.seed, device: DeviceOpt = T.device, amp: AmpOpt = T.amp,
+    max_batches: MaxBatchesOpt = T.max_batches, eval_limit: EvalLimitOpt = D.eval_limit,
+    save_on_interrupt: SaveIntOpt = D.save_on_interrupt,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -65,7 +78,7 @@ def distill(
         from compressor.api.distill import distill as api_distill
 
         cfg = _config(flags, teacher_spec=model_spec(teacher, teacher_arch))
-        return api_distill(cfg, output, on_epoch=_epoch_line)
+        return api_distill(cfg.student, cfg, output, progress=_print)
 
     _execute(action, json_out, debug)
 
@@ -74,10 +87,11 @@ def finetune(
     path: ModelArg,
     data: DataReq,
     output: OutputReq = None,
-    epochs: EpochsOpt = 3, lr: LrOpt = 1e-4, weight_decay: WdOpt = 1e-4, optimizer: OptimOpt = "adam",
-    schedule: SchedOpt = "none", batch_size: BatchOpt = 128, seed: SeedOpt = 0,
-    device: DeviceOpt = "auto", amp: AmpOpt = False, max_batches: MaxBatchesOpt = None,
-    eval_limit: EvalLimitOpt = None, save_on_interrupt: SaveIntOpt = False,
+    epochs: EpochsOpt = T.epochs, lr: LrOpt = T.lr, weight_decay: WdOpt = T.weight_decay,
+    optimizer: OptimOpt = T.optimizer, schedule: SchedOpt = T.schedule, batch_size: BatchOpt = T.batch_size,
+    seed: SeedOpt = T.seed, device: DeviceOpt = T.device, amp: AmpOpt = T.amp,
+    max_batches: MaxBatchesOpt = T.max_batches, eval_limit: EvalLimitOpt = D.eval_limit,
+    save_on_interrupt: SaveIntOpt = D.save_on_interrupt,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -90,23 +104,20 @@ def finetune(
     def action():
         from compressor.api.distill import finetune as api_finetune
 
-        return api_finetune(_config(flags), output, on_epoch=_epoch_line)
+        cfg = _config(flags)
+        return api_finetune(cfg.student, cfg, output, progress=_print)
 
     _execute(action, json_out, debug)
 
 
 def _config(flags: dict, teacher_spec=None):
     """DistillConfig from the command's flags (its parameters by name)."""
-    from compressor.api.distill import DistillConfig
-    from compressor.train.loop import TrainConfig
-
-    train = TrainConfig(**{k: flags[k] for k in ("epochs", "lr", "weight_decay", "optimizer", "schedule",
-                                                 "batch_size", "seed", "device", "amp", "max_batches")})
+    train = T(**{k: flags[k] for k in ("epochs", "lr", "weight_decay", "optimizer", "schedule",
+                                       "batch_size", "seed", "device", "amp", "max_batches")})
     student = model_spec(flags["path"], flags["arch"], flags["arch_kwargs"], flags["trust_pickle"],
                          flags["input_shape"])
-    return DistillConfig(student, flags["data"], teacher_spec, flags.get("temperature", KD_TEMPERATURE),
-                         flags.get("alpha", KD_ALPHA), train, flags["save_on_interrupt"],
-                         flags["eval_limit"])
+    return D(student, flags["data"], teacher_spec, flags.get("temperature", D.temperature),
+             flags.get("alpha", D.alpha), train, flags["save_on_interrupt"], flags["eval_limit"])
 
 
 def _execute(action, json_out: bool, debug: bool) -> None:
@@ -114,10 +125,8 @@ def _execute(action, json_out: bool, debug: bool) -> None:
             exit_code=lambda r: EXIT_INTERRUPTED if r.interrupted else 0)
 
 
-def _epoch_line(stats: dict[str, float]) -> None:
-    val = f", val accuracy {stats['val_accuracy']:.4f}" if "val_accuracy" in stats else ""
-    console().print(f"epoch {int(stats['epoch'])}: loss {stats['train_loss']:.4f}, "
-                    f"train accuracy {stats['train_accuracy']:.4f}{val}")
+def _print(line: str) -> None:
+    console().print(line)
 
 
 def render(r) -> None:

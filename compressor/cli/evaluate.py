@@ -6,23 +6,34 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, JsonOpt, ModelArg, TrustPickleOpt,
-                                   console, execute, model_spec)
+from compressor.api.config import EvalConfig as E
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    model_spec,
+)
 
 
 def evaluate(path: ModelArg,
              data: Annotated[str, typer.Option("--data", help="Data to evaluate on (see compress list).")]
-             = "fashion-mnist",
-             split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-             batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = 256,
-             limit: Annotated[Optional[int], typer.Option(help="Evaluate at most N samples.")] = None,
+             = E.data,
+             split: Annotated[str, typer.Option(help="train, val or test.")] = E.split,
+             batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = E.batch_size,
+             limit: Annotated[Optional[int], typer.Option(help="Evaluate at most N samples.")] = E.limit,
              attack: Annotated[Optional[str], typer.Option(
-                 help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only).")] = None,
+                 help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only).")]
+             = E.attack,
              eps: Annotated[float, typer.Option(
-                 help="Attack budget (L-inf) in [0, 1] pixel units; 0.03 is about 8/255.")] = 0.03,
-             steps: Annotated[int, typer.Option(help="PGD iterations.")] = 10,
+                 help="Attack budget (L-inf) in [0, 1] pixel units; 0.03 is about 8/255.")] = E.eps,
+             steps: Annotated[int, typer.Option(help="PGD iterations.")] = E.steps,
              alpha: Annotated[Optional[float], typer.Option(
-                 help="PGD step in pixel units (default 2.5 * eps / steps).")] = None,
+                 help="PGD step in pixel units (default 2.5 * eps / steps).")] = E.alpha,
              arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None,
              trust_pickle: TrustPickleOpt = False, json_out: JsonOpt = False,
              debug: DebugOpt = False) -> None:
@@ -45,7 +56,7 @@ def evaluate(path: ModelArg,
         from compressor.api import evaluate as api_eval
 
         spec = model_spec(path, arch, arch_kwargs, trust_pickle)
-        return api_eval(EvalConfig(spec, data, split, batch_size, limit, attack, eps, steps, alpha))
+        return api_eval(spec, EvalConfig(None, data, split, batch_size, limit, attack, eps, steps, alpha))
 
     execute(action, _render, json_out, debug)
 

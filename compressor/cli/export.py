@@ -6,40 +6,56 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, console, execute, human_bytes, model_spec)
+from compressor.api.config import ExportConfig as X
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DataOpt,
+    DebugOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    model_spec,
+)
 
 
 def export(
     path: ModelArg,
     output: Annotated[str, typer.Option("-o", "--output", help="File to write (.onnx; .ts for "
                                         "torchscript; .pt2 for exported-program).", show_default=False)],
-    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or exported-program.")] = "onnx",
-    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or exported-program.")]
+    = X.format,
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = X.opset,
     batch: Annotated[str, typer.Option(help="'dynamic' (symbolic batch axis) or a fixed batch size.")]
-    = "dynamic",
+    = X.batch,
     input_shape: InputShapeOpt = None,
-    data: DataOpt = None,
-    rtol: Annotated[float, typer.Option(help="Parity: relative tolerance.")] = 1e-3,
-    atol: Annotated[float, typer.Option(help="Parity: absolute tolerance.")] = 1e-5,
+    data: DataOpt = X.data,
+    rtol: Annotated[float, typer.Option(help="Parity: relative tolerance.")] = X.rtol,
+    atol: Annotated[float, typer.Option(help="Parity: absolute tolerance.")] = X.atol,
     verify: Annotated[bool, typer.Option(
-        "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch; exit 1 beyond tolerances.")] = True,
+        "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch; exit 1 beyond tolerances.")]
+    = X.verify,
     simplify: Annotated[bool, typer.Option(
-        "--simplify/--no-simplify", help="Simplify the graph with onnxslim when parity holds.")] = True,
+        "--simplify/--no-simplify", help="Simplify the graph with onnxslim when parity holds.")] = X.simplify,
     quantize: Annotated[Optional[str], typer.Option(
-        help="int8: ONNX Runtime quantization (dynamic, or static QDQ calibrated on --data).")] = None,
+        help="int8: ONNX Runtime quantization (dynamic, or static QDQ calibrated on --data).")] = X.quantize,
     quant_mode: Annotated[str, typer.Option(
-        help="auto (static for conv nets with --data, else dynamic), dynamic or static.")] = "auto",
-    fp16: Annotated[bool, typer.Option("--fp16", help="Float16 weights and compute (float32 I/O).")] = False,
+        help="auto (static for conv nets with --data, else dynamic), dynamic or static.")] = X.quant_mode,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Float16 weights and compute (float32 I/O).")] = X.fp16,
     sparse_storage: Annotated[bool, typer.Option(
         "--sparse-storage", help="Store mostly-zero weights as ONNX sparse initializers when the "
-                                 "file gets smaller and ONNX Runtime still loads it.")] = False,
+                                 "file gets smaller and ONNX Runtime still loads it.")] = X.sparse_storage,
     exporter: Annotated[str, typer.Option(
-        help="auto (dynamo, TorchScript fallback), dynamo or torchscript.")] = "auto",
-    samples: Annotated[int, typer.Option(help="Random (and real, with --data) parity samples.")] = 16,
-    calib_samples: Annotated[int, typer.Option(help="Static int8 calibration samples.")] = 256,
-    eval_samples: Annotated[int, typer.Option(help="Test samples for the accuracy figures.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the random inputs and sample choice.")] = 0,
+        help="auto (dynamo, TorchScript fallback), dynamo or torchscript.")] = X.exporter,
+    samples: Annotated[int, typer.Option(help="Random (and real, with --data) parity samples.")] = X.samples,
+    calib_samples: Annotated[int, typer.Option(help="Static int8 calibration samples.")] = X.calib_samples,
+    eval_samples: Annotated[int, typer.Option(help="Test samples for the accuracy figures.")]
+    = X.eval_samples,
+    seed: Annotated[int, typer.Option(help="Seed of the random inputs and sample choice.")] = X.seed,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -59,8 +75,8 @@ def export(
     """
 
     def action():
+        from compressor.api.export import ExportConfig
         from compressor.api.export import export as api_export
-        from compressor.export.config import ExportConfig
 
         cfg = ExportConfig(output=output, format=format, opset=opset, batch=batch, data=data, rtol=rtol,
                            atol=atol, verify=verify, simplify=simplify, quantize=quantize,
@@ -68,7 +84,7 @@ def export(
                            exporter=exporter, samples=samples, calib_samples=calib_samples,
                            eval_samples=eval_samples, seed=seed)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_export(spec, cfg, log=lambda line: console().print(line))
+        return api_export(spec, cfg, progress=lambda line: console().print(line))
 
     execute(action, render, json_out, debug)
 

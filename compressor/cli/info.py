@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, InputShapeOpt, JsonOpt, ModelArg,
-                                   TrustPickleOpt, console, execute, human_bytes, human_count, model_spec)
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    human_count,
+    model_spec,
+)
 
 
 def info(path: ModelArg, arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None,

@@ -6,11 +6,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, DeviceOpt, InputShapeOpt,
-                                   JsonOpt, ModelArg, TrustPickleOpt, console, execute, human_bytes,
-                                   human_count, log_line, model_spec)
-from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
-from compressor.registry import METHODS, methods_for
+from compressor.api.config import PruneConfig as P
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DataOpt,
+    DebugOpt,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    console,
+    execute,
+    human_bytes,
+    human_count,
+    log_line,
+    model_spec,
+)
+from compressor.registry import methods_for
 
 _METHOD_HELP = "Method: " + ", ".join(methods_for("prune")) + " (compress list shows what each does)."
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Output artifact (.pt).")]
@@ -18,62 +32,66 @@ OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Output
 
 def prune(
     path: ModelArg,
-    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)] = "l1",
+    method: Annotated[str, typer.Option("--method", "-m", help=_METHOD_HELP)] = P.method,
     output: OutputOpt = None,
     ratio: Annotated[Optional[float], typer.Option(
-        help="Structured: fraction of channels to remove, in (0, 1).")] = None,
+        help="Structured: fraction of channels to remove, in (0, 1).")] = P.ratio,
     target_macs: Annotated[Optional[float], typer.Option(
-        help="Structured: keep this fraction of the MACs instead of giving --ratio.")] = None,
+        help="Structured: keep this fraction of the MACs instead of giving --ratio.")] = P.target_macs,
     sparsity: Annotated[Optional[float], typer.Option(
-        help="Masked methods: fraction of weights to zero, in [0, 1).")] = None,
+        help="Masked methods: fraction of weights to zero, in [0, 1).")] = P.sparsity,
     scope: Annotated[Optional[str], typer.Option(
         help="Ranking scope: global, layer (each layer to the target) or row (per output row). "
-             "Default: row for wanda, global otherwise.")] = None,
+             "Default: row for wanda, global otherwise.")] = P.scope,
     nm: Annotated[Optional[str], typer.Option(
-        "--nm", help="N:M pattern, e.g. 2:4 keeps 2 of every 4 inputs (magnitude, wanda).")] = None,
+        "--nm", help="N:M pattern, e.g. 2:4 keeps 2 of every 4 inputs (magnitude, wanda).")] = P.nm,
     steps: Annotated[int, typer.Option(
-        help="Iterative pruning steps with re-scoring (and fine-tuning) between them.")] = 1,
+        help="Iterative pruning steps with re-scoring (and fine-tuning) between them.")] = P.steps,
     round_to: Annotated[Optional[int], typer.Option(
-        help="Structured: keep channel counts multiples of N (8 or 16 run faster).")] = None,
+        help="Structured: keep channel counts multiples of N (8 or 16 run faster).")] = P.round_to,
     max_layer_ratio: Annotated[float, typer.Option(
-        help="Structured: remove at most this fraction of any one layer.")] = 0.9,
+        help="Structured: remove at most this fraction of any one layer.")] = P.max_layer_ratio,
     keep_residual: Annotated[bool, typer.Option(
         help="Structured: keep channels joined by residual additions; prune only inside blocks "
-             "(faster on narrow streams, e.g. MobileNetV2).")] = False,
+             "(faster on narrow streams, e.g. MobileNetV2).")] = P.keep_residual,
     ignore: Annotated[Optional[list[str]], typer.Option(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
     layers: Annotated[str, typer.Option(
-        help="Masked methods: layer types (conv,linear) or name patterns to prune.")] = "conv,linear",
+        help="Masked methods: layer types (conv,linear) or name patterns to prune.")] = ",".join(P.layers),
     keep_first_last: Annotated[bool, typer.Option(
         help="Masked methods: leave the first and last conv/linear layers (stem, classifier) dense, "
-             "as the Wanda paper does for image classifiers.")] = False,
-    data: DataOpt = None,
-    calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")] = 128,
+             "as the Wanda paper does for image classifiers.")] = P.keep_first_last,
+    data: DataOpt = P.data,
+    calib_samples: Annotated[int, typer.Option(help="Calibration samples for data-driven scores.")]
+    = P.calib_samples,
     recalibrate_bn: Annotated[Optional[bool], typer.Option(
         "--recalibrate-bn/--no-recalibrate-bn",
         help="magnitude, wanda: re-estimate BatchNorm statistics on the calibration samples after "
              "masking (needs --data). Default: on for wanda when the model has BatchNorm, off for "
-             "magnitude.", show_default=False)] = None,
+             "magnitude.", show_default=False)] = P.recalibrate_bn,
     finetune_epochs: Annotated[int, typer.Option(
-        help="Fine-tune epochs between steps and at the end (needs --data).")] = 0,
-    finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = 1e-4,
+        help="Fine-tune epochs between steps and at the end (needs --data).")] = P.finetune_epochs,
+    finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = P.finetune_lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")] = "none",
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")]
+    = P.finetune_schedule,
     finetune_batches: Annotated[Optional[int], typer.Option(
-        help="At most N batches per fine-tune (spreads a budget over --steps).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")] = 128,
-    seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = 0,
+        help="At most N batches per fine-tune (spreads a budget over --steps).")] = P.finetune_batches,
+    batch_size: Annotated[int, typer.Option(help="Batch size for calibration and fine-tuning.")]
+    = P.batch_size,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, random pruning and training.")] = P.seed,
     distill_from: Annotated[Optional[str], typer.Option(
-        help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")] = None,
+        help="Recover by distillation from this teacher (e.g. the unpruned model) during fine-tuning.")]
+    = P.distill_from,
     temperature: Annotated[float, typer.Option(
-        help="KD temperature T for --distill-from.")] = KD_TEMPERATURE,
+        help="KD temperature T for --distill-from.")] = P.temperature,
     alpha: Annotated[float, typer.Option(
-        help="KD weight of the teacher term for --distill-from (labels: 1 - alpha).")] = KD_ALPHA,
+        help="KD weight of the teacher term for --distill-from (labels: 1 - alpha).")] = P.alpha,
     opt: Annotated[Optional[list[str]], typer.Option(
         "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
     dry_run: Annotated[bool, typer.Option(
         help="List what would be pruned and what cannot be; write nothing.")] = False,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = P.device,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -90,9 +108,9 @@ def prune(
     """
 
     def action():
-        from compressor.api import prune as api_prune
-        from compressor.io.refs import parse_kwargs
-        from compressor.pruning.base import PruneConfig
+        from compressor.api.common import parse_kwargs
+        from compressor.api.prune import PruneConfig
+        from compressor.api.prune import prune as api_prune
 
         cfg = PruneConfig(
             method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
@@ -105,7 +123,7 @@ def prune(
             batch_size=batch_size, seed=seed, options=parse_kwargs(",".join(opt or [])),
             distill_from=distill_from, temperature=temperature, alpha=alpha, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_prune(spec, cfg, output, dry_run=dry_run, log=log_line)
+        return api_prune(spec, cfg, output, progress=log_line, dry_run=dry_run)
 
     execute(action, render, json_out, debug)
 

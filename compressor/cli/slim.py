@@ -6,8 +6,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, DeviceOpt, InputShapeOpt, JsonOpt,
-                                   ModelArg, TrustPickleOpt, execute, log_line, model_spec)
+from compressor.api.config import SlimConfig as S
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    DeviceOpt,
+    InputShapeOpt,
+    JsonOpt,
+    ModelArg,
+    TrustPickleOpt,
+    execute,
+    log_line,
+    model_spec,
+)
 from compressor.cli.prune import OutputOpt, render
 
 
@@ -17,39 +29,41 @@ def slim(
                                       "cifar10:ROOT, imagefolder:PATH, tensors:FILE.")],
     output: OutputOpt = None,
     ratio: Annotated[float, typer.Option(
-        help="Fraction of BatchNorm channels to remove (global |gamma| percentile), in (0, 1).")] = 0.4,
+        help="Fraction of BatchNorm channels to remove (global |gamma| percentile), in (0, 1).")] = S.ratio,
     lam: Annotated[float, typer.Option(
-        "--lambda", help="L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).")] = 1e-4,
-    sparsity_epochs: Annotated[int, typer.Option(help="Epochs of sparsity training.")] = 1,
-    finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")] = 1,
+        "--lambda", help="L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).")] = S.lam,
+    sparsity_epochs: Annotated[int, typer.Option(help="Epochs of sparsity training.")] = S.sparsity_epochs,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of fine-tuning after removal.")]
+    = S.finetune_epochs,
     lr: Annotated[float, typer.Option(
-        help="Learning rate of fine-tuning (Adam), and of sparsity training unless --sparsity-lr.")] = 1e-3,
+        help="Learning rate of fine-tuning (Adam), and of sparsity training unless --sparsity-lr.")] = S.lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine or step.")] = "none",
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine or step.")]
+    = S.finetune_schedule,
     sparsity_optimizer: Annotated[str, typer.Option(
         help="Optimizer of sparsity training: adam, adamw or sgd (the paper's; pair it with "
-             "--sparsity-lr 0.01).")] = "adam",
+             "--sparsity-lr 0.01).")] = S.sparsity_optimizer,
     sparsity_lr: Annotated[Optional[float], typer.Option(
-        help="Learning rate of sparsity training (default: --lr).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+        help="Learning rate of sparsity training (default: --lr).")] = S.sparsity_lr,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = S.batch_size,
     round_to: Annotated[Optional[int], typer.Option(
-        help="Keep channel counts multiples of N (8 or 16 run faster).")] = None,
+        help="Keep channel counts multiples of N (8 or 16 run faster).")] = S.round_to,
     max_layer_ratio: Annotated[float, typer.Option(
-        help="Remove at most this fraction of any one layer (never all of it).")] = 0.9,
+        help="Remove at most this fraction of any one layer (never all of it).")] = S.max_layer_ratio,
     keep_residual: Annotated[bool, typer.Option(
-        help="Keep channels joined by residual additions; prune only inside blocks.")] = False,
+        help="Keep channels joined by residual additions; prune only inside blocks.")] = S.keep_residual,
     ignore: Annotated[Optional[list[str]], typer.Option(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
     weight_threshold: Annotated[float, typer.Option(
-        help="After fine-tuning, zero weights with |w| below this (0: off).")] = 0.0,
+        help="After fine-tuning, zero weights with |w| below this (0: off).")] = S.weight_threshold,
     gamma_plot: Annotated[Optional[str], typer.Option(
-        help="Write a histogram of |gamma| with the threshold to this PNG.")] = None,
+        help="Write a histogram of |gamma| with the threshold to this PNG.")] = S.gamma_plot,
     max_batches: Annotated[Optional[int], typer.Option(
-        help="Cap batches per sparsity-training epoch (smoke runs).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for shuffling and training.")] = 0,
+        help="Cap batches per sparsity-training epoch (smoke runs).")] = S.max_batches,
+    seed: Annotated[int, typer.Option(help="Seed for shuffling and training.")] = S.seed,
     dry_run: Annotated[bool, typer.Option(
         help="List the groups the current gammas would prune; train and write nothing.")] = False,
-    device: DeviceOpt = "auto",
+    device: DeviceOpt = S.device,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -71,6 +85,6 @@ def slim(
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
-        return api_slim(spec, cfg, output, dry_run=dry_run, log=log_line)
+        return api_slim(spec, cfg, output, progress=log_line, dry_run=dry_run)
 
     execute(action, render, json_out, debug)

@@ -7,11 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DebugOpt, JsonOpt, ModelArg, console, execute,
-                                   human_bytes)
+from compressor.api.config import RecommendConfig as R
+from compressor.api.config import SweepConfig as W
+from compressor.cli.common import (
+    ArchKwargsOpt,
+    ArchOpt,
+    DebugOpt,
+    JsonOpt,
+    ModelArg,
+    console,
+    execute,
+    human_bytes,
+)
 from compressor.errors import EXIT_UNSUPPORTED
-
-_DEFAULT_METHODS = "l1,slim,magnitude,wanda,sap,activation"
 
 
 def sweep(
@@ -20,22 +28,25 @@ def sweep(
                                       "(fashion-mnist, digits, ...).", show_default=False)],
     output: Annotated[str, typer.Option("-o", "--output", help="Output folder (created; reused to resume).",
                                         show_default=False)],
-    methods: Annotated[str, typer.Option(help="Comma-separated methods (compress list).")] = _DEFAULT_METHODS,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (compress list).")]
+    = ",".join(W.methods),
     levels: Annotated[str, typer.Option(
         help="Comma-separated levels in (0, 1): channel ratio (l1, slim) or sparsity (masked).")]
-    = "0.2,0.5,0.8,0.9,0.95",
+    = ",".join(f"{v:g}" for v in W.levels),
     finetune_epochs: Annotated[int, typer.Option(
-        help="Fine-tune budget per point in epochs (iterative methods spread it over their steps).")] = 1,
+        help="Fine-tune budget per point in epochs (iterative methods spread it over their steps).")]
+    = W.finetune_epochs,
     profiles: Annotated[str, typer.Option(
-        help="Bench profiles to time every point under: mobile, edge, server (comma-separated).")] = "mobile",
+        help="Bench profiles to time every point under: mobile, edge, server (comma-separated).")]
+    = ",".join(W.profiles),
     bench: Annotated[bool, typer.Option("--bench/--no-bench", help="Export to ONNX and time each point.")]
-    = True,
-    attack: Annotated[Optional[str], typer.Option(help="Robustness column: fgsm or pgd.")] = None,
-    eps: Annotated[float, typer.Option(help="Attack budget in [0, 1] pixel units.")] = 0.03,
-    attack_limit: Annotated[int, typer.Option(help="Test samples attacked per point.")] = 1000,
+    = W.bench,
+    attack: Annotated[Optional[str], typer.Option(help="Robustness column: fgsm or pgd.")] = W.attack,
+    eps: Annotated[float, typer.Option(help="Attack budget in [0, 1] pixel units.")] = W.eps,
+    attack_limit: Annotated[int, typer.Option(help="Test samples attacked per point.")] = W.attack_limit,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Points run in N processes (1 torch thread each).")]
-    = 1,
-    seed: Annotated[int, typer.Option(help="Seed of every point.")] = 0,
+    = W.jobs,
+    seed: Annotated[int, typer.Option(help="Seed of every point.")] = W.seed,
     plan_only: Annotated[bool, typer.Option(
         "--plan-only", help="Write every point's recipe (and the tables of finished points); run "
                             "nothing. For Slurm/Ray: compress run POINT.yaml --record per point.")] = False,
@@ -64,9 +75,9 @@ def sweep(
     """
 
     def action():
+        from compressor.api.common import parse_kwargs
         from compressor.api.sweep import SweepConfig
         from compressor.api.sweep import sweep as api_sweep
-        from compressor.io.refs import parse_kwargs
 
         cfg = SweepConfig(path, data, output, _names(methods), _levels(levels), finetune_epochs,
                           _names(profiles), bench, attack, eps, attack_limit, jobs, seed, arch,
@@ -133,9 +144,9 @@ def _f(value, fmt: str = "{:.4f}") -> str:
 def recommend(
     sweep_dir: Annotated[str, typer.Argument(help="Output folder of compress sweep.", show_default=False)],
     max_drop: Annotated[float, typer.Option(help="Largest accuracy drop from the baseline (0.01 = 1 point).")]
-    = 0.01,
+    = R.max_drop,
     profiles: Annotated[Optional[str], typer.Option(
-        help="Profiles to answer for (default: all the sweep measured).")] = None,
+        help="Profiles to answer for (default: all the sweep measured).")] = R.profiles,
     json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Per bench profile, the smallest and the fastest sweep point within an accuracy drop.

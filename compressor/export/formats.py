@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from compressor.errors import UnsupportedError
-from compressor.export.onnx_export import first_line, flatten_outputs, quiet
+from compressor.errors import UnsupportedError, first_line
+from compressor.export.onnx_export import flatten_outputs, quiet
 
 META_FILE = "compressor.json"
 

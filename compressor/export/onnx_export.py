@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from compressor import __version__
-from compressor.errors import InputError, UnsupportedError
+from compressor.errors import InputError, UnsupportedError, first_line
 from compressor.export import large
 
 INPUT_NAME = "input"
@@ -123,11 +123,6 @@ def quiet():
             yield
     finally:
         logging.disable(logging.NOTSET)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def metadata(handle, exporter: str, extra: dict[str, Any] | None = None) -> dict[str, str]:

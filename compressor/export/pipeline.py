@@ -12,13 +12,14 @@ by design, and the accuracy change on ``--data`` is the figure that matters for 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from compressor.errors import CheckFailed, CompressorError, UnsupportedError
+from compressor.errors import CheckFailed, CompressorError, UnsupportedError, first_line
 from compressor.export import large, onnx_export, parity, quantize, simplify, sparse
 from compressor.export.config import ExportConfig
 from compressor.io import integrity
@@ -61,7 +62,7 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
     try:
         candidate = parity.ort_runner(session(model))
     except Exception as exc:  # noqa: BLE001 - a graph ORT cannot load fails parity
-        row = {"error": f"ONNX Runtime cannot load it: {onnx_export.first_line(exc)}",
+        row = {"error": f"ONNX Runtime cannot load it: {first_line(exc)}",
                "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
                "passed": False}
         return parity.summarise([row], 0, [])

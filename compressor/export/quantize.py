@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from compressor.errors import UnsupportedError
-from compressor.export.onnx_export import first_line, quiet
+from compressor.errors import UnsupportedError, first_line
+from compressor.export.onnx_export import quiet
 
 CONV_HEAVY = 0.5  # share of MACs in convolutions above which static QDQ is preferred
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compressor.export.onnx_export import first_line, quiet
+from compressor.errors import first_line
+from compressor.export.onnx_export import quiet
 
 
 @dataclass

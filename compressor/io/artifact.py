@@ -10,7 +10,7 @@ An artifact is a ``torch.save``-d dict of tensors and plain containers only, so 
   architecture without pickle
 * ``state_dict``, ``masks`` (parameter name -> bool tensor of kept weights)
 * ``sparse`` (optional): masked tensors stored compactly as kept values + bit-packed mask
-  (:mod:`compressor.io.sparse`); they are left out of ``state_dict`` and ``masks`` and restored on load
+  (:mod:`compressor.io.packing`); they are left out of ``state_dict`` and ``masks`` and restored on load
 * ``input``: ``{"shape", "mean", "std"}``; ``history``: list of steps; ``metrics``: latest figures
 * ``integrity``: ``{"algorithm": "sha256", "digest"}`` over every other key
   (:mod:`compressor.io.integrity`), checked on load; artifacts without it load unchecked
@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.errors import InputError, UnsupportedError
-from compressor.io import integrity, refs, sparse
+from compressor.errors import InputError, UnsupportedError, first_line
+from compressor.io import integrity, packing, refs
 from compressor.io.atomic import atomic_write
 from compressor.model import ModelHandle
 
@@ -71,8 +71,8 @@ def _pack_masked(state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor])
     """Move masked tensors that pack smaller out of ``state``/``masks`` into sparse entries."""
     packed = {}
     for name in [n for n, m in masks.items() if n in state and m.shape == state[n].shape]:
-        if sparse.worth_packing(masks[name], state[name].element_size()):
-            packed[name] = sparse.pack(state.pop(name), masks.pop(name))
+        if packing.worth_packing(masks[name], state[name].element_size()):
+            packed[name] = packing.pack(state.pop(name), masks.pop(name))
     return packed
 
 
@@ -80,7 +80,7 @@ def _unpack_masked(payload: dict[str, Any]) -> tuple[dict[str, torch.Tensor], di
     """The full state_dict and masks of a payload, sparse entries restored."""
     state, masks = dict(payload["state_dict"]), dict(payload.get("masks", {}))
     for name, entry in payload.get("sparse", {}).items():
-        state[name], masks[name] = sparse.unpack(entry)
+        state[name], masks[name] = packing.unpack(entry)
     return state, masks
 
 
@@ -158,7 +158,7 @@ def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"{file}: not a readable safetensors file ({_short(exc)})") from None
+        raise InputError(f"{file}: not a readable safetensors file ({first_line(exc, 160)})") from None
 
 
 def _torch_load(file: Path, trust_pickle: bool) -> Any:
@@ -166,7 +166,7 @@ def _torch_load(file: Path, trust_pickle: bool) -> Any:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc) and "Unsupported global" not in str(exc):
-            raise InputError(f"{file}: not a readable PyTorch checkpoint ({_short(exc)})") from None
+            raise InputError(f"{file}: not a readable PyTorch checkpoint ({first_line(exc, 160)})") from None
         if not trust_pickle:
             raise InputError(
                 f"{file} holds pickled Python objects (e.g. a whole nn.Module); unpickling runs "
@@ -178,15 +178,11 @@ def _torch_load(file: Path, trust_pickle: bool) -> Any:
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError,
             TypeError, AttributeError, MemoryError, OverflowError) as exc:
         raise InputError(f"{file}: not a readable PyTorch checkpoint, truncated or corrupt "
-                         f"({_short(exc)})") from None
+                         f"({first_line(exc, 160)})") from None
     try:
         return torch.load(file, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - user's pickle may raise anything
-        raise InputError(f"{file}: the trusted pickle failed to load ({_short(exc)})") from None
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{file}: the trusted pickle failed to load ({first_line(exc, 160)})") from None
 
 
 def _interpret(obj: Any, file: Path, arch: str | None, kwargs: dict[str, Any] | None) -> ModelHandle:
@@ -262,7 +258,7 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         module.load_state_dict(_with_metadata(state, module), strict=True)
     except (KeyError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
         raise InputError(f"{source}: artifact is damaged or does not match its architecture "
-                         f"({_short(exc)})") from None
+                         f"({first_line(exc, 160)})") from None
     meta = payload.get("input", {})
     return ModelHandle(
         module=module.eval(), ref=arch["ref"], arch_kwargs=dict(arch.get("kwargs") or {}),
@@ -317,6 +313,6 @@ def _resize(owner: nn.Module, attr: str, tensor: torch.Tensor) -> None:
             grad = True if current is None else current.requires_grad
             owner._parameters[attr] = nn.Parameter(torch.empty_like(tensor), requires_grad=grad)
     elif attr in owner._buffers:
-        current = owner._buffers[attr]
-        if current is None or current.shape != tensor.shape:
+        buffer = owner._buffers[attr]
+        if buffer is None or buffer.shape != tensor.shape:
             owner._buffers[attr] = torch.empty_like(tensor)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -31,6 +32,11 @@ VAL_FRACTION = 0.1
 _SPLIT_SEED = 0
 
 
+def dataset_size(dataset: Dataset) -> int:
+    """The number of samples (every dataset here has a length; torch's ``Dataset`` type does not say so)."""
+    return len(cast(Sized, dataset))
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """A parsed data reference."""
@@ -39,7 +45,7 @@ class DataSpec:
     arg: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "DataSpec":
+    def parse(cls, text: str) -> DataSpec:
         kind, _, arg = text.partition(":")
         if kind not in _LOADERS:
             raise unknown_name("data source", kind, _LOADERS)
@@ -60,7 +66,7 @@ class Data:
     name: str
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return dataset_size(self.dataset)
 
     def loader(self, batch_size: int = 256, shuffle: bool = False, seed: int = 0,
                limit: int | None = None, sampler=None) -> DataLoader:
@@ -68,8 +74,8 @@ class Data:
         if batch_size <= 0:
             raise UsageError(f"batch size must be positive, got {batch_size}")
         dataset = self.dataset
-        if limit is not None and limit < len(dataset):
-            idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
+        if limit is not None and limit < dataset_size(dataset):
+            idx = torch.randperm(dataset_size(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
             dataset = Subset(dataset, idx.sort().values.tolist())
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
@@ -77,8 +83,8 @@ class Data:
 
     def take(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Exactly ``n`` samples (x, y), fixed for a seed; fewer available is an error."""
-        if n > len(self.dataset):
-            raise UsageError(f"asked for {n} samples but {self.name} has {len(self.dataset)}",
+        if n > len(self):
+            raise UsageError(f"asked for {n} samples but {self.name} has {len(self)}",
                              "lower --calib-samples or use a larger split")
         xs, ys = zip(*(batch for batch in self.loader(batch_size=n, limit=n, seed=seed)))
         return torch.cat(xs), torch.cat(ys)
@@ -139,7 +145,7 @@ def _find_fashion(root: str) -> Path:
     candidates = [root, os.path.join(root, "FashionMNIST", "raw")] if root else []
     candidates += [d for d in FASHION_MNIST_DIRS if d]
     for folder in candidates:
-        if folder and all(_idx_file(Path(folder), f, must=False) for f in _FILES["train"]):
+        if folder and all(_find_idx(Path(folder), f) for f in _FILES["train"]):
             return Path(folder)
     if root and os.environ.get("COMPRESSOR_ALLOW_DOWNLOAD") == "1":
         from torchvision.datasets import FashionMNIST
@@ -152,12 +158,17 @@ def _find_fashion(root: str) -> Path:
         "COMPRESSOR_ALLOW_DOWNLOAD=1 and --data fashion-mnist:ROOT")
 
 
-def _idx_file(folder: Path, stem: str, must: bool = True) -> Path | None:
+def _idx_file(folder: Path, stem: str) -> Path:
+    path = _find_idx(folder, stem)
+    if path is None:
+        raise InputError(f"{folder}: missing {stem}(.gz)")
+    return path
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
     for name in (stem + ".gz", stem):
         if (folder / name).is_file():
             return folder / name
-    if must:
-        raise InputError(f"{folder}: missing {stem}(.gz)")
     return None
 
 
@@ -234,8 +245,8 @@ def _imagefolder(arg: str, split: str) -> Data:
 def _subset_split(ds: Dataset, split: str) -> Dataset:
     if split == "test":
         return ds
-    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(_SPLIT_SEED))
-    n_val = int(len(ds) * VAL_FRACTION)
+    perm = torch.randperm(dataset_size(ds), generator=torch.Generator().manual_seed(_SPLIT_SEED))
+    n_val = int(dataset_size(ds) * VAL_FRACTION)
     idx = perm[:n_val] if split == "val" else perm[n_val:]
     return Subset(ds, idx.sort().values.tolist())
 

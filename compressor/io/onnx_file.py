@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import InputError
+from compressor.errors import InputError, first_line
 from compressor.io import integrity
 from compressor.stats import files_figures
 
@@ -28,7 +28,7 @@ def load_onnx(path: str | Path):
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
-        raise InputError(f"{file}: not a valid ONNX model ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{file}: not a valid ONNX model ({first_line(exc, 160)})") from None
     return model
 
 
@@ -121,4 +121,4 @@ def ort_session(path: str | Path, threads: int | None = None):
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{path}: ONNX Runtime cannot load it ({first_line(exc, 160)})") from None

@@ -27,7 +27,7 @@ class PruneConfig:
     """Every prune option. Validated on construction; shared by CLI, recipes and the API.
 
     Attributes:
-        method: registry name (``compress list``).
+        method: registry name (``compress list``); l1 when not given.
         ratio: structured: fraction of channels removed (0, 1).
         target_macs: structured: keep this fraction of MACs instead of a ratio.
         sparsity: unstructured: fraction of weights zeroed [0, 1).
@@ -63,7 +63,7 @@ class PruneConfig:
         options: method-specific settings (validated by the method module, unknown keys rejected).
     """
 
-    method: str
+    method: str = "l1"
     ratio: float | None = None
     target_macs: float | None = None
     sparsity: float | None = None
@@ -112,7 +112,7 @@ class PruneConfig:
                              "try 1e-4 (the default)")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
-        from compressor.train.loop import SCHEDULES
+        from compressor.train.config import SCHEDULES
 
         if self.finetune_schedule not in SCHEDULES:
             raise UsageError(f"unknown --finetune-schedule '{self.finetune_schedule}'",
@@ -192,6 +192,62 @@ class PruneConfig:
         if any(fnmatch.fnmatch(name, pat) for pat in self.ignore):
             return False
         return any(sel == module_type or fnmatch.fnmatch(name, sel) for sel in self.layers)
+
+
+@dataclass(frozen=True)
+class SlimConfig:
+    """Every ``compress slim`` option; validated when turned into a :class:`PruneConfig`.
+
+    Attributes:
+        data: data spec for sparsity training, BN recalibration, fine-tuning and accuracy.
+        ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1).
+        lam: L1 strength on BatchNorm scales.
+        sparsity_epochs: epochs of sparsity training before the threshold.
+        finetune_epochs: epochs of fine-tuning after the removal.
+        lr: learning rate of fine-tuning (Adam), and of sparsity training unless ``sparsity_lr``.
+        finetune_schedule: learning-rate schedule of the fine-tune: none, cosine or step.
+        sparsity_lr: learning rate of sparsity training (None: ``lr``).
+        sparsity_optimizer: adam, adamw or sgd for sparsity training (sgd: the paper's setting).
+        weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
+        gamma_plot: PNG path for the |gamma| histogram (None: no plot).
+        max_batches: cap batches per epoch of both phases (smoke runs; sweeps split one epoch).
+        keep_residual: keep channels joined by residual additions (prune inside blocks only).
+        device: where both phases train: auto (CUDA when present), cpu or cuda.
+    """
+
+    data: str
+    ratio: float = 0.4
+    lam: float = 1e-4
+    sparsity_epochs: int = 1
+    finetune_epochs: int = 1
+    lr: float = 1e-3
+    finetune_schedule: str = "none"
+    sparsity_lr: float | None = None
+    sparsity_optimizer: str = "adam"
+    batch_size: int = 128
+    round_to: int | None = None
+    max_layer_ratio: float = 0.9
+    keep_residual: bool = False
+    ignore: tuple[str, ...] = ()
+    weight_threshold: float = 0.0
+    gamma_plot: str | None = None
+    max_batches: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def to_prune_config(self) -> PruneConfig:
+        """The shared :class:`PruneConfig` with the slim options."""
+        opts: dict[str, Any] = {"lam": self.lam, "sparsity_epochs": self.sparsity_epochs,
+                                "sparsity_lr": self.lr if self.sparsity_lr is None else self.sparsity_lr,
+                                "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
+                                "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
+        return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
+                           max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
+                           ignore=self.ignore,
+                           finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
+                           finetune_schedule=self.finetune_schedule,
+                           finetune_batches=self.max_batches,
+                           batch_size=self.batch_size, seed=self.seed, device=self.device, options=opts)
 
 
 def parse_nm(text: str) -> tuple[int, int]:

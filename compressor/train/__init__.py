@@ -1,6 +1,26 @@
-"""One training loop for every command that trains (fine-tune, slim, SAP, lottery, distill)."""
+"""One training loop for every command that trains (fine-tune, slim, SAP, lottery, distill).
 
-from compressor.train.distill import distill_loss_fn, kd_loss
-from compressor.train.loop import TrainConfig, TrainResult, evaluate, fit
+The loop's names resolve on first use, so that the torch-free configs
+(:mod:`compressor.train.config`) import without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from compressor.train.config import TrainConfig
+
+_LAZY = {"TrainResult": "compressor.train.loop", "evaluate": "compressor.train.loop",
+         "fit": "compressor.train.loop", "distill_loss_fn": "compressor.train.distill",
+         "kd_loss": "compressor.train.distill"}
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "distill_loss_fn", "kd_loss"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

@@ -1,7 +1,7 @@
 """Scaling out on PyTorch's own engine: DistributedDataParallel under ``torchrun``.
 
 ``torchrun --nproc-per-node N -m compressor distill ...`` starts N processes with ``RANK``,
-``WORLD_SIZE`` and ``LOCAL_RANK`` set. :func:`session` joins the process group (gloo on CPU,
+``WORLD_SIZE`` and ``LOCAL_RANK`` set. :func:`process_group` joins the process group (gloo on CPU,
 nccl on CUDA); the loop then wraps the model in DDP and splits each epoch with a
 DistributedSampler. ``--batch-size`` is per process. Only rank 0 writes files and prints.
 """
@@ -52,7 +52,7 @@ def local_device(kind: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def session(device_kind: str = "cpu") -> Iterator[bool]:
+def process_group(device_kind: str = "cpu") -> Iterator[bool]:
     """Join the torchrun process group for the block when launched by torchrun.
 
     Yields whether the block runs distributed. A group created here is destroyed on exit.

@@ -24,60 +24,10 @@ from compressor.errors import InputError, UsageError
 from compressor.io.data import Data
 from compressor.progress import progress
 from compressor.train import distributed
+from compressor.train.config import TrainConfig
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "step")
-DEVICES = ("auto", "cpu", "cuda")
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Masked = list[tuple[nn.Parameter, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. Validated on construction; the CLI, recipes and the API share it.
-
-    Attributes:
-        epochs: passes over the training split (0: no training).
-        lr: learning rate (> 0); weight_decay: L2 / decoupled decay (>= 0).
-        optimizer: adam, adamw or sgd (Nesterov, ``momentum``).
-        schedule: per-step learning-rate schedule: none, cosine or step (x0.1 every third).
-        batch_size: samples per step and per process (under torchrun).
-        seed: seeds the model's random ops and the shuffling order.
-        label_smoothing: for the default cross-entropy loss.
-        max_batches: cap on steps per epoch (tests, smoke runs).
-        device: auto (CUDA when present), cpu or cuda.
-        amp: mixed precision: float16 + grad scaling on CUDA, bfloat16 autocast on CPU.
-    """
-
-    epochs: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    optimizer: str = "adam"
-    schedule: str = "none"
-    batch_size: int = 128
-    seed: int = 0
-    momentum: float = 0.9
-    label_smoothing: float = 0.0
-    max_batches: int | None = None
-    device: str = "auto"
-    amp: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise UsageError(f"epochs must be >= 0, got {self.epochs}", "pass --epochs 1 or more")
-        if not self.lr > 0:
-            raise UsageError(f"learning rate must be > 0, got {self.lr}", "try 1e-4 for fine-tuning")
-        if self.weight_decay < 0:
-            raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
-        if self.batch_size <= 0:
-            raise UsageError(f"batch size must be > 0, got {self.batch_size}")
-        if self.max_batches is not None and self.max_batches <= 0:
-            raise UsageError(f"max batches must be > 0, got {self.max_batches}")
-        for kind, value, valid in (("optimizer", self.optimizer, OPTIMIZERS),
-                                   ("schedule", self.schedule, SCHEDULES),
-                                   ("device", self.device, DEVICES)):
-            if value not in valid:
-                raise UsageError(f"unknown {kind} '{value}'", f"valid: {', '.join(valid)}")
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compressor.errors import UnsupportedError, UsageError
+from compressor.errors import UnsupportedError, UsageError, first_line
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -136,7 +136,7 @@ def run_forward(model: nn.Module, example: Any) -> torch.Tensor:
         with torch.no_grad():
             return model(*example) if isinstance(example, tuple) else model(example)
     except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 160)
         shape = tuple(getattr(example, "shape", ()))
         raise UnsupportedError(f"the model's forward pass fails on input shape {shape}: {first}",
                                "pass the right --input-shape, e.g. 1,3,224,224") from None
@@ -341,7 +341,7 @@ def tracer_errors() -> Iterator[None]:
     except UnsupportedError:
         raise
     except Exception as exc:  # noqa: BLE001 - the tracer raises anything on unknown graphs
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        first = first_line(exc, 160, empty="")
         raise UnsupportedError(f"torch-pruning cannot prune this model ({type(exc).__name__}: {first})",
                                "--ignore the blocks that hold the failing part, or use an "
                                "unstructured method such as --method magnitude") from exc

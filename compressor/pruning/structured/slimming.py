@@ -26,7 +26,7 @@ from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
 from compressor.train import distributed
-from compressor.train.loop import OPTIMIZERS
+from compressor.train.config import OPTIMIZERS
 
 BN_BATCHES = 20
 
@@ -87,7 +87,7 @@ def gamma_threshold(gammas: torch.Tensor, ratio: float) -> float:
     return float(torch.quantile(gammas.abs().float(), ratio))
 
 
-def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+def scaled_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """BatchNorm layers with a learnable scale."""
     return [m for m in model.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
@@ -100,7 +100,7 @@ def add_l1_penalty(bns: list[nn.Module], lam: float) -> None:
             bn.weight.grad.add_(l1_subgradient(bn.weight.detach(), lam))
 
 
-def weight_masks(model: nn.Module, threshold: float) -> dict[str, torch.Tensor]:
+def threshold_masks(model: nn.Module, threshold: float) -> dict[str, torch.Tensor]:
     """Masks keeping conv/linear weights with |w| >= threshold."""
     return {f"{name}.weight": m.weight.detach().abs() >= threshold
             for name, m in model.named_modules() if isinstance(m, graph.PRUNABLE)}
@@ -129,7 +129,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
-    gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in batchnorms(model)])
+    gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])
     report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
     report.figures["gamma_mean"] = float(gammas.mean())
     if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
@@ -149,7 +149,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
 
 
 def _need_batchnorm(model: nn.Module) -> None:
-    if not batchnorms(model):
+    if not scaled_batchnorms(model):
         raise UnsupportedError("slim scores channels by BatchNorm scales, and this model has no BatchNorm",
                                "use compress prune --method l1 instead")
 
@@ -163,7 +163,7 @@ def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
                        ctx: PruneContext) -> dict[str, Any]:
     from compressor.train import fit
 
-    bns = batchnorms(handle.module)
+    bns = scaled_batchnorms(handle.module)
     tc = cfg.train_config(opts.sparsity_epochs, lr=cfg.finetune_lr if opts.sparsity_lr is None else opts.sparsity_lr,
                           optimizer=opts.sparsity_optimizer, schedule="none", max_batches=opts.max_batches)
     result = fit(handle.module, ctx.train, tc, val=ctx.val,
@@ -175,12 +175,12 @@ def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
 
 
 def _bn_channels(model: nn.Module) -> int:
-    return sum(bn.num_features for bn in batchnorms(model))
+    return sum(bn.num_features for bn in scaled_batchnorms(model))
 
 
 @torch.no_grad()
 def _threshold_weights(handle: ModelHandle, threshold: float, report: MethodReport) -> None:
-    masks = weight_masks(handle.module, threshold)
+    masks = threshold_masks(handle.module, threshold)
     params = dict(handle.module.named_parameters())
     for name, mask in masks.items():
         params[name].mul_(mask)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from compressor.model import ModelHandle
 from compressor.errors import UsageError
+from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.batchnorm import recalibrate
 from compressor.pruning.unstructured import layers as L

@@ -30,8 +30,13 @@ from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.batchnorm import statistics_pass
 from compressor.pruning.unstructured import layers as L
 from compressor.pruning.unstructured.magnitude import magnitude_masks
-from compressor.pruning.unstructured.masks import (global_allocation, input_sq_sum, nm_mask,
-                                                   scoped_mask, wanda_scores)
+from compressor.pruning.unstructured.masks import (
+    global_allocation,
+    input_sq_sum,
+    nm_mask,
+    scoped_mask,
+    wanda_scores,
+)
 
 # --scope global, chosen on the validation split (benchmarks/results/wanda_vs_magnitude_noft.md,
 # "Wanda with a global allocation"): scores divided by the layer's mean ("raw" spared early,

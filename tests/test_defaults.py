@@ -1,0 +1,120 @@
+"""Each default lives in one place, its config field: every CLI option's default equals it.
+
+Walks every command of the typer app. An option named like a field of the command's config must
+default to that field's default (``--help`` shows it); list-like fields are compared in their
+command-line spelling (``conv,linear``). Options that are not config settings are listed here by
+name, so that a new option either gets a config field or is added to the list on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import typer
+
+from compressor.api.config import (
+    BenchConfig,
+    DistillConfig,
+    EvalConfig,
+    ExportConfig,
+    GateSpec,
+    Profile,
+    PruneConfig,
+    RecommendConfig,
+    SlimConfig,
+    SweepConfig,
+    TrainConfig,
+)
+from compressor.cli.app import app
+
+CONFIGS: dict[str, tuple[type, ...]] = {
+    "prune": (PruneConfig,), "slim": (SlimConfig,), "distill": (TrainConfig, DistillConfig),
+    "finetune": (TrainConfig, DistillConfig), "export": (ExportConfig,), "eval": (EvalConfig,),
+    "bench": (BenchConfig, GateSpec), "sweep": (SweepConfig,), "recommend": (RecommendConfig,),
+    "run": (), "info": (), "list": (),
+}
+SHARED = {"path", "arch", "arch_kwargs", "trust_pickle", "input_shape", "json_out", "debug"}
+"""How a command names its model and prints: ModelSpec and output flags, not settings."""
+NOT_SETTINGS = {
+    "prune": {"output", "opt", "dry_run"},  # opt fills PruneConfig.options, one KEY=VALUE at a time
+    "slim": {"output", "dry_run"},
+    "distill": {"output", "teacher_arch"},
+    "finetune": {"output"},
+    "bench": {"gates_file", "md"},
+    "sweep": {"plan_only"},
+    "run": {"recipe", "output_dir", "check", "record"},
+}
+RENAMED = {("sweep", "output"): "output_dir"}
+PROFILE_OVERRIDES = {"device": "device", "runs": "min_runs", "warmup": "warmup", "min_time": "min_time_s",
+                     "max_time": "max_time_s", "batch": "batch", "threads": "threads",
+                     "graph_opt": "graph_optimization"}
+"""bench flags that override one field of the chosen profile; None means the profile's value."""
+
+
+def _commands():
+    return sorted(typer.main.get_command(app).commands.items())
+
+
+def _field(classes: tuple[type, ...], name: str) -> dataclasses.Field | None:
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f
+    return None
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _spelled(value):
+    """A config default as the command line spells it."""
+    if isinstance(value, Profile):
+        return value.name
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or None
+    return value
+
+
+def test_every_command_is_covered():
+    assert {name for name, _ in _commands()} == set(CONFIGS)
+
+
+@pytest.mark.parametrize("name, command", _commands(), ids=[n for n, _ in _commands()])
+def test_option_defaults_equal_config_defaults(name, command):
+    checked, problems = 0, []
+    for param in command.params:
+        if param.name in SHARED | NOT_SETTINGS.get(name, set()):
+            continue
+        if name == "bench" and param.name in PROFILE_OVERRIDES:
+            assert PROFILE_OVERRIDES[param.name] in {f.name for f in dataclasses.fields(Profile)}
+            if param.default is not None:
+                problems.append(f"--{param.name} overrides the profile, so its default must be None")
+            continue
+        f = _field(CONFIGS[name], RENAMED.get((name, param.name), param.name))
+        if f is None:
+            problems.append(f"{param.name}: no config field (add one, or list it in NOT_SETTINGS)")
+            continue
+        checked += 1
+        default = _default(f)
+        if param.required:
+            continue  # the user gives it; a config may still check it (DistillConfig.data)
+        if default is dataclasses.MISSING:
+            problems.append(f"{param.name}: the config requires it, the command defaults to "
+                            f"{param.default!r}")
+        elif param.default != _spelled(default):
+            problems.append(f"{param.name}: command {param.default!r}, config {_spelled(default)!r}")
+    assert not problems, f"compress {name}: " + "; ".join(problems)
+    assert checked or not CONFIGS[name]
+
+
+def test_finetune_help_and_train_config_agree():
+    from typer.testing import CliRunner
+
+    text = CliRunner().invoke(app, ["finetune", "--help"], terminal_width=200).output
+    assert f"[default: {TrainConfig.epochs}]" in text.split("--epochs", 1)[1].split("--lr", 1)[0]
