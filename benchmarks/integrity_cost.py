@@ -12,6 +12,7 @@ median of the per-pair ratios. The ONNX file is measured the same way through ``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/integrity_cost.md")
+    parser.add_argument("--note", default="", help="the machine's conditions during the run, written with the table")
     args = parser.parse_args()
     from compressor.api import info
     from compressor.api.common import ModelSpec
@@ -86,14 +88,16 @@ def main() -> None:
                     _pairs(lambda p: info(ModelSpec(str(p))), files["onnx"], files["onnx_plain"], max(args.pairs // 3, 3)),
                     sizes["onnx"])}
     lines = ["# Cost of the integrity check on load", "",
-             f"Command: `python benchmarks/integrity_cost.py --pairs {args.pairs}`", "",
+             f"Command: `python benchmarks/integrity_cost.py --pairs {args.pairs}"
+             + (f' --note "{args.note}"`' if args.note else "`"), "",
              "torchvision resnet50 (random init), saved with and without its SHA-256 digest, loaded "
              f"alternately {args.pairs} times each (one torch thread; medians; the overhead is the median "
              "of the per-pair time ratios; the `compress info` row uses a third of the pairs). Target: at most "
              "+5% on loading the artifact. The ONNX check cannot overlap the ONNX checker (it holds "
              "Python's GIL), so it adds its full hashing time to `load_onnx`; the info row shows what that is "
              "worth in a command.", "",
-             f"torch {torch.__version__}, Python {sys.version.split()[0]}", "",
+             f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPU cores. "
+             f"{args.note}", "",
              "| file | size (MB) | load with check (s) | load without (s) | overhead |", "|---|---|---|---|---|"]
     for name, (row, size) in rows.items():
         lines.append(f"| {name} | {size / 1e6:.1f} | {row['with_s']:.3f} | {row['without_s']:.3f} | "
