@@ -7,6 +7,9 @@ from typing import Any
 
 from compressor.api.common import ModelSpec
 from compressor.api.prune import PruneResult, prune
+from compressor.pruning.structured.budget.config import BudgetConfig
+
+RATIO = 0.4  # the gamma percentile removed when neither a ratio nor a target is given
 
 
 @dataclass(frozen=True)
@@ -15,7 +18,10 @@ class SlimConfig:
 
     Attributes:
         data: data spec for sparsity training, BN recalibration, fine-tuning and accuracy.
-        ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1).
+        ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1);
+            None: 0.4 unless a budget is given.
+        budget: prune to a target (measured speed-up or latency, MACs, parameters, file bytes)
+            instead of a ratio; the widths are planned per group, trading the same gammas.
         lam: L1 strength on BatchNorm scales.
         sparsity_epochs: epochs of sparsity training before the threshold.
         finetune_epochs: epochs of fine-tuning after the removal.
@@ -31,7 +37,8 @@ class SlimConfig:
     """
 
     data: str
-    ratio: float = 0.4
+    ratio: float | None = None
+    budget: BudgetConfig | None = None
     lam: float = 1e-4
     sparsity_epochs: int = 1
     finetune_epochs: int = 1
@@ -58,7 +65,8 @@ class SlimConfig:
                                 "sparsity_lr": self.lr if self.sparsity_lr is None else self.sparsity_lr,
                                 "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
                                 "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
-        return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
+        ratio = RATIO if self.ratio is None and self.budget is None else self.ratio
+        return PruneConfig(method="slim", ratio=ratio, budget=self.budget, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
                            ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,

@@ -93,9 +93,11 @@ def prune(
         from compressor.api import prune as api_prune
         from compressor.io.refs import parse_kwargs
         from compressor.pruning.base import PruneConfig
+        from compressor.pruning.structured.budget.config import BudgetConfig
 
         cfg = PruneConfig(
-            method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
+            method=method, ratio=ratio, sparsity=sparsity, scope=scope, nm=nm,
+            budget=BudgetConfig(target_macs=target_macs) if target_macs is not None else None,
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()),

@@ -1,0 +1,319 @@
+"""Pruning to a budget: the cost model's cache, the allocation, the landing loop and its bad input.
+
+Timing never decides a test: cost models and meters are injected where an outcome is asserted, and
+the runs on ONNX Runtime check structure (files, rows, widths), not speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.api import ModelSpec, prune
+from compressor.bench import costmodel
+from compressor.bench.layergraph import LayerShape, PointTimer
+from compressor.bench.profiles import get_profile
+from compressor.errors import UsageError
+from compressor.io.artifact import load_model
+from compressor.pruning.base import PruneConfig, PruneContext
+from compressor.pruning.structured import norm
+from compressor.pruning.structured.budget.allocate import Group, Layer, PlanCost, allocate
+from compressor.pruning.structured.budget.config import BudgetConfig
+from compressor.pruning.structured.budget.meters import Reading
+from tests.conftest import invoke
+
+
+@pytest.fixture(autouse=True)
+def cost_cache(tmp_path, monkeypatch):
+    """Every cost model of these tests lives in a fresh folder, never in the user's cache."""
+    folder = tmp_path / "costmodel"
+    monkeypatch.setenv(costmodel.ENV_DIR, str(folder))
+    return folder
+
+
+# ---------------------------------------------------------------- the allocation (pure)
+
+def _two_groups(cost_a: float, cost_b: float, scores_a=None, scores_b=None):
+    """Two independent groups of 32 channels, one conv each; a layer's cost is per output channel."""
+    groups = [Group("a", 32, 4, 8, tuple(scores_a or [1 / 32] * 32)),
+              Group("b", 32, 4, 8, tuple(scores_b or [1 / 32] * 32))]
+    layers = [Layer("a", 3, 32, "a"), Layer("b", 3, 32, "b")]
+    per = {"a": cost_a, "b": cost_b}
+    return groups, PlanCost(layers, groups, lambda name, cin, cout: per[name] * cout)
+
+
+def test_allocation_cuts_where_the_cost_is():
+    groups, cost = _two_groups(cost_a=4.0, cost_b=1.0)
+    dense = cost.total({"a": 32, "b": 32})  # 160
+    result = allocate(groups, cost, budget=dense - 4.0 * 16)
+    assert result.plan == {"a": 16, "b": 32} and result.reached
+
+
+def test_allocation_keeps_the_important_group():
+    scores_a = sorted([0.001] * 16 + [0.06] * 16)  # half of a's channels carry almost nothing
+    groups, cost = _two_groups(cost_a=1.0, cost_b=1.0, scores_a=scores_a)
+    result = allocate(groups, cost, budget=48.0)
+    assert result.plan == {"a": 16, "b": 32}
+
+
+def test_allocation_never_cuts_a_layer_that_saves_nothing():
+    groups, cost = _two_groups(cost_a=1.0, cost_b=0.0)
+    result = allocate(groups, cost, budget=1.0)  # beyond reach: a stops at its floor, b is never cut
+    assert result.plan == {"a": 8, "b": 32} and not result.reached
+
+
+def test_allocation_widths_are_steps_above_the_floor():
+    group = Group("g", 30, 7, 8, tuple([1 / 30] * 30))
+    assert group.candidates() == [30, 24, 16, 8]
+    assert group.loss(30, 24) == pytest.approx(6 / 30)
+
+
+def test_layer_widths_follow_the_groups_that_set_them():
+    groups = [Group("p", 4, 1, 1, (0.25,) * 4)]
+    flat = Layer("fc", 4 * 49, 10, None, ("p",), in_scale=49)  # a linear after a flatten of 7x7
+    dw = Layer("dw", 4, 4, "p", (), depthwise=True)
+    cost = PlanCost([flat, dw], groups, lambda n, i, o: 0.0)
+    assert cost.widths(flat, {"p": 2}) == (98, 10)
+    assert cost.widths(dw, {"p": 2}) == (2, 2)
+
+
+# ---------------------------------------------------------------- the cost model and its cache
+
+LAYERS = {"a": LayerShape("conv", 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (8, 8)),
+          "b": LayerShape("linear", 32, 10)}
+VARIABLE = {"a": (False, True), "b": (True, False)}
+
+
+class CountingTimer:
+    """A fake point timer: cin * cout ms, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, shape, cin, cout):
+        self.calls += 1
+        return float(cin * cout)
+
+
+def _build(folder, layers=LAYERS, profile="mobile", timer=None):
+    settings = costmodel.BuildSettings((1.0, 0.5, 0.25), 8, str(folder), 1, 0.0)
+    return costmodel.build(layers, VARIABLE, get_profile(profile), settings, timer or CountingTimer())
+
+
+def test_cost_model_second_build_measures_nothing(tmp_path):
+    first = CountingTimer()
+    built = _build(tmp_path, timer=first)
+    assert first.calls == built.measured == 3 + 3  # a: 3 output widths; b: 3 input widths
+    again = CountingTimer()
+    reused = _build(tmp_path, timer=again)
+    assert again.calls == 0 and reused.measured == 0 and reused.points == built.points
+
+
+@pytest.mark.parametrize("change", ["profile", "structure", "machine"])
+def test_cost_model_remeasures_when_profile_structure_or_machine_change(tmp_path, monkeypatch, change):
+    _build(tmp_path)
+    layers, profile = LAYERS, "mobile"
+    if change == "profile":
+        profile = "edge"  # 2 threads instead of 1
+    elif change == "structure":
+        layers = {**LAYERS, "a": LayerShape("conv", 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (16, 16))}
+    else:
+        real = costmodel.machine_info()
+        monkeypatch.setattr(costmodel, "machine_info", lambda: {**real, "cores": real["cores"] + 1})
+    timer = CountingTimer()
+    _build(tmp_path, layers=layers, profile=profile, timer=timer)
+    assert timer.calls == 6
+    assert len(list(tmp_path.glob("*.json"))) == 2  # a new file; the old one is left for its own key
+
+
+def test_cost_model_ignores_a_cache_file_of_another_key(tmp_path):
+    built = _build(tmp_path)
+    doc = json.loads(built.path.read_text())
+    built.path.write_text(json.dumps({**doc, "profile": {**doc["profile"], "threads": 99}}))
+    timer = CountingTimer()
+    _build(tmp_path, timer=timer)
+    assert timer.calls == 6
+
+
+def test_cost_model_interpolates_between_measured_widths(tmp_path):
+    model = _build(tmp_path)
+    assert model.grids["a"] == ((16,), (8, 16, 32))
+    assert model.layer_ms("a", 16, 24) == pytest.approx(16 * 24)  # between 16 and 32: linear
+    assert model.layer_ms("b", 20, 10) == pytest.approx(20 * 10)
+    assert model.layer_ms("a", 16, 4) == pytest.approx(16 * 8)  # below the grid: clamped
+
+
+def test_grid_widths_snap_to_the_unit_and_the_groups():
+    assert costmodel.grid_widths(64, (1.0, 0.5, 0.3, 0.1), 8) == (8, 16, 32, 64)
+    assert costmodel.grid_widths(60, (1.0, 0.5), 8, multiple=3) == (24, 60)
+    assert costmodel.grid_widths(6, (1.0, 0.5), 8) == (6,)
+
+
+def test_point_timer_runs_a_real_one_layer_graph():
+    profile = get_profile("mobile")
+    timer = PointTimer(profile, runs=2, min_time_s=0.0)
+    for shape in (LAYERS["a"], LAYERS["b"], LayerShape("linear", 8, 4, spatial=(5,)),
+                  LayerShape("conv", 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8, True, (6, 6))):
+        assert timer(shape, shape.cin, shape.cout) > 0
+    assert timer.overhead_ms() > 0
+
+
+# ---------------------------------------------------------------- the landing loop (injected)
+
+def _first_conv_ms(name, cin, cout):
+    """A fake cost model: only simple_cnn's first conv costs, one ms per output channel."""
+    return float(cout) if name == "0" else 0.0
+
+
+class FakeMeter:
+    """Measures simple_cnn by its first conv's width; ``power`` distorts the measured factor."""
+
+    def __init__(self, handle, power=1.0, constant=False):
+        self.handle, self.power, self.constant, self.calls = handle, power, constant, 0
+
+    def dense(self):
+        return float(self.handle.module[0].out_channels)
+
+    def compare(self, module):
+        self.calls += 1
+        dense, pruned = self.dense(), float(module[0].out_channels)
+        factor = 1.0 if self.constant else (dense / pruned) ** self.power
+        return Reading(dense, dense / factor, factor)
+
+
+def _land(budget: BudgetConfig, meter_kwargs=None, **cfg):
+    handle = load_model("sample:simple_cnn")
+    meters = []
+
+    def make(b, h, folder):
+        meters.append(FakeMeter(h, **(meter_kwargs or {})))
+        return meters[-1]
+
+    ctx = PruneContext(latency_model=lambda *a: _first_conv_ms, budget_meter=make)
+    report = norm.run(handle, PruneConfig("l1", budget=budget, **cfg), ctx)
+    return handle, report, meters[0]
+
+
+def test_injected_cost_model_drives_the_widths():
+    handle, report, meter = _land(BudgetConfig(target_speedup=2.0))
+    widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+              for m in handle.module if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert widths == [16, 64, 128, 10]  # only the costly conv was cut, to half
+    assert report.figures["landed"] and meter.calls == 1
+    row = report.layers["0"]
+    assert (row["cout_before"], row["cout_after"], row["latency_ms_before"], row["latency_ms_after"]) == (32, 16, 32, 16)
+
+
+def test_retry_rescales_the_internal_target_when_the_measurement_is_off():
+    handle, report, meter = _land(BudgetConfig(target_speedup=2.0), {"power": 2.0}, round_to=2)
+    internal = [row["internal_target"] for row in report.steps]
+    assert internal[0] == pytest.approx(2.0) and internal[1] < 1.6  # measured 4x: aim lower
+    assert report.figures["landed"] and report.figures["attempts"] == len(internal) == meter.calls
+    assert handle.module[0].out_channels == 22  # (32 / 22) ** 2 = 2.12: inside [1.9, 2.3]
+
+
+def test_retries_are_bounded_and_the_closest_plan_is_kept():
+    handle, report, meter = _land(BudgetConfig(target_speedup=2.0, retries=1), {"power": 0.2}, round_to=2)
+    assert meter.calls == 2 and not report.figures["landed"]
+    assert any(n.startswith("not landed") for n in report.notes)
+
+
+def test_a_target_beyond_the_floor_is_reported_with_the_floor_plan():
+    handle, report, meter = _land(BudgetConfig(target_speedup=50.0), max_layer_ratio=0.5)
+    assert not report.figures["landed"] and meter.calls == 1
+    assert handle.module[0].out_channels == 16  # half of 32: the floor --max-layer-ratio 0.5 leaves
+    assert any("--max-layer-ratio 0.5" in n for n in report.notes)
+
+
+def test_macs_target_lands_within_the_band():
+    handle = load_model("sample:resnet_small")
+    base = sum(1 for _ in handle.module.parameters())
+    report = norm.run(handle, PruneConfig("l1", budget=BudgetConfig(target_macs=0.4)), PruneContext())
+    assert 0.4 / 1.15 <= report.figures["macs_kept"] <= 0.4 and report.figures["landed"]
+    assert sum(1 for _ in handle.module.parameters()) == base  # same layers, fewer channels
+
+
+# ---------------------------------------------------------------- real runs (structure, not timing)
+
+FAST = dict(runs=3, warmup=1, min_time_s=0.0, point_runs=1, point_time_s=0.0, exporter="torchscript")
+
+
+def test_latency_target_on_onnx_runtime_writes_a_report_with_measured_layers(tmp_path, cost_cache):
+    out = tmp_path / "p.pt"
+    budget = BudgetConfig(target_speedup=1.3, retries=1, **FAST)
+    r = prune(ModelSpec("sample:resnet_small"), PruneConfig("l1", budget=budget, round_to=8), str(out))
+    assert out.exists() and r.figures["attempts"] >= 1
+    assert r.figures["dense_latency_ms_p50"] > 0 and r.figures["latency_ms_p50"] > 0
+    assert r.figures["costmodel_grid_measured"] > 0 and list(cost_cache.glob("*.json"))
+    rows = {row["name"]: row for row in r.layers}
+    assert all("latency_ms_before" in row and "share_after" in row for row in rows.values())
+    assert all(row["channels_after"] % 8 == 0 for row in rows.values() if row["name"] != "fc")
+    again = prune(ModelSpec("sample:resnet_small"), PruneConfig("l1", budget=budget, round_to=8),
+                  str(tmp_path / "q.pt"))
+    assert again.figures["costmodel_grid_measured"] == 0  # the cache served the whole grid
+
+
+def test_size_target_counts_the_exported_file(tmp_path):
+    dense = prune(ModelSpec("sample:vgg_bn"), PruneConfig("l1", budget=BudgetConfig(target_size="300KB", **FAST)),
+                  str(tmp_path / "s.pt"))
+    assert dense.figures["onnx_bytes"] <= 300_000 and dense.figures["landed"]
+    assert dense.figures["onnx_bytes"] < dense.figures["dense_onnx_bytes"]
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({}, "exactly one target"),
+    ({"target_speedup": 2.0, "target_macs": 0.5}, "exactly one target"),
+    ({"target_speedup": 1.0}, "> 1"),
+    ({"target_macs": 1.5}, "fraction"),
+    ({"target_size": "2 bananas"}, "cannot read size"),
+    ({"target_speedup": 2.0, "profile": "phone"}, "unknown profile"),
+])
+def test_budget_config_refuses_bad_targets(kwargs, needle):
+    with pytest.raises(UsageError, match=needle):
+        BudgetConfig(**kwargs)
+
+
+def test_a_target_with_a_ratio_or_steps_or_a_masked_method_is_usage():
+    budget = BudgetConfig(target_speedup=2.0)
+    with pytest.raises(UsageError, match="both set how much to prune"):
+        PruneConfig("l1", ratio=0.5, budget=budget)
+    with pytest.raises(UsageError, match="--steps"):
+        PruneConfig("l1", steps=3, budget=budget)
+    with pytest.raises(UsageError, match="masks do not speed up ONNX Runtime"):
+        PruneConfig("magnitude", sparsity=0.5, budget=budget)
+
+
+def test_a_recipe_takes_a_budget_as_a_mapping():
+    from compressor.typed import build
+
+    cfg = build(PruneConfig, {"method": "l1", "budget": {"target_macs": 0.5, "profile": "edge"}}, "step 1")
+    assert cfg.budget == BudgetConfig(target_macs=0.5, profile="edge")
+    with pytest.raises(UsageError, match="unknown key 'target_speed'"):
+        build(PruneConfig, {"method": "l1", "budget": {"target_speed": 2}}, "step 1")
+
+
+def test_budget_defaults_are_cheap_to_import():
+    code = ("import sys; import compressor.pruning.structured.budget.config as c; "
+            "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules")
+    assert os.system(f'cd "{os.path.dirname(os.path.dirname(__file__))}" && "{_python()}" -c "{code}"') == 0
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def test_floor_is_never_passed_by_an_allocation_on_a_real_model():
+    handle = load_model("sample:resnet_small")
+    norm.run(handle, PruneConfig("l1", budget=BudgetConfig(target_macs=0.05), max_layer_ratio=0.5), PruneContext())
+    widths = [m.out_channels for m in handle.module.modules() if isinstance(m, nn.Conv2d)]
+    assert min(widths) >= 8 and all(math.isfinite(w) for w in widths)  # half of 16 at the narrowest
+    assert torch.isfinite(handle.module(handle.example_input())).all()
