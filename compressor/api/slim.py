@@ -7,9 +7,8 @@ from typing import Any
 
 from compressor.api.common import ModelSpec
 from compressor.api.prune import PruneResult, prune
+from compressor.defaults import SLIM_RATIO
 from compressor.pruning.structured.budget.config import BudgetConfig
-
-RATIO = 0.4  # the gamma percentile removed when neither a ratio nor a target is given
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,7 @@ class SlimConfig:
     Attributes:
         data: data spec for sparsity training, BN recalibration, fine-tuning and accuracy.
         ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1);
-            None: 0.4 unless a budget is given.
+            None: ``SLIM_RATIO`` (0.4) unless a budget is given.
         budget: prune to a target (measured speed-up or latency, MACs, parameters, file bytes)
             instead of a ratio; the widths are planned per group, trading the same gammas.
         lam: L1 strength on BatchNorm scales.
@@ -65,7 +64,7 @@ class SlimConfig:
                                 "sparsity_lr": self.lr if self.sparsity_lr is None else self.sparsity_lr,
                                 "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
                                 "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
-        ratio = RATIO if self.ratio is None and self.budget is None else self.ratio
+        ratio = SLIM_RATIO if self.ratio is None and self.budget is None else self.ratio
         return PruneConfig(method="slim", ratio=ratio, budget=self.budget, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
                            ignore=self.ignore,

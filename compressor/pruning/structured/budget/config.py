@@ -154,3 +154,22 @@ class BudgetConfig:
 
         return get_profile(self.profile).override(min_runs=self.runs, warmup=self.warmup,
                                                   min_time_s=self.min_time_s)
+
+
+def from_options(settings: dict[str, object]) -> BudgetConfig | None:
+    """A budget from flag values (None: not given); None when no target and no budget setting is
+    given. A budget setting (``--profile``) without a target is a usage error."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    if not given:
+        return None
+    if not any(k in TARGETS for k in given):
+        names = ", ".join(flag(k) for k in given)
+        raise UsageError(f"{names} applies to a target", f"add one of {', '.join(flag(n) for n in TARGETS)}")
+    return BudgetConfig(**given)
+
+
+def default(name: str) -> object:
+    """The default of a BudgetConfig field (for help texts)."""
+    from dataclasses import fields
+
+    return next(f.default for f in fields(BudgetConfig) if f.name == name)
