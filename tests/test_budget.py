@@ -317,3 +317,54 @@ def test_floor_is_never_passed_by_an_allocation_on_a_real_model():
     widths = [m.out_channels for m in handle.module.modules() if isinstance(m, nn.Conv2d)]
     assert min(widths) >= 8 and all(math.isfinite(w) for w in widths)  # half of 16 at the narrowest
     assert torch.isfinite(handle.module(handle.example_input())).all()
+
+
+# ---------------------------------------------------------------- the command line
+
+@pytest.mark.parametrize("args,needle", [
+    (["--ratio", "0.5", "--target-speedup", "2"], "both set how much to prune"),
+    (["--target-speedup", "2", "--target-macs", "0.5"], "exactly one target"),
+    (["--method", "magnitude", "--sparsity", "0.5", "--target-speedup", "2"], "masks do not speed up ONNX Runtime"),
+    (["--profile", "edge"], "applies to a target"),
+    (["--target-speedup", "2", "--profile", "phone"], "unknown profile"),
+    (["--target-size", "2 apples"], "cannot read size"),
+    (["--target-macs", "0.5", "--dry-run"], "--dry-run"),
+])
+def test_cli_bad_budget_is_exit_2_and_writes_nothing(args, needle, tmp_path):
+    out = tmp_path / "out.pt"
+    r = invoke("prune", "sample:simple_cnn", *(["--method", "l1"] if "--method" not in args else []), *args,
+               "-o", str(out))
+    assert r.code == 2, r.stderr
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_onnx_input_with_a_target_is_exit_2(tiny_onnx, tmp_path):
+    r = invoke("prune", str(tiny_onnx), "--method", "l1", "--target-macs", "0.5", "-o", str(tmp_path / "o.pt"))
+    assert r.code == 2 and not list(tmp_path.iterdir())
+
+
+def test_cli_landed_target_is_exit_0_with_one_json_document(tmp_path):
+    out = tmp_path / "out.pt"
+    r = invoke("prune", "sample:resnet_small", "--method", "l1", "--target-params", "0.5", "-o", str(out), "--json")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["landed"] is True and doc["target_kind"] == "params" and out.exists()
+    assert {"params_before", "params_after", "macs_before", "macs_after", "attempts", "layers"} <= set(doc)
+    assert all("share_after" in row for row in doc["layers"])
+
+
+def test_cli_latency_target_below_the_floor_is_exit_1_and_writes_the_closest_plan(tmp_path, monkeypatch):
+    from compressor.bench import profiles
+
+    fast = profiles.PROFILES["mobile"].override(min_runs=3, warmup=1, min_time_s=0.0)
+    monkeypatch.setitem(profiles.PROFILES, "mobile", fast)
+    out = tmp_path / "out.pt"
+    r = invoke("prune", "sample:simple_cnn", "--method", "l1", "--target-latency-ms", "0.00001",
+               "--max-layer-ratio", "0.3", "-o", str(out), "--json")
+    assert r.code == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["landed"] is False and out.exists() and doc["latency_ms_p50"] > 0
+    assert any("--max-layer-ratio 0.3" in note for note in doc["notes"])
+    widths = {row["name"]: row for row in doc["layers"]}
+    assert widths["0"]["channels_after"] >= 0.7 * 32  # the floor, not past it
