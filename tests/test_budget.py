@@ -16,7 +16,7 @@ from torch import nn
 
 from compressor.api import ModelSpec, prune
 from compressor.bench import costmodel
-from compressor.bench.layergraph import LayerShape, PointTimer
+from compressor.bench.layergraph import LayerShape, PointTimer, layer_graph
 from compressor.bench.profiles import get_profile
 from compressor.errors import UsageError
 from compressor.io.artifact import load_model
@@ -50,14 +50,14 @@ def _two_groups(cost_a: float, cost_b: float, scores_a=None, scores_b=None):
 def test_allocation_cuts_where_the_cost_is():
     groups, cost = _two_groups(cost_a=4.0, cost_b=1.0)
     dense = cost.total({"a": 32, "b": 32})  # 160
-    result = allocate(groups, cost, budget=dense - 4.0 * 16)
+    result = allocate(groups, cost, budget=dense - 4.0 * 16, lookahead=1)
     assert result.plan == {"a": 16, "b": 32} and result.reached
 
 
 def test_allocation_keeps_the_important_group():
     scores_a = sorted([0.001] * 16 + [0.06] * 16)  # half of a's channels carry almost nothing
     groups, cost = _two_groups(cost_a=1.0, cost_b=1.0, scores_a=scores_a)
-    result = allocate(groups, cost, budget=48.0)
+    result = allocate(groups, cost, budget=48.0, lookahead=1)
     assert result.plan == {"a": 16, "b": 32}
 
 
@@ -68,8 +68,9 @@ def test_allocation_never_cuts_a_layer_that_saves_nothing():
 
 
 def test_allocation_widths_are_steps_above_the_floor():
-    group = Group("g", 30, 7, 8, tuple([1 / 30] * 30))
-    assert group.candidates() == [30, 24, 16, 8]
+    group = Group("g", 30, 9, 8, tuple([1 / 30] * 30))
+    assert group.candidates() == [30, 24, 16]
+    assert Group("g", 30, 1, 8, ()).candidates() == [30, 24, 16, 8]
     assert group.loss(30, 24) == pytest.approx(6 / 30)
 
 
@@ -161,6 +162,9 @@ def test_point_timer_runs_a_real_one_layer_graph():
                   LayerShape("conv", 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8, True, (6, 6))):
         assert timer(shape, shape.cin, shape.cout) > 0
     assert timer.overhead_ms() > 0
+    dw = LayerShape("conv", 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8, True, (6, 6))
+    weight = layer_graph(dw, 4, 4, 1).graph.initializer[0]
+    assert list(weight.dims) == [4, 1, 3, 3]  # a depthwise conv keeps one group per channel
 
 
 # ---------------------------------------------------------------- the landing loop (injected)
@@ -207,6 +211,8 @@ def test_injected_cost_model_drives_the_widths():
     assert report.figures["landed"] and meter.calls == 1
     row = report.layers["0"]
     assert (row["cout_before"], row["cout_after"], row["latency_ms_before"], row["latency_ms_after"]) == (32, 16, 32, 16)
+    assert row["share_before"] == row["share_after"] == 1.0  # the only layer that costs: all of the time
+    assert report.layers["3"]["share_after"] == 0.0
 
 
 def test_retry_rescales_the_internal_target_when_the_measurement_is_off():
@@ -215,6 +221,22 @@ def test_retry_rescales_the_internal_target_when_the_measurement_is_off():
     assert internal[0] == pytest.approx(2.0) and internal[1] < 1.6  # measured 4x: aim lower
     assert report.figures["landed"] and report.figures["attempts"] == len(internal) == meter.calls
     assert handle.module[0].out_channels == 22  # (32 / 22) ** 2 = 2.12: inside [1.9, 2.3]
+
+
+def test_no_retry_when_none_is_allowed():
+    handle, report, meter = _land(BudgetConfig(target_speedup=2.0, retries=0), {"power": 2.0}, round_to=2)
+    assert meter.calls == 1 and not report.figures["landed"]
+
+
+def test_landing_band():
+    from compressor.pruning.structured.budget.land import landed
+
+    speed = BudgetConfig(target_speedup=2.0)
+    assert [landed(speed, Reading(10, 10 / f, f)) for f in (1.89, 1.9, 2.3, 2.31)] == [False, True, True, False]
+    macs = BudgetConfig(target_macs=0.5)  # exact counts: at or under the target, within 1/1.15 of it
+    assert [landed(macs, Reading(10, 10 / f, f)) for f in (1.99, 2.0, 2.3, 2.31)] == [False, True, True, False]
+    ms = BudgetConfig(target_latency_ms=5.0)  # the latency itself: [5 / 1.15, 5 / 0.95]
+    assert [landed(ms, Reading(10, p, 10 / p)) for p in (4.3, 4.4, 5.2, 5.3)] == [False, True, True, False]
 
 
 def test_retries_are_bounded_and_the_closest_plan_is_kept():
@@ -236,6 +258,61 @@ def test_macs_target_lands_within_the_band():
     report = norm.run(handle, PruneConfig("l1", budget=BudgetConfig(target_macs=0.4)), PruneContext())
     assert 0.4 / 1.15 <= report.figures["macs_kept"] <= 0.4 and report.figures["landed"]
     assert sum(1 for _ in handle.module.parameters()) == base  # same layers, fewer channels
+
+
+def test_counted_macs_and_params_match_the_model():
+    from compressor.pruning.structured import graph
+    from compressor.pruning.structured.budget.meters import count_fn
+    from compressor.pruning.structured.budget.structure import find_structure
+    from compressor.stats import count_macs
+
+    handle = load_model("sample:resnet_small")
+    model, x = handle.module, handle.example_input()
+    structure = find_structure(model, x, norm.importance("l1"), ["fc"], 0.9, 1)
+    macs = count_fn("macs", structure.shapes)
+    assert sum(macs(n, s.cin, s.cout) for n, s in structure.shapes.items()) == count_macs(model, x)
+    params = count_fn("params", structure.shapes)
+    weights = sum(m.weight.numel() + m.weight.shape[0] for m in model.modules() if isinstance(m, graph.PRUNABLE))
+    assert sum(params(n, s.cin, s.cout) for n, s in structure.shapes.items()) == weights
+
+
+def test_group_importance_counts_each_layer_it_narrows():
+    from compressor.pruning.structured.budget.structure import find_structure
+
+    handle = load_model("sample:resnet_small")
+    structure = find_structure(handle.module, handle.example_input(), norm.importance("l1"), ["fc"], 0.9, 8)
+    worth = {g.name: sum(g.scores) for g in structure.groups}
+    narrowed = {g.name: sum(1 for lay in structure.layers.values()
+                            if lay.out_group == g.name or g.name in lay.in_groups) for g in structure.groups}
+    assert worth == pytest.approx(narrowed)
+    assert worth["stem.0"] >= 5 and worth["layers.0.conv1"] == pytest.approx(2)  # a residual stream vs an inner conv
+
+
+def test_where_the_time_went_names_cut_layers_that_bought_no_time():
+    from compressor.pruning.structured.budget.report import where_time_went
+    from compressor.pruning.structured.budget.structure import Structure
+
+    shapes = {"dw": LayerShape("conv", 64, 64, (3, 3), (1, 1), (1, 1), (1, 1), 64, True, (56, 56)),
+              "pw": LayerShape("conv", 64, 128, (1, 1), (1, 1), (0, 0), (1, 1), 1, False, (56, 56)),
+              "fc": LayerShape("linear", 128, 10)}
+    rows = {"dw": dict(cin_before=64, cin_after=32, cout_before=64, cout_after=32, latency_ms_before=0.5,
+                       latency_ms_after=0.49),
+            "pw": dict(cin_before=64, cin_after=32, cout_before=128, cout_after=128, latency_ms_before=1.0,
+                       latency_ms_after=0.5),
+            "fc": dict(cin_before=128, cin_after=64, cout_before=10, cout_after=10, latency_ms_before=0.004,
+                       latency_ms_after=0.004)}
+    note = where_time_went(Structure(shapes, {}, []), rows)
+    assert "dw (depthwise" in note and "fc (op overhead" in note and "pw" not in note
+
+
+def test_slim_takes_a_target(tmp_path):
+    from compressor.api import SlimConfig, slim
+
+    cfg = SlimConfig(data="random:1,28,28:10", budget=BudgetConfig(target_macs=0.5), max_batches=2,
+                     finetune_epochs=0)
+    r = slim(ModelSpec("sample:vgg_bn"), cfg, str(tmp_path / "s.pt"))
+    assert r.landed and 0.5 / 1.15 <= r.figures["macs_kept"] <= 0.5 and r.figures["bn_channels_removed"] > 0
+    assert "gamma_threshold" not in r.figures  # per-group widths, not one global threshold
 
 
 # ---------------------------------------------------------------- real runs (structure, not timing)

@@ -49,7 +49,7 @@ class Group:
         """Widths this group may take, widest first: the dense width, then multiples of ``step``
         down to ``floor``."""
         top = (self.width - 1) // self.step * self.step
-        return [self.width] + [w for w in range(top, self.floor - 1, -self.step) if w >= max(self.floor, 1)]
+        return [self.width] + list(range(top, max(self.floor, 1) - 1, -self.step))
 
     @cached_property
     def _prefix(self) -> list[float]:

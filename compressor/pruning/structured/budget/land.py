@@ -12,7 +12,7 @@
 4. A copy of the dense model is pruned to those widths and measured against the dense one. Outside
    the landing band the internal target is rescaled by what was measured (a secant step in log
    space over the attempts so far) and the plan is made again, at most ``retries`` times; a plan
-   already tried, or the floor plan falling short, ends the loop.
+   already tried (the floor plan falling short comes back as itself) ends the loop.
 5. The attempt that landed is kept; when none did, the closest one (the least over-pruned among
    those meeting the budget, else the one nearest to it) is kept and reported as not landed.
 """
@@ -196,7 +196,7 @@ def _attempts(handle, structure: Structure, cost: PlanCost, gauge: meters.Meter,
             f"{reading.factor:.3f}x, target {_target(budget, reading.dense):.3f}x"
             + (" - landed" if attempt.landed else ""))
         kept = _closer(kept, (attempt, module), budget)
-        if attempt.landed or (attempt.at_floor and reading.factor < _target(budget, reading.dense)):
+        if attempt.landed:
             break
         internal = min(max(_rescale(attempts, budget), MIN_FACTOR), ceiling)
     return attempts, kept  # type: ignore[return-value]  # the first attempt always runs
