@@ -445,3 +445,11 @@ def test_cli_latency_target_below_the_floor_is_exit_1_and_writes_the_closest_pla
     assert any("--max-layer-ratio 0.3" in note for note in doc["notes"])
     widths = {row["name"]: row for row in doc["layers"]}
     assert widths["0"]["channels_after"] >= 0.7 * 32  # the floor, not past it
+
+
+def test_a_target_keeps_fine_tuning_and_distillation(tmp_path):
+    cfg = PruneConfig("l1", budget=BudgetConfig(target_macs=0.5), data="random:1,28,28:10", finetune_epochs=1,
+                      finetune_batches=2, distill_from="sample:simple_cnn")
+    r = prune(ModelSpec("sample:simple_cnn"), cfg, str(tmp_path / "ft.pt"))
+    assert r.landed and "finetune_best_epoch" in r.figures and r.figures["bn_batches"] == 0  # no BatchNorm
+    assert r.after["macs"] <= 0.5 * r.before["macs"]

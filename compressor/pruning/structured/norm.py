@@ -69,7 +69,8 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
-    """Prune ``handle.module`` in place; fine-tune and recalibrate BatchNorm when data is given."""
+    """Prune ``handle.module`` (in place; with a target, the kept pruned copy replaces it); fine-tune
+    and recalibrate BatchNorm when data is given."""
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
