@@ -453,3 +453,61 @@ def test_a_target_keeps_fine_tuning_and_distillation(tmp_path):
     r = prune(ModelSpec("sample:simple_cnn"), cfg, str(tmp_path / "ft.pt"))
     assert r.landed and "finetune_best_epoch" in r.figures and r.figures["bn_batches"] == 0  # no BatchNorm
     assert r.after["macs"] <= 0.5 * r.before["macs"]
+
+
+# ---------------------------------------------------------------- sensitivity
+
+def _structure_key(ref: str) -> str:
+    from compressor.bench.costmodel import structure_hash
+    from compressor.pruning.structured.budget.structure import layer_shapes
+
+    handle = load_model(ref)
+    return structure_hash(layer_shapes(handle.module, handle.example_input()))
+
+
+def test_sensitivity_writes_json_csv_and_png_with_one_row_per_group_and_ratio(tmp_path):
+    from compressor.api import SensitivityConfig, sensitivity
+
+    cfg = SensitivityConfig("random:1,28,28:10", ratios=(0.25, 0.5), eval_limit=64)
+    r = sensitivity(ModelSpec("sample:simple_cnn"), cfg, str(tmp_path / "sens"))
+    doc = json.loads((tmp_path / "sens" / "sensitivity.json").read_text())
+    assert doc["structure"] == _structure_key("sample:simple_cnn") and doc["ratios"] == [0.25, 0.5]
+    assert [g["group"] for g in doc["groups"]] and all(len(g["points"]) == 2 for g in doc["groups"])
+    point = doc["groups"][0]["points"][0]
+    assert set(point) == {"ratio", "width", "accuracy", "accuracy_drop", "latency_saved_ms"}
+    rows = (tmp_path / "sens" / "sensitivity.csv").read_text().splitlines()
+    assert rows[0].startswith("group,width,ratio") and len(rows) == 1 + 2 * len(doc["groups"])
+    assert (tmp_path / "sens" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+    assert r.to_json()["files"] == [str(tmp_path / "sens" / n) for n in ("sensitivity.json", "sensitivity.csv",
+                                                                           "sensitivity.png")]
+
+
+def _fake_sensitivity(path, drops: dict[str, float]):
+    """A sensitivity file for simple_cnn where removing half of a group costs ``drops[group]``."""
+    widths = {"0": 32, "3": 64, "7": 128}
+    groups = [{"group": g, "width": w, "layers": [], "points": [
+        {"ratio": 0.5, "width": w // 2, "accuracy": 0.9 - drops[g], "accuracy_drop": drops[g], "latency_saved_ms": 0.0}]}
+        for g, w in widths.items()]
+    path.write_text(json.dumps({"format": 1, "structure": _structure_key("sample:simple_cnn"), "groups": groups}))
+    return str(path)
+
+
+def test_sensitivity_prices_the_cuts(tmp_path):
+    handle = load_model("sample:simple_cnn")
+    path = _fake_sensitivity(tmp_path / "s.json", {"0": 0.0, "3": 0.5, "7": 0.5})
+    norm.run(handle, PruneConfig("l1", budget=BudgetConfig(target_params=0.97, sensitivity=path)), PruneContext())
+    widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+              for m in handle.module if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert widths[1:] == [64, 128, 10] and widths[0] < 32  # only the group whose cut costs no accuracy
+
+
+def test_priced_drop_curve_is_non_decreasing_per_channel():
+    from compressor.pruning.structured.budget.sensitivity import priced
+
+    group = Group("g", 4, 1, 1, (0.1, 0.2, 0.3, 0.4))
+    doc = {"groups": [{"group": "g", "width": 4, "points": [{"width": 3, "accuracy_drop": 0.3},
+                                                            {"width": 2, "accuracy_drop": 0.1},
+                                                            {"width": 1, "accuracy_drop": 0.3}]}]}
+    (out,) = priced([group], doc)  # measured 0.3, 0.1, 0.3: noise; the curve is 0.3 from the first cut on
+    assert out.loss(4, 3) == pytest.approx(0.3, abs=1e-5) and out.loss(3, 1) == pytest.approx(0.0, abs=1e-5)
+    assert all(s > 0 for s in out.scores)  # a noisy rise in accuracy is no gain: the scores break ties

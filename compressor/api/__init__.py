@@ -16,9 +16,11 @@ from compressor.api.slim import SlimConfig, slim
 from compressor.api.recipe import Recipe, RecipeResult, load_recipe, parse_recipe, run_recipe
 from compressor.api.sweep import SweepConfig, SweepResult, sweep
 from compressor.api.recommend import RecommendConfig, RecommendResult, recommend
+from compressor.api.sensitivity import SensitivityConfig, SensitivityResult, sensitivity
 
 __all__ = ["ModelSpec", "InfoResult", "info", "EvalConfig", "EvalResult", "evaluate", "list_all",
            "PruneResult", "prune", "SlimConfig", "slim", "BenchConfig", "BenchResult", "bench",
            "DistillConfig", "DistillResult", "distill", "finetune", "ExportResult", "export",
            "Recipe", "RecipeResult", "load_recipe", "parse_recipe", "run_recipe",
-           "SweepConfig", "SweepResult", "sweep", "RecommendConfig", "RecommendResult", "recommend"]
+           "SweepConfig", "SweepResult", "sweep", "RecommendConfig", "RecommendResult", "recommend",
+           "SensitivityConfig", "SensitivityResult", "sensitivity"]

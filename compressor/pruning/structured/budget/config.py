@@ -49,6 +49,8 @@ class BudgetConfig:
         lookahead: the allocation compares cutting each group by 1 to this many width steps, so
             a cut that pays only past a kernel's block boundary is still seen.
         exporter: the ONNX exporter of the measured graphs (as ``compress export --exporter``).
+        sensitivity: a ``sensitivity.json`` of this model (``compress sensitivity``): each group's
+            cut is priced by its measured accuracy drop instead of by its channels' scores.
     """
 
     target_speedup: float | None = None
@@ -70,6 +72,7 @@ class BudgetConfig:
     point_time_s: float = 0.02
     lookahead: int = 4
     exporter: str = "auto"
+    sensitivity: str | None = None
 
     def __post_init__(self) -> None:
         given = [name for name in TARGETS if getattr(self, name) is not None]

@@ -102,6 +102,8 @@ def land(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: l
     model, example = handle.module, handle.example_input()
     unit = round_to or (budget.unit if budget.measured else 1)  # counts have no kernel blocks
     structure = find_structure(model, example, importance(), ignored, max_layer_ratio, unit)
+    if budget.sensitivity:
+        structure = _with_sensitivity(structure, budget.sensitivity)
     if not structure.groups:
         raise UnsupportedError("no prunable group is left to meet the budget",
                                "check --ignore and --keep-residual: every layer is kept")
@@ -116,6 +118,17 @@ def land(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: l
 
     describe(landing, structure, cost, model_cost, budget, max_layer_ratio)
     return landing
+
+
+def _with_sensitivity(structure: Structure, path: str) -> Structure:
+    """The structure with each group's cut priced by the measured accuracy drops of ``path``."""
+    import dataclasses
+
+    from compressor.bench.costmodel import structure_hash
+    from compressor.pruning.structured.budget import sensitivity
+
+    document = sensitivity.load(path, structure_hash(structure.shapes))
+    return dataclasses.replace(structure, groups=sensitivity.priced(structure.groups, document))
 
 
 def _layer_cost(structure: Structure, budget: BudgetConfig, unit: int, latency_model: LatencyModel | None,
