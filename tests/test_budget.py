@@ -511,3 +511,18 @@ def test_priced_drop_curve_is_non_decreasing_per_channel():
     (out,) = priced([group], doc)  # measured 0.3, 0.1, 0.3: noise; the curve is 0.3 from the first cut on
     assert out.loss(4, 3) == pytest.approx(0.3, abs=1e-5) and out.loss(3, 1) == pytest.approx(0.0, abs=1e-5)
     assert all(s > 0 for s in out.scores)  # a noisy rise in accuracy is no gain: the scores break ties
+
+
+def test_sensitivity_of_another_model_is_exit_2_and_writes_nothing(tmp_path):
+    path = _fake_sensitivity(tmp_path / "s.json", {"0": 0.0, "3": 0.5, "7": 0.5})
+    r = invoke("prune", "sample:resnet_small", "--method", "l1", "--target-macs", "0.5", "--sensitivity", path,
+               "-o", str(tmp_path / "out.pt"))
+    assert r.code == 2 and "another model" in r.stderr and not (tmp_path / "out.pt").exists()
+
+
+def test_cli_sensitivity_json_is_one_document(tmp_path):
+    r = invoke("sensitivity", "sample:simple_cnn", "--data", "random:1,28,28:10", "--ratios", "0.5",
+               "--eval-limit", "32", "-o", str(tmp_path / "sens"), "--json")
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["output"] == str(tmp_path / "sens") and doc["ratios"] == [0.5]

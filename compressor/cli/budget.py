@@ -22,18 +22,23 @@ TargetSizeOpt = Annotated[Optional[str], typer.Option(
 ProfileOpt = Annotated[Optional[str], typer.Option(
     help=f"Profile a latency target is measured on: mobile, edge or server "
          f"(default: {default('profile')}).", show_default=False)]
+SensitivityOpt = Annotated[Optional[str], typer.Option(
+    help="With a target: price each group's cut by the accuracy drops measured by compress "
+         "sensitivity (its sensitivity.json, made from this model).")]
 CostCacheOpt = Annotated[Optional[str], typer.Option(
     help="Folder of the measured per-layer latency cache (default: $COMPRESSOR_COSTMODEL_DIR, "
          "else ~/.cache/compressor/costmodel).", show_default=False)]
 
 
-def budget(target_speedup, target_latency_ms, target_macs, target_params, target_size, profile, cost_cache):
+def budget(target_speedup, target_latency_ms, target_macs, target_params, target_size, profile, cost_cache,
+           sensitivity=None):
     """The BudgetConfig of the flags, or None without a target."""
     from compressor.pruning.structured.budget.config import from_options
 
     return from_options({"target_speedup": target_speedup, "target_latency_ms": target_latency_ms,
                          "target_macs": target_macs, "target_params": target_params,
-                         "target_size": target_size, "profile": profile, "cost_cache": cost_cache})
+                         "target_size": target_size, "profile": profile, "cost_cache": cost_cache,
+                         "sensitivity": sensitivity})
 
 
 def exit_code(result: Any) -> int:

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from compressor.cli import budget as budget_cli
-from compressor.cli.budget import (CostCacheOpt, ProfileOpt, TargetLatencyOpt, TargetMacsOpt, TargetParamsOpt,
-                                   TargetSizeOpt, TargetSpeedupOpt)
+from compressor.cli.budget import (CostCacheOpt, ProfileOpt, SensitivityOpt, TargetLatencyOpt, TargetMacsOpt,
+                                   TargetParamsOpt, TargetSizeOpt, TargetSpeedupOpt)
 from compressor.cli.common import (ArchKwargsOpt, ArchOpt, DataOpt, DebugOpt, DeviceOpt, InputShapeOpt,
                                    JsonOpt, ModelArg, TrustPickleOpt, console, execute, human_bytes,
                                    human_count, log_line, model_spec)
@@ -32,6 +32,7 @@ def prune(
     target_size: TargetSizeOpt = None,
     profile: ProfileOpt = None,
     cost_cache: CostCacheOpt = None,
+    sensitivity: SensitivityOpt = None,
     sparsity: Annotated[Optional[float], typer.Option(
         help="Masked methods: fraction of weights to zero, in [0, 1).")] = None,
     scope: Annotated[Optional[str], typer.Option(
@@ -110,7 +111,7 @@ def prune(
         cfg = PruneConfig(
             method=method, ratio=ratio, sparsity=sparsity, scope=scope, nm=nm,
             budget=budget_cli.budget(target_speedup, target_latency_ms, target_macs, target_params,
-                                     target_size, profile, cost_cache),
+                                     target_size, profile, cost_cache, sensitivity),
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
