@@ -74,6 +74,13 @@ def test_allocation_widths_are_steps_above_the_floor():
     assert group.loss(30, 24) == pytest.approx(6 / 30)
 
 
+def test_relative_loss_prices_halving_the_same_at_any_width():
+    group = Group("g", 8, 1, 1, (0.25,) * 8, relative=True)  # worth 2 (two layers), equal channels
+    assert group.loss(8, 4) == pytest.approx(2 * math.log(2))
+    assert group.loss(4, 2) == pytest.approx(group.loss(8, 4)) == pytest.approx(group.loss(2, 1))
+    assert group.loss(8, 7) < group.loss(2, 1)  # the last channels are the dearest
+
+
 def test_layer_widths_follow_the_groups_that_set_them():
     groups = [Group("p", 4, 1, 1, (0.25,) * 4)]
     flat = Layer("fc", 4 * 49, 10, None, ("p",), in_scale=49)  # a linear after a flatten of 7x7
@@ -286,6 +293,7 @@ def test_group_importance_counts_each_layer_it_narrows():
                             if lay.out_group == g.name or g.name in lay.in_groups) for g in structure.groups}
     assert worth == pytest.approx(narrowed)
     assert worth["stem.0"] >= 5 and worth["layers.0.conv1"] == pytest.approx(2)  # a residual stream vs an inner conv
+    assert all(g.relative for g in structure.groups)  # priced by the log of the importance kept
 
 
 def test_where_the_time_went_names_cut_layers_that_bought_no_time():

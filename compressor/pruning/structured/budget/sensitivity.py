@@ -222,7 +222,7 @@ def priced(groups: list[Group], document: dict[str, Any]) -> list[Group]:
         removed = [0.0] + [g.width - p["width"] for p in entry["points"]]
         curve = [_drop_after(k, removed, drops) for k in range(g.width + 1)]
         steps = [max(curve[k + 1] - curve[k], 0.0) + TIE_BREAK * s for k, s in enumerate(g.scores)]
-        out.append(dataclasses.replace(g, scores=tuple(steps)))
+        out.append(dataclasses.replace(g, scores=tuple(steps), relative=False))
     return out
 
 

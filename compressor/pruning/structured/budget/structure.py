@@ -131,7 +131,7 @@ def _group(pruner, group, names: dict, shapes: dict[str, LayerShape], max_layer_
     # narrows nine layers costs nine times a group that narrows one conv and its consumer.
     worth, total = len(touched) or 1, sum(values)
     shares = tuple(worth * v / total for v in values) if total > 0 else tuple(worth / width for _ in values)
-    return Group(name, width, floor, math.lcm(step, multiple), shares)
+    return Group(name, width, floor, math.lcm(step, multiple), shares, relative=True)
 
 
 def apply_plan(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any],
