@@ -15,3 +15,5 @@ Lower still, alpha 0.1 (chosen on val) matched fine-tuning there (mean of three 
 
 KD_TEMPERATURE = 4.0
 KD_ALPHA = 0.5
+
+SLIM_RATIO = 0.4  # compress slim: the |gamma| percentile removed when neither --ratio nor a target is given

@@ -2,7 +2,8 @@
 
 ``build(cls, mapping, where)`` checks every key against the dataclass's fields (naming the closest
 valid key when one is unknown), checks each value against the field's annotation (int, float,
-str, bool, tuples, dicts, and ``X | None``), then constructs ``cls`` so its own validation runs.
+str, bool, tuples, dicts, nested configs written as mappings, and ``X | None``), then constructs
+``cls`` so its own validation runs.
 """
 
 from __future__ import annotations
@@ -46,10 +47,14 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return value
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, dict):
+        return build(hint, value, f"{where} ")  # a nested config written as a mapping
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         for arg in (a for a in args if a is not type(None)):
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return coerce(value, arg, where)  # its own key and value errors, not a type mismatch
             try:
                 return coerce(value, arg, where)
             except UsageError:

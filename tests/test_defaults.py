@@ -27,9 +27,12 @@ from compressor.api.config import (
     TrainConfig,
 )
 from compressor.cli.app import app
+from compressor.pruning.structured.budget.config import BudgetConfig
+from compressor.pruning.structured.budget.sensitivity import SensitivityConfig
 
 CONFIGS: dict[str, tuple[type, ...]] = {
-    "prune": (PruneConfig,), "slim": (SlimConfig,), "distill": (TrainConfig, DistillConfig),
+    "prune": (PruneConfig, BudgetConfig), "slim": (SlimConfig, BudgetConfig),
+    "sensitivity": (SensitivityConfig,), "distill": (TrainConfig, DistillConfig),
     "finetune": (TrainConfig, DistillConfig), "export": (ExportConfig,), "eval": (EvalConfig,),
     "bench": (BenchConfig, GateSpec), "sweep": (SweepConfig,), "recommend": (RecommendConfig,),
     "run": (), "info": (), "list": (),
@@ -44,7 +47,11 @@ NOT_SETTINGS = {
     "bench": {"gates_file", "md"},
     "sweep": {"plan_only"},
     "run": {"recipe", "output_dir", "check", "record"},
+    "sensitivity": {"output"},
 }
+ONLY_WITH_A_TARGET = {("prune", "profile"), ("slim", "profile")}
+"""Budget settings whose None means 'no target given' (alone they are an error); with a target the
+config's default applies, and ``--help`` names it."""
 RENAMED = {("sweep", "output"): "output_dir"}
 PROFILE_OVERRIDES = {"device": "device", "runs": "min_runs", "warmup": "warmup", "min_time": "min_time_s",
                      "max_time": "max_time_s", "batch": "batch", "threads": "threads",
@@ -97,6 +104,10 @@ def test_option_defaults_equal_config_defaults(name, command):
                 problems.append(f"--{param.name} overrides the profile, so its default must be None")
             continue
         f = _field(CONFIGS[name], RENAMED.get((name, param.name), param.name))
+        if (name, param.name) in ONLY_WITH_A_TARGET and f is not None:
+            if param.default is not None or f"default: {_spelled(_default(f))}" not in (param.help or ""):
+                problems.append(f"--{param.name} must default to None and name the config's default in its help")
+            continue
         if f is None:
             problems.append(f"{param.name}: no config field (add one, or list it in NOT_SETTINGS)")
             continue

@@ -25,6 +25,7 @@ _SOURCES = {
     "compressor.api.recipe": ("Recipe", "RecipeResult", "load_recipe", "parse_recipe", "run_recipe"),
     "compressor.api.sweep": ("SweepResult", "sweep"),
     "compressor.api.recommend": ("RecommendResult", "recommend"),
+    "compressor.api.sensitivity": ("SensitivityConfig", "SensitivityResult", "sensitivity"),
 }
 
 __all__ = [name for names in _SOURCES.values() for name in names]

@@ -11,9 +11,13 @@ from compressor.bench.profiles import PROFILES, Profile
 from compressor.export.config import ExportConfig
 from compressor.io.spec import ModelSpec
 from compressor.pruning.base import PruneConfig, SlimConfig
+from compressor.pruning.structured.budget.config import BudgetConfig
+from compressor.pruning.structured.budget.config import from_options as budget_from_options
+from compressor.pruning.structured.budget.sensitivity import SensitivityConfig
 from compressor.sweep.plan import SweepConfig
 from compressor.sweep.recommend import RecommendConfig
 from compressor.train.config import DistillConfig, EvalConfig, TrainConfig
 
 __all__ = ["BenchConfig", "GateSpec", "PROFILES", "Profile", "ExportConfig", "ModelSpec", "PruneConfig",
-           "SlimConfig", "SweepConfig", "RecommendConfig", "DistillConfig", "EvalConfig", "TrainConfig"]
+           "SlimConfig", "SweepConfig", "RecommendConfig", "DistillConfig", "EvalConfig", "TrainConfig",
+           "BudgetConfig", "budget_from_options", "SensitivityConfig"]

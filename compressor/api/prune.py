@@ -27,6 +27,11 @@ class PruneResult:
     plan: list[dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
 
+    @property
+    def landed(self) -> bool:
+        """False when a target was given and not met (the closest plan was written); else True."""
+        return self.figures.get("landed", True) is not False
+
     def to_json(self) -> dict[str, Any]:
         """Flat ``*_before`` / ``*_after`` keys plus the details."""
         flat = {f"{k}_before": v for k, v in self.before.items()}
@@ -40,6 +45,9 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
           progress: Progress | None = None, dry_run: bool = False,
           measure_input: bool = True) -> PruneResult:
     """Prune ``model`` with ``config``; write the artifact to ``output`` unless ``dry_run``.
+
+    With a target (``cfg.budget``) the result's ``landed`` says whether it was met; when it was not,
+    the closest plan is still written (the CLI exits 1).
 
     ``measure_input=False`` skips the input model's test accuracy (recipes and sweeps measure the
     baseline once, not once per point). Under ``torchrun --nproc-per-node N`` every process prunes
@@ -96,7 +104,7 @@ def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: 
         after.update(file_sizes(output, compressed=masked))
     distributed.barrier()
     return PruneResult(output, cfg.method, kind, before, after,
-                       _layer_rows(widths_before, _widths(handle.module)), report.figures,
+                       _layer_rows(widths_before, _widths(handle.module), report.layers), report.figures,
                        report.steps, report.notes)
 
 
@@ -162,9 +170,10 @@ def _widths(module) -> dict[str, int]:
     return {row["name"]: row["shape"][0] for row in layer_table(module)}
 
 
-def _layer_rows(before: dict[str, int], after: dict[str, int]) -> list[dict[str, Any]]:
-    return [{"name": name, "channels_before": width, "channels_after": after.get(name, 0)}
-            for name, width in before.items()]
+def _layer_rows(before: dict[str, int], after: dict[str, int],
+                extra: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    return [{"name": name, "channels_before": width, "channels_after": after.get(name, 0),
+             **(extra or {}).get(name, {})} for name, width in before.items()]
 
 
 def _params(cfg: PruneConfig) -> dict[str, Any]:

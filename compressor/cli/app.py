@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from compressor import __version__
-from compressor.cli import bench, distill, evaluate, export, info, listing, prune, run, slim, sweep
+from compressor.cli import (
+    bench,
+    distill,
+    evaluate,
+    export,
+    info,
+    listing,
+    prune,
+    run,
+    sensitivity,
+    slim,
+    sweep,
+)
 
 HELP = """Make PyTorch models smaller and faster, and prove it.
 
@@ -40,6 +52,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 app.command("prune")(prune.prune)
 app.command("slim")(slim.slim)
+app.command("sensitivity")(sensitivity.sensitivity)
 app.command("distill")(distill.distill)
 app.command("finetune")(distill.finetune)
 app.command("export")(export.export)

@@ -7,6 +7,17 @@ from typing import Annotated, Optional
 import typer
 
 from compressor.api.config import PruneConfig as P
+from compressor.cli import budget as budget_cli
+from compressor.cli.budget import (
+    CostCacheOpt,
+    ProfileOpt,
+    SensitivityOpt,
+    TargetLatencyOpt,
+    TargetMacsOpt,
+    TargetParamsOpt,
+    TargetSizeOpt,
+    TargetSpeedupOpt,
+)
 from compressor.cli.common import (
     ArchKwargsOpt,
     ArchOpt,
@@ -36,8 +47,14 @@ def prune(
     output: OutputOpt = None,
     ratio: Annotated[Optional[float], typer.Option(
         help="Structured: fraction of channels to remove, in (0, 1).")] = P.ratio,
-    target_macs: Annotated[Optional[float], typer.Option(
-        help="Structured: keep this fraction of the MACs instead of giving --ratio.")] = P.target_macs,
+    target_speedup: TargetSpeedupOpt = None,
+    target_latency_ms: TargetLatencyOpt = None,
+    target_macs: TargetMacsOpt = None,
+    target_params: TargetParamsOpt = None,
+    target_size: TargetSizeOpt = None,
+    profile: ProfileOpt = None,
+    cost_cache: CostCacheOpt = None,
+    sensitivity: SensitivityOpt = None,
     sparsity: Annotated[Optional[float], typer.Option(
         help="Masked methods: fraction of weights to zero, in [0, 1).")] = P.sparsity,
     scope: Annotated[Optional[str], typer.Option(
@@ -99,10 +116,15 @@ def prune(
 
     Structured methods (l1, l2, random) physically remove channels; masked methods (magnitude,
     wanda, sap, activation, lottery) zero weights under masks kept in every later fine-tune.
+    Instead of --ratio, a structured method takes one target: a measured speed-up or latency on
+    --profile, or a fraction of the MACs or parameters, or ONNX file bytes; exit 1 when it is not
+    met (the closest plan is still written).
 
     Examples:
 
       compress prune sample_models/resnet_small.pt --method l1 --ratio 0.5 -o small.pt
+
+      compress prune model.pt --method l1 --target-speedup 2 --profile mobile --round-to 8 -o fast.pt
 
       compress prune sample_models/mlp.pt --method wanda --sparsity 0.5 --data fashion-mnist -o sparse.pt
     """
@@ -113,7 +135,9 @@ def prune(
         from compressor.api.prune import prune as api_prune
 
         cfg = PruneConfig(
-            method=method, ratio=ratio, target_macs=target_macs, sparsity=sparsity, scope=scope, nm=nm,
+            method=method, ratio=ratio, sparsity=sparsity, scope=scope, nm=nm,
+            budget=budget_cli.budget(target_speedup, target_latency_ms, target_macs, target_params,
+                                     target_size, profile, cost_cache, sensitivity),
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
@@ -125,7 +149,7 @@ def prune(
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         return api_prune(spec, cfg, output, progress=log_line, dry_run=dry_run)
 
-    execute(action, render, json_out, debug)
+    execute(action, render, json_out, debug, exit_code=budget_cli.exit_code)
 
 
 def render(r) -> None:
@@ -153,13 +177,14 @@ def render(r) -> None:
                       f"{r.after['accuracy'] - r.before['accuracy']:+.4f}")
     out.print(table)
     changed = [row for row in r.layers if row["channels_after"] != row["channels_before"]]
-    if changed:
+    if changed and "target" not in r.figures:  # a budget's table below shows the widths
         widths = Table(title="channels per layer")
         for col in ("layer", "before", "after"):
             widths.add_column(col)
         for row in changed:
             widths.add_row(row["name"], str(row["channels_before"]), str(row["channels_after"]))
         out.print(widths)
+    budget_cli.render(r)
     for note in r.notes:
         out.print(f"note: {note}")
 

@@ -7,6 +7,16 @@ from typing import Annotated, Optional
 import typer
 
 from compressor.api.config import SlimConfig as S
+from compressor.cli import budget as budget_cli
+from compressor.cli.budget import (
+    CostCacheOpt,
+    ProfileOpt,
+    TargetLatencyOpt,
+    TargetMacsOpt,
+    TargetParamsOpt,
+    TargetSizeOpt,
+    TargetSpeedupOpt,
+)
 from compressor.cli.common import (
     ArchKwargsOpt,
     ArchOpt,
@@ -21,6 +31,7 @@ from compressor.cli.common import (
     model_spec,
 )
 from compressor.cli.prune import OutputOpt, render
+from compressor.defaults import SLIM_RATIO
 
 
 def slim(
@@ -28,8 +39,16 @@ def slim(
     data: Annotated[str, typer.Option("--data", help="Training data: fashion-mnist, digits, "
                                       "cifar10:ROOT, imagefolder:PATH, tensors:FILE.")],
     output: OutputOpt = None,
-    ratio: Annotated[float, typer.Option(
-        help="Fraction of BatchNorm channels to remove (global |gamma| percentile), in (0, 1).")] = S.ratio,
+    ratio: Annotated[Optional[float], typer.Option(
+        help="Fraction of BatchNorm channels to remove (global |gamma| percentile), in (0, 1). "
+             f"Default: {SLIM_RATIO} unless a target is given.", show_default=False)] = S.ratio,
+    target_speedup: TargetSpeedupOpt = None,
+    target_latency_ms: TargetLatencyOpt = None,
+    target_macs: TargetMacsOpt = None,
+    target_params: TargetParamsOpt = None,
+    target_size: TargetSizeOpt = None,
+    profile: ProfileOpt = None,
+    cost_cache: CostCacheOpt = None,
     lam: Annotated[float, typer.Option(
         "--lambda", help="L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).")] = S.lam,
     sparsity_epochs: Annotated[int, typer.Option(help="Epochs of sparsity training.")] = S.sparsity_epochs,
@@ -78,7 +97,9 @@ def slim(
         from compressor.api import SlimConfig
         from compressor.api import slim as api_slim
 
-        cfg = SlimConfig(data=data, ratio=ratio, lam=lam, sparsity_epochs=sparsity_epochs,
+        budget = budget_cli.budget(target_speedup, target_latency_ms, target_macs, target_params, target_size,
+                                   profile, cost_cache)
+        cfg = SlimConfig(data=data, ratio=ratio, budget=budget, lam=lam, sparsity_epochs=sparsity_epochs,
                          finetune_epochs=finetune_epochs, lr=lr, finetune_schedule=finetune_schedule, sparsity_lr=sparsity_lr,
                          sparsity_optimizer=sparsity_optimizer, batch_size=batch_size, round_to=round_to,
                          max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
@@ -87,4 +108,4 @@ def slim(
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         return api_slim(spec, cfg, output, progress=log_line, dry_run=dry_run)
 
-    execute(action, render, json_out, debug)
+    execute(action, render, json_out, debug, exit_code=budget_cli.exit_code)

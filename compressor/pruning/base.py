@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compressor import registry
-from compressor.defaults import KD_ALPHA, KD_TEMPERATURE
+from compressor.defaults import KD_ALPHA, KD_TEMPERATURE, SLIM_RATIO
 from compressor.errors import UsageError
+from compressor.pruning.structured.budget.config import BudgetConfig
 
 SCOPES = ("global", "layer", "row")
 
@@ -29,7 +30,9 @@ class PruneConfig:
     Attributes:
         method: registry name (``compress list``); l1 when not given.
         ratio: structured: fraction of channels removed (0, 1).
-        target_macs: structured: keep this fraction of MACs instead of a ratio.
+        budget: structured: prune to a budget instead of a ratio (a measured speed-up or latency,
+            a fraction of the MACs or parameters, or ONNX file bytes; see
+            :class:`~compressor.pruning.structured.budget.config.BudgetConfig`).
         sparsity: unstructured: fraction of weights zeroed [0, 1).
         scope: ranking scope: global, layer (per layer) or row (per output row); None: the
             method's default (``row`` for wanda, as in the paper; ``global`` for the others).
@@ -65,7 +68,7 @@ class PruneConfig:
 
     method: str = "l1"
     ratio: float | None = None
-    target_macs: float | None = None
+    budget: BudgetConfig | None = None
     sparsity: float | None = None
     scope: str | None = None
     nm: str | None = None
@@ -161,18 +164,29 @@ class PruneConfig:
         if self.keep_first_last:
             raise UsageError(f"--keep-first-last applies to masked methods, not '{self.method}'",
                              "keep layers of a structured method with --ignore NAME")
-        if self.ratio is None and self.target_macs is None:
-            raise UsageError(f"method '{self.method}' needs --ratio or --target-macs",
-                             "e.g. --ratio 0.5 removes half of the channels")
-        for name, value in (("--ratio", self.ratio), ("--target-macs", self.target_macs)):
-            if value is not None and not 0 < value < 1:
-                raise UsageError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+        if self.ratio is None and self.budget is None:
+            raise UsageError(f"method '{self.method}' needs --ratio or a target",
+                             "e.g. --ratio 0.5 removes half of the channels, --target-speedup 2 "
+                             "prunes to a measured speed-up")
+        if self.ratio is not None and self.budget is not None:
+            raise UsageError(f"--ratio and {self.budget.option()} both set how much to prune",
+                             "give --ratio or a target, not both")
+        if self.budget is not None and self.steps > 1:
+            raise UsageError("--steps applies to --ratio; a target is planned and measured as a whole",
+                             "drop --steps")
+        if self.ratio is not None and not 0 < self.ratio < 1:
+            raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}")
         if not 0 < self.max_layer_ratio <= 1:
             raise UsageError(f"--max-layer-ratio must be in (0, 1], got {self.max_layer_ratio}")
         if self.round_to is not None and self.round_to < 1:
             raise UsageError(f"--round-to must be >= 1, got {self.round_to}")
 
     def _check_unstructured(self, info: registry.MethodInfo) -> None:
+        if self.budget is not None:
+            raise UsageError(f"{self.budget.option()}: targets need a structured method; '{self.method}' "
+                             "masks weights, and masks do not speed up ONNX Runtime or shrink the "
+                             "exported file", "use --method l1, l2 or random (or compress slim) with a target, "
+                             "or --sparsity with a masked method")
         if self.sparsity is None and not self.nm:
             raise UsageError(f"method '{self.method}' needs --sparsity (or --nm)",
                              "e.g. --sparsity 0.8 zeroes 80% of the weights")
@@ -200,7 +214,10 @@ class SlimConfig:
 
     Attributes:
         data: data spec for sparsity training, BN recalibration, fine-tuning and accuracy.
-        ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1).
+        ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1);
+            None: ``SLIM_RATIO`` (0.4) unless a budget is given.
+        budget: prune to a target (measured speed-up or latency, MACs, parameters, file bytes)
+            instead of a ratio; the widths are planned per group, trading the same gammas.
         lam: L1 strength on BatchNorm scales.
         sparsity_epochs: epochs of sparsity training before the threshold.
         finetune_epochs: epochs of fine-tuning after the removal.
@@ -216,7 +233,8 @@ class SlimConfig:
     """
 
     data: str
-    ratio: float = 0.4
+    ratio: float | None = None
+    budget: BudgetConfig | None = None
     lam: float = 1e-4
     sparsity_epochs: int = 1
     finetune_epochs: int = 1
@@ -241,7 +259,8 @@ class SlimConfig:
                                 "sparsity_lr": self.lr if self.sparsity_lr is None else self.sparsity_lr,
                                 "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
                                 "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
-        return PruneConfig(method="slim", ratio=self.ratio, data=self.data, round_to=self.round_to,
+        ratio = SLIM_RATIO if self.ratio is None and self.budget is None else self.ratio
+        return PruneConfig(method="slim", ratio=ratio, budget=self.budget, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
                            ignore=self.ignore,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
@@ -269,6 +288,10 @@ class PruneContext:
         train / val / test: data splits when ``--data`` was given, else None.
         log: one human line for stderr (progress of iterative methods).
         finetune: ``finetune(handle, epochs)`` runs the shared training loop with masks kept.
+        latency_model: builds the per-layer latency cost model of a budget (None: measured on ONNX
+            Runtime and cached; see :func:`compressor.pruning.structured.budget.land.land`).
+        budget_meter: makes the meter that measures a budget's figure (None: ONNX Runtime timing,
+            exported bytes or counts).
     """
 
     train: Any = None
@@ -276,6 +299,8 @@ class PruneContext:
     test: Any = None
     log: Callable[[str], None] = lambda line: None
     finetune: Callable[[Any, int], dict[str, Any]] | None = None
+    latency_model: Callable[..., Any] | None = None
+    budget_meter: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -286,8 +311,10 @@ class MethodReport:
         figures: method-specific figures (e.g. achieved sparsity, per-step PQ index).
         steps: one dict per iteration (iterative methods).
         notes: human notes (e.g. layers skipped and why).
+        layers: layer name -> extra per-layer figures (a budget's widths and cost shares).
     """
 
     figures: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)

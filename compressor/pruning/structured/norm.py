@@ -8,8 +8,9 @@ either against one global ranking (``--scope global``) or in every layer (``--sc
 never more than ``--max-layer-ratio`` of a layer, channel counts rounded to ``--round-to``. The
 ``random`` control scores channels uniformly at random (seeded). Iterative pruning (``--steps``)
 re-scores after each step, recalibrates BatchNorm statistics when data is given and fine-tunes
-between steps and at the end (``--finetune-epochs``). ``--target-macs f`` prunes in small steps
-until at most the fraction f of the MACs is left.
+between steps and at the end (``--finetune-epochs``). With a target instead of a ratio (a measured
+speed-up or latency, MACs, parameters or file bytes) the widths are planned per group against the
+target's cost (:mod:`compressor.pruning.structured.budget`), trading the same scores.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from typing import Any
 import torch
 import torch_pruning as tp
 
+from compressor.errors import UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph
 from compressor.stats import count_macs, count_params
 
-MACS_STEP = 0.05  # --target-macs removes this fraction of the channels left per step
-MACS_MAX_STEPS = 60
 BN_BATCHES = 20
 
 
@@ -48,8 +48,11 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     """Dry run: the groups one-shot pruning would remove and the layers never pruned."""
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
+    if cfg.budget is not None:
+        raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
+                         "the model", "drop --dry-run (the report lists every layer's widths)")
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    ratio, original = cfg.ratio or 1 - cfg.target_macs, graph.out_widths(model)
+    ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
         taken = graph.capped_global_plan(model, example, lambda: importance(cfg.method, cfg.seed),
                                          ratio=ratio, max_layer_ratio=cfg.max_layer_ratio,
@@ -66,7 +69,8 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
-    """Prune ``handle.module`` in place; fine-tune and recalibrate BatchNorm when data is given."""
+    """Prune ``handle.module`` (in place; with a target, the kept pruned copy replaces it); fine-tune
+    and recalibrate BatchNorm when data is given."""
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
@@ -75,8 +79,13 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     rule = graph.restriction(model)
     if rule is not None:
         report.notes.append(rule.reason)
-    if cfg.target_macs is not None:
-        _prune_to_macs(handle, cfg, ctx, list(reasons), report)
+    if cfg.budget is not None:
+        from compressor.pruning.structured.budget import land
+
+        land.run(handle, cfg, ctx, lambda: importance(cfg.method, cfg.seed), list(reasons), report)
+        recalibrated = _after_step(handle, ctx, 0).get("bn_batches")
+        if recalibrated is not None:
+            report.figures["bn_batches"] = recalibrated
     else:
         _prune_steps(handle, cfg, ctx, list(reasons), report)
     if cfg.finetune_epochs and ctx.finetune is not None:
@@ -101,28 +110,6 @@ def _prune_steps(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignor
             row.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
         report.steps.append(row)
         ctx.log(f"step {step + 1}/{cfg.steps}: {row['params']} params, {row['macs']} MACs")
-
-
-def _prune_to_macs(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str],
-                   report: MethodReport) -> None:
-    """Small steps (``MACS_STEP`` of the channels left) until at most ``target_macs`` of the MACs remain."""
-    model, example = handle.module, handle.example_input()
-    original = graph.out_widths(model)
-    base = count_macs(model, example)
-    macs, step = base, 0
-    while macs > cfg.target_macs * base and step < MACS_MAX_STEPS:
-        _step(handle, cfg, MACS_STEP, ignored, original)
-        new = count_macs(model, example)
-        step += 1
-        if new >= macs:  # every layer at its cap: nothing more to remove
-            break
-        macs = new
-    row = _after_step(handle, ctx, max(step - 1, 0))
-    report.steps.append(row)
-    report.figures["macs_kept"] = row["macs"] / max(base, 1)
-    if row["macs"] > cfg.target_macs * base:
-        report.notes.append(f"reached only {report.figures['macs_kept']:.3f} of the MACs "
-                            f"(--max-layer-ratio {cfg.max_layer_ratio} and ignored layers limit it)")
 
 
 def _after_step(handle: ModelHandle, ctx: PruneContext, step: int) -> dict[str, Any]:

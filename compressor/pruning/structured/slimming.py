@@ -8,7 +8,8 @@ channels, selects the channels to remove (coupled BatchNorms are scored by their
 a layer gives at most ``max_layer_ratio`` of its channels, never all, and the next lowest
 channels elsewhere are taken instead, so ``ratio`` of all channels still goes); the channels are
 removed physically through the dependency graph, BatchNorm statistics are recalibrated and the
-network is fine-tuned. Optionally, weights with |w| below ``weight_threshold`` are then zeroed
+network is fine-tuned. With a target instead of a ratio, the budget engine plans the widths per
+group against the target's cost, trading the same gammas. Optionally, weights with |w| below ``weight_threshold`` are then zeroed
 under masks kept by later fine-tuning.
 """
 
@@ -111,6 +112,9 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     _need_batchnorm(model)
+    if cfg.budget is not None:
+        raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
+                         "the model", "drop --dry-run (the report lists every layer's widths)")
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
     taken = graph.capped_global_plan(model, example, _importance, ratio=cfg.ratio,
                                      max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
@@ -130,14 +134,20 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])
-    report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
     report.figures["gamma_mean"] = float(gammas.mean())
-    if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
-        write_gamma_plot(gammas, report.figures["gamma_threshold"], opts.gamma_plot)
     channels_before = _bn_channels(model)
-    graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
-                     round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
-                     original=graph.out_widths(model))
+    if cfg.budget is not None:
+        from compressor.pruning.structured.budget import land
+
+        land.run(handle, cfg, ctx, _importance, list(reasons), report)
+        model = handle.module
+    else:
+        report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
+        graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
+                         round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
+                         original=graph.out_widths(model))
+    if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
+        write_gamma_plot(gammas, report.figures.get("gamma_threshold"), opts.gamma_plot)
     graph.run_forward(model, example)
     report.figures["bn_channels_removed"] = 1 - _bn_channels(model) / max(channels_before, 1)
     graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True, seed=cfg.seed), BN_BATCHES)
@@ -189,8 +199,9 @@ def _threshold_weights(handle: ModelHandle, threshold: float, report: MethodRepo
     report.figures["weight_sparsity"] = 1 - kept / max(sum(m.numel() for m in masks.values()), 1)
 
 
-def write_gamma_plot(gammas: torch.Tensor, threshold: float, path: str) -> None:
-    """Histogram of |gamma| with the global threshold, written atomically as a PNG."""
+def write_gamma_plot(gammas: torch.Tensor, threshold: float | None, path: str) -> None:
+    """Histogram of |gamma| with the global threshold (None: a budget's per-group widths, no single
+    threshold), written atomically as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,10 +211,12 @@ def write_gamma_plot(gammas: torch.Tensor, threshold: float, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(gammas.numpy(), bins=60, color="#4477aa")
-    ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:.3g}")
+    if threshold is not None:
+        ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:.3g}")
     ax.set_xlabel("|gamma| (BatchNorm scale)")
     ax.set_ylabel("channels")
-    ax.legend()
+    if threshold is not None:
+        ax.legend()
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)

@@ -1,0 +1,154 @@
+"""One conv or linear layer as its own ONNX graph, timed on ONNX Runtime under a profile.
+
+The latency cost model (:mod:`compressor.bench.costmodel`) measures a model's own layer shapes at
+candidate widths this way. A graph holds one ``Conv`` (or ``Gemm`` / ``MatMul`` + ``Add``) with a
+bias, random weights as initializers (so ONNX Runtime's layout transforms apply as in the whole
+model, where BatchNorm is folded into the bias) and the layer's input shape at the profile's batch.
+ONNX Runtime's fixed cost of one ``run`` call, measured on an ``Identity`` graph, is subtracted.
+Pure numpy/onnx: no torch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from compressor.bench.profiles import Profile
+
+OPSET = 18
+IR_VERSION = 8  # what ONNX Runtime releases of the last years all read (opset 18 needs IR 8)
+WARMUP = 2  # untimed runs per point: the first run allocates, the second settles caches
+MAX_RUNS = 200  # per point, so that a tiny layer does not spin for long
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What a layer's latency depends on, besides its two widths.
+
+    Attributes:
+        kind: ``conv`` or ``linear``.
+        cin / cout: the dense input and output channels (features for linear).
+        kernel / stride / padding / dilation: per spatial dim (conv); empty for linear.
+        groups: the dense conv's groups (1 for linear).
+        depthwise: groups == cin == cout > 1: one width sets both (and the groups).
+        spatial: input spatial dims (conv) or the token dims between batch and features (linear).
+    """
+
+    kind: str
+    cin: int
+    cout: int
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 1
+    depthwise: bool = False
+    spatial: tuple[int, ...] = ()
+
+    def signature(self) -> str:
+        """Everything but the widths: layers with one signature share measured points."""
+        return (f"{self.kind}:k{self.kernel}:s{self.stride}:p{self.padding}:d{self.dilation}"
+                f":g{1 if self.depthwise else self.groups}:dw{int(self.depthwise)}:x{self.spatial}")
+
+    def groups_at(self, cin: int) -> int:
+        """The conv's groups at input width ``cin`` (depthwise convs keep one group per channel)."""
+        return cin if self.depthwise else self.groups
+
+
+def layer_graph(shape: LayerShape, cin: int, cout: int, batch: int, seed: int = 0):
+    """An ``onnx.ModelProto`` of the layer at widths (cin, cout) on an input of ``batch``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    if shape.kind == "conv":
+        groups = shape.groups_at(cin)
+        w = rng.standard_normal((cout, cin // groups, *shape.kernel), dtype=np.float32) * 0.05
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=groups,
+                                kernel_shape=list(shape.kernel), strides=list(shape.stride),
+                                pads=list(shape.padding) * 2, dilations=list(shape.dilation))
+        nodes, x_shape = [node], [batch, cin, *shape.spatial]
+    else:
+        w = rng.standard_normal((cin, cout), dtype=np.float32) * 0.05
+        x_shape = [batch, *shape.spatial, cin]
+        nodes = ([helper.make_node("Gemm", ["x", "w", "b"], ["y"])] if not shape.spatial else
+                 [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])])
+    b = rng.standard_normal(cout, dtype=np.float32) * 0.05
+    graph = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+
+
+def identity_graph():
+    """The smallest graph: what one ``run`` call costs with no work in it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "empty",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    return helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+
+
+def session(model, profile: Profile):
+    """A CPU session with the profile's threads and graph optimisation (as ``compress bench``)."""
+    import onnxruntime as ort
+
+    from compressor.bench.runner import ORT_LEVELS
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = profile.threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[profile.graph_optimization])
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def time_session(sess, feed: dict, runs: int, min_time_s: float) -> float:
+    """Median ms of at least ``runs`` runs lasting at least ``min_time_s`` (at most MAX_RUNS)."""
+    for _ in range(WARMUP):
+        sess.run(None, feed)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < MAX_RUNS and (len(samples) < runs or time.perf_counter() - start < min_time_s):
+        begin = time.perf_counter()
+        sess.run(None, feed)
+        samples.append((time.perf_counter() - begin) * 1000)
+    return statistics.median(samples)
+
+
+def input_feed(shape: LayerShape, cin: int, batch: int) -> dict[str, np.ndarray]:
+    """A random input of the layer's shape at width ``cin``."""
+    rng = np.random.default_rng(1)
+    dims = [batch, cin, *shape.spatial] if shape.kind == "conv" else [batch, *shape.spatial, cin]
+    return {"x": rng.standard_normal(dims, dtype=np.float32)}
+
+
+@dataclass(frozen=True)
+class PointTimer:
+    """Times one layer at one pair of widths on ONNX Runtime (the cost model's measurement).
+
+    Attributes:
+        profile: threads, batch and graph optimisation.
+        runs / min_time_s: timed runs per point (the median is kept).
+    """
+
+    profile: Profile
+    runs: int = 5
+    min_time_s: float = 0.02
+
+    def overhead_ms(self) -> float:
+        """What an empty ``run`` call costs here (subtracted from every point)."""
+        sess = session(identity_graph(), self.profile)
+        return time_session(sess, {"x": np.zeros((1, 8), np.float32)}, 20, 0.01)
+
+    def __call__(self, shape: LayerShape, cin: int, cout: int) -> float:
+        """Median ms of the layer at (cin, cout), the empty-call cost not subtracted."""
+        batch = self.profile.batch
+        sess = session(layer_graph(shape, cin, cout, batch), self.profile)
+        return time_session(sess, input_feed(shape, cin, batch), self.runs, self.min_time_s)
