@@ -1,9 +1,16 @@
-"""Registries: the single source for method, sample-model and data-source names.
+"""Registries, the extension points: methods, sample models, export formats and data sources.
 
-Pure data, no torch import: the CLI builds its ``--method`` choices, ``compress list``
-and its help from here, the README tables and the tests parametrize over it.
-A method is implemented by the module named in ``module``; that module exposes
-``run(model, config, data) -> MethodResult`` (see :mod:`compressor.pruning.base`).
+Pure data, no torch import: the CLI builds its choices, ``compress list`` and its help from here,
+commands dispatch through these tables, and the tests parametrize over them. Each entry names the
+module that implements it; that module is imported only when the entry is used, so adding an
+entry is adding one line here and one module.
+
+* a method module exposes ``run(handle, config, context) -> MethodReport``
+  (see :mod:`compressor.pruning.base`);
+* an export format module exposes ``write(inputs, config) -> Outcome`` (export, verify, write
+  atomically; see :mod:`compressor.export.pipeline`), ``describe(path) -> dict`` (the figures
+  ``compress info`` shows of a file in that format) and ``predictor(path) -> Predictor``
+  (``compress eval`` runs the file on batches; see :mod:`compressor.export.parity`).
 """
 
 from __future__ import annotations
@@ -90,6 +97,39 @@ SAMPLES: dict[str, SampleInfo] = {
     ]
 }
 
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """An export format: what ``compress export --format NAME`` writes and how it is read back."""
+
+    name: str
+    module: str  # write(inputs, cfg) -> Outcome; describe(path) -> dict; predictor(path) -> Predictor
+    summary: str
+    suffixes: tuple[str, ...]  # how a file in this format is recognised; the first is the one to write
+    runtime: str  # what runs the file (``compress eval`` reports it as its backend)
+    title: str  # the format's own spelling, for messages
+    onnx_flags: bool = False  # --quantize, --fp16 and --sparse-storage apply
+
+    def load(self) -> ModuleType:
+        """Import the implementing module."""
+        return importlib.import_module(self.module)
+
+
+FORMATS: dict[str, FormatInfo] = {
+    f.name: f
+    for f in [
+        FormatInfo("onnx", "compressor.export.pipeline",
+                   "ONNX graph checked against ONNX Runtime; onnxslim, int8, fp16, sparse storage",
+                   (".onnx",), "onnxruntime", "ONNX", onnx_flags=True),
+        FormatInfo("torchscript", "compressor.export.torchscript", "torch.jit.trace, loaded back by torch.jit.load",
+                   (".ts",), "torch.jit", "TorchScript"),
+        FormatInfo("exported-program", "compressor.export.exported_program",
+                   "torch.export program, loaded back by torch.export.load", (".pt2",), "torch.export",
+                   "ExportedProgram"),
+    ]
+}
+
+
 DATA_SOURCES: dict[str, str] = {
     "fashion-mnist": "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)",
     "digits": "scikit-learn 8x8 digits, upscaled to 28x28",
@@ -119,3 +159,18 @@ def sample(name: str) -> SampleInfo:
         return SAMPLES[name]
     except KeyError:
         raise unknown_name("sample model", name, SAMPLES) from None
+
+
+def export_format(name: str) -> FormatInfo:
+    """Look up an export format by name."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise unknown_name("format", name, FORMATS) from None
+
+
+def format_of(path: str) -> FormatInfo | None:
+    """The export format of a file, by its suffix; None for a PyTorch model (or a reference)."""
+    lowered = str(path).lower()
+    return next((f for f in FORMATS.values() if lowered.endswith(f.suffixes)), None)
+

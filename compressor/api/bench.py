@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from compressor.api.common import ModelSpec, Progress, with_model
-from compressor.api.info import MASK_NOTE
 from compressor.bench.config import BenchConfig
 from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_size
 from compressor.bench.latency import LatencyStats
@@ -160,6 +159,8 @@ def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: floa
     figures = {**model.flat(), "speedup": speed,
                "accuracy_drop": _drop(base.accuracy, model.accuracy) if base else None}
     if any(b.figures["sparsity"] > 0.2 for b in benches):
+        from compressor.stats import MASK_NOTE
+
         notes.insert(0, MASK_NOTE)
     warnings = [w for b in benches if (w := noisy_warning(b.stats, b.path))]
     if any(b.roofline_efficiency > 1 for b in benches):
