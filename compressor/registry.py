@@ -1,16 +1,19 @@
-"""Registries, the extension points: methods, sample models, export formats and data sources.
+"""Registries, the only extension points: methods, sample models, export formats, bench backends
+and data sources.
 
 Pure data, no torch import: the CLI builds its choices, ``compress list`` and its help from here,
-commands dispatch through these tables, and the tests parametrize over them. Each entry names the
-module that implements it; that module is imported only when the entry is used, so adding an
-entry is adding one line here and one module.
+every command dispatches through these tables, and the tests parametrize over them. Each entry
+names the module (or ``module:attribute``) that implements it; that module is imported only when
+the entry is used, so adding an entry is adding one line here and one module.
 
 * a method module exposes ``run(handle, config, context) -> MethodReport``
   (see :mod:`compressor.pruning.base`);
 * an export format module exposes ``write(inputs, config) -> Outcome`` (export, verify, write
   atomically; see :mod:`compressor.export.pipeline`), ``describe(path) -> dict`` (the figures
   ``compress info`` shows of a file in that format) and ``predictor(path) -> Predictor``
-  (``compress eval`` runs the file on batches; see :mod:`compressor.export.parity`).
+  (``compress eval`` runs the file on batches; see :mod:`compressor.export.parity`);
+* a bench backend class has ``open(spec, profile, device)`` and the interface of
+  :class:`compressor.bench.runner.Backend`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
-from compressor.errors import unknown_name
+from compressor.errors import UsageError, unknown_name
+
+
+def _attribute(target: str) -> Any:
+    """The object ``module:attribute`` names (its module imported now)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,35 @@ FORMATS: dict[str, FormatInfo] = {
 }
 
 
+@dataclass(frozen=True)
+class BackendInfo:
+    """A timing backend of ``compress bench`` and what it times."""
+
+    name: str  # the report's ``backend``
+    impl: str  # "module:Class"; Class.open(spec, profile, device) -> a loaded model ready to time
+    summary: str
+    formats: tuple[str, ...] = ()  # export formats whose files it times
+    models: bool = False  # times PyTorch models (artifacts, state_dicts, references)
+    onnxruntime: bool = False  # runs on ONNX Runtime (--device cuda then needs onnxruntime-gpu)
+
+    def load(self) -> Any:
+        """The implementing class."""
+        return _attribute(self.impl)
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    b.name: b
+    for b in [
+        BackendInfo("onnxruntime", "compressor.bench.runner:OrtBackend",
+                    "ONNX Runtime session on random inputs (CPU; CUDA with onnxruntime-gpu)",
+                    formats=("onnx",), onnxruntime=True),
+        BackendInfo("pytorch", "compressor.bench.runner:TorchBackend",
+                    "PyTorch module in eval mode under inference_mode (CPU; CUDA timed with events)",
+                    models=True),
+    ]
+}
+
+
 DATA_SOURCES: dict[str, str] = {
     "fashion-mnist": "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)",
     "digits": "scikit-learn 8x8 digits, upscaled to 28x28",
@@ -173,4 +212,18 @@ def format_of(path: str) -> FormatInfo | None:
     """The export format of a file, by its suffix; None for a PyTorch model (or a reference)."""
     lowered = str(path).lower()
     return next((f for f in FORMATS.values() if lowered.endswith(f.suffixes)), None)
+
+
+def backend_for(path: str) -> BackendInfo:
+    """The bench backend that times the model at ``path`` (a file or a reference)."""
+    fmt = format_of(path)
+    for backend in BACKENDS.values():
+        if (backend.formats and fmt is not None and fmt.name in backend.formats) or (fmt is None and backend.models):
+            return backend
+    what = "PyTorch models" if fmt is None else f"{fmt.name} files"
+    served = "; ".join(f"{b.name} times " + ", ".join([*(f"{f} files" for f in b.formats),
+                                                        *(["PyTorch models"] if b.models else [])])
+                       for b in BACKENDS.values())
+    raise UsageError(f"no bench backend times {what} ({path})",
+                     f"{served}: bench the model it was exported from, or export it with --format onnx")
 

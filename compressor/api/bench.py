@@ -110,7 +110,9 @@ def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | Non
 
         check_writable(cfg.plot)
     specs = [spec] + ([cfg.baseline] if cfg.baseline else [])
-    device = runner.resolve_device(cfg.profile.device, [s.is_onnx for s in specs])
+    from compressor import registry
+
+    device = runner.resolve_device(cfg.profile.device, [registry.backend_for(s.path).onnxruntime for s in specs])
     backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)
     peak = roofline.peak_flops(device, cfg.profile.threads)
