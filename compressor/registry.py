@@ -1,5 +1,5 @@
-"""Registries, the only extension points: methods, sample models, export formats, bench backends
-and data sources.
+"""Registries, the only extension points: methods, sample models, export formats, bench backends,
+data sources and model sources.
 
 Pure data, no torch import: the CLI builds its choices, ``compress list`` and its help from here,
 every command dispatches through these tables, and the tests parametrize over them. Each entry
@@ -13,7 +13,9 @@ the entry is used, so adding an entry is adding one line here and one module.
   ``compress info`` shows of a file in that format) and ``predictor(path) -> Predictor``
   (``compress eval`` runs the file on batches; see :mod:`compressor.export.parity`);
 * a bench backend class has ``open(spec, profile, device)`` and the interface of
-  :class:`compressor.bench.runner.Backend`.
+  :class:`compressor.bench.runner.Backend`;
+* a data source is a function ``load(arg, split) -> Data`` (see :mod:`compressor.io.data`);
+* a model source is a function ``build(name, kwargs) -> nn.Module`` (see :mod:`compressor.io.refs`).
 """
 
 from __future__ import annotations
@@ -169,13 +171,72 @@ BACKENDS: dict[str, BackendInfo] = {
 }
 
 
-DATA_SOURCES: dict[str, str] = {
-    "fashion-mnist": "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)",
-    "digits": "scikit-learn 8x8 digits, upscaled to 28x28",
-    "cifar10": "cifar10:ROOT, torchvision CIFAR-10 (3x32x32)",
-    "imagefolder": "imagefolder:PATH, a torchvision ImageFolder tree",
-    "tensors": "tensors:FILE, a .pt or .npz holding x and y",
-    "random": "random[:C,H,W[:CLASSES]], random inputs for latency work",
+@dataclass(frozen=True)
+class DataSourceInfo:
+    """A data source of ``--data NAME[:ARG]``."""
+
+    name: str
+    loader: str  # "module:function"; function(arg, split) -> Data
+    summary: str
+    needs_arg: bool = False  # written NAME:ARG (a path)
+
+    def load(self) -> Any:
+        """The loader function."""
+        return _attribute(self.loader)
+
+
+DATA_SOURCES: dict[str, DataSourceInfo] = {
+    d.name: d
+    for d in [
+        DataSourceInfo("fashion-mnist", "compressor.io.data:fashion_mnist",
+                       "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)"),
+        DataSourceInfo("digits", "compressor.io.data:digits", "scikit-learn 8x8 digits, upscaled to 28x28"),
+        DataSourceInfo("cifar10", "compressor.io.data:cifar10", "cifar10:ROOT, torchvision CIFAR-10 (3x32x32)",
+                       needs_arg=True),
+        DataSourceInfo("imagefolder", "compressor.io.data:imagefolder",
+                       "imagefolder:PATH, a torchvision ImageFolder tree", needs_arg=True),
+        DataSourceInfo("tensors", "compressor.io.data:tensors", "tensors:FILE, a .pt or .npz holding x and y",
+                       needs_arg=True),
+        DataSourceInfo("random", "compressor.io.data:random_data",
+                       "random[:C,H,W[:CLASSES]], random inputs for latency work"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class ModelSourceInfo:
+    """Where a model reference ``SCHEME:NAME`` builds its model from."""
+
+    scheme: str  # the prefix; "python" is user code, written package.module:factory without it
+    builder: str  # "module:function"; function(name, kwargs) -> nn.Module
+    summary: str
+    example: str
+    shape: str | None = None  # "module:function"; function(name) -> input shape (None: 1x3x224x224)
+
+    def load(self) -> Any:
+        """The builder function."""
+        return _attribute(self.builder)
+
+    def input_shape(self, name: str) -> tuple[int, ...] | None:
+        """The example input shape the source gives ``name`` (None: the default image shape)."""
+        return _attribute(self.shape)(name) if self.shape else None
+
+
+USER_CODE = "python"  # the scheme of package.module:factory references
+
+MODEL_SOURCES: dict[str, ModelSourceInfo] = {
+    s.scheme: s
+    for s in [
+        ModelSourceInfo("torchvision", "compressor.io.refs:build_torchvision",
+                        "any torchvision classification model (random init)", "torchvision:resnet18",
+                        shape="compressor.io.refs:torchvision_shape"),
+        ModelSourceInfo("sample", "compressor.io.refs:build_sample", "a bundled sample model (the sample models above)",
+                        "sample:simple_cnn", shape="compressor.io.refs:sample_shape"),
+        ModelSourceInfo("timm", "compressor.io.refs:build_timm", "a timm model (pip install 'compressor[timm]')",
+                        "timm:resnet18"),
+        ModelSourceInfo(USER_CODE, "compressor.io.refs:build_python",
+                        "your code: a callable returning an nn.Module", "package.module:factory"),
+    ]
 }
 
 
@@ -226,4 +287,24 @@ def backend_for(path: str) -> BackendInfo:
                        for b in BACKENDS.values())
     raise UsageError(f"no bench backend times {what} ({path})",
                      f"{served}: bench the model it was exported from, or export it with --format onnx")
+
+
+def data_source(name: str) -> DataSourceInfo:
+    """Look up a data source by name."""
+    try:
+        return DATA_SOURCES[name]
+    except KeyError:
+        raise unknown_name("data source", name, DATA_SOURCES) from None
+
+
+def model_source(ref: str) -> tuple[ModelSourceInfo, str]:
+    """The source of a model reference and the name it is given: ``sample:mlp`` -> (sample, mlp);
+    any other ``module:function`` is user code, given whole."""
+    scheme, sep, name = ref.partition(":")
+    if not sep or not name:
+        examples = ", ".join(s.example for s in MODEL_SOURCES.values())
+        raise UsageError(f"cannot read model reference '{ref}'", f"use {examples}")
+    if scheme in MODEL_SOURCES and scheme != USER_CODE:
+        return MODEL_SOURCES[scheme], name
+    return MODEL_SOURCES[USER_CODE], ref
 

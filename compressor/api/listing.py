@@ -16,5 +16,5 @@ def list_all() -> dict[str, Any]:
         "methods": [asdict(m) for m in registry.METHODS.values()],
         "profiles": [{"name": p.name, "summary": p.summary} for p in PROFILES.values()],
         "samples": [asdict(s) for s in registry.SAMPLES.values()],
-        "data_sources": [{"name": k, "summary": v} for k, v in registry.DATA_SOURCES.items()],
+        "data_sources": [asdict(d) for d in registry.DATA_SOURCES.values()],
     }

@@ -131,8 +131,10 @@ def load_model(path: str | Path, arch: str | None = None, arch_kwargs: dict[str,
 
 
 def _looks_like_ref(text: str) -> bool:
+    """A registry scheme (``sample:``...) or, without a folder in it, ``module:factory`` user code."""
     scheme = text.partition(":")[0]
-    return ":" in text and (scheme in ("torchvision", "sample", "timm") or "/" not in text)
+    named = scheme in registry.MODEL_SOURCES and scheme != registry.USER_CODE
+    return ":" in text and (named or "/" not in text)
 
 
 def _with_shape(handle: ModelHandle, shape: tuple[int, ...] | None) -> ModelHandle:
