@@ -1,4 +1,5 @@
-"""``compress list``: methods, profiles, sample models and data sources from the registries."""
+"""``compress list``: every registry (methods, export formats, bench backends and profiles, sample
+models, data sources, model sources) as plain data."""
 
 from __future__ import annotations
 
@@ -17,4 +18,7 @@ def list_all() -> dict[str, Any]:
         "profiles": [{"name": p.name, "summary": p.summary} for p in PROFILES.values()],
         "samples": [asdict(s) for s in registry.SAMPLES.values()],
         "data_sources": [asdict(d) for d in registry.DATA_SOURCES.values()],
+        "formats": [asdict(f) for f in registry.FORMATS.values()],
+        "backends": [asdict(b) for b in registry.BACKENDS.values()],
+        "model_sources": [asdict(s) for s in registry.MODEL_SOURCES.values()],
     }
