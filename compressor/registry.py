@@ -21,7 +21,8 @@ the entry is used, so adding an entry is adding one line here and one module.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -48,6 +49,8 @@ class MethodInfo:
     recalibrates_bn: bool = False  # takes --recalibrate-bn / --no-recalibrate-bn
     default_scope: str = "global"  # --scope when none is given
     command: str = "prune"
+    samples: tuple[str, ...] | None = None  # sample models it can prune (None: every one)
+    smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a quick run
 
     def load(self) -> ModuleType:
         """Import the implementing module (heavy imports happen here, not at CLI start)."""
@@ -68,7 +71,9 @@ METHODS: dict[str, MethodInfo] = {
                    "control baseline"),
         MethodInfo("slim", "structured", f"{_S}.slimming",
                    "Network Slimming: L1 on BatchNorm gammas, global threshold",
-                   "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim"),
+                   "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim",
+                   samples=("resnet_small", "vgg_bn"),  # the ones with BatchNorm
+                   smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}}),
         MethodInfo("magnitude", "unstructured", f"{_U}.magnitude",
                    "mask the smallest |W| (global or per layer)", "Han et al., NeurIPS 2015",
                    supports_nm=True, recalibrates_bn=True),
@@ -76,7 +81,8 @@ METHODS: dict[str, MethodInfo] = {
                    "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True,
                    recalibrates_bn=True, default_scope="row"),
         MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
-                   "Diao et al., ICLR 2023", needs_data=True),
+                   "Diao et al., ICLR 2023", needs_data=True,
+                   smoke={"steps": 3, "options": {"gamma": 4.0}}),  # gamma 1 removes ~12% a step
         MethodInfo("activation", "unstructured", f"{_U}.activation",
                    "remove neurons/channels with low mean activation", "Hu et al., 2016 (APoZ family)",
                    needs_data=True),
@@ -308,3 +314,8 @@ def model_source(ref: str) -> tuple[ModelSourceInfo, str]:
         return MODEL_SOURCES[scheme], name
     return MODEL_SOURCES[USER_CODE], ref
 
+
+def samples_for(name: str) -> list[str]:
+    """The sample models a method can prune."""
+    info = method(name)
+    return [s for s in SAMPLES if info.samples is None or s in info.samples]
