@@ -51,6 +51,8 @@ class MethodInfo:
     command: str = "prune"
     samples: tuple[str, ...] | None = None  # sample models it can prune (None: every one)
     smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a quick run
+    swept: bool = False  # one of compress sweep's default methods
+    sweep: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a sweep point
 
     def load(self) -> ModuleType:
         """Import the implementing module (heavy imports happen here, not at CLI start)."""
@@ -64,7 +66,7 @@ METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in [
         MethodInfo("l1", "structured", f"{_S}.norm", "remove filters with the smallest L1 norm",
-                   "Li et al., ICLR 2017, arXiv:1608.08710"),
+                   "Li et al., ICLR 2017, arXiv:1608.08710", swept=True),
         MethodInfo("l2", "structured", f"{_S}.norm", "remove filters with the smallest L2 norm",
                    "Li et al., ICLR 2017 (L2 variant)"),
         MethodInfo("random", "structured", f"{_S}.norm", "remove random filters (the control)",
@@ -73,19 +75,22 @@ METHODS: dict[str, MethodInfo] = {
                    "Network Slimming: L1 on BatchNorm gammas, global threshold",
                    "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim",
                    samples=("resnet_small", "vgg_bn"),  # the ones with BatchNorm
-                   smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}}),
+                   smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}}, swept=True),
         MethodInfo("magnitude", "unstructured", f"{_U}.magnitude",
                    "mask the smallest |W| (global or per layer)", "Han et al., NeurIPS 2015",
-                   supports_nm=True, recalibrates_bn=True),
+                   supports_nm=True, recalibrates_bn=True,
+                   swept=True, sweep={"scope": "global"}),  # global magnitude spares small layers
         MethodInfo("wanda", "unstructured", f"{_U}.wanda", "mask by |W| * ||X||_2 per output row",
                    "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True,
-                   recalibrates_bn=True, default_scope="row"),
+                   recalibrates_bn=True, default_scope="row",
+                   swept=True, sweep={"scope": "row"}),  # within rows, as in the paper
         MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
                    "Diao et al., ICLR 2023", needs_data=True,
-                   smoke={"steps": 3, "options": {"gamma": 4.0}}),  # gamma 1 removes ~12% a step
+                   smoke={"steps": 3, "options": {"gamma": 4.0}},  # gamma 1 removes ~12% a step
+                   swept=True, sweep={"scope": "layer", "options": {"gamma": 4.0}, "steps": 10}),
         MethodInfo("activation", "unstructured", f"{_U}.activation",
                    "remove neurons/channels with low mean activation", "Hu et al., 2016 (APoZ family)",
-                   needs_data=True),
+                   needs_data=True, swept=True, sweep={"steps": 4}),
         MethodInfo("lottery", "unstructured", f"{_U}.lottery",
                    "iterative magnitude pruning with rewinding", "Frankle & Carbin, ICLR 2019",
                    needs_data=True),

@@ -21,6 +21,7 @@ from compressor.io.artifact import load_model, save_artifact
 from compressor.io.data import load_data
 from compressor.pruning.base import PruneConfig
 from compressor.stats import count_macs, count_params
+from compressor.sweep.plan import SweepConfig, model_step
 from compressor.train import TrainConfig, fit
 from compressor.train.config import EvalConfig
 from tests.conftest import invoke
@@ -166,7 +167,7 @@ def leading(monkeypatch):
     """A method registered at run time: one module in tests/ and one registry entry."""
     entry = registry.MethodInfo("leading", "unstructured", "tests.registry_method",
                                 "mask the leading weights of each layer", "none: a test method",
-                                samples=("mlp",))
+                                samples=("mlp",), sweep={"scope": "layer", "steps": 2})
     monkeypatch.setitem(registry.METHODS, entry.name, entry)
     return entry
 
@@ -198,6 +199,12 @@ def test_a_registered_method_is_validated_listed_run_and_in_the_matrix(leading, 
 
     assert [p.values for p in method_cases() if p.values[0] == "leading"] == [("leading", "mlp")]
     check_method("leading", "mlp", tmp_path)  # the matrix's own check passes for it
+
+    # a sweep point takes the entry's settings; one epoch of 10 batches spread over its 2 steps
+    point = model_step("leading", 0.5, SweepConfig("sample:mlp", "digits", str(tmp_path / "sweep"),
+                                                   methods=("leading",)), epoch_batches=10)
+    assert point == {"prune": {"method": "leading", "sparsity": 0.5, "seed": 0, "scope": "layer", "steps": 2,
+                               "finetune_epochs": 1, "finetune_batches": 5}}
 
 
 def test_a_registered_format_is_accepted_listed_written_and_read_back(monkeypatch, tmp_path):
