@@ -341,11 +341,11 @@ def test_low_opset_falls_back_to_torchscript_with_a_note(user_models, tmp_path):
 
 @pytest.mark.parametrize("fmt, name", [("torchscript", "m.ts"), ("exported-program", "m.pt2")])
 def test_other_formats_verify_and_carry_metadata(models, tmp_path, fmt, name):
-    from compressor.export.formats import read_metadata
+    from compressor import registry
 
     result = run_export(models["cnn"], tmp_path / name, format=fmt)
     assert result.figures["parity_passed"] and result.figures["parity_batch_sizes"] == [1, 7]
-    assert read_metadata(fmt, tmp_path / name)["compressor.ref"] == "sample:simple_cnn"
+    assert registry.export_format(fmt).load().read_metadata(str(tmp_path / name))["compressor.ref"] == "sample:simple_cnn"
     assert leftovers(tmp_path) == [name]
 
 

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from compressor.api.common import ModelSpec, Progress, with_model
-from compressor.api.info import MASK_NOTE
 from compressor.bench.config import BenchConfig
 from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_size
 from compressor.bench.latency import LatencyStats
@@ -111,7 +110,9 @@ def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | Non
 
         check_writable(cfg.plot)
     specs = [spec] + ([cfg.baseline] if cfg.baseline else [])
-    device = runner.resolve_device(cfg.profile.device, [s.is_onnx for s in specs])
+    from compressor import registry
+
+    device = runner.resolve_device(cfg.profile.device, [registry.backend_for(s.path).onnxruntime for s in specs])
     backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)
     peak = roofline.peak_flops(device, cfg.profile.threads)
@@ -160,6 +161,8 @@ def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: floa
     figures = {**model.flat(), "speedup": speed,
                "accuracy_drop": _drop(base.accuracy, model.accuracy) if base else None}
     if any(b.figures["sparsity"] > 0.2 for b in benches):
+        from compressor.stats import MASK_NOTE
+
         notes.insert(0, MASK_NOTE)
     warnings = [w for b in benches if (w := noisy_warning(b.stats, b.path))]
     if any(b.roofline_efficiency > 1 for b in benches):

@@ -36,6 +36,9 @@ def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | No
              output: None = None, *, progress: Progress | None = None) -> EvalResult:
     """Evaluate ``model`` on ``config.data`` (writes nothing; progress is a bar on a terminal).
 
+    A PyTorch model runs in PyTorch; a file in an export format runs on that format's runtime
+    (ONNX Runtime for ``.onnx``), through the format's ``predictor``.
+
     ``evaluate(config)``, with the model in ``config.model``, is the older call and still works.
     """
     from compressor.io.data import load_data
@@ -44,9 +47,9 @@ def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | No
         model, config = None, model
     cfg, spec = with_model(config if config is not None else EvalConfig(), "model", model)
     data = load_data(cfg.data, cfg.split)
-    if spec.is_onnx:
-        figures = _eval_onnx(spec.path, data, cfg)
-        backend = "onnxruntime"
+    if spec.format is not None:
+        figures = _eval_file(spec.format.load().predictor(spec.path), data, cfg)
+        backend = spec.format.runtime
     else:
         from compressor.train.loop import check_classes
         from compressor.train.loop import evaluate as torch_eval
@@ -70,22 +73,20 @@ def _attacked(cfg: EvalConfig, spec: ModelSpec, handle, data, figures: dict[str,
                       figures["samples"], "pytorch", attack.name, attack.eps, robust["robust_accuracy"])
 
 
-def _eval_onnx(path: str, data, cfg: EvalConfig) -> dict[str, Any]:
+def _eval_file(predictor, data, cfg: EvalConfig) -> dict[str, Any]:
+    """Accuracy and loss of an exported file (a :class:`~compressor.export.parity.Predictor`)."""
     import torch
 
-    from compressor.io.onnx_file import ort_session
     from compressor.progress import progress
 
-    session = ort_session(path)
-    inp = session.get_inputs()[0]
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    fixed = predictor.fixed_batch
     loader = data.loader(batch_size=fixed or cfg.batch_size, limit=cfg.limit)
     total_loss, correct, seen = 0.0, 0, 0
     with progress(len(loader), "eval") as advance:
         for x, y in loader:
             if fixed and len(x) != fixed:
                 break  # a fixed-batch model cannot take the ragged last batch
-            logits = torch.from_numpy(np.asarray(session.run(None, {inp.name: x.numpy()})[0]))
+            logits = torch.from_numpy(np.asarray(predictor.run(x.numpy())[0]))
             total_loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)

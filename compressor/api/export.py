@@ -1,4 +1,4 @@
-"""``compress export``: a verified ONNX (or TorchScript / ExportedProgram) file from a model."""
+"""``compress export``: a verified file in one of the registry's formats (ONNX by default)."""
 
 from __future__ import annotations
 
@@ -42,15 +42,14 @@ def export(model: ModelSpec | str, config: ExportConfig, output: str | None = No
 
     Raises CheckFailed (exit 1) when parity fails.
     """
-    from compressor.export import pipeline
+    from compressor import registry
     from compressor.io.atomic import check_writable
 
     model, log = as_spec(model), progress or quiet
     cfg = config if output is None else replace(config, output=output)
     check_writable(cfg.output)
     inputs = prepare(model, cfg, log)
-    run = pipeline.run_onnx if cfg.format == "onnx" else pipeline.run_program
-    outcome = run(inputs, cfg)
+    outcome = registry.export_format(cfg.format).load().write(inputs, cfg)
     figures = {**outcome.figures, **_torch_counts(inputs.handle.module)}
     notes = outcome.notes + ([] if cfg.verify else ["--no-verify: parity was not checked"])
     if figures.get("sparsity", 0) > 0.2:

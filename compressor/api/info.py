@@ -7,10 +7,6 @@ from typing import Any
 
 from compressor.api.common import ModelSpec, as_spec
 
-VERIFIED = "sha256 verified"
-MASK_NOTE = ("masked zeros shrink the compressed file but do not speed up dense runtimes "
-             "(ONNX Runtime on CPU runs them as dense weights)")
-
 
 @dataclass(frozen=True)
 class InfoResult:
@@ -39,15 +35,17 @@ class InfoResult:
 
 
 def info(model: ModelSpec | str) -> InfoResult:
-    """Inspect a PyTorch model (artifact, state_dict + arch, reference) or an ``.onnx`` file.
+    """Inspect a PyTorch model (artifact, state_dict + arch, reference) or a file in one of the
+    registry's export formats (``.onnx``, ...), which that format's module reads.
 
     The one API call outside ``f(model, config, output=None, *, progress=None)``: there is nothing
     to configure and nothing written.
     """
     spec = as_spec(model)
-    if spec.is_onnx:
-        return _onnx_info(spec)
-    from compressor.stats import ESTIMATE_NOTE, compressed_is_estimate, layer_table, model_figures
+    if spec.format is not None:
+        return InfoResult(path=spec.path, **spec.format.load().describe(spec.path))
+    from compressor.io.integrity import VERIFIED
+    from compressor.stats import ESTIMATE_NOTE, MASK_NOTE, compressed_is_estimate, layer_table, model_figures
 
     handle = spec.load()
     source = spec.path if handle.source_kind != "reference" else None
@@ -60,22 +58,3 @@ def info(model: ModelSpec | str) -> InfoResult:
         history=handle.history, metrics=handle.metrics, masked_layers=len(handle.masks),
         integrity=VERIFIED if handle.verified else "no digest", notes=notes)
 
-
-def _onnx_info(spec: ModelSpec) -> InfoResult:
-    from compressor.io import integrity
-    from compressor.io.onnx_file import onnx_figures
-    from compressor.stats import ESTIMATE_NOTE
-
-    fig = onnx_figures(spec.path)
-    shape = fig["inputs"][0]["shape"] if fig["inputs"] else []
-    notes = [MASK_NOTE] if fig["sparsity"] > 0.2 else []
-    history = [{"command": "export", "metadata": fig["metadata"]}] if fig["metadata"] else []
-    return InfoResult(
-        path=spec.path, kind="onnx", ref=fig["metadata"].get("compressor.ref"),
-        params=fig["params"], nonzero_params=fig["nonzero_params"], sparsity=fig["sparsity"],
-        macs=fig["macs"], size_bytes=fig["size_bytes"], compressed_bytes=fig["compressed_bytes"],
-        input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
-        integrity=VERIFIED if integrity.ONNX_KEY in fig["metadata"] else "no digest",
-        notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
-        + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
-           "both)"] * bool(fig["external_data"]) + [ESTIMATE_NOTE] * fig["compressed_estimated"])

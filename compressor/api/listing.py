@@ -1,4 +1,5 @@
-"""``compress list``: methods, profiles, sample models and data sources from the registries."""
+"""``compress list``: every registry (methods, export formats, bench backends and profiles, sample
+models, data sources, model sources) as plain data."""
 
 from __future__ import annotations
 
@@ -16,5 +17,8 @@ def list_all() -> dict[str, Any]:
         "methods": [asdict(m) for m in registry.METHODS.values()],
         "profiles": [{"name": p.name, "summary": p.summary} for p in PROFILES.values()],
         "samples": [asdict(s) for s in registry.SAMPLES.values()],
-        "data_sources": [{"name": k, "summary": v} for k, v in registry.DATA_SOURCES.items()],
+        "data_sources": [asdict(d) for d in registry.DATA_SOURCES.values()],
+        "formats": [asdict(f) for f in registry.FORMATS.values()],
+        "backends": [asdict(b) for b in registry.BACKENDS.values()],
+        "model_sources": [asdict(s) for s in registry.MODEL_SOURCES.values()],
     }

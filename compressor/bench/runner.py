@@ -1,7 +1,8 @@
 """Timing backends and the measurement loop.
 
-Two backends share one interface: ONNX Runtime for ``.onnx`` files (CPU, or the CUDA provider
-when onnxruntime-gpu and a GPU are there) and PyTorch for everything else (CPU timed with
+The backends share one interface and are listed in :data:`compressor.registry.BACKENDS`, which
+says what each one times: ONNX Runtime for ``.onnx`` files (CPU, or the CUDA provider when
+onnxruntime-gpu and a GPU are there) and PyTorch for PyTorch models (CPU timed with
 ``perf_counter``; CUDA timed with events and a synchronise after each run). Several backends are
 timed interleaved (A B A B ...; with several CPU threads in blocks of runs) so that machine noise
 hits all of them alike.
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from compressor import registry
 from compressor.bench.profiles import Profile
 from compressor.errors import InputError, UsageError, first_line
 
@@ -84,6 +86,11 @@ class OrtBackend:
     session_ms: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, spec, profile: Profile, device: str) -> OrtBackend:
+        """The backend of a ModelSpec naming an ``.onnx`` file."""
+        return cls(spec.path, profile, device, spec.input_shape)
 
     def __post_init__(self) -> None:
         from compressor.io.onnx_file import onnx_figures
@@ -169,6 +176,11 @@ class TorchBackend:
     figures: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def open(cls, spec, profile: Profile, device: str) -> TorchBackend:
+        """The backend of a ModelSpec naming a PyTorch model."""
+        return cls(spec, profile, device)
+
     def __post_init__(self) -> None:
         from compressor.stats import model_figures
 
@@ -211,10 +223,9 @@ BLOCK_NOTE = ("timed in blocks ({runs} runs of each model in turn, after {settle
 
 
 def make_backend(spec, profile: Profile, device: str) -> Backend:
-    """ORT for ``.onnx`` files, PyTorch for the rest."""
-    if spec.is_onnx:
-        return OrtBackend(spec.path, profile, device, spec.input_shape)
-    return TorchBackend(spec, profile, device)
+    """The registry's backend for the model (ONNX Runtime for ``.onnx`` files, PyTorch for PyTorch
+    models); a file no backend times is a usage error naming what each one times."""
+    return registry.backend_for(spec.path).load().open(spec, profile, device)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,16 @@ from compressor.cli.common import (
     human_bytes,
     model_spec,
 )
+from compressor.registry import FORMATS
+
+_OUTPUT_HELP = "File to write (" + "; ".join(f"{f.suffixes[0]} for {f.name}" for f in FORMATS.values()) + ")."
+_FORMAT_HELP = "Format: " + ", ".join(FORMATS) + " (compress list shows each)."
 
 
 def export(
     path: ModelArg,
-    output: Annotated[str, typer.Option("-o", "--output", help="File to write (.onnx; .ts for "
-                                        "torchscript; .pt2 for exported-program).", show_default=False)],
-    format: Annotated[str, typer.Option("--format", help="onnx, torchscript or exported-program.")]
-    = X.format,
+    output: Annotated[str, typer.Option("-o", "--output", help=_OUTPUT_HELP, show_default=False)],
+    format: Annotated[str, typer.Option("--format", help=_FORMAT_HELP)] = X.format,
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = X.opset,
     batch: Annotated[str, typer.Option(help="'dynamic' (symbolic batch axis) or a fixed batch size.")]
     = X.batch,
@@ -59,7 +61,7 @@ def export(
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Export to ONNX (or TorchScript / ExportedProgram) and verify it against PyTorch.
+    """Export to ONNX (or another registry format, --format) and verify it against PyTorch.
 
     Checks the graph with onnx.checker, compares ONNX Runtime with PyTorch on random inputs (and
     real samples with --data) in batches of 1 and 7, writes metadata (producer, preprocessing,

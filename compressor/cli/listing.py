@@ -11,7 +11,8 @@ class _Listing(dict):
 
 
 def list_cmd(json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """List pruning methods, bench profiles, sample models and data sources."""
+    """List pruning methods, export formats, bench backends and profiles, sample models, data
+    sources and model sources."""
 
     def action():
         from compressor.api import list_all
@@ -32,11 +33,32 @@ def _render(r) -> None:
         methods.add_row(m["name"], m["kind"], "yes" if m["needs_data"] else "",
                         "yes" if m["supports_nm"] else "", m["summary"], m["paper"])
     out.print(methods)
+    formats = Table(title="export formats (compress export --format NAME)")
+    for col in ("name", "file", "runs on", "what"):
+        formats.add_column(col)
+    for f in r["formats"]:
+        formats.add_row(f["name"], ", ".join(f["suffixes"]), f["runtime"], f["summary"])
+    out.print(formats)
+    backends = Table(title="bench backends (chosen by the model's file)")
+    for col in ("name", "times", "what"):
+        backends.add_column(col)
+    for b in r["backends"]:
+        times = [f"{name} files" for name in b["formats"]] + ["PyTorch models"] * b["models"]
+        backends.add_row(b["name"], ", ".join(times), b["summary"])
+    out.print(backends)
     for key, title in (("profiles", "bench profiles (--profile)"), ("samples", "sample models (sample:NAME)"),
                        ("data_sources", "data sources (--data)")):
-        table = Table(title=title)
-        table.add_column("name")
-        table.add_column("what")
-        for row in r[key]:
-            table.add_row(row["name"], row["summary"])
-        out.print(table)
+        _names(out, r[key], title, "name")
+    _names(out, r["model_sources"], "model sources (a model named by reference)", "example")
+
+
+def _names(out, rows: list[dict], title: str, key: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(key if key != "example" else "reference")
+    table.add_column("what")
+    for row in rows:
+        table.add_row(escape(row[key]), escape(row["summary"]))  # summaries hold brackets: extras, specs
+    out.print(table)

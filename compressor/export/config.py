@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from compressor import registry
 from compressor.errors import UsageError, unknown_name
 
-FORMATS = ("onnx", "torchscript", "exported-program")
 QUANTIZE = ("int8",)
 QUANT_MODES = ("auto", "dynamic", "static")
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -20,8 +20,8 @@ class ExportConfig:
     """How to export and verify a model.
 
     Attributes:
-        output: the file to write (.onnx, .ts/.pt for torchscript, .pt2 for exported-program).
-        format: onnx, torchscript or exported-program.
+        output: the file to write (.onnx; for other formats their suffix, see ``compress list``).
+        format: a registry export format: onnx, torchscript, exported-program, ...
         opset: ONNX opset version (default 18).
         batch: "dynamic" (a symbolic batch axis) or a fixed batch size as text or int.
         data: data spec whose real samples join the random ones in the parity check, calibrate
@@ -66,8 +66,7 @@ class ExportConfig:
         self._check_combinations()
 
     def _check_names(self) -> None:
-        if self.format not in FORMATS:
-            raise unknown_name("format", self.format, FORMATS)
+        registry.export_format(self.format)  # unknown names list the valid ones
         if self.quantize is not None and self.quantize not in QUANTIZE:
             raise unknown_name("quantization", self.quantize, QUANTIZE)
         if self.quant_mode not in QUANT_MODES:
@@ -98,8 +97,9 @@ class ExportConfig:
             raise UsageError("--quantize int8 and --fp16 exclude each other", "pick one")
         onnx_only = [flag for flag, on in (("--quantize", self.quantize), ("--fp16", self.fp16),
                                            ("--sparse-storage", self.sparse_storage)) if on]
-        if self.format != "onnx" and onnx_only:
-            raise UsageError(f"{', '.join(onnx_only)} only apply to --format onnx",
+        if onnx_only and not registry.export_format(self.format).onnx_flags:
+            takes = [f.name for f in registry.FORMATS.values() if f.onnx_flags]
+            raise UsageError(f"{', '.join(onnx_only)} only apply to --format {' or '.join(takes)}",
                              "drop them or export to ONNX")
         if self.quant_mode == "static" and not self.data:
             raise UsageError("static int8 quantization needs calibration data",

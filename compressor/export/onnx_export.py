@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor import __version__
+from compressor import __version__, registry
 from compressor.errors import InputError, UnsupportedError, first_line
 from compressor.export import large
 
@@ -84,8 +84,9 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
             return Exported(model, "torchscript", notes)
         except Exception as exc:  # noqa: BLE001
             errors.append(f"torchscript: {first_line(exc)}")
+    others = "/".join(name for name in registry.FORMATS if name != "onnx")
     raise UnsupportedError(f"ONNX export failed at opset {opset}: {'; '.join(errors)}",
-                           "try another --opset, --exporter, or --format torchscript/exported-program")
+                           f"try another --opset, --exporter, or --format {others}")
 
 
 def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, names: list[str]):

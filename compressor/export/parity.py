@@ -21,6 +21,19 @@ from compressor.export.config import PARITY_BATCHES
 Runner = Callable[[np.ndarray], list[np.ndarray]]
 
 
+@dataclass(frozen=True)
+class Predictor:
+    """A saved model file ready to run on batches (what ``compress eval`` needs of a format).
+
+    Attributes:
+        run: numpy batch in, every output out (float32).
+        fixed_batch: the only batch size the file takes (None: any).
+    """
+
+    run: Runner
+    fixed_batch: int | None = None
+
+
 @dataclass
 class Parity:
     """Errors of one comparison, worst over outputs, plus the per-output rows."""

@@ -1,4 +1,5 @@
-"""The export pipeline: export, check, verify, simplify, quantize / fp16, sparse storage, write.
+"""The ONNX format: export, check, verify, simplify, quantize / fp16, sparse storage, write; and
+the figures and runner of an ``.onnx`` file for ``compress info`` and ``compress eval``.
 
 Every step works on an in-memory ONNX model or in a private temp folder; the output file is
 written once, atomically, at the end, so a failed or refused export leaves nothing on disk.
@@ -77,6 +78,11 @@ def _ort_or_none(model) -> parity.Runner | None:
         return None
 
 
+def write(inp: Inputs, cfg: ExportConfig) -> Outcome:
+    """Export to ONNX and write ``cfg.output`` (the format's writer; see the module docstring)."""
+    return run_onnx(inp, cfg)
+
+
 def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     """Export to ONNX and write ``cfg.output``; see the module docstring."""
     out = Outcome()
@@ -85,7 +91,7 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
         return _run_large(exported, inp, cfg, out)
     model, props, fp32 = _exported(inp, cfg, out, exported)
     if fp32 is not None:
-        _gate(fp32, cfg, out, inp, lambda: _ort_or_none(model))
+        gate(fp32, cfg, out, inp, lambda: _ort_or_none(model))
     final = _reduced(model, props, inp, cfg, out)
     if cfg.sparse_storage:
         final = _sparse(final, inp, cfg, out)
@@ -96,11 +102,11 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     for file in stale:
         file.unlink(missing_ok=True)
         out.notes.append(f"removed {file.name}: the external data of the {Path(cfg.output).name} this replaces")
-    out.figures.update(**_written([Path(cfg.output)], out), **weight_figures(final))
+    out.figures.update(**written([Path(cfg.output)], out), **weight_figures(final))
     return out
 
 
-def _written(files: list[Path], out: Outcome) -> dict[str, Any]:
+def written(files: list[Path], out: Outcome) -> dict[str, Any]:
     """:func:`files_figures` of the written files (a note when the compressed size is estimated)."""
     figures = files_figures(files)
     if figures["compressed_estimated"]:
@@ -113,7 +119,7 @@ def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_expor
     """Stamp, check and simplify; a dynamo graph that fails parity is retried with TorchScript."""
     exported = exported or onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic,
                                                    exporter or cfg.exporter)
-    props = onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg))
+    props = onnx_export.metadata(inp.handle, exported.exporter, extra_metadata(cfg))
     model = _finish(exported.model, props)
     inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
     model, fp32 = _simplified(model, props, inp, cfg, out)
@@ -148,7 +154,7 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         graph_file, data_file = large.save(exported.program.model, Path(tmp) / output.name)
         graph = large.load_graph(graph_file)
-        onnx_export.stamp(graph, onnx_export.metadata(inp.handle, exported.exporter, _extra(cfg)))
+        onnx_export.stamp(graph, onnx_export.metadata(inp.handle, exported.exporter, extra_metadata(cfg)))
         integrity.stamp_onnx(graph, graph_file.parent)
         large.rewrite(graph, graph_file)
         onnx_export.check(graph_file)
@@ -162,16 +168,16 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
             f"{output.name} (ONNX external data); keep the two files together",
             "onnxslim skipped: it needs the graph in one protobuf"]
         if cfg.verify:
-            _gate(verify(graph_file, inp, cfg), cfg, out, inp, lambda: _ort_or_none(graph_file))
+            gate(verify(graph_file, inp, cfg), cfg, out, inp, lambda: _ort_or_none(graph_file))
         if inp.test is not None:
             out.figures["accuracy"] = accuracy(predictions(graph_file, inp, cfg), inp)
         out.figures.update(weight_figures(graph, Path(tmp)))
         files = large.move_into_place(graph_file, data_file, output)
-    out.figures.update(external_data=str(files[1]), **_written(files, out))
+    out.figures.update(external_data=str(files[1]), **written(files, out))
     return out
 
 
-def _extra(cfg: ExportConfig) -> dict[str, Any]:
+def extra_metadata(cfg: ExportConfig) -> dict[str, Any]:
     return {"compressor.batch": str(cfg.batch), "compressor.quantize": cfg.quantize or
             ("fp16" if cfg.fp16 else "none")}
 
@@ -203,7 +209,7 @@ def _simplified(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
     return candidate, checked
 
 
-def _gate(result: parity.Parity, cfg: ExportConfig, out: Outcome, inp: Inputs | None = None,
+def gate(result: parity.Parity, cfg: ExportConfig, out: Outcome, inp: Inputs | None = None,
           candidate: Callable[[], parity.Runner | None] | None = None) -> None:
     """Record the parity figures; on failure raise CheckFailed with a float64 diagnosis when one can
     be made (``candidate`` builds the exported model's runner only then)."""
@@ -331,23 +337,30 @@ def predictions(model, inp: Inputs, cfg: ExportConfig) -> np.ndarray:
     return parity.run_batches(parity.ort_runner(session(model)), x[:usable], sizes)[0].argmax(1)
 
 
-def run_program(inp: Inputs, cfg: ExportConfig) -> Outcome:
-    """TorchScript or ExportedProgram: save in a private folder, load back, verify, move into place."""
-    import shutil
+def predictor(path: str) -> parity.Predictor:
+    """An ``.onnx`` file on an ONNX Runtime CPU session, with its fixed batch if it has one."""
+    from compressor.io.onnx_file import ort_session
 
-    from compressor.export import formats
+    sess = ort_session(path)
+    first = sess.get_inputs()[0].shape[0]
+    return parity.Predictor(parity.ort_runner(sess), first if isinstance(first, int) else None)
 
-    out = Outcome()
-    props = onnx_export.metadata(inp.handle, cfg.format, _extra(cfg))
-    with tempfile.TemporaryDirectory(prefix="compressor-export-") as tmp:
-        saved = Path(tmp) / ("model.pt2" if cfg.format == "exported-program" else "model.ts")
-        formats.save(cfg.format, inp.handle.module, inp.example, saved, cfg.dynamic, props)
-        if cfg.verify:
-            runner = formats.runner(cfg.format, saved)
-            result = parity.check(parity.torch_runner(inp.handle.module), runner,
-                                  inp.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol)
-            _gate(result, cfg, out, inp, lambda: runner)
-        atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
-    out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
-                       **_written([Path(cfg.output)], out))
-    return out
+
+def describe(path: str) -> dict[str, Any]:
+    """The figures ``compress info`` shows of an ``.onnx`` file (read from the graph, not run)."""
+    from compressor.io.onnx_file import onnx_figures
+    from compressor.stats import MASK_NOTE
+
+    fig = onnx_figures(path)
+    shape = fig["inputs"][0]["shape"] if fig["inputs"] else []
+    notes = [MASK_NOTE] if fig["sparsity"] > 0.2 else []
+    history = [{"command": "export", "metadata": fig["metadata"]}] if fig["metadata"] else []
+    return dict(
+        kind="onnx", ref=fig["metadata"].get("compressor.ref"),
+        params=fig["params"], nonzero_params=fig["nonzero_params"], sparsity=fig["sparsity"],
+        macs=fig["macs"], size_bytes=fig["size_bytes"], compressed_bytes=fig["compressed_bytes"],
+        input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
+        integrity=integrity.VERIFIED if integrity.ONNX_KEY in fig["metadata"] else "no digest",
+        notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
+        + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
+           "both)"] * bool(fig["external_data"]) + [ESTIMATE_NOTE] * fig["compressed_estimated"])

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor import registry
 from compressor.errors import InputError, UnsupportedError, first_line
 from compressor.io import integrity, packing, refs
 from compressor.io.atomic import atomic_write
@@ -118,8 +119,9 @@ def load_model(path: str | Path, arch: str | None = None, arch_kwargs: dict[str,
         handle = _from_module(refs.build(text, arch_kwargs), text, arch_kwargs, text, "reference")
         return _with_shape(handle, input_shape)
     file = _check_file(text)
-    if file.suffix == ".onnx":
-        raise InputError(f"{file} is an ONNX file; this command needs a PyTorch model (.pt)",
+    exported = registry.format_of(str(file))
+    if exported is not None:
+        raise InputError(f"{file} is in the {exported.title} format; this command needs a PyTorch model (.pt)",
                          "pass the .pt artifact it was exported from")
     if file.suffix == ".safetensors":
         obj: Any = _read_safetensors(file)
@@ -129,8 +131,10 @@ def load_model(path: str | Path, arch: str | None = None, arch_kwargs: dict[str,
 
 
 def _looks_like_ref(text: str) -> bool:
+    """A registry scheme (``sample:``...) or, without a folder in it, ``module:factory`` user code."""
     scheme = text.partition(":")[0]
-    return ":" in text and (scheme in ("torchvision", "sample", "timm") or "/" not in text)
+    named = scheme in registry.MODEL_SOURCES and scheme != registry.USER_CODE
+    return ":" in text and (named or "/" not in text)
 
 
 def _with_shape(handle: ModelHandle, shape: tuple[int, ...] | None) -> ModelHandle:

@@ -1,7 +1,8 @@
 """Data references: one loader interface for calibration, fine-tuning and evaluation.
 
 Specs: ``fashion-mnist[:ROOT]``, ``digits``, ``cifar10:ROOT``, ``imagefolder:PATH``,
-``tensors:FILE`` (.pt or .npz holding x and y), ``random[:C,H,W[:CLASSES]]``.
+``tensors:FILE`` (.pt or .npz holding x and y), ``random[:C,H,W[:CLASSES]]``: the sources of
+:data:`compressor.registry.DATA_SOURCES`, each a loader ``(arg, split) -> Data`` in this module.
 Splits: ``train`` (the part used for fitting), ``val`` (a fixed held-out 10% of the original
 training set) and ``test`` (the official test set where there is one).
 """
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from compressor import registry
 from compressor.errors import InputError, UsageError, unknown_name
 
 FASHION_MNIST_DIRS = (
@@ -47,9 +49,7 @@ class DataSpec:
     @classmethod
     def parse(cls, text: str) -> DataSpec:
         kind, _, arg = text.partition(":")
-        if kind not in _LOADERS:
-            raise unknown_name("data source", kind, _LOADERS)
-        if kind in ("cifar10", "imagefolder", "tensors") and not arg:
+        if registry.data_source(kind).needs_arg and not arg:
             raise UsageError(f"data source '{kind}' needs a path", f"write {kind}:PATH")
         return cls(kind, arg)
 
@@ -95,7 +95,7 @@ def load_data(spec: str | DataSpec, split: str = "test") -> Data:
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
     spec = DataSpec.parse(spec) if isinstance(spec, str) else spec
-    return _LOADERS[spec.kind](spec.arg, split)
+    return registry.data_source(spec.kind).load()(spec.arg, split)
 
 
 def batches(data: Data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -124,7 +124,8 @@ _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def _fashion_mnist(arg: str, split: str) -> Data:
+def fashion_mnist(arg: str, split: str) -> Data:
+    """Fashion-MNIST from the Debian package's folder or ``arg`` (a torchvision root)."""
     x, y = _fashion_arrays(arg, "test" if split == "test" else "train")
     if split != "test":
         x, y = _split_train(x, y, split)
@@ -186,7 +187,8 @@ def _read_idx(path: Path) -> np.ndarray:
 
 # --- scikit-learn digits ---------------------------------------------------------------------
 
-def _digits(arg: str, split: str) -> Data:
+def digits(arg: str, split: str) -> Data:
+    """scikit-learn's 8x8 digits upscaled to 28x28: 20% test, 10% of the rest held out."""
     x, y = _digits_arrays()
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(_SPLIT_SEED))
     n_test = len(x) // 5
@@ -212,7 +214,8 @@ def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
 
 # --- torchvision-backed ----------------------------------------------------------------------
 
-def _cifar10(arg: str, split: str) -> Data:
+def cifar10(arg: str, split: str) -> Data:
+    """CIFAR-10 under the folder ``arg`` (downloaded only with COMPRESSOR_ALLOW_DOWNLOAD=1)."""
     from torchvision import datasets, transforms
 
     mean, std = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
@@ -226,7 +229,8 @@ def _cifar10(arg: str, split: str) -> Data:
     return Data(_subset_split(ds, split), (1, 3, 32, 32), 10, mean, std, f"cifar10/{split}")
 
 
-def _imagefolder(arg: str, split: str) -> Data:
+def imagefolder(arg: str, split: str) -> Data:
+    """A torchvision ImageFolder tree at ``arg`` (``arg/SPLIT`` when it has one), 224x224 crops."""
     from torchvision import datasets, transforms
 
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -253,7 +257,8 @@ def _subset_split(ds: Dataset, split: str) -> Dataset:
 
 # --- tensors and random ----------------------------------------------------------------------
 
-def _tensors(arg: str, split: str) -> Data:
+def tensors(arg: str, split: str) -> Data:
+    """x and y from a .pt (weights only) or .npz file; every split is the whole file."""
     path = Path(arg)
     if not path.is_file():
         raise InputError(f"{path}: no such file", "tensors:FILE needs a .pt or .npz with x and y")
@@ -275,7 +280,8 @@ def _tensors(arg: str, split: str) -> Data:
     return Data(TensorDataset(x, y), (1, *x.shape[1:]), classes, None, None, f"tensors/{split}")
 
 
-def _random(arg: str, split: str) -> Data:
+def random_data(arg: str, split: str) -> Data:
+    """256 standard-normal inputs of ``C,H,W`` with random labels, fixed per split."""
     shape_text, _, classes_text = arg.partition(":")
     try:
         shape = tuple(int(v) for v in shape_text.split(",")) if shape_text else (1, 28, 28)
@@ -289,12 +295,3 @@ def _random(arg: str, split: str) -> Data:
     y = torch.randint(0, classes, (n,), generator=gen)
     return Data(TensorDataset(x, y), (1, *shape), classes, None, None, f"random/{split}")
 
-
-_LOADERS = {
-    "fashion-mnist": _fashion_mnist,
-    "digits": _digits,
-    "cifar10": _cifar10,
-    "imagefolder": _imagefolder,
-    "tensors": _tensors,
-    "random": _random,
-}

@@ -29,6 +29,7 @@ from compressor.errors import InputError
 ALGORITHM = "sha256"
 ARTIFACT_KEY = "integrity"
 ONNX_KEY = "compressor.sha256"
+VERIFIED = "sha256 verified"  # what `compress info` says of a file whose digest matched
 _CHUNK = 1 << 24
 
 

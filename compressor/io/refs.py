@@ -5,7 +5,9 @@
 * ``timm:NAME`` a timm model when timm is installed;
 * ``package.module:factory`` user code: a callable returning an ``nn.Module``.
 
-Keyword arguments come from ``--arch-kwargs num_classes=10,width=2``.
+The schemes are the model sources of :data:`compressor.registry.MODEL_SOURCES`, each a builder
+``(name, kwargs) -> nn.Module`` in this module. Keyword arguments come from
+``--arch-kwargs num_classes=10,width=2``.
 """
 
 from __future__ import annotations
@@ -46,25 +48,12 @@ def _literal(raw: str) -> Any:
         return raw
 
 
-def split_ref(ref: str) -> tuple[str, str]:
-    """Split a reference into (scheme, name); user factories use scheme ``python``."""
-    scheme, sep, name = ref.partition(":")
-    if not sep or not name:
-        raise UsageError(
-            f"cannot read model reference '{ref}'",
-            "use torchvision:NAME, sample:NAME, timm:NAME or package.module:factory",
-        )
-    if scheme in ("torchvision", "sample", "timm"):
-        return scheme, name
-    return "python", ref
-
-
 def build(ref: str, kwargs: dict[str, Any] | None = None):
     """Build a freshly initialised ``nn.Module`` from a reference."""
     kwargs = dict(kwargs or {})
-    scheme, name = split_ref(ref)
+    source, name = registry.model_source(ref)
     try:
-        return _BUILDERS[scheme](name, kwargs)
+        return source.load()(name, kwargs)
     except TypeError as exc:
         raise UsageError(f"cannot build '{ref}' with {kwargs}: {exc}", "check --arch-kwargs") from None
 
@@ -73,10 +62,18 @@ def default_input_shape(ref: str | None) -> tuple[int, ...]:
     """The example input shape a reference implies (batch 1)."""
     if not ref:
         return DEFAULT_IMAGE_SHAPE
-    scheme, name = split_ref(ref)
-    if scheme == "sample":
-        return registry.sample(name).input_shape
+    source, name = registry.model_source(ref)
+    return source.input_shape(name) or DEFAULT_IMAGE_SHAPE
+
+
+def torchvision_shape(name: str) -> tuple[int, ...]:
+    """The input a torchvision model is made for (299x299 for inception_v3, else 224x224)."""
     return _SPECIAL_SHAPES.get(name, DEFAULT_IMAGE_SHAPE)
+
+
+def sample_shape(name: str) -> tuple[int, ...]:
+    """A sample model's input shape, from its registry entry."""
+    return registry.sample(name).input_shape
 
 
 def torchvision_models() -> list[str]:
@@ -86,7 +83,8 @@ def torchvision_models() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def _build_torchvision(name: str, kwargs: dict[str, Any]):
+def build_torchvision(name: str, kwargs: dict[str, Any]):
+    """A torchvision classification model with random weights."""
     import torchvision
 
     names = torchvision_models()
@@ -101,12 +99,14 @@ def _build_torchvision(name: str, kwargs: dict[str, Any]):
     return torchvision.models.get_model(name, weights=None, **kwargs)
 
 
-def _build_sample(name: str, kwargs: dict[str, Any]):
+def build_sample(name: str, kwargs: dict[str, Any]):
+    """A bundled sample model (its factory in the registry's SAMPLES)."""
     info = registry.sample(name)
     return _call_factory(info.factory, kwargs)
 
 
-def _build_timm(name: str, kwargs: dict[str, Any]):
+def build_timm(name: str, kwargs: dict[str, Any]):
+    """A timm model with random weights (timm is an optional dependency)."""
     try:
         import timm
     except ImportError:
@@ -117,7 +117,8 @@ def _build_timm(name: str, kwargs: dict[str, Any]):
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
-def _build_python(ref: str, kwargs: dict[str, Any]):
+def build_python(ref: str, kwargs: dict[str, Any]):
+    """User code: ``package.module:factory`` called with ``kwargs``."""
     return _call_factory(ref, kwargs)
 
 
@@ -138,10 +139,3 @@ def _call_factory(ref: str, kwargs: dict[str, Any]):
         raise UnsupportedError(f"'{ref}' returned {type(model).__name__}, not a torch nn.Module")
     return model
 
-
-_BUILDERS = {
-    "torchvision": _build_torchvision,
-    "sample": _build_sample,
-    "timm": _build_timm,
-    "python": _build_python,
-}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from compressor import registry
 from compressor.errors import UsageError
 
 
@@ -32,9 +33,14 @@ class ModelSpec:
                              "write it with the batch first, e.g. --input-shape 1,3,224,224")
 
     @property
+    def format(self) -> registry.FormatInfo | None:
+        """The export format of the file (by its suffix); None for a PyTorch model or reference."""
+        return registry.format_of(self.path)
+
+    @property
     def is_onnx(self) -> bool:
         """True for an ``.onnx`` file."""
-        return self.path.lower().endswith(".onnx")
+        return self.format is registry.FORMATS.get("onnx")
 
     def load(self):
         """Load the PyTorch model (a :class:`compressor.model.ModelHandle`)."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from compressor import registry
 from compressor.errors import InputError, UsageError, first_line, unknown_name
 from compressor.io.spec import ModelSpec
 from compressor.typed import build, check_keys, field_names
@@ -178,7 +179,9 @@ class _Parser:
     def _export(self, settings, where, out) -> Step:
         from compressor.export.config import ExportConfig
 
-        target = settings.get("output") or Path(out).with_suffix(".onnx").name
+        # the format's own suffix (an unknown format is refused by ExportConfig below)
+        fmt = registry.FORMATS.get(str(settings.get("format")), registry.FORMATS[ExportConfig.format])
+        target = settings.get("output") or Path(out).with_suffix(fmt.suffixes[0]).name
         settings = {**self._with_data(settings), "output": str(Path(self.out) / str(target))}
         cfg = build(ExportConfig, settings, where)
         self.onnx = cfg.output

@@ -24,14 +24,10 @@ from compressor import registry
 from compressor.errors import UsageError
 from compressor.io.spec import ModelSpec
 
-DEFAULT_METHODS = ("l1", "slim", "magnitude", "wanda", "sap", "activation")
+# the registry's swept methods; each entry's ``sweep`` holds its settings at a point: ranking scope,
+# options and, for iterative methods, steps (SAP's adaptive amount needs several to reach high levels)
+DEFAULT_METHODS = tuple(m.name for m in registry.METHODS.values() if m.swept)
 DEFAULT_LEVELS = (0.2, 0.5, 0.8, 0.9, 0.95)
-# steps of the iterative methods; SAP's adaptive amount needs several steps to reach high levels
-ITERATIVE_STEPS = {"sap": 10, "activation": 4}
-# ranking settings per method: global magnitude spares small layers; Wanda compares within rows
-# as in the paper; SAP per layer with gamma 4 (gamma 1 removes only ~11-15% per step here)
-METHOD_SETTINGS: dict[str, dict[str, Any]] = {"magnitude": {"scope": "global"}, "wanda": {"scope": "row"},
-                                              "sap": {"scope": "layer", "options": {"gamma": 4.0}}}
 # a short latency run per point: enough for a stable median of a small model, ~1-3 s
 SWEEP_BENCH = {"warmup": 5, "min_runs": 30, "min_time_s": 0.3, "max_time_s": 3.0}
 BATCH_SIZE = 128
@@ -128,14 +124,15 @@ def point_id(method: str, level: float) -> str:
 def model_step(method: str, level: float, cfg: SweepConfig, epoch_batches: int) -> dict[str, Any]:
     """The prune (or slim) step of one point, with the fine-tune budget spread over its steps."""
     epochs = cfg.finetune_epochs
-    if method == "slim":  # half an epoch of sparsity training, half of fine-tuning
+    if registry.method(method).command == "slim":  # half an epoch of sparsity training, half of fine-tuning
         return {"slim": {"ratio": level, "sparsity_epochs": epochs, "finetune_epochs": epochs,
                          "max_batches": math.ceil(epoch_batches / 2) if epochs else None,
                          "seed": cfg.seed}}
-    key = "ratio" if registry.method(method).kind == "structured" else "sparsity"
+    entry = registry.method(method)
+    key = "ratio" if entry.kind == "structured" else "sparsity"
     settings: dict[str, Any] = {"method": method, key: level, "seed": cfg.seed,
-                                **METHOD_SETTINGS.get(method, {})}
-    steps = ITERATIVE_STEPS.get(method, 1)
+                                **{k: v for k, v in entry.sweep.items() if k != "steps"}}
+    steps = entry.sweep.get("steps", 1)
     if steps > 1:
         settings["steps"] = steps
     if epochs and steps > 1:

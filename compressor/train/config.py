@@ -134,9 +134,10 @@ class EvalConfig:
             raise UsageError(f"--limit must be > 0, got {self.limit}")
         if self.attack is not None:
             self.attack_config()  # validates
-            if self.model is not None and self.model.is_onnx:
-                raise UsageError("--attack needs gradients, which an .onnx file does not give",
-                                 "attack the .pt model the ONNX file was exported from")
+            if self.model is not None and self.model.format is not None:
+                raise UsageError(f"--attack needs gradients, which the {self.model.format.title} file "
+                                 f"{self.model.path} does not give",
+                                 "attack the .pt model the file was exported from")
 
     def attack_config(self):
         """The :class:`compressor.robustness.AttackConfig` (None without --attack)."""
