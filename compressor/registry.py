@@ -132,6 +132,7 @@ class FormatInfo:
     runtime: str  # what runs the file (``compress eval`` reports it as its backend)
     title: str  # the format's own spelling, for messages
     onnx_flags: bool = False  # --quantize, --fp16 and --sparse-storage apply
+    runs_code: bool = False  # reading the file runs a program from it: only with --trust-pickle
 
     def load(self) -> ModuleType:
         """Import the implementing module."""
@@ -145,7 +146,7 @@ FORMATS: dict[str, FormatInfo] = {
                    "ONNX graph checked against ONNX Runtime; onnxslim, int8, fp16, sparse storage",
                    (".onnx",), "onnxruntime", "ONNX", onnx_flags=True),
         FormatInfo("torchscript", "compressor.export.torchscript", "torch.jit.trace, loaded back by torch.jit.load",
-                   (".ts",), "torch.jit", "TorchScript"),
+                   (".ts",), "torch.jit", "TorchScript", runs_code=True),
         FormatInfo("exported-program", "compressor.export.exported_program",
                    "torch.export program, loaded back by torch.export.load", (".pt2",), "torch.export",
                    "ExportedProgram"),

@@ -16,7 +16,7 @@ import torch
 
 from compressor import registry
 from compressor.api import ExportConfig, ModelSpec, evaluate, export, info, prune
-from compressor.errors import UnsupportedError, UsageError
+from compressor.errors import InputError, UnsupportedError, UsageError
 from compressor.io.artifact import load_model, save_artifact
 from compressor.io.data import load_data
 from compressor.pruning.base import PruneConfig
@@ -127,14 +127,22 @@ def test_every_format_writes_verifies_and_reads_back(fmt, tmp_path):
     assert result.figures["parity_passed"] and result.figures["parity_batch_sizes"] == [1, 7]
     assert registry.format_of(str(out)) is entry and [p.name for p in folder.iterdir()] == [out.name]
 
-    read = info(str(out))
+    if entry.runs_code:  # a program in the file runs when it is read: refused unless trusted
+        with pytest.raises(InputError, match="runs code from the file"):
+            info(str(out))
+        with pytest.raises(InputError, match="runs code from the file"):
+            evaluate(str(out), EvalConfig(data="digits", limit=8))
+        refused, trusted = invoke("info", out), invoke("info", out, "--trust-pickle")
+        assert refused.code == 2 and "runs code" in refused.stderr and trusted.code == 0
+    written = ModelSpec(str(out), trust_pickle=entry.runs_code)
+    read = info(written)
     assert (read.kind, read.ref, read.input_shape) == (fmt, "sample:mlp", [1, 1, 28, 28])
     # ONNX counts its shape constants among the initializers (2 values here, of 535,818 weights)
     assert read.params == pytest.approx(count_params(dense.module)[0], abs=16)
     assert read.macs == count_macs(dense.module, dense.example_input())
 
     cfg = EvalConfig(data="digits", limit=64, batch_size=32)
-    from_file, from_torch = evaluate(str(out), cfg), evaluate(str(source), cfg)
+    from_file, from_torch = evaluate(written, cfg), evaluate(str(source), cfg)
     assert from_file.backend == entry.runtime and from_file.samples == from_torch.samples == 64
     # the same weights: logits agree to float32 rounding (1e-7 here), a wrong weight moves the loss by 1e-2
     assert from_file.loss == pytest.approx(from_torch.loss, rel=1e-5)

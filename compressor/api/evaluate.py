@@ -48,7 +48,7 @@ def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | No
     cfg, spec = with_model(config if config is not None else EvalConfig(), "model", model)
     data = load_data(cfg.data, cfg.split)
     if spec.format is not None:
-        figures = _eval_file(spec.format.load().predictor(spec.path), data, cfg)
+        figures = _eval_file(spec.reader().predictor(spec.path), data, cfg)
         backend = spec.format.runtime
     else:
         from compressor.train.loop import check_classes

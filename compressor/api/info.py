@@ -43,7 +43,7 @@ def info(model: ModelSpec | str) -> InfoResult:
     """
     spec = as_spec(model)
     if spec.format is not None:
-        return InfoResult(path=spec.path, **spec.format.load().describe(spec.path))
+        return InfoResult(path=spec.path, **spec.reader().describe(spec.path))
     from compressor.io.integrity import VERIFIED
     from compressor.stats import ESTIMATE_NOTE, MASK_NOTE, compressed_is_estimate, layer_table, model_figures
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from compressor import registry
-from compressor.errors import UsageError
+from compressor.errors import InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,17 @@ class ModelSpec:
     def is_onnx(self) -> bool:
         """True for an ``.onnx`` file."""
         return self.format is registry.FORMATS.get("onnx")
+
+    def reader(self) -> ModuleType:
+        """The module that reads this exported file (``describe``, ``predictor``); a format whose
+        files hold a program (TorchScript) is read only with ``trust_pickle``."""
+        fmt = self.format
+        if fmt is None:
+            raise UsageError(f"{self.path} is not an exported file")
+        if fmt.runs_code and not self.trust_pickle:
+            raise InputError(f"{self.path} is a {fmt.title} program: reading it runs code from the file",
+                             "pass --trust-pickle only if you trust its source")
+        return fmt.load()
 
     def load(self):
         """Load the PyTorch model (a :class:`compressor.model.ModelHandle`)."""
