@@ -169,10 +169,3 @@ def from_options(settings: dict[str, object]) -> BudgetConfig | None:
         names = ", ".join(flag(k) for k in given)
         raise UsageError(f"{names} applies to a target", f"add one of {', '.join(flag(n) for n in TARGETS)}")
     return BudgetConfig(**given)
-
-
-def default(name: str) -> object:
-    """The default of a BudgetConfig field (for help texts)."""
-    from dataclasses import fields
-
-    return next(f.default for f in fields(BudgetConfig) if f.name == name)
