@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.errors import UnsupportedError, first_line
+from compressor.errors import forward_failure
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -50,9 +50,7 @@ def forward_macs(forward: Callable[[torch.Tensor], Any], example: torch.Tensor) 
         with counter:
             forward(example)
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
-        raise UnsupportedError(
-            f"the model's forward pass fails on input shape {tuple(example.shape)}: "
-            f"{first_line(exc, 160)}", "pass the right --input-shape, e.g. 1,3,224,224") from None
+        raise forward_failure(exc, tuple(example.shape)) from None
     return int(counter.get_total_flops() // 2)
 
 

@@ -62,7 +62,7 @@ def test_timm_ref():
 
 
 @pytest.mark.parametrize("ref,match", [
-    ("torchvision:resnet19", "did you mean 'resnet18'"),
+    ("torchvision:resnet19", "did you mean torchvision:resnet18"),
     ("sample:simple_cn", "did you mean 'simple_cnn'"),
     ("nocolon", "cannot read model reference"),
 ])
@@ -83,3 +83,16 @@ def test_bad_kwargs_for_arch():
     with pytest.raises(UsageError, match="unexpected keyword") as err:
         refs.build("sample:mlp", {"width": 3})
     assert "--arch-kwargs" in err.value.hint
+
+
+def test_unknown_zoo_name_points_to_the_other_zoo():
+    pytest.importorskip("timm")
+    from compressor.cli.app import app  # noqa: F401 - the CLI is what users meet
+    from tests.conftest import invoke
+
+    result = invoke("info", "torchvision:vit_tiny_patch16_224")
+    assert result.code == 2 and "did you mean timm:vit_tiny_patch16_224" in result.stderr
+    result = invoke("info", "timm:vit_b_16")
+    assert result.code == 2 and "torchvision:vit_b_16" in result.stderr
+    result = invoke("info", "resnet18")  # a bare name is read as a file first
+    assert result.code == 2 and "torchvision:resnet18" in result.stderr

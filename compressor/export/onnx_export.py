@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from compressor import __version__, registry
-from compressor.errors import InputError, UnsupportedError, first_line
+from compressor.errors import InputError, UnsupportedError, first_line, forward_failure
 from compressor.export import large
 
 INPUT_NAME = "input"
@@ -41,8 +41,7 @@ def forward_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tens
         with torch.no_grad():
             out = module(example)
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
-        raise InputError(f"the model's forward pass fails on input shape {tuple(example.shape)}: "
-                         f"{first_line(exc)}", "pass the right --input-shape, e.g. 1,1,28,28") from None
+        raise forward_failure(exc, tuple(example.shape), InputError) from None
     return flatten_outputs(out)
 
 

@@ -146,6 +146,10 @@ def _with_shape(handle: ModelHandle, shape: tuple[int, ...] | None) -> ModelHand
 def _check_file(text: str) -> Path:
     file = Path(text)
     if not file.exists():
+        near = refs.closest_models(text) if not file.suffix and "/" not in text else []
+        if near:
+            raise InputError(f"{file}: no such file", f"to build a model, name it with its zoo: "
+                             f"{' or '.join(near)}")
         raise InputError(f"{file}: no such file", "check the path, or name a model reference "
                          "such as sample:simple_cnn or torchvision:resnet18")
     if file.is_dir():

@@ -23,7 +23,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compressor.errors import UnsupportedError, UsageError, first_line
+from compressor.errors import UnsupportedError, UsageError, first_line, forward_failure
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -136,10 +136,7 @@ def run_forward(model: nn.Module, example: Any) -> torch.Tensor:
         with torch.no_grad():
             return model(*example) if isinstance(example, tuple) else model(example)
     except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
-        first = first_line(exc, 160)
-        shape = tuple(getattr(example, "shape", ()))
-        raise UnsupportedError(f"the model's forward pass fails on input shape {shape}: {first}",
-                               "pass the right --input-shape, e.g. 1,3,224,224") from None
+        raise forward_failure(exc, tuple(getattr(example, "shape", ()))) from None
     finally:
         model.train(was_training)
 

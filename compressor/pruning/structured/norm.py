@@ -23,7 +23,7 @@ import torch_pruning as tp
 from compressor.errors import UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
-from compressor.pruning.structured import graph
+from compressor.pruning.structured import graph, preflight
 from compressor.stats import count_macs, count_params
 
 BN_BATCHES = 20
@@ -52,6 +52,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
         raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
                          "the model", "drop --dry-run (the report lists every layer's widths)")
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
     ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
         taken = graph.capped_global_plan(model, example, lambda: importance(cfg.method, cfg.seed),
@@ -75,6 +76,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:

@@ -25,7 +25,7 @@ from torch import nn
 from compressor.errors import UnsupportedError, UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
-from compressor.pruning.structured import graph
+from compressor.pruning.structured import graph, preflight
 from compressor.train import distributed
 from compressor.train.config import OPTIMIZERS
 
@@ -116,6 +116,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
         raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
                          "the model", "drop --dry-run (the report lists every layer's widths)")
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
     taken = graph.capped_global_plan(model, example, _importance, ratio=cfg.ratio,
                                      max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
                                      original=graph.out_widths(model))
@@ -131,6 +132,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if ctx.train is None:
         raise UsageError("slim needs training data", "add --data fashion-mnist")
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])

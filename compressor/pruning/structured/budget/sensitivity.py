@@ -92,7 +92,7 @@ def scan(handle, cfg: SensitivityConfig, log: Callable[[str], None] = lambda lin
     from compressor.bench.costmodel import structure_hash
     from compressor.io.data import load_data
     from compressor.progress import progress
-    from compressor.pruning.structured import graph, norm
+    from compressor.pruning.structured import graph, norm, preflight
     from compressor.pruning.structured.budget.allocate import PlanCost
     from compressor.pruning.structured.budget.config import BudgetConfig
     from compressor.pruning.structured.budget.latency import build_latency_model
@@ -102,6 +102,7 @@ def scan(handle, cfg: SensitivityConfig, log: Callable[[str], None] = lambda lin
     model, x = handle.module, handle.example_input()
     graph.check_supported(model)
     ignored = list(graph.ignored_layers(model, x, (), False))
+    preflight.run(model, x, ignored, round_to=cfg.round_to)
     importance = lambda: norm.importance(cfg.method, cfg.seed)  # noqa: E731
     structure = find_structure(model, x, importance(), ignored, 1.0, 1)
     val = load_data(cfg.data, "val")

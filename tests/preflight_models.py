@@ -1,0 +1,61 @@
+"""Small models that structured pruning cannot cut as they are, each for one preflight finding."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+
+class FixedReshape(nn.Module):
+    """``body``'s output is flattened to a hard-coded width: cutting its channels breaks the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.body = nn.Conv2d(16, 32, 3, padding=1)
+        self.head = nn.Linear(32 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.body(torch.relu(self.stem(x))))
+        return self.head(x.reshape(x.shape[0], 32 * 8 * 8))
+
+
+class TwoInputs(nn.Module):
+    """A forward that needs two tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.conv(y)
+
+
+class NoLayers(nn.Module):
+    """Nothing to prune: no conv or linear layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+class SlowWhenCut(FixedReshape):
+    """Like :class:`FixedReshape`, but a forward with cut channels takes minutes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.body.out_channels != 32:
+            time.sleep(120)
+        return super().forward(x)
+
+
+def fixed_reshape() -> nn.Module:
+    return FixedReshape()
+
+
+def two_inputs() -> nn.Module:
+    return TwoInputs()
+
+
+def no_layers() -> nn.Module:
+    return NoLayers()
