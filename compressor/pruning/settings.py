@@ -73,8 +73,9 @@ def from_options(cls: type[MethodSettings], options: Mapping[str, Any], method: 
         if key not in names:
             near = closest(str(key), names)
             hint = f"did you mean '{near}'? " if near else ""
-            raise UsageError(f"unknown option '{key}' for method '{method}'",
-                             f"{hint}valid: {', '.join(sorted(names)) or 'none'}")
+            valid = f"{hint}valid: {', '.join(sorted(names))}" if names else \
+                "it has no options of its own; its settings are flags (compress prune --help)"
+            raise UsageError(f"unknown option '{key}' for method '{method}'", valid)
     return dataclasses.replace(base if base is not None else cls(), **options)
 
 
