@@ -51,9 +51,9 @@ class MethodInfo:
     default_scope: str = "global"  # --scope when none is given
     command: str = "prune"
     samples: tuple[str, ...] | None = None  # sample models it can prune (None: every one)
-    smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a quick run
+    smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig fields of a quick run (options: its own settings)
     swept: bool = False  # one of compress sweep's default methods
-    sweep: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a sweep point
+    sweep: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig fields of a sweep point
     settings: str = "compressor.pruning.settings:NoSettings"  # "module:Class" of its own settings
 
     def load(self) -> ModuleType:
