@@ -1,9 +1,10 @@
 """Lottery ticket (Frankle & Carbin, ICLR 2019; OpenLTH): iterative magnitude pruning with rewinding.
 
-Each round trains the masked network, removes ``--opt rate`` (20%) of the remaining weights by
-one global |W| ranking, and rewinds the surviving weights to the rewind point: the initial weights
-theta_0, or (``--opt rewind_steps=K``) the weights after K training batches from theta_0. The
-rounds needed for ``--sparsity`` are run (remaining = 0.8^n, the last round trimmed to the target),
+Each round trains the masked network, removes ``rate`` of the remaining weights by one global
+|W| ranking, and rewinds the surviving weights to the rewind point: the initial weights theta_0,
+or (``--opt rewind_steps=K``) the weights after K training batches from theta_0 (both settings:
+:class:`~compressor.pruning.unstructured.settings.LotteryConfig`). The rounds needed for
+``--sparsity`` are run (remaining = (1 - rate)^n, the last round trimmed to the target),
 else ``--steps`` rounds. The ticket is trained once more; the control trains the same masks from a
 fresh random initialisation (seed + 1), and both accuracies are reported so the user sees whether
 the ticket wins. An artifact does not carry its initial weights, so theta_0 is a re-initialisation

@@ -5,8 +5,9 @@ For the d unpruned weights w of a group (``--scope row``: each neuron / output r
 layer, ``global``: all selected layers), the PQ index is I(w) = 1 - d^(1/q-1/p) ||w||_p / ||w||_q,
 the weights to keep r = d (1+eta_r)^(-q/(q-p)) (1-I)^(qp/(q-p)) and the weights to prune
 c = floor(d min(gamma (1 - r/d), beta)); the c smallest-magnitude unpruned weights go. This runs
-``--steps`` times with ``--finetune-epochs`` of fine-tuning after every step. Settings (``--opt``):
-p=0.5, q=1, eta_r=0, gamma=1, beta=0.9 (the paper's main ones). ``--sparsity``, when given, is a
+``--steps`` times with ``--finetune-epochs`` of fine-tuning after every step. p, q, eta_r, gamma
+and beta are :class:`~compressor.pruning.unstructured.settings.SapConfig` (``--opt``; defaults: the
+paper's main setting). ``--sparsity``, when given, is a
 ceiling: the last step is trimmed so the selected layers do not pass it, and the loop stops there.
 """
 

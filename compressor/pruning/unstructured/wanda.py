@@ -9,7 +9,8 @@ just before it runs, so later layers see the activations of the already-pruned e
 weight update. ``--scope global`` first gives every layer its own sparsity: a pass over the same
 samples scores the dense network, each layer's scores are divided by their mean, and one threshold
 over all of them sets how much of each layer goes (overall: ``--sparsity``; at most 99% of a
-layer); the sequential pass then prunes each layer to its share, ranked per layer.
+layer); the sequential pass then prunes each layer to its share, ranked per layer (these choices:
+:class:`~compressor.pruning.unstructured.settings.WandaConfig`, ``--opt``).
 With ``--recalibrate-bn`` (the default on models with BatchNorm) the passes run with BatchNorm
 re-estimating its statistics from the calibration batch: each layer is then scored on inputs
 normalised for the pruned layers before it, and the model keeps those statistics (the trained ones
