@@ -175,3 +175,24 @@ def test_registry_smoke_and_sweep_settings_build_typed_settings(name, tmp_path):
     smoke = {"ratio": 0.5} if entry.kind == "structured" else {"sparsity": 0.5}
     assert isinstance(PruneConfig(name, data="digits", **{**smoke, **entry.smoke}).settings,
                       entry.settings_class())
+
+
+def test_wanda_global_settings_reach_the_method():
+    """WandaConfig's fields steer --scope global: the ranking label and the per-layer cap."""
+    from compressor.io.data import load_data
+    from compressor.io.refs import build
+    from compressor.model import ModelHandle
+    from compressor.pruning.base import PruneContext
+    from compressor.pruning.unstructured import wanda
+
+    ctx = PruneContext(train=load_data("random:1,28,28:10", "train"))
+    figures = {}
+    for ranking, cap in (("layer", 0.99), ("row", 0.52)):
+        handle = ModelHandle(build("sample:mlp").eval(), "sample:mlp", input_shape=(1, 1, 28, 28))
+        cfg = PruneConfig("wanda", sparsity=0.5, scope="global", data="random", calib_samples=16,
+                          settings=WandaConfig(global_ranking=ranking, max_layer_sparsity=cap))
+        figures[ranking] = wanda.run(handle, cfg, ctx).figures
+    assert figures["layer"]["wanda_scope"] == "global-layer" and figures["row"]["wanda_scope"] == "global-row"
+    # uncapped, the untrained mlp's layers get 0.49, 0.52 and 0.59; capped at 0.52, none passes it
+    assert max(figures["layer"]["wanda_layer_allocation"].values()) > 0.56
+    assert max(figures["row"]["wanda_layer_allocation"].values()) <= 0.52 + 1e-3
