@@ -19,6 +19,7 @@ from compressor.io.data import load_data
 from compressor.pruning.base import PruneConfig, PruneContext
 from compressor.pruning.batchnorm import batchnorms
 from compressor.pruning.unstructured import magnitude, wanda
+from compressor.pruning.unstructured.settings import WandaConfig
 from compressor.train.loop import evaluate
 
 VARIANTS = [("wanda", norm, rank) for norm in ("raw", "mean") for rank in ("layer", "row")]
@@ -27,9 +28,8 @@ VARIANTS = [("wanda", norm, rank) for norm in ("raw", "mean") for rank in ("laye
 def prune(model: str, method: str, norm, rank, sparsity: float, ends: bool, train):
     handle = load_model(f"sample_models/{model}.pt")
     if method == "wanda":
-        wanda.GLOBAL_NORMALIZE, wanda.GLOBAL_RANKING = norm, rank
         cfg = PruneConfig("wanda", sparsity=sparsity, scope="global", data="fashion-mnist",
-                          keep_first_last=ends)
+                          keep_first_last=ends, settings=WandaConfig(global_normalize=norm, global_ranking=rank))
         report = wanda.run(handle, cfg, PruneContext(train=train))
         return handle, report, report.figures["wanda_layer_allocation"]
     bn = bool(batchnorms(handle.module)) or None

@@ -7,7 +7,8 @@ names the module (or ``module:attribute``) that implements it; that module is im
 the entry is used, so adding an entry is adding one line here and one module.
 
 * a method module exposes ``run(handle, config, context) -> MethodReport``
-  (see :mod:`compressor.pruning.base`);
+  (see :mod:`compressor.pruning.base`); its own settings are a dataclass (``module:Class``, torch-free,
+  see :mod:`compressor.pruning.settings`) that ``--opt``, recipes and ``compress list`` are derived from;
 * an export format module exposes ``write(inputs, config) -> Outcome`` (export, verify, write
   atomically; see :mod:`compressor.export.pipeline`), ``describe(path) -> dict`` (the figures
   ``compress info`` shows of a file in that format) and ``predictor(path) -> Predictor``
@@ -50,17 +51,23 @@ class MethodInfo:
     default_scope: str = "global"  # --scope when none is given
     command: str = "prune"
     samples: tuple[str, ...] | None = None  # sample models it can prune (None: every one)
-    smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a quick run
+    smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig fields of a quick run (options: its own settings)
     swept: bool = False  # one of compress sweep's default methods
-    sweep: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig settings of a sweep point
+    sweep: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig fields of a sweep point
+    settings: str = "compressor.pruning.settings:NoSettings"  # "module:Class" of its own settings
 
     def load(self) -> ModuleType:
         """Import the implementing module (heavy imports happen here, not at CLI start)."""
         return importlib.import_module(self.module)
 
+    def settings_class(self) -> Any:
+        """The class of the method's own settings (a torch-free module, imported now)."""
+        return _attribute(self.settings)
+
 
 _S = "compressor.pruning.structured"
 _U = "compressor.pruning.unstructured"
+_SU = f"{_U}.settings"
 
 METHODS: dict[str, MethodInfo] = {
     m.name: m
@@ -75,7 +82,8 @@ METHODS: dict[str, MethodInfo] = {
                    "Network Slimming: L1 on BatchNorm gammas, global threshold",
                    "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim",
                    samples=("resnet_small", "vgg_bn"),  # the ones with BatchNorm
-                   smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}}, swept=True),
+                   smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}}, swept=True,
+                   settings=f"{_S}.settings:SlimmingConfig"),
         MethodInfo("magnitude", "unstructured", f"{_U}.magnitude",
                    "mask the smallest |W| (global or per layer)", "Han et al., NeurIPS 2015",
                    supports_nm=True, recalibrates_bn=True,
@@ -83,17 +91,19 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("wanda", "unstructured", f"{_U}.wanda", "mask by |W| * ||X||_2 per output row",
                    "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True,
                    recalibrates_bn=True, default_scope="row",
-                   swept=True, sweep={"scope": "row"}),  # within rows, as in the paper
+                   swept=True, sweep={"scope": "row"},  # within rows, as in the paper
+                   settings=f"{_SU}:WandaConfig"),
         MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
                    "Diao et al., ICLR 2023", needs_data=True,
                    smoke={"steps": 3, "options": {"gamma": 4.0}},  # gamma 1 removes ~12% a step
-                   swept=True, sweep={"scope": "layer", "options": {"gamma": 4.0}, "steps": 10}),
+                   swept=True, sweep={"scope": "layer", "options": {"gamma": 4.0}, "steps": 10},
+                   settings=f"{_SU}:SapConfig"),
         MethodInfo("activation", "unstructured", f"{_U}.activation",
                    "remove neurons/channels with low mean activation", "Hu et al., 2016 (APoZ family)",
-                   needs_data=True, swept=True, sweep={"steps": 4}),
+                   needs_data=True, swept=True, sweep={"steps": 4}, settings=f"{_SU}:ActivationConfig"),
         MethodInfo("lottery", "unstructured", f"{_U}.lottery",
                    "iterative magnitude pruning with rewinding", "Frankle & Carbin, ICLR 2019",
-                   needs_data=True),
+                   needs_data=True, settings=f"{_SU}:LotteryConfig"),
     ]
 }
 

@@ -14,7 +14,6 @@ from compressor.pruning.unstructured import layers as L
 @torch.no_grad()
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Mask the leading ``cfg.sparsity`` of each selected layer's weights."""
-    L.parse_options(cfg.options, {}, cfg.method)
     layers = L.select_layers(handle, cfg)
     masks = {}
     for name, module in layers:

@@ -9,10 +9,14 @@ name, so that a new option either gets a config field or is added to the list on
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
+from pathlib import Path
 
 import pytest
 import typer
 
+from compressor import registry
 from compressor.api.config import (
     BenchConfig,
     DistillConfig,
@@ -26,6 +30,7 @@ from compressor.api.config import (
     SweepConfig,
     TrainConfig,
 )
+from compressor.api.listing import list_all
 from compressor.cli.app import app
 from compressor.pruning.structured.budget.config import BudgetConfig
 from compressor.pruning.structured.budget.sensitivity import SensitivityConfig
@@ -129,3 +134,68 @@ def test_finetune_help_and_train_config_agree():
 
     text = CliRunner().invoke(app, ["finetune", "--help"], terminal_width=200).output
     assert f"[default: {TrainConfig.epochs}]" in text.split("--epochs", 1)[1].split("--lr", 1)[0]
+
+
+# ---------------------------------------------------------------- each method's own settings
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "methods.md"
+
+
+def _settings(name: str) -> list[dataclasses.Field]:
+    return list(dataclasses.fields(registry.method(name).settings_class()))
+
+
+def _spelled_setting(value) -> str:
+    """A settings default as ``--opt`` writes it."""
+    return str(value).lower() if value is None or isinstance(value, bool) else str(value)
+
+
+def test_opt_help_shows_each_methods_settings_with_their_field_defaults():
+    command = dict(_commands())["prune"]
+    text = " ".join(next(p for p in command.params if p.name == "opt").help.split())
+    for name in registry.methods_for("prune"):
+        fields = _settings(name)
+        if fields:
+            expected = ", ".join(f"{f.name}={_spelled_setting(f.default)}" for f in fields)
+            assert f"{name}: {expected}" in text, name
+
+
+def test_list_shows_each_methods_settings_with_their_field_defaults():
+    listed = {m["name"]: m for m in list_all()["methods"]}
+    for name, info in registry.METHODS.items():
+        cls = info.settings_class()
+        assert listed[name]["settings_class"] == cls.__name__
+        assert [(s["name"], s["default"]) for s in listed[name]["settings"]] == [
+            (f.name, f.default) for f in dataclasses.fields(cls)]
+
+
+def _docs_tables() -> dict[str, list[tuple[str, str, str]]]:
+    """``## method: `Class``` -> its table's (setting, type, default) rows."""
+    tables: dict[str, list[tuple[str, str, str]]] = {}
+    current = None
+    for line in DOCS.read_text().splitlines():
+        heading = re.match(r"## (\w+): `(\w+)`", line)
+        if heading:
+            current = heading.group(1)
+            tables[current] = []
+        elif current and line.startswith("| `"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            tables[current].append((cells[0].strip("`"), cells[1], cells[2]))
+    return tables
+
+
+def test_docs_tables_match_the_settings_classes():
+    tables = _docs_tables()
+    with_settings = [name for name in registry.METHODS if _settings(name)]
+    assert sorted(tables) == sorted(with_settings)
+    hints = {name: typing.get_type_hints(registry.method(name).settings_class()) for name in with_settings}
+    for name in with_settings:
+        expected = [(f.name, _type(hints[name][f.name]), _spelled_setting(f.default)) for f in _settings(name)]
+        assert tables[name] == expected, name
+
+
+def _type(hint) -> str:
+    args = typing.get_args(hint)
+    if args:
+        return " | ".join("None" if a is type(None) else a.__name__ for a in args)
+    return hint.__name__

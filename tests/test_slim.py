@@ -70,17 +70,24 @@ def test_sparsity_training_shrinks_gammas_more_than_plain_training():
     assert means[1] < means[0] - 0.02
 
 
+def _slim_config(**options):
+    from compressor.pruning.base import PruneConfig
+
+    return PruneConfig("slim", ratio=0.3, data="random", options=options)
+
+
 def test_unknown_option_names_the_valid_ones():
-    with pytest.raises(UsageError, match="lam"):
-        slimming.options({"lamda": 1e-4})
+    with pytest.raises(UsageError, match="unknown option 'lamda'") as info:
+        _slim_config(lamda=1e-4)
+    assert "did you mean 'lam'?" in info.value.one_line()
 
 
 def test_bad_sparsity_optimizer_or_lr_is_refused():
     with pytest.raises(UsageError, match="sparsity-optimizer 'rmsprop'") as info:
-        slimming.options({"sparsity_optimizer": "rmsprop"})
+        _slim_config(sparsity_optimizer="rmsprop")
     assert "adam, adamw, sgd" in info.value.one_line()
     with pytest.raises(UsageError, match="sparsity-lr"):
-        slimming.options({"sparsity_lr": 0.0})
+        _slim_config(sparsity_lr=0.0)
 
 
 def test_sparsity_training_uses_the_chosen_optimizer_and_rate():

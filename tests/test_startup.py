@@ -74,9 +74,12 @@ import json, sys
 import compressor
 from compressor import (prune, slim, distill, finetune, export, bench, evaluate, info, sweep,
                         ModelSpec, PruneConfig, SlimConfig, ExportConfig, TrainConfig, DistillConfig,
-                        EvalConfig, BenchConfig, SweepConfig, CompressorError)
+                        EvalConfig, BenchConfig, SweepConfig, CompressorError, SapConfig, SlimmingConfig)
 light = not any(m.split(".")[0] in ("torch", "onnxruntime") for m in sys.modules)
 cfg = PruneConfig(method="l1", ratio=0.5)
+sap = PruneConfig(method="sap", sparsity=0.5, data="digits", settings=SapConfig(gamma=4.0), options={"p": "0.25"})
+assert sap.settings == SapConfig(p=0.25, gamma=4.0)
+SlimConfig(data="digits").to_prune_config()
 light_config = not any(m.split(".")[0] in ("torch", "onnxruntime") for m in sys.modules)
 import compressor.bench.profiles, compressor.export.config, compressor.sweep.plan, compressor.api.prune
 from compressor import bench as b2, export as e2, sweep as s2, prune as p2
@@ -98,4 +101,5 @@ def test_public_api_imports_lazily_and_names_functions():
     doc = json.loads(proc.stdout)
     assert doc["light"] and doc["light_config"]
     assert all(doc["functions"]) and all(doc["same"])
-    assert {"prune", "export", "PruneConfig", "ExportConfig", "TrainConfig"} <= set(doc["all"])
+    assert {"prune", "export", "PruneConfig", "ExportConfig", "TrainConfig", "SapConfig", "WandaConfig",
+            "ActivationConfig", "LotteryConfig", "SlimmingConfig"} <= set(doc["all"])

@@ -12,7 +12,8 @@ from compressor.lazy import make_lazy
 _SOURCES = {
     "compressor.api.config": ("ModelSpec", "PruneConfig", "SlimConfig", "TrainConfig", "DistillConfig",
                               "EvalConfig", "ExportConfig", "BenchConfig", "Profile", "PROFILES", "GateSpec",
-                              "SweepConfig", "RecommendConfig"),
+                              "SweepConfig", "RecommendConfig", "MethodSettings", "NoSettings", "SapConfig",
+                              "WandaConfig", "ActivationConfig", "LotteryConfig", "SlimmingConfig"),
     "compressor.api.common": ("parse_shape", "parse_kwargs"),
     "compressor.api.info": ("InfoResult", "info"),
     "compressor.api.evaluate": ("EvalResult", "evaluate"),

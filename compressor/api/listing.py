@@ -7,6 +7,13 @@ from dataclasses import asdict
 from typing import Any
 
 from compressor import registry
+from compressor.pruning.settings import describe
+
+
+def _method(info: registry.MethodInfo) -> dict[str, Any]:
+    """A method's entry, its own settings (``--opt`` names, types, defaults) read from its class."""
+    cls = info.settings_class()
+    return {**asdict(info), "settings": describe(cls), "settings_class": cls.__name__}
 
 
 def list_all() -> dict[str, Any]:
@@ -14,7 +21,7 @@ def list_all() -> dict[str, Any]:
     from compressor.bench.profiles import PROFILES
 
     return {
-        "methods": [asdict(m) for m in registry.METHODS.values()],
+        "methods": [_method(m) for m in registry.METHODS.values()],
         "profiles": [{"name": p.name, "summary": p.summary} for p in PROFILES.values()],
         "samples": [asdict(s) for s in registry.SAMPLES.values()],
         "data_sources": [asdict(d) for d in registry.DATA_SOURCES.values()],

@@ -27,11 +27,12 @@ def _render(r) -> None:
 
     out = console()
     methods = Table(title="methods (compress prune --method NAME)")
-    for col in ("name", "kind", "data", "N:M", "what", "paper"):
+    for col in ("name", "kind", "data", "N:M", "what", "paper", "own settings (defaults)"):
         methods.add_column(col)
     for m in r["methods"]:
         methods.add_row(m["name"], m["kind"], "yes" if m["needs_data"] else "",
-                        "yes" if m["supports_nm"] else "", m["summary"], m["paper"])
+                        "yes" if m["supports_nm"] else "", m["summary"], m["paper"],
+                        " ".join(f"{s['name']}={_spelled(s['default'])}" for s in m["settings"]))
     out.print(methods)
     formats = Table(title="export formats (compress export --format NAME)")
     for col in ("name", "file", "runs on", "what"):
@@ -50,6 +51,11 @@ def _render(r) -> None:
                        ("data_sources", "data sources (--data)")):
         _names(out, r[key], title, "name")
     _names(out, r["model_sources"], "model sources (a model named by reference)", "example")
+
+
+def _spelled(value) -> str:
+    """A default as --opt writes it: none, true, 0.5."""
+    return str(value).lower() if value is None or isinstance(value, bool) else str(value)
 
 
 def _names(out, rows: list[dict], title: str, key: str) -> None:

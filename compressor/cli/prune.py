@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from compressor.api.config import PruneConfig as P
+from compressor.api.config import options_help
 from compressor.cli import budget as budget_cli
 from compressor.cli.budget import (
     CostCacheOpt,
@@ -105,7 +106,8 @@ def prune(
     alpha: Annotated[float, typer.Option(
         help="KD weight of the teacher term for --distill-from (labels: 1 - alpha).")] = P.alpha,
     opt: Annotated[Optional[list[str]], typer.Option(
-        "--opt", help="Method-specific setting KEY=VALUE (repeatable), e.g. --opt p=0.5 for sap.")] = None,
+        "--opt", help="A method's own setting KEY=VALUE (repeatable); each method's, with its "
+                      f"default: {options_help('prune')}.")] = None,
     dry_run: Annotated[bool, typer.Option(
         help="List what would be pruned and what cannot be; write nothing.")] = False,
     device: DeviceOpt = P.device,

@@ -11,14 +11,18 @@ also expose ``plan(handle, cfg) -> list[dict]`` for ``--dry-run``.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from compressor import registry
 from compressor.defaults import KD_ALPHA, KD_TEMPERATURE, SLIM_RATIO
 from compressor.errors import UsageError
+from compressor.pruning.settings import MethodSettings, from_options
 from compressor.pruning.structured.budget.config import BudgetConfig
+from compressor.pruning.structured.settings import SlimmingConfig
+
+S = TypeVar("S", bound=MethodSettings)
 
 SCOPES = ("global", "layer", "row")
 
@@ -63,7 +67,13 @@ class PruneConfig:
         device: where fine-tuning runs: auto (CUDA when present), cpu or cuda.
         distill_from: teacher model; fine-tuning then uses Hinton's KD loss (recovery step).
         temperature / alpha: the KD temperature and the weight of the teacher term.
-        options: method-specific settings (validated by the method module, unknown keys rejected).
+        settings: the method's own settings, an instance of its settings class (``compress list``
+            names each method's: ``SapConfig(gamma=4.0)`` for sap); None: its defaults. After
+            construction always that typed object.
+        options: the method's settings by name, as ``--opt KEY=VALUE`` and a recipe's
+            ``options:`` write them: each value converted by its field's type, an unknown name
+            refused naming the closest. Applied over ``settings`` on construction and then
+            emptied, so a config built either way compares equal.
     """
 
     method: str = "l1"
@@ -89,6 +99,7 @@ class PruneConfig:
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
+    settings: MethodSettings | None = None
     options: dict[str, Any] = field(default_factory=dict)
     distill_from: str | None = None
     temperature: float = KD_TEMPERATURE
@@ -96,6 +107,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         info = registry.method(self.method)
+        self._resolve_settings(info)
         if info.kind == "structured":
             self._check_structured()
         else:
@@ -134,6 +146,28 @@ class PruneConfig:
             raise UsageError("--finetune-epochs needs --data", "add --data fashion-mnist")
         if self.distill_from:
             self._check_distill()
+
+    def settings_as(self, cls: type[S]) -> S:
+        """The method's settings, as the class its module reads."""
+        if not isinstance(self.settings, cls):
+            raise UsageError(f"method '{self.method}' carries {type(self.settings).__name__} settings, "
+                             f"its module reads {cls.__name__}", "register the method with settings="
+                             f"'{cls.__module__}:{cls.__name__}'")
+        return self.settings
+
+    def _resolve_settings(self, info: registry.MethodInfo) -> None:
+        """``settings`` as the method's typed settings, ``options`` applied over them."""
+        cls = info.settings_class()
+        if self.settings is not None and not isinstance(self.settings, cls):
+            raise UsageError(f"method '{self.method}' takes {cls.__name__} settings, got "
+                             f"{type(self.settings).__name__}",
+                             f"pass settings={cls.__name__}(...), or options={{NAME: VALUE}}")
+        if not isinstance(self.options, Mapping):
+            raise UsageError(f"options of method '{self.method}' must be a mapping of NAME: VALUE, "
+                             f"got {self.options!r}", "e.g. options={'gamma': 4.0}")
+        base = self.settings if self.settings is not None else cls()
+        object.__setattr__(self, "settings", from_options(cls, self.options, self.method, base))
+        object.__setattr__(self, "options", {})
 
     def train_config(self, epochs: int, **overrides: Any):
         """The shared loop's :class:`~compressor.train.TrainConfig` for a training phase."""
@@ -212,6 +246,9 @@ class PruneConfig:
 class SlimConfig:
     """Every ``compress slim`` option; validated when turned into a :class:`PruneConfig`.
 
+    The settings of the sparsity phase (``lam`` ... ``max_batches``) are the fields of
+    :class:`~compressor.pruning.structured.settings.SlimmingConfig`, defaults read from there.
+
     Attributes:
         data: data spec for sparsity training, BN recalibration, fine-tuning and accuracy.
         ratio: fraction of BatchNorm channels removed (the global |gamma| percentile), in (0, 1);
@@ -235,30 +272,31 @@ class SlimConfig:
     data: str
     ratio: float | None = None
     budget: BudgetConfig | None = None
-    lam: float = 1e-4
-    sparsity_epochs: int = 1
+    lam: float = SlimmingConfig.lam
+    sparsity_epochs: int = SlimmingConfig.sparsity_epochs
     finetune_epochs: int = 1
     lr: float = 1e-3
     finetune_schedule: str = "none"
-    sparsity_lr: float | None = None
-    sparsity_optimizer: str = "adam"
+    sparsity_lr: float | None = SlimmingConfig.sparsity_lr
+    sparsity_optimizer: str = SlimmingConfig.sparsity_optimizer
     batch_size: int = 128
     round_to: int | None = None
     max_layer_ratio: float = 0.9
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
-    weight_threshold: float = 0.0
-    gamma_plot: str | None = None
-    max_batches: int | None = None
+    weight_threshold: float = SlimmingConfig.weight_threshold
+    gamma_plot: str | None = SlimmingConfig.gamma_plot
+    max_batches: int | None = SlimmingConfig.max_batches
     seed: int = 0
     device: str = "auto"
 
     def to_prune_config(self) -> PruneConfig:
-        """The shared :class:`PruneConfig` with the slim options."""
-        opts: dict[str, Any] = {"lam": self.lam, "sparsity_epochs": self.sparsity_epochs,
-                                "sparsity_lr": self.lr if self.sparsity_lr is None else self.sparsity_lr,
-                                "sparsity_optimizer": self.sparsity_optimizer, "weight_threshold": self.weight_threshold,
-                                "gamma_plot": self.gamma_plot, "max_batches": self.max_batches}
+        """The shared :class:`PruneConfig` with the slimming settings."""
+        settings = SlimmingConfig(lam=self.lam, sparsity_epochs=self.sparsity_epochs,
+                                  sparsity_lr=self.lr if self.sparsity_lr is None else self.sparsity_lr,
+                                  sparsity_optimizer=self.sparsity_optimizer,
+                                  weight_threshold=self.weight_threshold, gamma_plot=self.gamma_plot,
+                                  max_batches=self.max_batches)
         ratio = SLIM_RATIO if self.ratio is None and self.budget is None else self.ratio
         return PruneConfig(method="slim", ratio=ratio, budget=self.budget, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
@@ -266,7 +304,7 @@ class SlimConfig:
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
                            finetune_schedule=self.finetune_schedule,
                            finetune_batches=self.max_batches,
-                           batch_size=self.batch_size, seed=self.seed, device=self.device, options=opts)
+                           batch_size=self.batch_size, seed=self.seed, device=self.device, settings=settings)
 
 
 def parse_nm(text: str) -> tuple[int, int]:

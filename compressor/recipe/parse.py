@@ -3,7 +3,9 @@
 A recipe names a model, default data, an output folder and a list of steps; each step is one
 mapping ``{KIND: {settings}}`` whose settings are exactly the fields of that command's config:
 
-* ``prune``: :class:`compressor.pruning.base.PruneConfig`; ``slim``: :class:`SlimConfig`;
+* ``prune``: :class:`compressor.pruning.base.PruneConfig`, the method's own settings under
+  ``options`` (the fields of its settings class, e.g. ``options: {gamma: 4.0}`` for sap);
+  ``slim``: :class:`SlimConfig`;
 * ``finetune``: :class:`compressor.train.TrainConfig` fields plus ``data``, ``eval_limit``;
   ``distill``: the same plus ``teacher`` (``input`` = the recipe's model), ``temperature``, ``alpha``;
 * ``eval``: :class:`EvalConfig` (``attack``/``eps``: robustness); ``info``: no settings;
@@ -139,6 +141,9 @@ class _Parser:
     def _prune(self, settings, where, out) -> Step:
         from compressor.pruning.base import PruneConfig
 
+        if "settings" in settings:  # the typed object of the Python API; a recipe names the fields
+            raise UsageError(f"{where}: a method's own settings go under 'options'",
+                             "e.g. options: {gamma: 4.0} (compress list shows each method's)")
         return Step("prune", build(PruneConfig, self._with_data(settings), where), self.current, out)
 
     def _slim(self, settings, where, out) -> Step:

@@ -15,7 +15,6 @@ under masks kept by later fine-tuning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -26,56 +25,10 @@ from compressor.errors import UnsupportedError, UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph, preflight
+from compressor.pruning.structured.settings import SlimmingConfig
 from compressor.train import distributed
-from compressor.train.config import OPTIMIZERS
 
 BN_BATCHES = 20
-
-
-@dataclass(frozen=True)
-class SlimOptions:
-    """Slimming settings carried in ``PruneConfig.options``.
-
-    Attributes:
-        lam: L1 strength on BatchNorm scales (paper: 1e-4 VGG, 1e-5 ResNet).
-        sparsity_epochs: epochs of sparsity training before the threshold (0: use gammas as they are).
-        sparsity_lr: learning rate of sparsity training (default: the fine-tune rate).
-        sparsity_optimizer: optimizer of sparsity training: adam, adamw or sgd (the paper's; with
-            SGD the L1 step is lr * lambda per step, as in the paper, while Adam normalises it away).
-        weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).
-        gamma_plot: write a histogram of |gamma| with the threshold to this PNG.
-        max_batches: cap batches per epoch (smoke runs and tests).
-    """
-
-    lam: float = 1e-4
-    sparsity_epochs: int = 1
-    sparsity_lr: float | None = None
-    sparsity_optimizer: str = "adam"
-    weight_threshold: float = 0.0
-    gamma_plot: str | None = None
-    max_batches: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.lam < 0:
-            raise UsageError(f"--lambda must be >= 0, got {self.lam}", "the paper uses 1e-4 or 1e-5")
-        if self.sparsity_epochs < 0:
-            raise UsageError(f"--sparsity-epochs must be >= 0, got {self.sparsity_epochs}")
-        if self.weight_threshold < 0:
-            raise UsageError(f"--weight-threshold must be >= 0, got {self.weight_threshold}")
-        if self.sparsity_optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown --sparsity-optimizer '{self.sparsity_optimizer}'",
-                             f"use one of {', '.join(OPTIMIZERS)}")
-        if self.sparsity_lr is not None and not self.sparsity_lr > 0:
-            raise UsageError(f"--sparsity-lr must be > 0, got {self.sparsity_lr}")
-
-
-def options(raw: dict[str, Any]) -> SlimOptions:
-    """Validated options; unknown keys are errors naming the valid ones."""
-    valid = {f.name for f in fields(SlimOptions)}
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        raise UsageError(f"unknown slim option(s): {', '.join(unknown)}", f"valid: {', '.join(sorted(valid))}")
-    return SlimOptions(**raw)
 
 
 def l1_subgradient(gamma: torch.Tensor, lam: float) -> torch.Tensor:
@@ -125,7 +78,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Sparsity-train, threshold, remove channels, recalibrate, fine-tune, optionally threshold weights."""
-    opts = options(cfg.options)
+    opts = cfg.settings_as(SlimmingConfig)
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     _need_batchnorm(model)
@@ -171,7 +124,7 @@ def _importance() -> Any:
     return tp.importance.BNScaleImportance(normalizer=None)
 
 
-def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimOptions,
+def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimmingConfig,
                        ctx: PruneContext) -> dict[str, Any]:
     from compressor.train import fit
 

@@ -13,8 +13,6 @@ least one unit.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -22,45 +20,31 @@ from compressor.errors import UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.unstructured import layers as L
-
-DEFAULTS: dict[str, Any] = {"stat": "relu", "threshold": None, "skip_last": True}
-STATS = ("relu", "abs")
+from compressor.pruning.unstructured.settings import ActivationConfig
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Score units by mean activation and mask the weakest rows, ``cfg.steps`` times."""
-    opts = _options(cfg)
+    opts = cfg.settings_as(ActivationConfig)
     if ctx.train is None:
         raise UsageError("method 'activation' needs calibration data", "add --data fashion-mnist")
     layers = L.select_layers(handle, cfg)
     x, _ = ctx.train.take(cfg.calib_samples, cfg.seed)
     report = MethodReport(notes=[L.SPEED_NOTE])
     for step in range(1, cfg.steps + 1):
-        means, order = mean_activations(handle.module, layers, x, opts["stat"])
-        prunable = [(n, m) for n, m in layers if n in means and not (opts["skip_last"] and n == order[-1])]
+        means, order = mean_activations(handle.module, layers, x, opts.stat)
+        prunable = [(n, m) for n, m in layers if n in means and not (opts.skip_last and n == order[-1])]
         fraction = unit_fraction(layers, prunable, (cfg.sparsity or 0.0) * step / cfg.steps)
-        removed = _prune_units(handle, prunable, means, fraction, opts["threshold"])
+        removed = _prune_units(handle, prunable, means, fraction, opts.threshold)
         tuned = L.finetune(handle, ctx, cfg.finetune_epochs)
         figures = L.base_figures(handle, layers)
         report.steps.append({"step": step, "units_removed": removed, "sparsity": figures["layer_sparsity"],
                              **({"val_accuracy": tuned["val_accuracy"]} if tuned else {})})
         ctx.log(f"activation step {step}: removed {removed} units, sparsity {figures['layer_sparsity']:.4f}")
     report.figures = {**L.base_figures(handle, layers), "units_removed": sum(s["units_removed"] for s in report.steps)}
-    if opts["skip_last"]:
+    if opts.skip_last:
         report.notes.append(f"output layer '{order[-1]}' kept whole (--opt skip_last=false prunes it)")
     return report
-
-
-def _options(cfg: PruneConfig) -> dict[str, Any]:
-    opts = L.parse_options(cfg.options, DEFAULTS, cfg.method)
-    if opts["stat"] not in STATS:
-        raise UsageError(f"unknown stat '{opts['stat']}'", f"valid: {', '.join(STATS)}")
-    if opts["threshold"] is not None:
-        try:
-            opts["threshold"] = float(opts["threshold"])
-        except (TypeError, ValueError):
-            raise UsageError(f"--opt threshold expects a number, got '{opts['threshold']}'") from None
-    return opts
 
 
 def unit_stat(y: torch.Tensor, conv: bool, stat: str) -> tuple[torch.Tensor, int]:

@@ -1,4 +1,4 @@
-"""What every masked method shares: layer selection, method options, installing masks, notes.
+"""What every masked method shares: layer selection, installing masks, notes.
 
 Masks live in ``handle.masks`` (parameter name -> bool tensor of KEPT weights); the training loop
 keeps masked weights and their gradients at zero, and the artifact stores them.
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from compressor import registry
-from compressor.errors import UsageError, closest
+from compressor.errors import UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import PruneConfig, parse_nm
 from compressor.pruning.batchnorm import batchnorms
@@ -79,30 +79,6 @@ def check_nm(layers: list[tuple[str, nn.Module]], cfg: PruneConfig) -> tuple[int
             raise UsageError(f"--nm {cfg.nm}: layer '{name}' has {width} inputs per row, not "
                              f"divisible by {m}", f"skip it with --ignore '{name}' or use --layers linear")
     return n, m
-
-
-def parse_options(options: dict[str, Any], defaults: dict[str, Any], method: str) -> dict[str, Any]:
-    """``cfg.options`` merged over ``defaults``; unknown keys name the closest valid one."""
-    out = dict(defaults)
-    for key, value in options.items():
-        if key not in defaults:
-            near = closest(key, defaults)
-            hint = f"did you mean '{near}'? " if near else ""
-            raise UsageError(f"unknown option '{key}' for method '{method}'",
-                             f"{hint}valid: {', '.join(sorted(defaults)) or 'none'}")
-        out[key] = _coerce(key, value, defaults[key])
-    return out
-
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    if default is None or isinstance(value, type(default)) and not isinstance(value, bool):
-        return value
-    try:
-        if isinstance(default, bool):
-            return str(value).lower() in ("1", "true", "yes", "on")
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"option '{key}' expects {type(default).__name__}, got '{value}'") from None
 
 
 @torch.no_grad()

@@ -1,9 +1,10 @@
 """Lottery ticket (Frankle & Carbin, ICLR 2019; OpenLTH): iterative magnitude pruning with rewinding.
 
-Each round trains the masked network, removes ``--opt rate`` (20%) of the remaining weights by
-one global |W| ranking, and rewinds the surviving weights to the rewind point: the initial weights
-theta_0, or (``--opt rewind_steps=K``) the weights after K training batches from theta_0. The
-rounds needed for ``--sparsity`` are run (remaining = 0.8^n, the last round trimmed to the target),
+Each round trains the masked network, removes ``rate`` of the remaining weights by one global
+|W| ranking, and rewinds the surviving weights to the rewind point: the initial weights theta_0,
+or (``--opt rewind_steps=K``) the weights after K training batches from theta_0 (both settings:
+:class:`~compressor.pruning.unstructured.settings.LotteryConfig`). The rounds needed for
+``--sparsity`` are run (remaining = (1 - rate)^n, the last round trimmed to the target),
 else ``--steps`` rounds. The ticket is trained once more; the control trains the same masks from a
 fresh random initialisation (seed + 1), and both accuracies are reported so the user sees whether
 the ticket wins. An artifact does not carry its initial weights, so theta_0 is a re-initialisation
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -26,15 +26,12 @@ from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.unstructured import layers as L
 from compressor.pruning.unstructured.magnitude import magnitude_masks
-
-DEFAULTS: dict[str, Any] = {"rate": 0.2, "rewind_steps": 0}
+from compressor.pruning.unstructured.settings import LotteryConfig
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Train, prune 20% of the rest, rewind; repeat; then ticket vs random re-init control."""
-    opts = L.parse_options(cfg.options, DEFAULTS, cfg.method)
-    if not 0 < opts["rate"] < 1 or opts["rewind_steps"] < 0:
-        raise UsageError("lottery needs 0 < rate < 1 and rewind_steps >= 0", "e.g. --opt rate=0.2")
+    opts = cfg.settings_as(LotteryConfig)
     if ctx.finetune is None:
         raise UsageError("method 'lottery' trains the network and needs --data", "add --data fashion-mnist")
     layers = L.select_layers(handle, cfg)
@@ -43,15 +40,15 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if handle.source_kind != "reference":
         reinitialise(handle.module, cfg.seed)
     _apply_masks(handle)
-    rewind = _rewind_point(handle, cfg, ctx, opts["rewind_steps"])
-    for rnd, target in enumerate(round_targets(cfg.sparsity, cfg.steps, opts["rate"]), 1):
+    rewind = _rewind_point(handle, cfg, ctx, opts.rewind_steps)
+    for rnd, target in enumerate(round_targets(cfg.sparsity, cfg.steps, opts.rate), 1):
         ctx.finetune(handle, epochs)
         L.install_masks(handle, magnitude_masks(layers, target, "global"))
         _load(handle, rewind)
         report.steps.append({"round": rnd, "sparsity": L.base_figures(handle, layers)["layer_sparsity"]})
         ctx.log(f"lottery round {rnd}: sparsity {report.steps[-1]['sparsity']:.4f}, rewound")
     report.figures = {**L.base_figures(handle, layers), **_ticket_vs_control(handle, cfg, ctx, epochs)}
-    report.figures.update(rounds=len(report.steps), rewind_steps=opts["rewind_steps"])
+    report.figures.update(rounds=len(report.steps), rewind_steps=opts.rewind_steps)
     return report
 
 

@@ -22,7 +22,6 @@ from compressor.pruning.unstructured.masks import global_masks, nm_mask, scoped_
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Mask the smallest weights of the selected layers; fine-tune if asked."""
-    L.parse_options(cfg.options, {}, cfg.method)
     layers = L.select_layers(handle, cfg)
     nm = L.check_nm(layers, cfg)
     L.install_masks(handle, magnitude_masks(layers, cfg.sparsity or 0.0, cfg.scope, nm))

@@ -5,31 +5,29 @@ For the d unpruned weights w of a group (``--scope row``: each neuron / output r
 layer, ``global``: all selected layers), the PQ index is I(w) = 1 - d^(1/q-1/p) ||w||_p / ||w||_q,
 the weights to keep r = d (1+eta_r)^(-q/(q-p)) (1-I)^(qp/(q-p)) and the weights to prune
 c = floor(d min(gamma (1 - r/d), beta)); the c smallest-magnitude unpruned weights go. This runs
-``--steps`` times with ``--finetune-epochs`` of fine-tuning after every step. Settings (``--opt``):
-p=0.5, q=1, eta_r=0, gamma=1, beta=0.9 (the paper's main ones). ``--sparsity``, when given, is a
+``--steps`` times with ``--finetune-epochs`` of fine-tuning after every step. p, q, eta_r, gamma
+and beta are :class:`~compressor.pruning.unstructured.settings.SapConfig` (``--opt``; defaults: the
+paper's main setting). ``--sparsity``, when given, is a
 ceiling: the last step is trimmed so the selected layers do not pass it, and the loop stops there.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from compressor.errors import UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.unstructured import layers as L
 from compressor.pruning.unstructured.masks import pq_index, prune_smallest, sap_amounts
-
-DEFAULTS = {"p": 0.5, "q": 1.0, "eta_r": 0.0, "gamma": 1.0, "beta": 0.9}
+from compressor.pruning.unstructured.settings import SapConfig
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """``cfg.steps`` rounds of adaptive pruning with fine-tuning in between; logs every step."""
-    opts = L.parse_options(cfg.options, DEFAULTS, cfg.method)
-    if not 0 < opts["p"] < opts["q"]:
-        raise UsageError(f"SAP needs 0 < p < q, got p={opts['p']}, q={opts['q']}", "e.g. --opt p=0.5 --opt q=1")
+    opts = cfg.settings_as(SapConfig)
     layers = L.select_layers(handle, cfg)
     report = MethodReport(notes=[L.SPEED_NOTE])
     for step in range(1, cfg.steps + 1):
@@ -42,14 +40,14 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
         if cfg.sparsity is not None and stats["sparsity"] >= cfg.sparsity - 1e-6:
             break
     report.figures = {**L.base_figures(handle, layers), "sap_steps": len(report.steps),
-                      "pq_index_final": report.steps[-1]["pq_index"], **opts}
+                      "pq_index_final": report.steps[-1]["pq_index"], **asdict(opts)}
     if cfg.sparsity is not None and report.figures["layer_sparsity"] < cfg.sparsity - 1e-3:
         report.notes.append(f"SAP's adaptive amount reached sparsity {report.figures['layer_sparsity']:.3f} "
                             f"< {cfg.sparsity} in {cfg.steps} steps: raise --steps or --opt gamma")
     return report
 
 
-def prune_step(handle: ModelHandle, layers: list, scope: str, opts: dict[str, float],
+def prune_step(handle: ModelHandle, layers: list, scope: str, opts: SapConfig,
                ceiling: float | None) -> dict[str, Any]:
     """One SAP step over the selected layers; masks installed, figures returned."""
     masks = L.weight_masks(handle, layers)
@@ -82,18 +80,18 @@ def group_ranges(layers: list, scope: str) -> list[tuple[int, int]]:
 
 
 def sap_step(magnitude: torch.Tensor, alive: torch.Tensor, ranges: list[tuple[int, int]],
-             opts: dict[str, float], budget: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+             opts: SapConfig, budget: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """Apply SAP's amounts to every group; ``budget`` caps the total pruned (scaled down evenly).
 
     Returns the new alive mask and: pq_index (over all alive weights), pq_index_mean (over
     groups), keep (sum of r), pruned (weights removed this step).
     """
-    p, q = opts["p"], opts["q"]
+    p, q = opts.p, opts.q
     amounts, indices, keep = [], [], 0.0
     for s, e in ranges:
         w = magnitude[s:e][alive[s:e]]
         index = pq_index(w, p, q)
-        r, c = sap_amounts(w.numel(), index, p, q, opts["eta_r"], opts["gamma"], opts["beta"])
+        r, c = sap_amounts(w.numel(), index, p, q, opts.eta_r, opts.gamma, opts.beta)
         amounts.append(c), indices.append(index)
         keep += r
     total = sum(amounts)

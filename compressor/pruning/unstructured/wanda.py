@@ -9,7 +9,8 @@ just before it runs, so later layers see the activations of the already-pruned e
 weight update. ``--scope global`` first gives every layer its own sparsity: a pass over the same
 samples scores the dense network, each layer's scores are divided by their mean, and one threshold
 over all of them sets how much of each layer goes (overall: ``--sparsity``; at most 99% of a
-layer); the sequential pass then prunes each layer to its share, ranked per layer.
+layer); the sequential pass then prunes each layer to its share, ranked per layer (these choices:
+:class:`~compressor.pruning.unstructured.settings.WandaConfig`, ``--opt``).
 With ``--recalibrate-bn`` (the default on models with BatchNorm) the passes run with BatchNorm
 re-estimating its statistics from the calibration batch: each layer is then scored on inputs
 normalised for the pruned layers before it, and the model keeps those statistics (the trained ones
@@ -37,19 +38,12 @@ from compressor.pruning.unstructured.masks import (
     scoped_mask,
     wanda_scores,
 )
-
-# --scope global, chosen on the validation split (benchmarks/results/wanda_vs_magnitude_noft.md,
-# "Wanda with a global allocation"): scores divided by the layer's mean ("raw" spared early,
-# high-resolution convs and pruned late ones to the cap), each layer then ranked per layer (better
-# than per row either way)
-GLOBAL_NORMALIZE = "mean"
-GLOBAL_RANKING = "layer"
-MAX_LAYER_SPARSITY = 0.99
+from compressor.pruning.unstructured.settings import WandaConfig
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Calibrate, score and mask the selected layers in one forward pass; fine-tune if asked."""
-    L.parse_options(cfg.options, {}, cfg.method)
+    opts = cfg.settings_as(WandaConfig)
     layers = L.select_layers(handle, cfg)
     nm = L.check_nm(layers, cfg)
     if ctx.train is None:
@@ -58,8 +52,8 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     sparsity, recal = cfg.sparsity or 0.0, L.recalibrates_bn(handle, cfg)
     allocation = None
     if cfg.scope == "global" and not nm:  # N:M fixes every row's share: scope does not apply
-        allocation = dense_allocation(handle, layers, x, sparsity, recal)
-    scope = GLOBAL_RANKING if allocation else "layer" if cfg.scope == "layer" else "row"
+        allocation = dense_allocation(handle, layers, x, sparsity, recal, opts)
+    scope = opts.global_ranking if allocation else "layer" if cfg.scope == "layer" else "row"
     missed, bn_layers = prune_in_forward(handle, layers, x, allocation or sparsity, scope, nm, recal)
     report = MethodReport(figures=L.base_figures(handle, layers), notes=[L.SPEED_NOTE])
     label = "nm" if nm else f"global-{scope}" if allocation else scope
@@ -90,7 +84,7 @@ def allocation_note(allocation: dict[str, float], ranking: str) -> str:
 
 
 def dense_allocation(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x: torch.Tensor,
-                     sparsity: float, recalibrate_bn: bool) -> dict[str, float]:
+                     sparsity: float, recalibrate_bn: bool, opts: WandaConfig) -> dict[str, float]:
     """Each layer's sparsity from one threshold over the Wanda scores of the dense network.
 
     Layers the forward pass does not reach get ``sparsity`` itself (they are pruned by |W|).
@@ -98,7 +92,8 @@ def dense_allocation(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x
     scores: dict[str, torch.Tensor] = {}
     missed, _ = each_layer_once(handle, layers, x, recalibrate_bn,
                                 lambda name, mod, inp: scores.__setitem__(name, layer_scores(mod, inp)))
-    allocation = global_allocation(scores, sparsity, GLOBAL_NORMALIZE, MAX_LAYER_SPARSITY) if scores else {}
+    allocation = (global_allocation(scores, sparsity, opts.global_normalize, opts.max_layer_sparsity)
+                  if scores else {})
     allocation.update({name: sparsity for name in missed})
     return {name: allocation[name] for name, _ in layers}
 
