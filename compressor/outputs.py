@@ -117,6 +117,6 @@ def check_kept(before: dict[str, list[int]], after: dict[str, list[int]], allowe
         more = f" (and {len(refused) - 1} more: {', '.join(list(refused)[1:])})" if len(refused) > 1 else ""
         hint = (f"--ignore the layers that make it, or let it change with --allow-output-change {name}"
                 if name in before and name in after else "the model must return the same structure")
-        raise UnsupportedError(f"pruning changed output '{name}' from {change}{more}; nothing written", hint)
+        raise UnsupportedError(f"pruning changed output '{name}': {change}{more}; nothing written", hint)
     return [f"output '{n}' changed {c} (--allow-output-change)" for n, c in changed.items()]
 

@@ -415,8 +415,9 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[s
 
 def _output_reasons(model: nn.Module, example: Any, allow: set[str]) -> dict[str, str]:
     """Layers kept because they make an output not in ``allow``; when the graph ties no layer to
-    any output, the last conv/linear executed (the classifier head)."""
-    makers = output_makers(model, example)
+    any output, or for a restricted architecture (pruned block by block, never traced whole), the
+    last conv/linear executed (the classifier head)."""
+    makers = output_makers(model, example) if restriction(model) is None else {}
     if not makers:
         names = {m: n for n, m in model.named_modules()}
         return {names[m]: HEAD_REASON for m in output_layers(model, example)}
