@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from compressor.errors import UnsupportedError, unknown_name
+from compressor.errors import UnsupportedError, first_line, unknown_name
 
 SINGLE = "output"
 
@@ -78,16 +78,22 @@ def shapes(out: Any) -> dict[str, list[int]]:
 
 
 def model_shapes(model: Any, example: Any) -> dict[str, list[int]]:
-    """Output name -> shape of one eval-mode forward pass of ``model`` on ``example``."""
+    """Output name -> shape of one eval-mode forward pass of ``model`` on ``example``; a failure on
+    this input shape is exit 3 with the fix."""
     import torch
 
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return shapes(model(*example) if isinstance(example, tuple) else model(example))
+            out = model(*example) if isinstance(example, tuple) else model(example)
+    except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
+        shape = tuple(getattr(example, "shape", ()))
+        raise UnsupportedError(f"the model's forward pass fails on input shape {shape}: {first_line(exc, 160)}",
+                               "pass the right --input-shape, e.g. 1,3,224,224") from None
     finally:
         model.train(was_training)
+    return shapes(out)
 
 
 def changes(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, str]:

@@ -164,3 +164,41 @@ def test_parity_rows_carry_the_output_names():
     result = parity.check(reference, candidate, inputs, None, 1e-3, 1e-5, ["seg", "aux"])
     assert [(r["name"], r["passed"]) for r in result.outputs] == [("seg", True), ("aux", False)]
     assert result.outputs[1]["max_abs_error"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- torchvision segmentation and video
+
+
+def test_segmentation_prune_export_parity_keeps_both_heads(tmp_path):
+    """deeplabv3_mobilenet_v3_large with 3 classes at 32x32: both classifier heads keep 3 channels,
+    the output shapes are unchanged and the ONNX graph passes parity on ``out`` and ``aux``."""
+    from compressor.api import ExportConfig, PruneConfig, export, prune
+    from compressor.api.common import ModelSpec
+
+    spec = ModelSpec("torchvision:deeplabv3_mobilenet_v3_large", arch_kwargs={"num_classes": 3},
+                     input_shape=(1, 3, 32, 32))
+    pruned, onnx_file = str(tmp_path / "seg.pt"), str(tmp_path / "seg.onnx")
+    result = prune(spec, PruneConfig("l1", ratio=0.3), pruned)
+    assert result.after["params"] < 0.85 * result.before["params"]
+    kept = " ".join(result.notes)
+    assert "makes output 'out': classifier.4" in kept and "makes output 'aux': aux_classifier.4" in kept
+    assert _shapes_at(pruned, (1, 3, 32, 32)) == {"out": [1, 3, 32, 32], "aux": [1, 3, 32, 32]}
+    done = export(pruned, ExportConfig(output=onnx_file, samples=2, exporter="torchscript", simplify=False))
+    assert [(row["name"], row["passed"]) for row in done.outputs] == [("out", True), ("aux", True)]
+
+
+@pytest.mark.slow
+def test_video_model_prunes_on_a_tiny_clip(tmp_path):
+    from compressor.api import PruneConfig, prune
+    from compressor.api.common import ModelSpec
+
+    spec = ModelSpec("torchvision:mc3_18", arch_kwargs={"num_classes": 4}, input_shape=(1, 3, 2, 16, 16))
+    result = prune(spec, PruneConfig("l1", ratio=0.3), str(tmp_path / "v.pt"))
+    assert result.after["params"] < 0.85 * result.before["params"]
+    assert _shapes_at(tmp_path / "v.pt", (1, 3, 2, 16, 16)) == {"output": [1, 4]}
+
+
+def _shapes_at(path, shape) -> dict[str, list[int]]:
+    from compressor.io.artifact import load_model
+
+    return outputs.model_shapes(load_model(str(path)).module, torch.randn(*shape))
