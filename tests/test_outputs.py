@@ -149,6 +149,10 @@ def test_export_names_every_output_and_checks_each(tmp_path):
         ["batch", 5, 32, 32], ["batch", 64]]
     info = invoke("info", onnx_file, "--json").json()
     assert info["outputs"] == {"seg": ["batch", 5, 32, 32], "aux": ["batch", 64]}
+    for model in (pruned, onnx_file):  # bench runs both backends on a model with two outputs
+        bench = invoke("bench", model, "--runs", "2", "--warmup", "0", "--min-time", "0", "--json")
+        assert bench.code == 0, bench.stderr
+        assert bench.json()["latency_ms_p50"] > 0
 
 
 def test_parity_rows_carry_the_output_names():
@@ -202,3 +206,18 @@ def _shapes_at(path, shape) -> dict[str, list[int]]:
     from compressor.io.artifact import load_model
 
     return outputs.model_shapes(load_model(str(path)).module, torch.randn(*shape))
+
+
+def test_a_task_row_can_keep_layers(monkeypatch):
+    """A row's ``keep`` patterns (for outputs the tracing cannot see) are never pruned."""
+    import dataclasses
+
+    from torchvision.models import resnet18
+
+    from compressor.io import zoo
+
+    row = dataclasses.replace(zoo.TASKS[0], keep={"resnet*": ("layer1.0.conv1",)})
+    monkeypatch.setattr(zoo, "TASKS", (row, *zoo.TASKS[1:]))
+    reasons = graph.ignored_layers(resnet18(num_classes=4), torch.randn(1, 3, 32, 32), [], ref="torchvision:resnet18")
+    assert reasons == {"fc": graph.HEAD_REASON, "layer1.0.conv1": "kept for its task (the torchvision model table)"}
+    assert "layer1.0.conv1" not in graph.ignored_layers(resnet18(num_classes=4), torch.randn(1, 3, 32, 32), [])

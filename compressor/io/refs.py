@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 from compressor import registry
-from compressor.errors import InputError, UnsupportedError, UsageError, unknown_name
+from compressor.errors import InputError, UnsupportedError, UsageError
 
 DEFAULT_IMAGE_SHAPE = (1, 3, 224, 224)
 

@@ -25,6 +25,7 @@ import torch_pruning as tp
 from torch import nn
 
 from compressor.errors import UnsupportedError, UsageError, first_line
+from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -393,8 +394,9 @@ HEAD_REASON = "classifier head (makes the outputs)"
 
 
 def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str],
-                   keep_residual: bool = False, allow: Iterable[str] = ()) -> dict[str, str]:
-    """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, residual stream).
+                   keep_residual: bool = False, allow: Iterable[str] = (), ref: str | None = None) -> dict[str, str]:
+    """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, the model
+    table's layers for the reference ``ref``, residual stream).
 
     Every layer whose output channels reach the channel dimension of a tensor the model returns is
     kept (:func:`output_makers`), unless that output is in ``allow`` (``--allow-output-change``).
@@ -407,6 +409,9 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[s
     for m in matched_layers(model, patterns):
         if isinstance(m, PRUNABLE):
             reasons.setdefault(names[m], "--ignore pattern")
+    for m in matched_layers(model, zoo.kept_layers(ref)):
+        if isinstance(m, PRUNABLE):
+            reasons.setdefault(names[m], "kept for its task (the torchvision model table)")
     if keep_residual:
         for name in residual_layers(model, example):
             reasons.setdefault(name, "residual stream (--keep-residual)")

@@ -51,7 +51,8 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     if cfg.budget is not None:
         raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
                          "the model", "drop --dry-run (the report lists every layer's widths)")
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
     ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
         taken = graph.capped_global_plan(model, example, lambda: importance(cfg.method, cfg.seed),
@@ -74,7 +75,8 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:
