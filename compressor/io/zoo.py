@@ -11,9 +11,8 @@ and kwargs of all matching patterns are merged. Adding a task is adding a row.
 Shapes come from the transforms and evaluation clips of torchvision's published weights:
 segmentation is evaluated at 520x520 (any size of at least 1x1 runs); the ResNet-3D family
 (r3d_18, mc3_18, r2plus1d_18) on 16-frame 112x112 clips (any size runs); s3d, MViT and Swin3D
-on 224x224 crops, 16 frames here (s3d needs at least 14 frames and 224x224; MViT exactly 16
-frames of 224x224, its position tables are sized for that; Swin3D is evaluated on 32-frame clips
-and runs on any).
+on 224x224 crops, 16 frames here (torchvision states minimums of 14 frames at 224x224 for s3d and
+16 frames at 224x224 for MViT; Swin3D is evaluated on 32-frame clips and runs on any).
 """
 
 from __future__ import annotations
