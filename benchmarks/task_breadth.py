@@ -7,6 +7,7 @@ with the parity check on every output. Results go to ``benchmarks/results/task_b
 
     PYTHONPATH=. python benchmarks/task_breadth.py                       # the default cases
     PYTHONPATH=. python benchmarks/task_breadth.py r3d_18 fcn_resnet50   # some of them
+    PYTHONPATH=. python benchmarks/task_breadth.py --table               # rebuild the table only
 """
 
 from __future__ import annotations
@@ -95,19 +96,23 @@ def table(rows: list[dict], command: str) -> str:
         lines.append(f"| {r['model']} | {'x'.join(map(str, r['input_shape']))} | {r['params_before']:,} -> "
                      f"{r['params_after']:,} | {outs} | {r['shapes_kept']} | {'; '.join(r['kept'])} | "
                      f"{r.get('exporter', '')} | {parity} | {r['seconds']} |")
+    missing = [n for n in CASES if n not in {r["model"] for r in rows}]
+    if missing:
+        lines += ["", f"Not in this run: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> None:
-    names = argv or list(CASES)
-    command = "PYTHONPATH=. python benchmarks/task_breadth.py" + "".join(f" {n}" for n in argv)
-    rows = []
-    for name in names:
-        row = run_one(name, CASES[name])
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    RESULTS.mkdir(exist_ok=True)
-    JSONL.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    command = "PYTHONPATH=. python benchmarks/task_breadth.py" + "".join(f" {n}" for n in argv if n != "--table")
+    if "--table" not in argv:
+        RESULTS.mkdir(exist_ok=True)
+        JSONL.write_text("")
+        for name in argv or list(CASES):
+            row = run_one(name, CASES[name])
+            print(json.dumps(row), flush=True)
+            with JSONL.open("a") as f:  # appended as each model finishes
+                f.write(json.dumps(row) + "\n")
+    rows = [json.loads(line) for line in JSONL.read_text().splitlines() if line.strip()]
     TABLE.write_text(table(rows, command))
 
 
