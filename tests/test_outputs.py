@@ -122,6 +122,14 @@ def test_target_keeps_every_output_shape(tmp_path):
     assert _shapes(out) == {"seg": [1, 5, 32, 32], "aux": [1, 64]}
 
 
+def test_slim_plan_keeps_the_layers_that_make_outputs():
+    """compress slim ranks BatchNorm scales through the same ignored set: its plan keeps both."""
+    r = invoke("slim", SEG_AUX, "--input-shape", SHAPE, "--data", "fashion-mnist", "--dry-run", "--json")
+    assert r.code == 0, r.stderr
+    kept = {row["group"]: row["status"] for row in r.json()["plan"] if row["status"].startswith("kept")}
+    assert kept == {"head": "kept: makes output 'seg'", "encoder.1.0": "kept: makes output 'aux'"}
+
+
 # ---------------------------------------------------------------- info, export, parity
 
 

@@ -105,7 +105,8 @@ def slim(
         cfg = SlimConfig(data=data, ratio=ratio, budget=budget, lam=lam, sparsity_epochs=sparsity_epochs,
                          finetune_epochs=finetune_epochs, lr=lr, finetune_schedule=finetune_schedule, sparsity_lr=sparsity_lr,
                          sparsity_optimizer=sparsity_optimizer, batch_size=batch_size, round_to=round_to,
-                         max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()), allow_output_change=tuple(allow_output_change or ()),
+                         max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
+                         allow_output_change=tuple(allow_output_change or ()),
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
