@@ -64,6 +64,14 @@ def run_one(name: str, shape: tuple[int, ...]) -> dict:
     return row
 
 
+def _others() -> list[str]:
+    """Segmentation and video models of the torchvision table that are not among the cases."""
+    from compressor.io import zoo
+
+    return [n for task in zoo.TASKS if task.package in ("segmentation", "video")
+            for n in zoo.models(task) if n not in CASES]
+
+
 def _example(shape: tuple[int, ...]):
     import torch
 
@@ -99,6 +107,7 @@ def table(rows: list[dict], command: str) -> str:
     missing = [n for n in CASES if n not in {r["model"] for r in rows}]
     if missing:
         lines += ["", f"Not in this run: {', '.join(missing)}."]
+    lines += ["", f"Not among the cases (heavier: 224x224 inputs or deeper backbones): {', '.join(_others())}."]
     return "\n".join(lines) + "\n"
 
 
