@@ -84,7 +84,7 @@ def conditions() -> str:
 
     return (f"torch {torch.__version__}, torchvision {torchvision.__version__}, Python "
             f"{platform.python_version()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-            f"load average at the end {os.getloadavg()[0]:.1f} (seconds are wall time under that load)")
+            f"load average {os.getloadavg()[0]:.1f} when the table was written (seconds are wall time on a machine shared with other jobs)")
 
 
 def table(rows: list[dict], command: str) -> str:
