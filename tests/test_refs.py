@@ -96,3 +96,26 @@ def test_unknown_zoo_name_points_to_the_other_zoo():
     assert result.code == 2 and "torchvision:vit_b_16" in result.stderr
     result = invoke("info", "resnet18")  # a bare name is read as a file first
     assert result.code == 2 and "torchvision:resnet18" in result.stderr
+
+
+def test_torchvision_tasks_build_with_their_input_shapes():
+    seg = refs.build("torchvision:lraspp_mobilenet_v3_large", {"num_classes": 3})
+    assert refs.default_input_shape("torchvision:lraspp_mobilenet_v3_large") == (1, 3, 520, 520)
+    assert set(seg.eval()(torch.randn(1, 3, 32, 32))) == {"out"}
+    fcn = refs.build("torchvision:fcn_resnet50", {"num_classes": 2})  # the published head layout: aux on
+    assert fcn.aux_classifier is not None
+    assert refs.build("torchvision:fcn_resnet50", {"aux_loss": False}).aux_classifier is None
+    assert refs.default_input_shape("torchvision:r3d_18") == (1, 3, 16, 112, 112)
+    assert refs.default_input_shape("torchvision:mvit_v2_s") == (1, 3, 16, 224, 224)
+    assert refs.default_input_shape("torchvision:inception_v3") == (1, 3, 299, 299)
+
+
+def test_torchvision_unknown_name_is_matched_across_tasks_and_quantized_is_refused():
+    from compressor.errors import UnsupportedError
+
+    with pytest.raises(UsageError) as err:
+        refs.build("torchvision:lraspp_mobilenet")
+    assert "did you mean torchvision:lraspp_mobilenet_v3_large" in err.value.one_line()
+    with pytest.raises(UnsupportedError, match="quantized classification") as err:
+        refs.build("torchvision:quantized_resnet18")
+    assert err.value.exit_code == 3 and "torchvision:resnet18" in err.value.hint

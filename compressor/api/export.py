@@ -62,7 +62,7 @@ def prepare(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None]):
     """Load the model, check its forward pass, and gather parity / calibration / test samples."""
     import torch
 
-    from compressor.export.onnx_export import forward_outputs
+    from compressor.export.onnx_export import forward_outputs, output_names
     from compressor.export.parity import make_inputs
     from compressor.export.pipeline import Inputs
 
@@ -70,10 +70,10 @@ def prepare(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None]):
     shape = tuple(handle.input_shape)
     gen = torch.Generator().manual_seed(cfg.seed)
     example = torch.randn((cfg.fixed_batch or 2, *shape[1:]), generator=gen)  # 2: no 0/1 specialising
-    forward_outputs(handle.module, example)
+    names = output_names(forward_outputs(handle.module, example))
     real, calib, test = _samples(cfg, cfg.data, shape) if cfg.data else (None, None, None)
     count = max(cfg.samples, cfg.fixed_batch or 0)
-    return Inputs(handle, example, make_inputs(shape, count, cfg.seed, real), calib, test, log)
+    return Inputs(handle, example, make_inputs(shape, count, cfg.seed, real), calib, test, names, log)
 
 
 def _samples(cfg: ExportConfig, data: str, shape: tuple[int, ...]):

@@ -10,7 +10,8 @@ from compressor.api.common import ModelSpec, as_spec
 
 @dataclass(frozen=True)
 class InfoResult:
-    """Figures of one model file."""
+    """Figures of one model file; ``outputs``: output name (:mod:`compressor.outputs`) -> shape on
+    the input shape (ONNX: as the graph declares it, ``batch`` for a dynamic axis)."""
 
     path: str
     kind: str
@@ -22,6 +23,7 @@ class InfoResult:
     size_bytes: int
     compressed_bytes: int
     input_shape: list[int]
+    outputs: dict[str, list[Any]] = field(default_factory=dict)
     layers: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -45,6 +47,7 @@ def info(model: ModelSpec | str) -> InfoResult:
     if spec.format is not None:
         return InfoResult(path=spec.path, **spec.reader().describe(spec.path))
     from compressor.io.integrity import VERIFIED
+    from compressor.outputs import model_shapes
     from compressor.stats import ESTIMATE_NOTE, MASK_NOTE, compressed_is_estimate, layer_table, model_figures
 
     handle = spec.load()
@@ -54,7 +57,7 @@ def info(model: ModelSpec | str) -> InfoResult:
     notes += [ESTIMATE_NOTE] * (source is not None and compressed_is_estimate(figures["size_bytes"]))
     return InfoResult(
         path=spec.path, kind=handle.source_kind, ref=handle.ref, **figures,
-        input_shape=list(handle.input_shape), layers=layer_table(handle.module),
+        input_shape=list(handle.input_shape), outputs=model_shapes(handle.module, handle.example_input()), layers=layer_table(handle.module),
         history=handle.history, metrics=handle.metrics, masked_layers=len(handle.masks),
         integrity=VERIFIED if handle.verified else "no digest", notes=notes)
 

@@ -67,6 +67,10 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
 
     torch.manual_seed(cfg.seed)  # a reference (sample:mlp) starts from the same init every run/rank
     handle = model.load()
+    from compressor import outputs
+
+    shapes = outputs.model_shapes(handle.module, handle.example_input())
+    outputs.check_allowed(cfg.allow_output_change, list(shapes))
     impl = info.load()
     if dry_run:
         plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
@@ -77,12 +81,14 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
 
     assert output is not None  # checked above for every run that is not a dry run
     with distributed.process_group(device_kind(cfg.device)):  # fine-tuning trains with DDP under torchrun
-        return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input)
+        return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input, shapes)
 
 
 def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: str,
-           log, measure_input: bool) -> PruneResult:
-    """Measure, prune (and fine-tune), record; only rank 0 writes ``output`` under torchrun."""
+           log, measure_input: bool, shapes: dict[str, list[int]]) -> PruneResult:
+    """Measure, prune (and fine-tune), check every output kept its shape (``shapes``, unless
+    allowed to change), record; only rank 0 writes ``output`` under torchrun."""
+    from compressor import outputs
     from compressor.io.artifact import save_artifact
     from compressor.stats import file_sizes
     from compressor.train import distributed
@@ -97,6 +103,8 @@ def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: 
                      compressed=masked)
     widths_before = _widths(handle.module)
     report: MethodReport = impl.run(handle, cfg, ctx)
+    report.notes += outputs.check_kept(shapes, outputs.model_shapes(handle.module, handle.example_input()),
+                                       cfg.allow_output_change)
     after = measure(handle, ctx.test, sizes=False)
     handle.record("prune", cfg.method, _params(cfg), {**after, **report.figures})
     if distributed.is_main():

@@ -119,8 +119,24 @@ def render(r) -> None:
             table.add_row(label, str(value))
     out = console()
     out.print(table)
+    if len(r.outputs) > 1:
+        out.print(_outputs_table(r.outputs))
     for note in r.notes:
         out.print(f"note: {note}")
+
+
+def _outputs_table(rows: list[dict]):
+    """Parity per output: name, shape, errors, verdict."""
+    from rich.table import Table
+
+    table = Table(title="parity per output")
+    for col in ("output", "shape", "max abs error", "max rel error", "parity"):
+        table.add_column(col)
+    for i, row in enumerate(rows):
+        shape = "x".join(str(d) for d in row.get("shape", [])) or row.get("error", "")
+        table.add_row(row.get("name", str(i)), shape, _num(row.get("max_abs_error")) or "",
+                      _num(row.get("max_rel_error")) or "", "passed" if row.get("passed") else "FAILED")
+    return table
 
 
 def _pair(f: dict, a: str, b: str) -> str | None:

@@ -48,6 +48,8 @@ def _render(r) -> None:
                        ("file size", human_bytes(r.size_bytes)),
                        ("compressed (zlib)", human_bytes(r.compressed_bytes)),
                        ("input shape", "x".join(str(d) for d in r.input_shape)),
+                       ("outputs", ", ".join(f"{name} {'x'.join(str(d) for d in shape)}"
+                                             for name, shape in r.outputs.items())),
                        ("integrity", r.integrity)]:
         summary.add_row(key, value)
     out.print(summary)

@@ -74,6 +74,9 @@ def prune(
              "(faster on narrow streams, e.g. MobileNetV2).")] = P.keep_residual,
     ignore: Annotated[Optional[list[str]], typer.Option(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
+    allow_output_change: Annotated[Optional[list[str]], typer.Option(
+        help="Let this output's shape change (repeatable; compress info lists the names). Every other "
+             "output keeps its shape: the layers that make it are not pruned.")] = None,
     layers: Annotated[str, typer.Option(
         help="Masked methods: layer types (conv,linear) or name patterns to prune.")] = ",".join(P.layers),
     keep_first_last: Annotated[bool, typer.Option(
@@ -141,7 +144,7 @@ def prune(
             budget=budget_cli.budget(target_speedup, target_latency_ms, target_macs, target_params,
                                      target_size, profile, cost_cache, sensitivity),
             steps=steps, round_to=round_to, max_layer_ratio=max_layer_ratio, keep_residual=keep_residual,
-            ignore=tuple(ignore or ()),
+            ignore=tuple(ignore or ()), allow_output_change=tuple(allow_output_change or ()),
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
             keep_first_last=keep_first_last, data=data,
             calib_samples=calib_samples, recalibrate_bn=recalibrate_bn, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,

@@ -73,6 +73,9 @@ def slim(
         help="Keep channels joined by residual additions; prune only inside blocks.")] = S.keep_residual,
     ignore: Annotated[Optional[list[str]], typer.Option(
         help="Never prune modules whose name matches this pattern (repeatable).")] = None,
+    allow_output_change: Annotated[Optional[list[str]], typer.Option(
+        help="Let this output's shape change (repeatable; compress info lists the names). Every other "
+             "output keeps its shape: the layers that make it are not pruned.")] = None,
     weight_threshold: Annotated[float, typer.Option(
         help="After fine-tuning, zero weights with |w| below this (0: off).")] = S.weight_threshold,
     gamma_plot: Annotated[Optional[str], typer.Option(
@@ -103,6 +106,7 @@ def slim(
                          finetune_epochs=finetune_epochs, lr=lr, finetune_schedule=finetune_schedule, sparsity_lr=sparsity_lr,
                          sparsity_optimizer=sparsity_optimizer, batch_size=batch_size, round_to=round_to,
                          max_layer_ratio=max_layer_ratio, keep_residual=keep_residual, ignore=tuple(ignore or ()),
+                         allow_output_change=tuple(allow_output_change or ()),
                          weight_threshold=weight_threshold, gamma_plot=gamma_plot,
                          max_batches=max_batches, seed=seed, device=device)
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)

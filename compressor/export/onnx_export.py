@@ -21,6 +21,7 @@ from torch import nn
 from compressor import __version__, registry
 from compressor.errors import InputError, UnsupportedError, first_line, forward_failure
 from compressor.export import large
+from compressor.outputs import named_tensors
 
 INPUT_NAME = "input"
 
@@ -35,37 +36,34 @@ class Exported:
     program: Any = None  # torch.onnx.ONNXProgram (dynamo): its IR model is saved as files when large
 
 
-def forward_outputs(module: nn.Module, example: torch.Tensor) -> list[torch.Tensor]:
-    """Run one forward pass; a failure on this input shape is a bad-input error (exit 2)."""
+def forward_outputs(module: nn.Module, example: torch.Tensor) -> Any:
+    """Run one forward pass and return what it returns; a failure on this input shape is a
+    bad-input error (exit 2)."""
     try:
         with torch.no_grad():
             out = module(example)
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
         raise forward_failure(exc, tuple(example.shape), InputError) from None
-    return flatten_outputs(out)
+    named_tensors(out)  # a model that returns something other than tensors is refused here
+    return out
 
 
 def flatten_outputs(out: Any) -> list[torch.Tensor]:
-    """The tensors of a model output (a tensor, a tuple/list, a dict or a named tuple)."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        return [t for item in out for t in flatten_outputs(item)]
-    raise UnsupportedError(f"the model returns {type(out).__name__}, not tensors",
-                           "wrap it so forward returns a tensor or a tuple of tensors")
+    """The tensors of a model output (a tensor, a tuple/list, a dict, a named tuple, nested), in the
+    order of :func:`output_names`."""
+    return [t for _, t in named_tensors(out)]
 
 
-def output_names(count: int) -> list[str]:
-    """``output`` for one output, ``output_0..`` for several."""
-    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+def output_names(out: Any) -> list[str]:
+    """The names of a model output's tensors, from its structure (:mod:`compressor.outputs`):
+    ``output`` for one tensor, ``output_0..`` for a tuple, dict keys such as ``out`` and ``aux``."""
+    return [name for name, _ in named_tensors(out)]
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
                 exporter: str = "auto") -> Exported:
     """Export ``module`` traced on ``example``; ``dynamic`` makes the batch axis symbolic."""
-    names = output_names(len(forward_outputs(module, example)))
+    names = output_names(forward_outputs(module, example))
     errors: list[str] = []
     if exporter in ("auto", "dynamo"):
         try:

@@ -135,8 +135,9 @@ def ort_runner(session) -> Runner:
 
 
 def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int | None,
-          rtol: float, atol: float) -> Parity:
-    """Compare ``candidate`` with ``reference`` on ``inputs`` fed in the planned batch sizes."""
+          rtol: float, atol: float, names: Sequence[str] = ()) -> Parity:
+    """Compare ``candidate`` with ``reference`` on ``inputs`` fed in the planned batch sizes, every
+    output; ``names`` (the outputs' names, :mod:`compressor.outputs`) label the rows."""
     sizes = batch_plan(len(inputs), fixed)
     used = inputs[:sum(sizes)]
     expected = run_batches(reference, used, sizes)
@@ -154,6 +155,8 @@ def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int |
                "max_rel_error": float("inf"), "top1_agreement": None, "passed": False}
         return summarise([row], len(used), sizes)
     rows = [compare_output(e, g, rtol, atol) for e, g in zip(expected, got)]
+    if len(names) == len(rows):
+        rows = [{"name": name, **row} for name, row in zip(names, rows)]
     return summarise(rows, len(used), sizes)
 
 

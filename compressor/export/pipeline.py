@@ -38,6 +38,7 @@ class Inputs:
     parity_inputs: np.ndarray
     calib: np.ndarray | None = None
     test: Any = None  # Data (test split) for the accuracy change
+    output_names: list[str] = field(default_factory=list)  # the model's outputs, as the ONNX graph names them
     log: Callable[[str], None] = lambda line: None
 
 
@@ -68,7 +69,7 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
                "passed": False}
         return parity.summarise([row], 0, [])
     return parity.check(parity.torch_runner(inp.handle.module), candidate, inp.parity_inputs,
-                        cfg.fixed_batch, cfg.rtol, cfg.atol)
+                        cfg.fixed_batch, cfg.rtol, cfg.atol, inp.output_names)
 
 
 def _ort_or_none(model) -> parity.Runner | None:
@@ -301,7 +302,7 @@ def _sparse(model, inp: Inputs, cfg: ExportConfig, out: Outcome):
         return model
     candidate = _loads(result.model)
     check = parity.check(parity.ort_runner(session(model)), candidate, inp.parity_inputs,
-                         cfg.fixed_batch, cfg.rtol, cfg.atol) if candidate else None
+                         cfg.fixed_batch, cfg.rtol, cfg.atol, inp.output_names) if candidate else None
     smaller = len(result.model.SerializeToString()) < dense_size
     if check is None or not check.passed or not smaller:
         why = "not smaller" if check is not None and check.passed else "ONNX Runtime could not run it unchanged"
@@ -360,6 +361,7 @@ def describe(path: str) -> dict[str, Any]:
         params=fig["params"], nonzero_params=fig["nonzero_params"], sparsity=fig["sparsity"],
         macs=fig["macs"], size_bytes=fig["size_bytes"], compressed_bytes=fig["compressed_bytes"],
         input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
+        outputs={o["name"]: o["shape"] for o in fig["outputs"]},
         integrity=integrity.VERIFIED if integrity.ONNX_KEY in fig["metadata"] else "no digest",
         notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
         + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "

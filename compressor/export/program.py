@@ -52,7 +52,7 @@ def write(inputs: Inputs, cfg: ExportConfig, save: Save, load: Load) -> Outcome:
             with quiet():
                 runner = parity.torch_runner(load(saved, {}))
             result = parity.check(parity.torch_runner(inputs.handle.module), runner,
-                                  inputs.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol)
+                                  inputs.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol, inputs.output_names)
             gate(result, cfg, out, inputs, lambda: runner)
         atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
     out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,

@@ -1,6 +1,7 @@
 """Model references: one string names an architecture wherever a model is named.
 
-* ``torchvision:resnet18`` any torchvision classification model (random init);
+* ``torchvision:resnet18`` a torchvision classification, semantic segmentation or video
+  classification model (random init; :mod:`compressor.io.zoo` has the table per task);
 * ``sample:simple_cnn`` one of our sample models (``compress list``);
 * ``timm:NAME`` a timm model when timm is installed;
 * ``package.module:factory`` user code: a callable returning an ``nn.Module``.
@@ -21,7 +22,6 @@ from compressor import registry
 from compressor.errors import InputError, UnsupportedError, UsageError
 
 DEFAULT_IMAGE_SHAPE = (1, 3, 224, 224)
-_SPECIAL_SHAPES = {"inception_v3": (1, 3, 299, 299)}
 
 
 def parse_kwargs(text: str | None) -> dict[str, Any]:
@@ -67,9 +67,11 @@ def default_input_shape(ref: str | None) -> tuple[int, ...]:
     return source.input_shape(name) or DEFAULT_IMAGE_SHAPE
 
 
-def torchvision_shape(name: str) -> tuple[int, ...]:
-    """The input a torchvision model is made for (299x299 for inception_v3, else 224x224)."""
-    return _SPECIAL_SHAPES.get(name, DEFAULT_IMAGE_SHAPE)
+def torchvision_shape(name: str) -> tuple[int, ...] | None:
+    """The input a torchvision model is made for (its task's row in :mod:`compressor.io.zoo`)."""
+    from compressor.io import zoo
+
+    return zoo.input_shape(name)
 
 
 def sample_shape(name: str) -> tuple[int, ...]:
@@ -85,19 +87,14 @@ def torchvision_models() -> list[str]:
 
 
 def build_torchvision(name: str, kwargs: dict[str, Any]):
-    """A torchvision classification model with random weights."""
+    """A torchvision model of any task in :data:`compressor.io.zoo.TASKS`, with random weights;
+    the task's builder arguments apply unless ``kwargs`` sets them."""
     import torchvision
 
-    names = torchvision_models()
-    if name not in names:
-        raise unknown_model("torchvision classification model", name)
-    if name == "inception_v3":
-        kwargs.setdefault("init_weights", False)
-        kwargs.setdefault("aux_logits", False)
-    if name == "googlenet":
-        kwargs.setdefault("init_weights", False)
-        kwargs.setdefault("aux_logits", False)
-    return torchvision.models.get_model(name, weights=None, **kwargs)
+    from compressor.io import zoo
+
+    task = zoo.task_of(name)
+    return torchvision.models.get_model(name, weights=None, **{**task.builder_kwargs(name), **kwargs})
 
 
 def build_sample(name: str, kwargs: dict[str, Any]):

@@ -47,6 +47,9 @@ class PruneConfig:
         keep_residual: structured: never prune channels summed through residual additions, only
             the channels inside blocks (faster on narrow residual streams such as MobileNetV2's).
         ignore: fnmatch patterns of module names never pruned.
+        allow_output_change: structured: names of outputs (``compress info`` lists them: ``output``
+            for one tensor, dict keys such as ``aux``) whose shape pruning may change; every other
+            output keeps its shape (the layers that make it are not pruned, and a change is refused).
         layers: which layers a masked method touches: types ("conv", "linear") or name patterns.
         keep_first_last: masked methods: leave the model's first and last conv/linear layers in
             forward order (the stem or patch embedding and the classifier) dense, as the Wanda
@@ -87,6 +90,7 @@ class PruneConfig:
     max_layer_ratio: float = 0.9
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
+    allow_output_change: tuple[str, ...] = ()
     layers: tuple[str, ...] = ("conv", "linear")
     keep_first_last: bool = False
     data: str | None = None
@@ -266,6 +270,8 @@ class SlimConfig:
         gamma_plot: PNG path for the |gamma| histogram (None: no plot).
         max_batches: cap batches per epoch of both phases (smoke runs; sweeps split one epoch).
         keep_residual: keep channels joined by residual additions (prune inside blocks only).
+        allow_output_change: names of outputs whose shape slimming may change (see
+            :class:`PruneConfig`).
         device: where both phases train: auto (CUDA when present), cpu or cuda.
     """
 
@@ -284,6 +290,7 @@ class SlimConfig:
     max_layer_ratio: float = 0.9
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
+    allow_output_change: tuple[str, ...] = ()
     weight_threshold: float = SlimmingConfig.weight_threshold
     gamma_plot: str | None = SlimmingConfig.gamma_plot
     max_batches: int | None = SlimmingConfig.max_batches
@@ -300,7 +307,7 @@ class SlimConfig:
         ratio = SLIM_RATIO if self.ratio is None and self.budget is None else self.ratio
         return PruneConfig(method="slim", ratio=ratio, budget=self.budget, data=self.data, round_to=self.round_to,
                            max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
-                           ignore=self.ignore,
+                           ignore=self.ignore, allow_output_change=self.allow_output_change,
                            finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
                            finetune_schedule=self.finetune_schedule,
                            finetune_batches=self.max_batches,

@@ -2,8 +2,9 @@
 
 torch-pruning's ``DependencyGraph`` groups every tensor slice coupled to one output channel (the
 BatchNorm behind a conv, the next layer's inputs, residual partners, concatenations). This module
-builds that pruner for our configs, finds the classifier head (the last conv/linear executed, which
-produces the outputs) so it is never pruned, declares attention heads (torchvision
+builds that pruner for our configs, finds every layer whose output channels reach a tensor the model
+returns (the classifier head; both heads of a segmentation model; an encoder whose pooled
+features are returned) so that every output keeps its shape, declares attention heads (torchvision
 ``nn.MultiheadAttention``, our ``sample_models`` ``Attention`` with ``num_heads``/``head_dim``)
 and updates the attributes a forward pass reads (``head_dim``, ViT ``hidden_dim``) after pruning.
 Models whose parts cannot be pruned correctly are refused up front with the part named.
@@ -24,6 +25,8 @@ import torch_pruning as tp
 from torch import nn
 
 from compressor.errors import UnsupportedError, UsageError, first_line, forward_failure
+from compressor.io import zoo
+from compressor.outputs import SINGLE, named_tensors
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -384,21 +387,82 @@ def traceable_attention(model: nn.Module) -> Iterator[None]:
             del m.forward
 
 
+HEAD_REASON = "classifier head (makes the outputs)"
+
+
 def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str],
-                   keep_residual: bool = False) -> dict[str, str]:
-    """Module name -> why it is never pruned (classifier head, ``--ignore`` pattern, residual stream)."""
+                   keep_residual: bool = False, allow: Iterable[str] = (), ref: str | None = None) -> dict[str, str]:
+    """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, the model
+    table's layers for the reference ``ref``, residual stream).
+
+    Every layer whose output channels reach the channel dimension of a tensor the model returns is
+    kept (:func:`output_makers`), unless that output is in ``allow`` (``--allow-output-change``).
+    """
     names = {m: n for n, m in model.named_modules()}
-    reasons = {names[m]: "classifier head (makes the outputs)" for m in output_layers(model, example)}
+    reasons = _output_reasons(model, example, set(allow))
     for unit in units(model, example) if restriction(model) else []:
         for m in output_layers(unit.module, unit.example):
             reasons.setdefault(names[m], "sub-block output (its width is kept)")
     for m in matched_layers(model, patterns):
         if isinstance(m, PRUNABLE):
             reasons.setdefault(names[m], "--ignore pattern")
+    for m in matched_layers(model, zoo.kept_layers(ref)):
+        if isinstance(m, PRUNABLE):
+            reasons.setdefault(names[m], "kept for its task (the torchvision model table)")
     if keep_residual:
         for name in residual_layers(model, example):
             reasons.setdefault(name, "residual stream (--keep-residual)")
     return reasons
+
+
+def _output_reasons(model: nn.Module, example: Any, allow: set[str]) -> dict[str, str]:
+    """Layers kept because they make an output not in ``allow``; when the graph ties no layer to
+    any output, or for a restricted architecture (pruned block by block, never traced whole), the
+    last conv/linear executed (the classifier head)."""
+    makers = output_makers(model, example) if restriction(model) is None else {}
+    if not makers:
+        names = {m: n for n, m in model.named_modules()}
+        return {names[m]: HEAD_REASON for m in output_layers(model, example)}
+    reasons = {}
+    for layer, outputs in makers.items():
+        kept = [o for o in outputs if o not in allow]
+        if kept == [SINGLE]:
+            reasons[layer] = HEAD_REASON
+        elif kept:
+            reasons[layer] = f"makes output{'s' * (len(kept) > 1)} {', '.join(repr(o) for o in kept)}"
+    return reasons
+
+
+def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
+    """Layer name -> the outputs (:mod:`compressor.outputs` names) its output channels reach.
+
+    Traced through torch-pruning's dependency graph: a conv/linear makes an output when the group
+    of slices coupled to its output channels changes the returned tensor's channels (the tensor
+    is the layer's own output, or a BatchNorm, activation, pooling, concatenation or reshape of
+    it). A layer that only feeds the input channels of the layer making an output is not tied to it.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    returned: list[Any] = []
+    with traceable_attention(model), tracer_errors():
+        dg = tp.DependencyGraph().build_dependency(
+            model, example_inputs=example, verbose=False,
+            forward_fn=lambda m, x: m(*x) if isinstance(x, tuple) else m(x),
+            output_transform=lambda out: returned.append(out) or out)
+    by_grad_fn = {node.grad_fn: node for node in dg.module2node.values() if node.grad_fn is not None}
+    at_node: dict[Any, list[str]] = {}
+    for name, tensor in named_tensors(returned[0]) if returned else []:
+        node = by_grad_fn.get(tensor.grad_fn)
+        if node is not None:
+            at_node.setdefault(node, []).append(name)
+    found: dict[str, list[str]] = {}
+    for group in dg.get_all_groups(root_module_types=PRUNABLE):
+        outs = [dep.target for dep, _ in group if dg.is_out_channel_pruning_fn(dep.handler)]
+        reached = [o for node in outs for o in at_node.get(node, [])]
+        for node in outs if reached else []:
+            if isinstance(node.module, PRUNABLE) and node.module in names:
+                known = found.setdefault(names[node.module], [])
+                known += [o for o in dict.fromkeys(reached) if o not in known]
+    return found
 
 
 def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:

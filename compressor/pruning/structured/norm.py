@@ -51,8 +51,10 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     if cfg.budget is not None:
         raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
                          "the model", "drop --dry-run (the report lists every layer's widths)")
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
+                  allowed=cfg.allow_output_change)
     ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
         taken = graph.capped_global_plan(model, example, lambda: importance(cfg.method, cfg.seed),
@@ -75,8 +77,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
+                  allowed=cfg.allow_output_change)
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:

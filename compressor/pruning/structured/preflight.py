@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compressor import outputs
 from compressor.errors import UnsupportedError, UsageError, closest, first_line
 from compressor.pruning.structured import graph
 
@@ -88,7 +89,7 @@ def check_ignore_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
 
 
 def run(model: nn.Module, example: Any, ignored: Iterable[str], patterns: Iterable[str] = (), *,
-        round_to: int | None = None, seconds: float = PREFLIGHT_SECONDS) -> None:
+        round_to: int | None = None, allowed: Iterable[str] = (), seconds: float = PREFLIGHT_SECONDS) -> None:
     """Refuse (exit 3, or 2 for bad ``--ignore`` patterns) when the model cannot be pruned as asked.
 
     Args:
@@ -97,11 +98,14 @@ def run(model: nn.Module, example: Any, ignored: Iterable[str], patterns: Iterab
         ignored: qualified names of layers kept unpruned (heads, ``--ignore``, residual stream).
         patterns: the user's ``--ignore`` patterns (checked against the layer names).
         round_to: the channel multiple pruning will use.
+        allowed: outputs the user lets change shape (``--allow-output-change``).
         seconds: the time budget; past it the trial stops and pruning goes ahead.
     """
     check_ignore_patterns(model, patterns)
     ignored = list(ignored)
-    reference = _shapes(graph.run_forward(model, example))
+    allowed = set(allowed)
+    reference = {n: shape for n, shape in outputs.shapes(graph.run_forward(model, example)).items()
+                 if n not in allowed}
     kept = set(ignored)
     if not any(isinstance(m, graph.PRUNABLE) and n not in kept for n, m in model.named_modules()):
         raise UnsupportedError("the model has no layer structured pruning can cut (no conv or linear "
@@ -129,26 +133,8 @@ def _refuse(failure: str, culprit: str | None) -> None:
                            "method such as --method magnitude")
 
 
-def _shapes(out: Any) -> list[tuple[str, tuple[int, ...]]]:
-    """(path, shape) of every tensor in a model output (tensor, dict, list, tuple, nested)."""
-    found: list[tuple[str, tuple[int, ...]]] = []
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, torch.Tensor):
-            found.append((path or "output", tuple(value.shape)))
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{path}.{k}" if path else str(k))
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(v, f"{path}.{i}" if path else str(i))
-
-    walk(out, "")
-    return found
-
-
 def _trial(model: nn.Module, example: Any, ignored: list[str], round_to: int | None,
-           reference: list[tuple[str, tuple[int, ...]]], deadline: Deadline,
+           reference: dict[str, list[int]], deadline: Deadline,
            stop_after: Callable[[str], bool] | None) -> str | None:
     """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure, if any.
 
@@ -175,7 +161,7 @@ def _trial(model: nn.Module, example: Any, ignored: list[str], round_to: int | N
 
 
 def _locate(model: nn.Module, example: Any, ignored: list[str], round_to: int | None,
-            reference: list[tuple[str, tuple[int, ...]]], deadline: Deadline) -> str | None:
+            reference: dict[str, list[int]], deadline: Deadline) -> str | None:
     """The first group whose cut alone breaks the model (cuts applied one by one on a fresh copy)."""
     found: list[str] = []
 
@@ -187,7 +173,7 @@ def _locate(model: nn.Module, example: Any, ignored: list[str], round_to: int | 
     return found[0] if found else None
 
 
-def _runs(model: nn.Module, example: Any, reference: list[tuple[str, tuple[int, ...]]]) -> str | None:
+def _runs(model: nn.Module, example: Any, reference: dict[str, list[int]]) -> str | None:
     """None when ``model`` runs and returns outputs shaped like ``reference``; else what went wrong."""
     graph.sync_attributes(model)
     try:
@@ -198,12 +184,10 @@ def _runs(model: nn.Module, example: Any, reference: list[tuple[str, tuple[int, 
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the cut model is the finding
         return f"the forward pass fails after the cut ({type(exc).__name__}: {first_line(exc, 140)})"
-    shapes = _shapes(out)
-    for (path, before), (_, after) in zip(reference, shapes):
-        if before != after:
-            return f"output '{path}' changes shape from {list(before)} to {list(after)}"
-    if len(shapes) != len(reference):
-        return f"the model returns {len(shapes)} tensors after the cut, {len(reference)} before"
+    changed = outputs.changes(reference, {n: v for n, v in outputs.shapes(out).items() if n in reference})
+    if changed:
+        name, change = next(iter(changed.items()))
+        return f"output '{name}' changes shape: {change}"
     return None
 
 

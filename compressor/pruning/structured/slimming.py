@@ -68,8 +68,10 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     if cfg.budget is not None:
         raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
                          "the model", "drop --dry-run (the report lists every layer's widths)")
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
+                  allowed=cfg.allow_output_change)
     taken = graph.capped_global_plan(model, example, _importance, ratio=cfg.ratio,
                                      max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
                                      original=graph.out_widths(model))
@@ -84,8 +86,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     _need_batchnorm(model)
     if ctx.train is None:
         raise UsageError("slim needs training data", "add --data fashion-mnist")
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
+                  allowed=cfg.allow_output_change)
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])
