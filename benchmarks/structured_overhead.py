@@ -4,7 +4,11 @@ a bare script that imports torch, builds the model, prunes it with torch-pruning
 Both are timed as whole processes, interleaved (A B A B ...), median of ``--runs`` (default 5).
 Target: ours <= 1.2x bare.
 
-    PYTHONPATH=. python benchmarks/structured_overhead.py [--runs 5]
+    python -m benchmarks.structured_overhead [--runs 5]
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run structured_overhead   # -> benchmarks/results/structured_overhead.md
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         "# Overhead of `compress prune` over bare torch-pruning (ResNet-50, l1, ratio 0.5)\n\n"
-        f"Command: `PYTHONPATH=. python benchmarks/structured_overhead.py --runs {args.runs}` "
+        f"Command: `python -m benchmarks.structured_overhead --runs {args.runs}` "
         "(whole processes, interleaved, medians; shared 2-core machine).\n\n"
         f"| | median s | runs (s) |\n|---|---|---|\n"
         f"| compress prune | {row['ours_s_median']:.2f} | {', '.join(f'{v:.1f}' for v in ours)} |\n"
