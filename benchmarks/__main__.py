@@ -9,6 +9,7 @@ adds the study's smoke-run arguments and writes into a temporary folder instead 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -43,6 +44,16 @@ def listing() -> str:
     return "\n".join(lines)
 
 
+def listing_json() -> str:
+    """The registry as one JSON document: studies, modules, configurations, results, arguments."""
+    return json.dumps([{"name": s.name, "module": f"benchmarks.{s.module}", "description": s.description,
+                        "configs": [{"name": name, "result": cfg.result, "args": list(cfg.args),
+                                     "quick": None if cfg.quick is None else list(cfg.quick),
+                                     "command": runner_command(s, name)}
+                                    for name, cfg in s.configs.items()]}
+                       for s in STUDIES], indent=1)
+
+
 def _state(cfg: Config) -> str:
     marks = [] if (ROOT / cfg.result).exists() else ["not run yet"]
     marks += ["--quick"] if cfg.quick is not None else []
@@ -66,14 +77,15 @@ def run(name: str, config: str | None, quick: bool, extra: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="every study, its configurations and result files")
+    list_parser = sub.add_parser("list", help="every study, its configurations and result files")
+    list_parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     run_parser = sub.add_parser("run", help="run one study configuration")
     run_parser.add_argument("name", choices=[s.name for s in STUDIES], metavar="NAME")
     run_parser.add_argument("--config", help="a configuration name (default: the study's first)")
     run_parser.add_argument("--quick", action="store_true", help="a small smoke run into a temporary folder")
     args, extra = parser.parse_known_args(argv)
     if args.action == "list":
-        print(listing())
+        print(listing_json() if args.json else listing())
         return 0
     if extra[:1] == ["--"]:
         extra = extra[1:]

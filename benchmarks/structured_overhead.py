@@ -43,8 +43,9 @@ def timed(cmd: list[str], env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
+    parser.add_argument("--out", type=Path, default=root / "benchmarks" / "results" / "structured_overhead.md")
+    args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare.py"
@@ -60,8 +61,8 @@ def main() -> None:
            "ours_s": ours, "bare_s": plain}
     row["ratio"] = row["ours_s_median"] / row["bare_s_median"]
     print(json.dumps(row))
-    out = root / "benchmarks" / "results" / "structured_overhead.md"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         "# Overhead of `compress prune` over bare torch-pruning (ResNet-50, l1, ratio 0.5)\n\n"
         f"Command: `python -m benchmarks.structured_overhead --runs {args.runs}` "

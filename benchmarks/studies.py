@@ -190,7 +190,7 @@ STUDIES: tuple[Study, ...] = (
     Study("sparse_storage", "sparse_storage",
           "artifact size of masked models: dense file against compact sparse storage", {
               "samples": Config(_r("sparse_storage.md"), ("--out", "{results}/sparse_storage"),
-                                ("--models", "mlp", "--sparsities", "0.9")),
+                                ("--models", "mlp", "--sparsities", "0", "0.9")),
           }),
     Study("structured_accuracy", "structured_accuracy",
           "accuracy of trained sample models pruned at ratio 0.5 (l1, slim) with <= 3 epochs after the cut", {
@@ -216,7 +216,8 @@ STUDIES: tuple[Study, ...] = (
           }),
     Study("structured_overhead", "structured_overhead",
           "a whole `compress prune` process against a bare torch-pruning script (resnet50, l1 0.5)", {
-              "resnet50": Config(_r("structured_overhead.md"), ("--runs", "5"), ("--runs", "1")),
+              "resnet50": Config(_r("structured_overhead.md"),
+                                 ("--runs", "5", "--out", "{results}/structured_overhead.md"), ("--runs", "1")),
           }),
     Study("structured_speed", "structured_speed",
           "theoretical MAC reduction against measured ONNX Runtime CPU speed-up of l1 pruning", {
