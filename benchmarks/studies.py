@@ -249,7 +249,7 @@ STUDIES: tuple[Study, ...] = (
                   "--round-to", "32", "16", "--keep-residual", "on", "--rounds", "12", "--spin", "--block", "50"),
           }),
     Study("sweep_report", "sweep_report",
-          "Markdown tables from a `compress sweep` folder (the sweeps benchmarks/RESULTS.md quotes)", {
+          "Markdown tables from a `compress sweep` folder (the sweeps results/pruning_studies_sweep.md quotes)", {
               "simple_cnn": Config(_r("sweep_simple_cnn/points.csv"), (_r("sweep_simple_cnn"),)),
               "simple_cnn_level0965": Config(_r("sweep_simple_cnn_965/points.csv"), (_r("sweep_simple_cnn_965"),)),
               "vgg_bn_slim": Config(_r("sweep_vgg_bn_slim/points.csv"), (_r("sweep_vgg_bn_slim"),)),

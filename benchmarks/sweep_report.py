@@ -1,4 +1,4 @@
-"""Markdown tables from a ``compress sweep`` folder (what benchmarks/RESULTS.md quotes).
+"""Markdown tables from a ``compress sweep`` folder (what results/pruning_studies_sweep.md quotes).
 
     python -m benchmarks.sweep_report SWEEP_DIR            # tables on stdout
     python -m benchmarks.sweep_report SWEEP_DIR --copy DEST  # + copy csv/json/png/yaml
