@@ -1,7 +1,8 @@
 """``python -m benchmarks list`` and ``python -m benchmarks run NAME [--config CFG] [--quick] [ARGS...]``.
 
 Run from the repository root. ``run`` starts ``python -m benchmarks.MODULE`` with the configuration's
-arguments, then ARGS (passed through, so a later option overrides the configuration's). ``--quick``
+arguments, then ARGS (passed through, so a later option overrides the configuration's; put ``--``
+before ARGS that the runner has too, e.g. ``run sparse_storage -- --help``). ``--quick``
 adds the study's smoke-run arguments and writes into a temporary folder instead of
 ``benchmarks/results``, so a smoke run never replaces a recorded result.
 """
