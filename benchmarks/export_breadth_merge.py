@@ -9,7 +9,7 @@ A later file's row replaces an earlier file's row for the same model (the re-run
 default --max-params, the seeded re-run of the failures, the two models over 2 GiB). Every replaced row is
 listed under the table, so nothing measured disappears.
 
-Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run export_breadth_merge                   # -> benchmarks/results/export_breadth_all.md
     python -m benchmarks run export_breadth_merge --config pruned   # -> benchmarks/results/export_breadth_pruned_all.md

@@ -4,7 +4,7 @@ reproduces what a deployed session sees. Each model runs 30 warm-up + 300 timed 
 
     python -m benchmarks.lone_sessions dense.onnx pruned.onnx
 
-Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run lone_sessions   # -> benchmarks/results/structured_speed_layer.md
 """

@@ -5,7 +5,7 @@ none for the sparsity phase), which is why these rows differ a little from struc
 
     python -m benchmarks.slim_variants --sp-opt sgd --sp-lr 0.01 --sp-wd 5e-4 --cap 0.5 --ft-epochs 2
 
-Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run slim_variants   # -> benchmarks/results/slim_variants.jsonl
 """

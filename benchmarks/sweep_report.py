@@ -6,7 +6,7 @@
 Reads SWEEP_DIR/sweep.json and SWEEP_DIR/points/*.json (per-step seconds). Prints: accuracy per
 method and level, the accuracy-vs-sparsity frontier, robustness per level, time per method and step.
 
-Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run sweep_report                                 # -> benchmarks/results/sweep_simple_cnn/points.csv
     python -m benchmarks run sweep_report --config simple_cnn_level0965   # -> benchmarks/results/sweep_simple_cnn_965/points.csv

@@ -5,7 +5,7 @@ threads times in blocks after a settle (docs/bench.md).
 
     python -m benchmarks.switch_profile A.onnx B.onnx [--block 10] [--rounds 40]
 
-Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run switch_profile   # -> benchmarks/results/switch_profile.md
 """

@@ -9,7 +9,7 @@ the choice does not tune on the test set. Rows: results/wanda_global_variants_va
     python -m benchmarks.wanda_global_variants resnet_small,vgg_bn,tiny_vit,mlp,simple_cnn \
         benchmarks/results/wanda_global_variants_val.jsonl
 
-Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run wanda_global_variants   # -> benchmarks/results/wanda_global_variants_val.jsonl
 """
