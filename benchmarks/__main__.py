@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -86,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--quick", action="store_true", help="a small smoke run into a temporary folder")
     args, extra = parser.parse_known_args(argv)
     if args.action == "list":
-        print(listing_json() if args.json else listing())
+        try:
+            print(listing_json() if args.json else listing(), flush=True)
+        except BrokenPipeError:  # `| head`: the reader left; stop quietly (Python's documented way)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if extra[:1] == ["--"]:
         extra = extra[1:]
