@@ -17,9 +17,15 @@ minima and the run-by-run ratio show whether a miss is machine noise or compress
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/bench_quality.py --out benchmarks/results/bench_quality
+    python -m benchmarks.bench_quality --out benchmarks/results/bench_quality
 
 Writes ``OUT.json`` (every number) and ``OUT.md`` (the summary), atomically.
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run bench_quality                                  # -> benchmarks/results/bench_quality.md
+    python -m benchmarks run bench_quality --config resnet_small            # -> benchmarks/results/bench_quality_resnet_small.md
+    python -m benchmarks run bench_quality --config resnet_small_mintime8   # -> benchmarks/results/bench_quality_resnet_small_mintime8.md
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def export(ref: str, path: Path) -> Path:
@@ -155,7 +160,7 @@ def summarize(rows: dict[str, list[tuple[float, float]]], ratios: list[float],
         "machine": {"cpus": os.cpu_count(), "load_avg_1_5_15_start": load_start,
                     "load_avg_1_5_15_end": os.getloadavg(),
                     "platform": platform.platform(), "python": platform.python_version()},
-        "command": "PYTHONPATH=. python " + shlex.join(sys.argv),
+        "command": "python -m benchmarks.bench_quality " + shlex.join(sys.argv[1:]),
     }
 
 

@@ -8,7 +8,11 @@ compressed file shrinks, the latency does not.
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/bench_sparse_latency.py --out benchmarks/results/sparse_latency
+    python -m benchmarks.bench_sparse_latency --out benchmarks/results/sparse_latency
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run sparse_latency   # -> benchmarks/results/sparse_latency.md
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 TRAINED = ROOT / "sample_models" / "simple_cnn.pt"
 
 
@@ -84,7 +87,7 @@ def main() -> None:
                                                           dense, args.min_time)})
             print(json.dumps(rows[-1]), file=sys.stderr)
     doc = {"model": args.model, "profile": "mobile", "min_time_s": args.min_time, "rows": rows,
-           "load_avg_1_5_15_end": os.getloadavg(), "command": "PYTHONPATH=. python " + shlex.join(sys.argv)}
+           "load_avg_1_5_15_end": os.getloadavg(), "command": "python -m benchmarks.bench_sparse_latency " + shlex.join(sys.argv[1:])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")

@@ -7,9 +7,13 @@ fresh process-wide run of the landing loop: the cost model (cached per model, pr
 measured interleaved with the dense one, the retries. One JSON line per case, then a Markdown table
 with the command, the machine's load average at the start and end, and the share of cases landed.
 
-    PYTHONPATH=. python benchmarks/budget_landing.py                         # 6 models x 1.5, 2 x mobile, edge
-    PYTHONPATH=. python benchmarks/budget_landing.py --models resnet18 --targets 1.5 --profiles mobile \\
-        --runs 20 --min-time 0.3 --out /tmp/landing_smoke                     # a quick smoke run
+    python -m benchmarks.budget_landing            # 6 models x 1.5, 2 x mobile, edge
+    python -m benchmarks.budget_landing --models resnet18 --targets 1.5 --profiles mobile \\
+        --runs 20 --min-time 0.3 --out OUT           # the --quick smoke run
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run budget_landing   # -> benchmarks/results/budget_landing.md
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def main() -> None:
     parser.add_argument("--fresh-cache", action="store_true", help="a new empty cache folder for this run")
     parser.add_argument("--out", default=str(RESULTS / "budget_landing"))
     args = parser.parse_args()
-    command = "PYTHONPATH=. python " + " ".join(["benchmarks/budget_landing.py", *sys.argv[1:]])
+    command = " ".join(["python -m benchmarks.budget_landing", *sys.argv[1:]])
     start, rows = load(), []
     with tempfile.TemporaryDirectory() as tmp:
         if args.fresh_cache:

@@ -5,8 +5,12 @@ cost model is built in an empty cache folder (every grid point measured on ONNX 
 again from that folder (no point measured). Reports the points, the seconds of each build and the
 machine's load average, as a JSON line per case and a Markdown table with the command.
 
-    PYTHONPATH=. python benchmarks/costmodel_build.py                     # resnet50, mobile
-    PYTHONPATH=. python benchmarks/costmodel_build.py --models resnet18 mobilenet_v2 --profiles mobile edge
+    python -m benchmarks.costmodel_build                     # resnet50, mobile
+    python -m benchmarks.costmodel_build --models resnet18 mobilenet_v2 --profiles mobile edge
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run costmodel_build   # -> benchmarks/results/costmodel_build.md
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def main() -> None:
     parser.add_argument("--round-to", type=int, default=8)
     parser.add_argument("--out", default=str(RESULTS / "costmodel_build"))
     args = parser.parse_args()
-    command = "PYTHONPATH=. python " + " ".join(["benchmarks/costmodel_build.py", *sys.argv[1:]])
+    command = " ".join(["python -m benchmarks.costmodel_build", *sys.argv[1:]])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:

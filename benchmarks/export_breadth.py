@@ -10,9 +10,20 @@ artifact is exported.
 Run from the repository root (rows are appended to OUT.jsonl as they finish; --resume skips models
 already there):
 
-    PYTHONPATH=. python benchmarks/export_breadth.py --out benchmarks/results/export_breadth.md
-    PYTHONPATH=. python benchmarks/export_breadth.py --pruned --out benchmarks/results/export_breadth_pruned.md
-    PYTHONPATH=. python benchmarks/export_breadth.py --table-only   # table from the rows so far
+    python -m benchmarks.export_breadth --out benchmarks/results/export_breadth.md
+    python -m benchmarks.export_breadth --pruned --out benchmarks/results/export_breadth_pruned.md
+    python -m benchmarks.export_breadth --table-only   # table from the rows so far
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run export_breadth                       # -> benchmarks/results/export_breadth.md
+    python -m benchmarks run export_breadth --config pruned       # -> benchmarks/results/export_breadth_pruned.md
+    python -m benchmarks run export_breadth --config big          # -> benchmarks/results/export_breadth_big.md
+    python -m benchmarks run export_breadth --config pruned_big   # -> benchmarks/results/export_breadth_pruned_big.md
+    python -m benchmarks run export_breadth --config diag         # -> benchmarks/results/export_breadth_diag.md
+    python -m benchmarks run export_breadth --config large        # -> benchmarks/results/export_breadth_large.md
+    python -m benchmarks run export_breadth --config bncal        # -> benchmarks/results/export_breadth_bncal.md
+    python -m benchmarks run export_breadth --config native       # -> benchmarks/results/export_breadth_native.md
 """
 
 from __future__ import annotations
@@ -208,7 +219,7 @@ def main() -> None:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this table (every option that changes a row)."""
-    parts = ["PYTHONPATH=. python benchmarks/export_breadth.py"]
+    parts = ["python -m benchmarks.export_breadth"]
     parts += ["--pruned"] if args.pruned else []
     parts += ["--calibrate-bn"] if args.calibrate_bn else []
     parts += ["--native-shape"] if args.native_shape else []

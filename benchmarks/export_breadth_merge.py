@@ -1,6 +1,6 @@
 """Merge export-breadth runs into one table: the default run, then re-runs that replace its rows.
 
-    PYTHONPATH=. python benchmarks/export_breadth_merge.py benchmarks/results/export_breadth.jsonl \
+    python -m benchmarks.export_breadth_merge benchmarks/results/export_breadth.jsonl \
         benchmarks/results/export_breadth_big.jsonl benchmarks/results/export_breadth_diag.jsonl \
         benchmarks/results/export_breadth_large.jsonl --out benchmarks/results/export_breadth_all.md \
         --preface benchmarks/results/export_breadth_all_notes.md
@@ -8,17 +8,20 @@
 A later file's row replaces an earlier file's row for the same model (the re-runs: models above the
 default --max-params, the seeded re-run of the failures, the two models over 2 GiB). Every replaced row is
 listed under the table, so nothing measured disappears.
+
+Command (from the repository root; further arguments pass through)::
+
+    python -m benchmarks run export_breadth_merge                   # -> benchmarks/results/export_breadth_all.md
+    python -m benchmarks run export_breadth_merge --config pruned   # -> benchmarks/results/export_breadth_pruned_all.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from export_breadth import model_refs, table  # noqa: E402
+from benchmarks.export_breadth import model_refs, table
 
 
 def main() -> None:
@@ -42,7 +45,7 @@ def main() -> None:
     merged = [rows[r] for r in order]
     out = Path(args.out)
     out.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in merged))
-    command = "PYTHONPATH=. python benchmarks/export_breadth_merge.py " + " ".join(args.runs) + f" --out {out}"
+    command = "python -m benchmarks.export_breadth_merge " + " ".join(args.runs) + f" --out {out}"
     if args.preface:
         command += f" --preface {args.preface}"
     preface = Path(args.preface).read_text().strip() + "\n\n" if args.preface else ""

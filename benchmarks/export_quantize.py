@@ -6,11 +6,15 @@ graphs (the fp32 graph passed the default parity check against PyTorch first).
 
 Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/export_quantize.py --models-dir sample_models \
+    python -m benchmarks.export_quantize --models-dir sample_models \
         --out benchmarks/results/export_quantize.md
 
 Each model's row is appended to ``OUT.jsonl`` as soon as it is measured, so a partial run keeps
 its rows; the markdown table is rewritten from the JSON lines at the end.
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run export_quantize   # -> benchmarks/results/export_quantize.md
 """
 
 from __future__ import annotations
@@ -88,8 +92,8 @@ def main() -> None:
     out.write_text(
         f"# int8 / fp16 export on Fashion-MNIST (test split)\n\nTarget: int8 <= {TARGET_RATIO:.0%} of fp32, "
         f"accuracy loss <= {100 * TARGET_DROP:.0f} point. Accuracy with ONNX Runtime on the whole test split "
-        "(10,000 images) unless eval_samples says otherwise.\n\nCommand: `PYTHONPATH=. python "
-        "benchmarks/export_quantize.py --models-dir sample_models`\n\n" + table(list(rows.values()))
+        "(10,000 images) unless eval_samples says otherwise.\n\nCommand: `python -m "
+        "benchmarks.export_quantize --models-dir sample_models`\n\n" + table(list(rows.values()))
         + (f"\nNot measured yet (no trained artifact when this ran): {', '.join(missing)}.\n" if missing else ""))
     print(out.read_text())
 

@@ -6,7 +6,11 @@ loading skips the check). The two are loaded alternately, pair by pair, and the 
 median of the per-pair ratios. The ONNX file is measured the same way through ``load_onnx`` (what
 ``info`` and ``bench`` read first) and through ``compress info`` as a whole. Target: the check adds at most 5% to loading the artifact.
 
-    python benchmarks/integrity_cost.py [--pairs 15] [--out benchmarks/results/integrity_cost.md]
+    python -m benchmarks.integrity_cost [--pairs 15] [--out benchmarks/results/integrity_cost.md]
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run integrity_cost   # -> benchmarks/results/integrity_cost.md
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _timed(load, path: Path) -> float:
@@ -88,7 +91,7 @@ def main() -> None:
                     _pairs(lambda p: info(ModelSpec(str(p))), files["onnx"], files["onnx_plain"], max(args.pairs // 3, 3)),
                     sizes["onnx"])}
     lines = ["# Cost of the integrity check on load", "",
-             f"Command: `python benchmarks/integrity_cost.py --pairs {args.pairs}"
+             f"Command: `python -m benchmarks.integrity_cost --pairs {args.pairs}"
              + (f' --note "{args.note}"`' if args.note else "`"), "",
              "torchvision resnet50 (random init), saved with and without its SHA-256 digest, loaded "
              f"alternately {args.pairs} times each (one torch thread; medians; the overhead is the median "

@@ -2,7 +2,11 @@
 2 intra-op threads: the check that block-interleaved timing (structured_speed.py --spin --block 50)
 reproduces what a deployed session sees. Each model runs 30 warm-up + 300 timed runs, twice, in turn.
 
-    PYTHONPATH=. python benchmarks/lone_sessions.py dense.onnx pruned.onnx
+    python -m benchmarks.lone_sessions dense.onnx pruned.onnx
+
+Command (from the repository root; further arguments pass through)::
+
+    python -m benchmarks run lone_sessions   # -> benchmarks/results/structured_speed_layer.md
 """
 import statistics
 import sys
@@ -10,7 +14,8 @@ import time
 
 import numpy as np
 import onnxruntime as ort
-from structured_speed import session
+
+from benchmarks.structured_speed import session
 
 
 def median_ms(path: str, threads: int, x: np.ndarray, runs: int = 300) -> float:

@@ -6,8 +6,13 @@ both alike; the medians (of the times and of the per-pair ratios) are compared. 
 masks here), a learning-rate schedule step, loss/accuracy bookkeeping, the progress callback, and
 per run: class check, best-epoch snapshots.
 
-    PYTHONPATH=. python benchmarks/loop_overhead.py --model resnet_small --steps 10 --pairs 10 \
+    python -m benchmarks.loop_overhead --model resnet_small --steps 10 --pairs 10 \
         --out benchmarks/results/loop_overhead.json
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run loop_overhead                # -> benchmarks/results/loop_overhead.md
+    python -m benchmarks run loop_overhead --config mlp   # -> benchmarks/results/loop_overhead_mlp.json
 """
 
 from __future__ import annotations

@@ -9,8 +9,19 @@ seed and data for every run. Target: KD >= FT and KD >= 99% of the baseline test
 Each run's figures are cached as JSON in ``--workdir`` (keyed by its settings), so a grid can be
 grown run by run; the report lists every cached run with the same budget, the losing ones too.
 
-    PYTHONPATH=. python benchmarks/recovery.py --method l1 --ratio 0.5 --epochs 3 --max-batches 0 \
+    python -m benchmarks.recovery --method l1 --ratio 0.5 --epochs 3 --max-batches 0 \
         --temperature 4 2 --alpha 0.9 0.5 --out benchmarks/results/recovery_resnet_small_l1.md
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run recovery                                                # -> benchmarks/results/recovery_resnet_small_l1.md
+    python -m benchmarks run recovery --config resnet_small_l1_seed1                 # -> benchmarks/results/recovery_resnet_small_l1_seed1.md
+    python -m benchmarks run recovery --config resnet_small_l1_seed2                 # -> benchmarks/results/recovery_resnet_small_l1_seed2.md
+    python -m benchmarks run recovery --config resnet_small_l1_alpha0.1_0.25_seed0   # -> benchmarks/results/recovery_resnet_small_l1_alpha0.1_0.25_seed0.md
+    python -m benchmarks run recovery --config resnet_small_l1_alpha0.1_0.25_seed1   # -> benchmarks/results/recovery_resnet_small_l1_alpha0.1_0.25_seed1.md
+    python -m benchmarks run recovery --config resnet_small_l1_alpha0.1_0.25_seed2   # -> benchmarks/results/recovery_resnet_small_l1_alpha0.1_0.25_seed2.md
+    python -m benchmarks run recovery --config simple_cnn_l1                         # -> benchmarks/results/recovery_simple_cnn_l1.md
+    python -m benchmarks run recovery --config simple_cnn_l1_alpha0.5                # -> benchmarks/results/recovery_simple_cnn_l1_alpha0.5.md
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ def prune_masked(baseline: str, sparsity: float, out: Path) -> str:
     with torch.no_grad():
         for name, w in weights.items():
             w.mul_(handle.masks[name])
-    handle.record("prune", "magnitude-global (benchmarks/recovery.py)", {"sparsity": sparsity})
+    handle.record("prune", "magnitude-global (benchmarks.recovery)", {"sparsity": sparsity})
     save_artifact(handle, out)
     return str(out)
 
@@ -176,7 +187,7 @@ def markdown(r: dict, args) -> str:
         lines.append(f"| {name} | {run['accuracy']:.4f} | {run['of_baseline']:.2%} | "
                      f"{'yes' if run['ge_ft'] else 'no'} | {'yes' if run['ge_99pct_baseline'] else 'no'} | "
                      f"{by_epoch(run)} | {run['train_seconds']:.0f} |")
-    base_cmd = (f"OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/recovery.py --baseline {r['baseline']} "
+    base_cmd = (f"OMP_NUM_THREADS=1 python -m benchmarks.recovery --baseline {r['baseline']} "
                 f"--method {r['method']} --ratio {r['ratio']} --epochs {r['epochs']} --max-batches "
                 f"{r['max_batches']} --lr {r['lr']} --optimizer {r['optimizer']} --schedule {r['schedule']} "
                 f"--seed {r['seed']} --workdir {args.workdir} --out {args.out}")

@@ -4,11 +4,16 @@ For each trained sample model and sparsity (magnitude, global scope): the artifa
 zlib-compressed bytes, and the bytes the same artifact would take with dense tensors plus bool
 masks (the format before compact storage). Target: a 90%-sparse artifact <= 20% of the dense one.
 
-    PYTHONPATH=. python benchmarks/sparse_storage.py
+    python -m benchmarks.sparse_storage
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run sparse_storage   # -> benchmarks/results/sparse_storage.md
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import tempfile
@@ -35,7 +40,14 @@ def dense_mask_bytes(handle) -> int:
     return len(buf.getvalue())
 
 
-def main(model_dir: str = "sample_models") -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--sparsities", nargs="*", type=float, default=list(SPARSITIES))
+    parser.add_argument("--model-dir", default="sample_models")
+    parser.add_argument("--out", type=Path, default=OUT, help="OUT.json and OUT.md are written")
+    args = parser.parse_args()
+    model_dir, out = args.model_dir, args.out
     from compressor.io.artifact import load_model, save_artifact
     from compressor.pruning.base import PruneConfig, PruneContext
     from compressor.pruning.unstructured import magnitude
@@ -43,9 +55,9 @@ def main(model_dir: str = "sample_models") -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in MODELS:
+        for model in args.models:
             dense = None
-            for s in SPARSITIES:
+            for s in args.sparsities:
                 handle = load_model(f"{model_dir}/{model}.pt")
                 if s:
                     magnitude.run(handle, PruneConfig(method="magnitude", sparsity=s), PruneContext())
@@ -60,14 +72,14 @@ def main(model_dir: str = "sample_models") -> None:
                              "dense_tensors_plus_bool_masks_bytes": dense_mask_bytes(handle),
                              "ratio_to_dense": round(size / dense, 4),
                              "reload_exact": bool(torch.equal(back.module(x), handle.module(x)))})
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["| model | sparsity | artifact bytes | ratio to dense | zlib bytes | dense+bool masks bytes | reload exact |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['sparsity']} | {r['artifact_bytes']} | {r['ratio_to_dense']} | "
               f"{r['artifact_zlib_bytes']} | {r['dense_tensors_plus_bool_masks_bytes']} | {r['reload_exact']} |"
               for r in rows]
-    OUT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -6,8 +6,17 @@ counted together), and reports params, MACs, ONNX Runtime latency (1 thread, int
 dense model, medians) and test accuracy against the baseline. ``--max-batches`` caps each epoch
 (to save CPU time on a shared machine; the cap is written into the table).
 
-    PYTHONPATH=. python benchmarks/structured_accuracy.py --models sample_models/resnet_small.pt \
+    python -m benchmarks.structured_accuracy --models sample_models/resnet_small.pt \
         sample_models/vgg_bn.pt --epochs 2 --max-batches 150
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run structured_accuracy                                   # -> benchmarks/results/structured_accuracy_full.md
+    python -m benchmarks run structured_accuracy --config simple_cnn_tiny_vit      # -> benchmarks/results/structured_accuracy_simple_cnn_tiny_vit.md
+    python -m benchmarks run structured_accuracy --config vgg_slim_cap05           # -> benchmarks/results/structured_accuracy_vgg_slim_cap05.md
+    python -m benchmarks run structured_accuracy --config vgg_slim_cap075          # -> benchmarks/results/structured_accuracy_vgg_slim_cap075.md
+    python -m benchmarks run structured_accuracy --config vgg_slim_sgd_cap05       # -> benchmarks/results/structured_accuracy_vgg_slim_sgd_cap05.md
+    python -m benchmarks run structured_accuracy --config vgg_slim_sgd_cap05_ft3   # -> benchmarks/results/structured_accuracy_vgg_slim_sgd_cap05_ft3.md
 """
 
 from __future__ import annotations
@@ -44,8 +53,7 @@ def context(epochs_cap: int | None, lr: float) -> PruneContext:
 
 def latency(dense, pruned, tmp: Path) -> tuple[float, float]:
     """ORT 1-thread medians (ms), dense and pruned timed interleaved."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from structured_speed import export, interleaved, session
+    from benchmarks.structured_speed import export, interleaved, session
 
     x = dense.example_input()
     a, b = export(dense.module, x, tmp / "a.onnx"), export(pruned.module, x, tmp / "b.onnx")
@@ -115,7 +123,7 @@ def main() -> None:
     parser.add_argument("--slim-sparsity-separate", action="store_true",
                         help="slim: the sparsity epoch (before the cut) is not counted in --epochs")
     args = parser.parse_args()
-    command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_accuracy.py", *sys.argv[1:]])
+    command = " ".join(["python -m benchmarks.structured_accuracy", *sys.argv[1:]])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.models:

@@ -5,21 +5,24 @@ Small inputs where the architecture allows (CPU is scarce); ViTs are built with 
 ``image_size``. Results go to ``benchmarks/results/structured_breadth.jsonl`` (one line per model,
 appended as they finish) and the table ``benchmarks/results/structured_breadth.md``.
 
-    PYTHONPATH=. python benchmarks/structured_breadth.py            # all 80 models
-    PYTHONPATH=. python benchmarks/structured_breadth.py resnet18 vit_b_16
-    PYTHONPATH=. python benchmarks/structured_breadth.py --table    # rebuild the table only
+    python -m benchmarks.structured_breadth            # all 80 models
+    python -m benchmarks.structured_breadth resnet18 vit_b_16
+    python -m benchmarks.structured_breadth --table    # rebuild the table only
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run structured_breadth   # -> benchmarks/results/structured_breadth.md
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-JSONL = RESULTS / "structured_breadth.jsonl"
-TABLE = RESULTS / "structured_breadth.md"
 LIMIT_S = 600
 
 # Smallest inputs each family accepts; ViTs get a matching image_size.
@@ -111,7 +114,7 @@ def table(rows: list[dict]) -> str:
     head = ["# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
             f"{passed} pass, {refused} refused up front, {len(rows) - passed - refused} fail "
             f"(of {len(rows)} run).\n",
-            "Command: `PYTHONPATH=. python benchmarks/structured_breadth.py` (shared 2-core machine; "
+            "Command: `python -m benchmarks.structured_breadth` (shared 2-core machine; "
             "seconds include model build, pruning, MAC counting, save, reload and ONNX export).\n",
             "| model | input | status | params before | params after | MACs after / before | s | notes |",
             "|---|---|---|---|---|---|---|---|"]
@@ -125,25 +128,31 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    if argv != ["--table"]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="torchvision names (default: every classifier)")
+    parser.add_argument("--table", action="store_true", help="rebuild the table from OUT.jsonl only")
+    parser.add_argument("--out", type=Path, default=RESULTS / "structured_breadth",
+                        help="OUT.jsonl (rows appended) and OUT.md (the table)")
+    args = parser.parse_args(argv)
+    jsonl, table_path = args.out.with_suffix(".jsonl"), args.out.with_suffix(".md")
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    if not args.table:
         import torch  # noqa: F401 - imported once; every forked child shares it
         import torchvision  # noqa: F401
 
         import compressor.api  # noqa: F401
         from compressor.io.refs import torchvision_models
 
-        names = argv or torchvision_models()
-        for name in names:
+        for name in args.models or torchvision_models():
             row = run_one(name)
             print(json.dumps(row), flush=True)
-            with JSONL.open("a") as f:
+            with jsonl.open("a") as f:
                 f.write(json.dumps(row) + "\n")
     rows = {}
-    for line in JSONL.read_text().splitlines():
+    for line in jsonl.read_text().splitlines():
         row = json.loads(line)
         rows[row["model"]] = row  # the latest run of each model wins
-    TABLE.write_text(table(list(rows.values())))
+    table_path.write_text(table(list(rows.values())))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ a bare script that imports torch, builds the model, prunes it with torch-pruning
 Both are timed as whole processes, interleaved (A B A B ...), median of ``--runs`` (default 5).
 Target: ours <= 1.2x bare.
 
-    PYTHONPATH=. python benchmarks/structured_overhead.py [--runs 5]
+    python -m benchmarks.structured_overhead [--runs 5]
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run structured_overhead   # -> benchmarks/results/structured_overhead.md
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ def timed(cmd: list[str], env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
+    parser.add_argument("--out", type=Path, default=root / "benchmarks" / "results" / "structured_overhead.md")
+    args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare.py"
@@ -56,11 +61,11 @@ def main() -> None:
            "ours_s": ours, "bare_s": plain}
     row["ratio"] = row["ours_s_median"] / row["bare_s_median"]
     print(json.dumps(row))
-    out = root / "benchmarks" / "results" / "structured_overhead.md"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         "# Overhead of `compress prune` over bare torch-pruning (ResNet-50, l1, ratio 0.5)\n\n"
-        f"Command: `PYTHONPATH=. python benchmarks/structured_overhead.py --runs {args.runs}` "
+        f"Command: `python -m benchmarks.structured_overhead --runs {args.runs}` "
         "(whole processes, interleaved, medians; shared 2-core machine).\n\n"
         f"| | median s | runs (s) |\n|---|---|---|\n"
         f"| compress prune | {row['ours_s_median']:.2f} | {', '.join(f'{v:.1f}' for v in ours)} |\n"

@@ -12,8 +12,22 @@ session's spinning pool slows only a block's first runs. Without ``--spin`` the 
 with spinning off, which understates the speed-up of thin pruned layers (see
 results/structured_speed_layer.md).
 
-    PYTHONPATH=. python benchmarks/structured_speed.py                  # everything
-    PYTHONPATH=. python benchmarks/structured_speed.py --models resnet18 --ratios 0.5 --rounds 20
+    python -m benchmarks.structured_speed                  # everything
+    python -m benchmarks.structured_speed --models resnet18 --ratios 0.5 --rounds 20
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run structured_speed                                           # -> benchmarks/results/structured_speed.md
+    python -m benchmarks run structured_speed --config resnet                           # -> benchmarks/results/structured_speed_resnet.md
+    python -m benchmarks run structured_speed --config resnet_nospin                    # -> benchmarks/results/structured_speed_resnet_nospin.md
+    python -m benchmarks run structured_speed --config resnet_roundto                   # -> benchmarks/results/structured_speed_resnet_roundto.md
+    python -m benchmarks run structured_speed --config resnet_spin                      # -> benchmarks/results/structured_speed_resnet_spin.md
+    python -m benchmarks run structured_speed --config mobilenet                        # -> benchmarks/results/structured_speed_mobilenet.md
+    python -m benchmarks run structured_speed --config mobilenet_nospin                 # -> benchmarks/results/structured_speed_mobilenet_nospin.md
+    python -m benchmarks run structured_speed --config mobilenet_nospin_keep_residual   # -> benchmarks/results/structured_speed_mobilenet_nospin_keep_residual.md
+    python -m benchmarks run structured_speed --config mobilenet_nospin_roundto         # -> benchmarks/results/structured_speed_mobilenet_nospin_roundto.md
+    python -m benchmarks run structured_speed --config mobilenet_spin                   # -> benchmarks/results/structured_speed_mobilenet_spin.md
+    python -m benchmarks run structured_speed --config mobilenet_spin_ratio05_07        # -> benchmarks/results/structured_speed_mobilenet_spin_ratio05_07.md
 """
 
 from __future__ import annotations
@@ -169,7 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     import sys
 
-    command = "PYTHONPATH=. python " + " ".join(["benchmarks/structured_speed.py", *sys.argv[1:]])
+    command = " ".join(["python -m benchmarks.structured_speed", *sys.argv[1:]])
     rows = []
     start = "/".join(f"{v:.1f}" for v in os.getloadavg())
     keep = tuple(v == "on" for v in args.keep_residual)

@@ -1,10 +1,16 @@
-"""Markdown tables from a ``compress sweep`` folder (what benchmarks/RESULTS.md quotes).
+"""Markdown tables from a ``compress sweep`` folder (what results/pruning_studies_sweep.md quotes).
 
-    PYTHONPATH=. python benchmarks/sweep_report.py SWEEP_DIR            # tables on stdout
-    PYTHONPATH=. python benchmarks/sweep_report.py SWEEP_DIR --copy DEST  # + copy csv/json/png/yaml
+    python -m benchmarks.sweep_report SWEEP_DIR            # tables on stdout
+    python -m benchmarks.sweep_report SWEEP_DIR --copy DEST  # + copy csv/json/png/yaml
 
 Reads SWEEP_DIR/sweep.json and SWEEP_DIR/points/*.json (per-step seconds). Prints: accuracy per
 method and level, the accuracy-vs-sparsity frontier, robustness per level, time per method and step.
+
+Command (from the repository root; further arguments pass through)::
+
+    python -m benchmarks run sweep_report                                 # -> benchmarks/results/sweep_simple_cnn/points.csv
+    python -m benchmarks run sweep_report --config simple_cnn_level0965   # -> benchmarks/results/sweep_simple_cnn_965/points.csv
+    python -m benchmarks run sweep_report --config vgg_bn_slim            # -> benchmarks/results/sweep_vgg_bn_slim/points.csv
 """
 
 from __future__ import annotations

@@ -3,14 +3,19 @@ default): A x K, B x K, repeated; the median per position in the block. Shows ho
 session's spinning pool slows the other one, which is why ``compress bench --baseline`` with several
 threads times in blocks after a settle (docs/bench.md).
 
-    PYTHONPATH=. python benchmarks/switch_profile.py A.onnx B.onnx [--block 10] [--rounds 40]
+    python -m benchmarks.switch_profile A.onnx B.onnx [--block 10] [--rounds 40]
+
+Command (from the repository root; further arguments pass through)::
+
+    python -m benchmarks run switch_profile   # -> benchmarks/results/switch_profile.md
 """
 import argparse
 import statistics
 import time
 
 import numpy as np
-from structured_speed import session
+
+from benchmarks.structured_speed import session
 
 
 def main() -> None:

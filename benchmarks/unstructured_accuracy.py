@@ -5,11 +5,17 @@ measure test accuracy, then fine-tune briefly with the masks kept and measure ag
 appended as JSON lines (a re-run skips what is done), then a Markdown table and a Pareto plot
 (sparsity vs accuracy) are written.
 
-    PYTHONPATH=. python benchmarks/unstructured_accuracy.py            # run + report
-    PYTHONPATH=. python benchmarks/unstructured_accuracy.py --report   # report only
+    python -m benchmarks.unstructured_accuracy            # run + report
+    python -m benchmarks.unstructured_accuracy --report   # report only
 
 Budget (2 shared CPU cores): accuracy on a fixed 2000-sample subset of the test set, fine-tune
 of 1 epoch capped at 60 batches of 128 (7680 images), Adam lr 1e-3 with a cosine decay; see --help to change.
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run unstructured_accuracy                                    # -> benchmarks/results/unstructured_accuracy.md
+    python -m benchmarks run unstructured_accuracy --config wanda_vs_magnitude_noft   # -> benchmarks/results/wanda_vs_magnitude_noft.md
+    python -m benchmarks run unstructured_accuracy --config wanda_global_noft         # -> benchmarks/results/wanda_global_noft_table.md
 """
 
 from __future__ import annotations

@@ -6,8 +6,12 @@ recalibration on BatchNorm models) alongside. Trained sample models, no fine-tun
 5000 images of the Fashion-MNIST *validation* split (not the test split the results report), so
 the choice does not tune on the test set. Rows: results/wanda_global_variants_val.jsonl.
 
-    PYTHONPATH=. python benchmarks/wanda_global_variants.py resnet_small,vgg_bn,tiny_vit,mlp,simple_cnn \
+    python -m benchmarks.wanda_global_variants resnet_small,vgg_bn,tiny_vit,mlp,simple_cnn \
         benchmarks/results/wanda_global_variants_val.jsonl
+
+Command (from the repository root; further arguments pass through)::
+
+    python -m benchmarks run wanda_global_variants   # -> benchmarks/results/wanda_global_variants_val.jsonl
 """
 
 import itertools

@@ -5,7 +5,11 @@ one forward pass with the scoring pre-hooks, masks installed) on a fresh copy of
 repeat, interleaved with a plain forward pass of the same batch (A B A B ...) so machine noise
 shows in both; medians reported. The machine is shared, so numbers are an upper bound.
 
-    PYTHONPATH=. python benchmarks/wanda_speed.py [--repeats 3]
+    python -m benchmarks.wanda_speed [--repeats 3]
+
+Command (from the repository root; ``--quick`` for a smoke run, further arguments pass through)::
+
+    python -m benchmarks run wanda_speed   # -> benchmarks/results/wanda_speed.json
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--samples", type=int, default=128)
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
     from compressor.io.artifact import load_model
@@ -48,14 +53,14 @@ def main() -> None:
         with torch.no_grad():
             base.module(x)
         forward_s.append(time.perf_counter() - start)
-    result = {"model": "torchvision:resnet18", "input": "128x3x224x224", "calib_samples": args.samples,
+    result = {"model": "torchvision:resnet18", "input": f"{args.samples}x3x224x224", "calib_samples": args.samples,
               "repeats": args.repeats, "wanda_s_median": statistics.median(wanda_s), "wanda_s": wanda_s,
               "dense_forward_s_median": statistics.median(forward_s), "forward_s": forward_s,
               "layer_sparsity": sparsity, "threads": torch.get_num_threads(),
               "target_s": 10.0, "meets_target": statistics.median(wanda_s) <= 10.0,
               "machine": "2 CPU cores shared with other jobs (numbers are an upper bound)"}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

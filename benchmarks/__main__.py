@@ -1,0 +1,105 @@
+"""``python -m benchmarks list`` and ``python -m benchmarks run NAME [--config CFG] [--quick] [ARGS...]``.
+
+Run from the repository root. ``run`` starts ``python -m benchmarks.MODULE`` with the configuration's
+arguments, then ARGS (passed through, so a later option overrides the configuration's; put ``--``
+before ARGS that the runner has too, e.g. ``run sparse_storage -- --help``). ``--quick``
+adds the study's smoke-run arguments and writes into a temporary folder instead of
+``benchmarks/results``, so a smoke run never replaces a recorded result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+from benchmarks.studies import RESULTS, ROOT, STUDIES, Config, Study, study
+
+
+def command(s: Study, config: str, results: str = RESULTS, quick: bool = False,
+            extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``python -m benchmarks.MODULE ...`` argument list of one configuration."""
+    cfg = s.configs[config]
+    args = [a.replace("{results}", results) for a in cfg.args]
+    if quick:
+        args += [a.replace("{results}", results) for a in cfg.quick or ()]
+    return [sys.executable, "-m", f"benchmarks.{s.module}", *args, *extra]
+
+
+def runner_command(s: Study, config: str) -> str:
+    """The command a reader types to make this configuration's result."""
+    flag = "" if config == s.default else f" --config {config}"
+    return f"python -m benchmarks run {s.name}{flag}"
+
+
+def listing() -> str:
+    """Every study: name, description, and per configuration the result file and its state."""
+    lines = []
+    for s in STUDIES:
+        lines.append(f"{s.name}  (benchmarks/{s.module}.py): {s.description}")
+        for name, cfg in s.configs.items():
+            lines.append(f"    {name:<32} {cfg.result}{_state(cfg)}")
+    return "\n".join(lines)
+
+
+def listing_json() -> str:
+    """The registry as one JSON document: studies, modules, configurations, results, arguments."""
+    return json.dumps([{"name": s.name, "module": f"benchmarks.{s.module}", "description": s.description,
+                        "configs": [{"name": name, "result": cfg.result, "args": list(cfg.args),
+                                     "quick": None if cfg.quick is None else list(cfg.quick),
+                                     "command": runner_command(s, name)}
+                                    for name, cfg in s.configs.items()]}
+                       for s in STUDIES], indent=1)
+
+
+def _state(cfg: Config) -> str:
+    marks = [] if (ROOT / cfg.result).exists() else ["not run yet"]
+    marks += ["--quick"] if cfg.quick is not None else []
+    return f"  [{', '.join(marks)}]" if marks else ""
+
+
+def run(name: str, config: str | None, quick: bool, extra: list[str]) -> int:
+    """Run one configuration from the repository root; the script's exit code."""
+    s = study(name)
+    config = config or s.default
+    if config not in s.configs:
+        raise KeyError(f"study {name} has no configuration {config!r}; configurations: {', '.join(s.configs)}")
+    if quick and s.configs[config].quick is None:
+        raise KeyError(f"study {name} --config {config} has no --quick form; run it in full or pass arguments")
+    with tempfile.TemporaryDirectory(prefix="benchmarks-quick-") as tmp:
+        argv = command(s, config, tmp if quick else RESULTS, quick, tuple(extra))
+        print("+ " + shlex.join(["python", *argv[1:]]), file=sys.stderr, flush=True)
+        return subprocess.run(argv, cwd=ROOT).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    list_parser = sub.add_parser("list", help="every study, its configurations and result files")
+    list_parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    run_parser = sub.add_parser("run", help="run one study configuration")
+    run_parser.add_argument("name", choices=[s.name for s in STUDIES], metavar="NAME")
+    run_parser.add_argument("--config", help="a configuration name (default: the study's first)")
+    run_parser.add_argument("--quick", action="store_true", help="a small smoke run into a temporary folder")
+    args, extra = parser.parse_known_args(argv)
+    if args.action == "list":
+        try:
+            print(listing_json() if args.json else listing(), flush=True)
+        except BrokenPipeError:  # `| head`: the reader left; stop quietly (Python's documented way)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    try:
+        return run(args.name, args.config, args.quick, extra)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
