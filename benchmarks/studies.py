@@ -271,6 +271,11 @@ STUDIES: tuple[Study, ...] = (
                   "--ft-sparsities", "", "--eval-samples", "10000", "--out", "{results}/wanda_global_noft.jsonl",
                   "--table", "{results}/wanda_global_noft_table.md", "--pivot"), _NOFT_QUICK),
           }),
+    Study("task_breadth", "task_breadth",
+          "torchvision segmentation and video models through prune (l1 0.3) -> export -> parity per output", {
+              "segmentation_video": Config(_r("task_breadth.md"), ("--out", "{results}/task_breadth"),
+                                           ("lraspp_mobilenet_v3_large",)),
+          }),
     Study("wanda_global_variants", "wanda_global_variants",
           "how Wanda's --scope global compares layers: validation accuracy of four variants", {
               "samples": Config(_r("wanda_global_variants_val.jsonl"),

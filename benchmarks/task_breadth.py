@@ -3,11 +3,12 @@
 Each model is built with random weights and a reduced number of classes at a small input, pruned
 with ``compress prune``'s library call, checked for unchanged output shapes, and exported to ONNX
 with the parity check on every output. Results go to ``benchmarks/results/task_breadth.jsonl``
-(one line per model) and the table ``benchmarks/results/task_breadth.md``.
+(one line per model) and the table ``benchmarks/results/task_breadth.md`` (``--out STEM`` writes
+``STEM.jsonl`` and ``STEM.md`` instead).
 
-    PYTHONPATH=. python benchmarks/task_breadth.py                       # the default cases
-    PYTHONPATH=. python benchmarks/task_breadth.py r3d_18 fcn_resnet50   # some of them
-    PYTHONPATH=. python benchmarks/task_breadth.py --table               # rebuild the table only
+    python -m benchmarks run task_breadth                               # the default cases
+    python -m benchmarks.task_breadth r3d_18 fcn_resnet50               # some of them
+    python -m benchmarks.task_breadth --table                           # rebuild the table only
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-JSONL = RESULTS / "task_breadth.jsonl"
-TABLE = RESULTS / "task_breadth.md"
 
 CASES: dict[str, tuple[int, ...]] = {
     "lraspp_mobilenet_v3_large": (1, 3, 128, 128),
@@ -112,17 +111,22 @@ def table(rows: list[dict], command: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    command = "PYTHONPATH=. python benchmarks/task_breadth.py" + "".join(f" {n}" for n in argv if n != "--table")
+    stem = RESULTS / "task_breadth"
+    if "--out" in argv:
+        at = argv.index("--out")
+        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+    jsonl, md = stem.with_suffix(".jsonl"), stem.with_suffix(".md")
+    command = "python -m benchmarks.task_breadth" + "".join(f" {n}" for n in argv if n != "--table")
     if "--table" not in argv:
-        RESULTS.mkdir(exist_ok=True)
-        JSONL.write_text("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        jsonl.write_text("")
         for name in argv or list(CASES):
             row = run_one(name, CASES[name])
             print(json.dumps(row), flush=True)
-            with JSONL.open("a") as f:  # appended as each model finishes
+            with jsonl.open("a") as f:  # appended as each model finishes
                 f.write(json.dumps(row) + "\n")
-    rows = [json.loads(line) for line in JSONL.read_text().splitlines() if line.strip()]
-    TABLE.write_text(table(rows, command))
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    md.write_text(table(rows, command))
 
 
 if __name__ == "__main__":
