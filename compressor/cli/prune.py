@@ -90,7 +90,7 @@ def prune(
         help="Fine-tune epochs between steps and at the end (needs --data).")] = P.finetune_epochs,
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = P.finetune_lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")]
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero), step or onecycle.")]
     = P.finetune_schedule,
     finetune_batches: Annotated[Optional[int], typer.Option(
         help="At most N batches per fine-tune (spreads a budget over --steps).")] = P.finetune_batches,

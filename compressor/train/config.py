@@ -13,7 +13,7 @@ from compressor.errors import UsageError
 from compressor.io.spec import ModelSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "step")
+SCHEDULES = ("none", "cosine", "step", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -25,7 +25,9 @@ class TrainConfig:
         epochs: passes over the training split (0: no training).
         lr: learning rate (> 0); weight_decay: L2 / decoupled decay (>= 0).
         optimizer: adam, adamw or sgd (Nesterov, ``momentum``).
-        schedule: per-step learning-rate schedule: none, cosine or step (x0.1 every third).
+        schedule: per-step learning-rate schedule: none, cosine, step (x0.1 every third) or
+            onecycle (Smith & Topin's 1cycle: warm up from lr/25 to lr over the first 30% of the
+            steps, then anneal by cosine to lr/25e4; Adam's beta1 moves 0.95 -> 0.85 -> 0.95).
         batch_size: samples per step and per process (under torchrun).
         seed: seeds the model's random ops and the shuffling order.
         label_smoothing: for the default cross-entropy loss.
