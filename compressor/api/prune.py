@@ -69,8 +69,12 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
     handle = model.load()
     impl = info.load()
     if dry_run:
-        plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
         before = measure(handle, None, source_file(model, handle), compressed=False)
+        if cfg.budget is not None:  # the first plan the budget engine would measure, predicted
+            rows, figures = impl.preview(handle, cfg, PruneContext(log=log))
+            after = {**before, "macs": figures["predicted_macs"], "params": figures["predicted_params"]}
+            return PruneResult(None, cfg.method, info.kind, before, after, figures=figures, plan=rows, dry_run=True)
+        plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
         return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
     from compressor.api.distill import device_kind
     from compressor.train import distributed
