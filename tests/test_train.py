@@ -83,6 +83,21 @@ def test_schedules_shape_the_learning_rate():
         assert opt.param_groups[0]["lr"] == pytest.approx(final, abs=1e-6)
 
 
+def test_onecycle_warms_up_over_the_first_30_percent_then_anneals():
+    model = nn.Linear(2, 2)
+    cfg = TrainConfig(epochs=2, lr=1.0, schedule="onecycle", optimizer="sgd")
+    opt = loop.make_optimizer(model, cfg)
+    sched = loop.make_scheduler(opt, cfg, steps_per_epoch=50)
+    rates = []
+    for _ in range(100):  # every step of the run, as fit() takes them
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] == pytest.approx(1 / 25)  # starts at lr / 25
+    assert max(rates) == pytest.approx(1.0, abs=1e-3) and 28 <= rates.index(max(rates)) <= 31  # peak at 30%
+    assert rates[-1] < 1e-3 and rates == sorted(rates[:30]) + rates[30:]  # rises, then falls to nearly 0
+
+
 def test_masks_stay_enforced_and_the_rest_trains():
     model = fresh()
     weight = model[1].weight
