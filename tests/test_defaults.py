@@ -129,3 +129,15 @@ def test_finetune_help_and_train_config_agree():
 
     text = CliRunner().invoke(app, ["finetune", "--help"], terminal_width=200).output
     assert f"[default: {TrainConfig.epochs}]" in text.split("--epochs", 1)[1].split("--lr", 1)[0]
+
+
+def test_recovery_defaults_are_the_measured_choice():
+    """TrainConfig's learning rate and schedule are the candidate the recovery benchmark chose (its
+    result file names it); changing either default means measuring it there first."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "benchmarks/results/recovery_defaults.md").read_text()
+    flags = text.split("Chosen defaults: `", 1)[1].split("`", 1)[0].split()
+    chosen = dict(zip(flags[::2], flags[1::2]))
+    assert float(chosen["--lr"]) == TrainConfig.lr and chosen["--schedule"] == TrainConfig.schedule
+    assert chosen.get("--optimizer", "adam") == TrainConfig.optimizer

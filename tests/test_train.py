@@ -66,7 +66,7 @@ def test_each_optimizer_learns(optimizer):
     model = fresh()
     before = evaluate(model, data)["loss"]
     lr = 0.05 if optimizer == "sgd" else 1e-3
-    result = fit(model, data, TrainConfig(epochs=3, lr=lr, optimizer=optimizer, batch_size=32))
+    result = fit(model, data, TrainConfig(epochs=3, lr=lr, optimizer=optimizer, schedule="none", batch_size=32))
     assert evaluate(model, data)["loss"] < 0.7 * before
     assert len(result.epochs) == 3 and result.best_epoch == 2
 
@@ -130,7 +130,8 @@ def _interrupt_after(steps: int):
 
 
 def test_interrupt_keeps_the_last_finished_epoch():
-    data, cfg = learnable(), TrainConfig(epochs=3, lr=1e-3, batch_size=64)  # 4 steps per epoch
+    # 4 steps per epoch; a constant rate, so that epoch 0 of a 3-epoch run is a 1-epoch run
+    data, cfg = learnable(), TrainConfig(epochs=3, lr=1e-3, schedule="none", batch_size=64)
     model = fresh()
     result = fit(model, data, cfg, loss_fn=_interrupt_after(6), stop_on_interrupt=True)
     reference = fresh()
