@@ -413,7 +413,6 @@ def test_floor_is_never_passed_by_an_allocation_on_a_real_model():
     (["--profile", "edge"], "applies to a target"),
     (["--target-speedup", "2", "--profile", "phone"], "unknown profile"),
     (["--target-size", "2 apples"], "cannot read size"),
-    (["--target-macs", "0.5", "--dry-run"], "--dry-run"),
 ])
 def test_cli_bad_budget_is_exit_2_and_writes_nothing(args, needle, tmp_path):
     out = tmp_path / "out.pt"
@@ -453,6 +452,42 @@ def test_cli_latency_target_below_the_floor_is_exit_1_and_writes_the_closest_pla
     assert any("--max-layer-ratio 0.3" in note for note in doc["notes"])
     widths = {row["name"]: row for row in doc["layers"]}
     assert widths["0"]["channels_after"] >= 0.7 * 32  # the floor, not past it
+
+
+def test_dry_run_with_a_target_prints_the_plan_the_real_run_lands_on_and_writes_nothing(tmp_path):
+    """A MAC budget is counted exactly, so the first plan is the one kept: the dry run's widths and
+    predicted MACs are the pruned model's."""
+    args = ("prune", "sample:resnet_small", "--method", "l1", "--target-macs", "0.5", "--json")
+    dry = invoke(*args, "--dry-run", "-o", str(tmp_path / "dry.pt"))
+    assert dry.code == 0, dry.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] is True and plan["target_kind"] == "macs" and plan["predicted_reaches_target"]
+    assert 0.5 / 1.15 <= plan["predicted_macs"] / plan["dense_macs"] <= 0.5
+    real = invoke(*args, "-o", str(tmp_path / "real.pt"))
+    assert real.code == 0, real.stderr
+    done = json.loads(real.stdout)
+    assert plan["predicted_macs"] == done["macs_after"] and plan["predicted_params"] == done["params_after"]
+    widths = {row["name"]: f"{row['cout_before']}->{row['cout_after']}" for row in done["layers"] if "cout_after" in row}
+    assert {row["layer"]: row["out"] for row in plan["plan"] if "out" in row} == widths
+    assert any(row["out"].split("->")[0] != row["out"].split("->")[1] for row in plan["plan"] if "out" in row)
+
+
+def test_dry_run_of_a_latency_target_predicts_from_the_cost_model_and_times_no_pruned_model():
+    handle = load_model("sample:simple_cnn")
+    meters: list[FakeMeter] = []
+
+    def make(b, h, folder):
+        meters.append(FakeMeter(h))
+        return meters[-1]
+
+    ctx = PruneContext(latency_model=lambda *a: _first_conv_ms, budget_meter=make)
+    rows, figures = norm.preview(handle, PruneConfig("l1", budget=BudgetConfig(target_speedup=2.0)), ctx)
+    assert meters[0].calls == 0 and handle.module[0].out_channels == 32  # nothing pruned or timed but dense
+    first = next(row for row in rows if row["layer"] == "0")
+    assert (first["out"], first["latency_ms_before"], first["latency_ms_after"]) == ("32->16", 32, 16)
+    assert figures["predicted_latency_ms"] == 16 and figures["predicted_factor"] == 2.0
+    assert figures["dense_latency_ms"] == 32 and figures["predicted_reaches_target"]
 
 
 def test_a_target_keeps_fine_tuning_and_distillation(tmp_path):

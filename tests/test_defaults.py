@@ -199,3 +199,15 @@ def _type(hint) -> str:
     if args:
         return " | ".join("None" if a is type(None) else a.__name__ for a in args)
     return hint.__name__
+
+
+def test_recovery_defaults_are_the_measured_choice():
+    """TrainConfig's learning rate and schedule are the candidate the recovery benchmark chose (its
+    result file names it); changing either default means measuring it there first."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "benchmarks/results/recovery_defaults.md").read_text()
+    flags = text.split("Chosen defaults: `", 1)[1].split("`", 1)[0].split()
+    chosen = dict(zip(flags[::2], flags[1::2]))
+    assert float(chosen["--lr"]) == TrainConfig.lr and chosen["--schedule"] == TrainConfig.schedule
+    assert chosen.get("--optimizer", "adam") == TrainConfig.optimizer

@@ -172,3 +172,78 @@ def test_missing_model_or_data_fails_once_before_any_point(tmp_path):
     r = invoke("sweep", tmp_path / "missing.pt", "--data", "digits", "-o", tmp_path / "out")
     assert r.code == 2 and "missing.pt" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- budgeted points (--targets)
+
+@pytest.fixture(scope="module")
+def targeted(tmp_path_factory):
+    """l1 at ratio 0.5 and at two parameter budgets, magnitude at 0.5; counted targets, no timing."""
+    out = tmp_path_factory.mktemp("targets")
+    cfg = _config(out, targets=("params=0.2", "macs=0.5"), bench=False, finetune_epochs=0)
+    return out, cfg, sweep(cfg)
+
+
+def test_targets_add_one_budgeted_point_per_structured_method(targeted):
+    out, _, result = targeted
+    assert [p["id"] for p in result.points] == ["baseline", "magnitude_0.5", "l1_0.5", "l1@params=0.2",
+                                                 "l1@macs=0.5"]  # no magnitude@...: masks have no budget
+    rows = {p["id"]: p for p in result.points}
+    assert all(p["status"] == "ok" for p in result.points)
+    small, half = rows["l1@params=0.2"], rows["l1@macs=0.5"]
+    assert small["target"] == "params=0.2" and small["level"] is None and small["method"] == "l1"
+    assert small["landed"] is True and small["target_factor"] == pytest.approx(5.0)
+    assert 0.2 / 1.15 <= small["params"] / rows["baseline"]["params"] <= 0.2  # the budget engine's band
+    assert half["landed"] is True and 0.5 / 1.15 <= half["macs"] / rows["baseline"]["macs"] <= 0.5
+    assert rows["l1_0.5"]["target"] is None and rows["l1_0.5"]["landed"] is None
+    recipe = load_recipe(out / "points" / "l1@params=0.2.yaml")
+    assert recipe.steps[0].config.budget.target_params == 0.2 and recipe.steps[0].config.ratio is None
+    with open(out / "points.csv") as fh:
+        table = {r["id"]: r for r in csv.DictReader(fh)}
+    assert table["l1@params=0.2"]["target"] == "params=0.2" and table["l1@params=0.2"]["landed"] == "True"
+
+
+def test_budgeted_points_share_the_frontier_and_recommend_picks_them(targeted):
+    out, _, result = targeted
+    # params=0.2 keeps a fifth of the weights: the sparsest point, so on the frontier and the smallest
+    assert "l1@params=0.2" in result.frontiers["accuracy_vs_sparsity"]
+    pick = recommend(RecommendConfig(str(out), max_drop=1.0)).profiles[0]["smallest"]
+    assert pick["id"] == "l1@params=0.2" and pick["target"] == "params=0.2" and pick["landed"] is True
+
+
+def test_rerun_reuses_budgeted_points(targeted):
+    out, cfg, _ = targeted
+    seen: list[str] = []
+    again = sweep(cfg, on_point=lambda rec: seen.append(rec["id"]))
+    assert seen == [] and again.computed == 0 and again.skipped == 5
+
+
+def test_timed_targets_are_measured_on_the_first_profile(tmp_path):
+    from compressor.sweep.plan import plan
+
+    cfg = _config(tmp_path, methods=("l1", "slim", "wanda"), levels=(), profiles=("edge", "mobile"),
+                  targets=("speedup=2.0", "latency_ms=3", "size=2MB"), cost_cache=str(tmp_path / "cm"))
+    points = dict(plan(cfg, threads=1, epoch_batches=10))
+    assert list(points) == ["baseline", "l1@speedup=2", "l1@latency_ms=3", "l1@size=2MB", "slim@speedup=2",
+                            "slim@latency_ms=3", "slim@size=2MB"]
+    prune = points["l1@speedup=2"]["steps"][0]["prune"]
+    assert prune["budget"] == {"target_speedup": 2.0, "profile": "edge", "cost_cache": str(tmp_path / "cm")}
+    assert "ratio" not in prune
+    slim = points["slim@size=2MB"]["steps"][0]["slim"]
+    assert slim["budget"] == {"target_size": "2MB", "cost_cache": str(tmp_path / "cm")} and "ratio" not in slim
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--methods", "magnitude,wanda", "--targets", "speedup=2"], "masks do not speed up ONNX Runtime"),
+    (["--targets", "speed=2"], "did you mean 'speedup'"),
+    (["--targets", "speedup=1"], "must be > 1"),
+    (["--targets", "macs=1.5"], "fraction"),
+    (["--targets", "macs=half"], "not a number"),
+    (["--targets", "speedup"], "cannot read --targets"),
+    (["--targets", "speedup=2;speedup=2"], "must not repeat"),
+    (["--targets", "latency_ms=3", "--profiles", ""], "add --profiles mobile"),
+])
+def test_bad_targets_exit_2_before_writing(tmp_path, args, text):
+    r = invoke("sweep", MLP, "--data", "digits", "-o", tmp_path / "out", "--methods", "l1", *args)
+    assert r.code == 2 and text in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "out").exists()

@@ -66,7 +66,7 @@ def test_each_optimizer_learns(optimizer):
     model = fresh()
     before = evaluate(model, data)["loss"]
     lr = 0.05 if optimizer == "sgd" else 1e-3
-    result = fit(model, data, TrainConfig(epochs=3, lr=lr, optimizer=optimizer, batch_size=32))
+    result = fit(model, data, TrainConfig(epochs=3, lr=lr, optimizer=optimizer, schedule="none", batch_size=32))
     assert evaluate(model, data)["loss"] < 0.7 * before
     assert len(result.epochs) == 3 and result.best_epoch == 2
 
@@ -81,6 +81,21 @@ def test_schedules_shape_the_learning_rate():
             opt.step()
             sched.step()
         assert opt.param_groups[0]["lr"] == pytest.approx(final, abs=1e-6)
+
+
+def test_onecycle_warms_up_over_the_first_30_percent_then_anneals():
+    model = nn.Linear(2, 2)
+    cfg = TrainConfig(epochs=2, lr=1.0, schedule="onecycle", optimizer="sgd")
+    opt = loop.make_optimizer(model, cfg)
+    sched = loop.make_scheduler(opt, cfg, steps_per_epoch=50)
+    rates = []
+    for _ in range(100):  # every step of the run, as fit() takes them
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] == pytest.approx(1 / 25)  # starts at lr / 25
+    assert max(rates) == pytest.approx(1.0, abs=1e-3) and 28 <= rates.index(max(rates)) <= 31  # peak at 30%
+    assert rates[-1] < 1e-3 and rates == sorted(rates[:30]) + rates[30:]  # rises, then falls to nearly 0
 
 
 def test_masks_stay_enforced_and_the_rest_trains():
@@ -115,7 +130,8 @@ def _interrupt_after(steps: int):
 
 
 def test_interrupt_keeps_the_last_finished_epoch():
-    data, cfg = learnable(), TrainConfig(epochs=3, lr=1e-3, batch_size=64)  # 4 steps per epoch
+    # 4 steps per epoch; a constant rate, so that epoch 0 of a 3-epoch run is a 1-epoch run
+    data, cfg = learnable(), TrainConfig(epochs=3, lr=1e-3, schedule="none", batch_size=64)
     model = fresh()
     result = fit(model, data, cfg, loss_fn=_interrupt_after(6), stop_on_interrupt=True)
     reference = fresh()

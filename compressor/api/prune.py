@@ -73,8 +73,12 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
     outputs.check_allowed(cfg.allow_output_change, list(shapes))
     impl = info.load()
     if dry_run:
-        plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
         before = measure(handle, None, source_file(model, handle), compressed=False)
+        if cfg.budget is not None:  # the first plan the budget engine would measure, predicted
+            rows, figures = impl.preview(handle, cfg, PruneContext(log=log))
+            after = {**before, "macs": figures["predicted_macs"], "params": figures["predicted_params"]}
+            return PruneResult(None, cfg.method, info.kind, before, after, figures=figures, plan=rows, dry_run=True)
+        plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
         return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
     from compressor.api.distill import device_kind
     from compressor.train import distributed

@@ -32,6 +32,11 @@ def _run_prune(step: Step, log) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     run = prune if step.kind == "prune" else slim
     r = run(step.model, step.config, step.output, progress=log, measure_input=False)
     figures = {**r.after, "method": r.method, "method_kind": r.kind, "baseline_params": r.before["params"]}
+    if "target_kind" in r.figures:  # a budget: what it asked for, what was measured, landed or not
+        figures.update({"target": r.figures["target"], "target_kind": r.figures["target_kind"],
+                        "landed": r.figures["landed"], "target_factor": r.figures["target_factor"],
+                        "target_measured_factor": r.figures["measured_factor"],
+                        "target_attempts": r.figures["attempts"]})
     return figures, []
 
 

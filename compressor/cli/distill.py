@@ -27,10 +27,11 @@ DataReq = Annotated[str, typer.Option("--data", help="Training data: fashion-mni
                                       "cifar10:ROOT, imagefolder:PATH, tensors:FILE, random[:C,H,W[:K]].")]
 OutputReq = Annotated[Optional[str], typer.Option("-o", "--output", help="Output artifact (.pt).")]
 EpochsOpt = Annotated[int, typer.Option(help="Passes over the training split.")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate (> 0).")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate (> 0); with --schedule onecycle, its peak.")]
 WdOpt = Annotated[float, typer.Option(help="Weight decay.")]
 OptimOpt = Annotated[str, typer.Option(help="adam, adamw or sgd.")]
-SchedOpt = Annotated[str, typer.Option(help="Learning-rate schedule: none, cosine or step.")]
+SchedOpt = Annotated[str, typer.Option(help="Learning-rate schedule: none, cosine, step or onecycle "
+                                      "(warm-up over the first 30% of the steps, then cosine).")]
 BatchOpt = Annotated[int, typer.Option(help="Samples per step (per process under torchrun).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed: same seed, same weights on CPU.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Mixed precision (CUDA float16, CPU bfloat16).")]
@@ -63,6 +64,10 @@ def distill(
     """Distil a frozen teacher into a student (Hinton loss); the student keeps its masks.
 
     Loss: alpha * T^2 * KL(teacher || student at temperature T) + (1 - alpha) * cross-entropy.
+    Defaults: Adam, one-cycle schedule (warm-up over the first 30% of the steps, then cosine)
+    peaking at --lr, chosen so that one epoch recovers a structurally pruned student
+    (benchmarks/results/recovery_defaults.md); masked students keep their masks and get the same
+    settings (--lr 1e-4 --schedule none: the former, gentler fine-tune).
     Under torchrun --nproc-per-node N it trains with DDP; only rank 0 writes and prints.
 
     Examples:
@@ -95,7 +100,10 @@ def finetune(
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Fine-tune a model with cross-entropy (default: Adam, lr 1e-4, weight decay 1e-4); masks kept.
+    """Fine-tune a model with cross-entropy; masks kept.
+
+    Defaults: Adam, one-cycle schedule (warm-up over the first 30% of the steps, then cosine) peaking
+    at --lr, weight decay 1e-4: chosen by measurement (benchmarks/results/recovery_defaults.md).
 
     Example: compress finetune sparse.pt --data fashion-mnist --epochs 2 -o sparse_ft.pt
     """

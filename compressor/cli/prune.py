@@ -94,7 +94,7 @@ def prune(
         help="Fine-tune epochs between steps and at the end (needs --data).")] = P.finetune_epochs,
     finetune_lr: Annotated[float, typer.Option(help="Fine-tuning learning rate (Adam).")] = P.finetune_lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero) or step.")]
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine (to zero), step or onecycle.")]
     = P.finetune_schedule,
     finetune_batches: Annotated[Optional[int], typer.Option(
         help="At most N batches per fine-tune (spreads a budget over --steps).")] = P.finetune_batches,
@@ -112,7 +112,8 @@ def prune(
         "--opt", help="A method's own setting KEY=VALUE (repeatable); each method's, with its "
                       f"default: {options_help('prune')}.")] = None,
     dry_run: Annotated[bool, typer.Option(
-        help="List what would be pruned and what cannot be; write nothing.")] = False,
+        help="List what would be pruned and what cannot be; write nothing. With a target: the planned "
+             "per-layer widths and the predicted latency (cost model), MACs and parameters.")] = False,
     device: DeviceOpt = P.device,
     arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
     input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False,
@@ -198,10 +199,36 @@ def _render_plan(r) -> None:
     from rich.table import Table
 
     table = Table(title=f"dry run: {r.method} (nothing written)")
-    keys = sorted({k for row in r.plan for k in row})
+    keys = list(dict.fromkeys(k for row in r.plan for k in row))
+    if "target" not in r.figures:
+        keys.sort()
     for key in keys:
         table.add_column(key)
     for row in r.plan:
         table.add_row(*(str(row.get(k, "")) for k in keys))
+    console().print(table)
+    if "target" in r.figures:
+        _render_prediction(r)
+
+
+def _render_prediction(r) -> None:
+    """Dense against the plan as the cost model predicts it (not measured), and the counted MACs
+    and parameters of the planned model."""
+    from rich.table import Table
+
+    f = r.figures
+    unit = f["unit"]
+    table = Table(title=f"budget: {f['target']}: planned, not measured "
+                        f"({'reaches it' if f['predicted_reaches_target'] else 'the plan stops short of it'})")
+    for col in ("", "dense", "planned", "factor"):
+        table.add_column(col, justify="right")
+    if unit not in ("macs", "params"):
+        label = "latency ms (cost model)" if unit == "latency_ms" else "ONNX bytes (float32 weights)"
+        table.add_row(label, f"{f[f'dense_{unit}']:.4g}", f"{f[f'predicted_{unit}']:.4g}",
+                      f"{f['predicted_factor']:.3f}x")
+    for key in ("macs", "params"):
+        table.add_row(f"{key} (counted)", human_count(f[f"dense_{key}"]), human_count(f[f"predicted_{key}"]),
+                      f"{f[f'dense_{key}'] / max(f[f'predicted_{key}'], 1):.3f}x")
+    table.add_row("target factor", "", "", f"{f['target_factor']:.3f}x")
     console().print(table)
 

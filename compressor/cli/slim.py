@@ -57,7 +57,7 @@ def slim(
     lr: Annotated[float, typer.Option(
         help="Learning rate of fine-tuning (Adam), and of sparsity training unless --sparsity-lr.")] = S.lr,
     finetune_schedule: Annotated[str, typer.Option(
-        help="Learning-rate schedule of fine-tuning: none (constant), cosine or step.")]
+        help="Learning-rate schedule of fine-tuning: none (constant), cosine, step or onecycle.")]
     = S.finetune_schedule,
     sparsity_optimizer: Annotated[str, typer.Option(
         help="Optimizer of sparsity training: adam, adamw or sgd (the paper's; pair it with "

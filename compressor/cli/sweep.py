@@ -47,6 +47,16 @@ def sweep(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Points run in N processes (1 torch thread each).")]
     = W.jobs,
     seed: Annotated[int, typer.Option(help="Seed of every point.")] = W.seed,
+    targets: Annotated[Optional[str], typer.Option(
+        help="Budgets every structured method (l1, l2, random, slim) also prunes to, as compress prune "
+             "--target-KIND does: KIND=V1,V2 with KIND speedup, latency_ms, macs, params or size; several "
+             "kinds separated by ';', e.g. 'speedup=1.5,2,3;macs=0.5'. Speed-up and latency are measured "
+             "on the first of --profiles. Points are named METHOD@KIND=V (l1@speedup=2).")]
+    = ";".join(W.targets) or None,
+    cost_cache: Annotated[Optional[str], typer.Option(
+        help="With latency targets: folder of the measured per-layer latency cache (default: "
+             "$COMPRESSOR_COSTMODEL_DIR, else ~/.cache/compressor/costmodel).", show_default=False)]
+    = W.cost_cache,
     plan_only: Annotated[bool, typer.Option(
         "--plan-only", help="Write every point's recipe (and the tables of finished points); run "
                             "nothing. For Slurm/Ray: compress run POINT.yaml --record per point.")] = False,
@@ -81,7 +91,7 @@ def sweep(
 
         cfg = SweepConfig(path, data, output, _names(methods), _levels(levels), finetune_epochs,
                           _names(profiles), bench, attack, eps, attack_limit, jobs, seed, arch,
-                          parse_kwargs(arch_kwargs))
+                          parse_kwargs(arch_kwargs), _targets(targets), cost_cache)
         return api_sweep(cfg, on_point=None if sys.stderr.isatty() else _point_line, plan_only=plan_only)
 
     execute(action, _render_sweep, json_out, debug, exit_code=lambda r: EXIT_UNSUPPORTED if r.failed else 0)
@@ -89,6 +99,21 @@ def sweep(
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _targets(text: str | None) -> tuple[str, ...]:
+    """``speedup=1.5,2;macs=0.5`` -> ``("speedup=1.5", "speedup=2", "macs=0.5")``."""
+    from compressor.errors import UsageError
+
+    out: list[str] = []
+    for part in (p.strip() for p in (text or "").split(";")):
+        if not part:
+            continue
+        kind, sep, values = part.partition("=")
+        if not sep or not _names(values):
+            raise UsageError(f"cannot read --targets '{part}'", "write KIND=V1,V2;KIND=V, e.g. 'speedup=1.5,2;macs=0.5'")
+        out += [f"{kind.strip()}={v}" for v in _names(values)]
+    return tuple(out)
 
 
 def _levels(text: str) -> tuple[float, ...]:
@@ -119,13 +144,15 @@ def _render_sweep(r) -> None:
     front = set(r.frontiers.get("accuracy_vs_sparsity", []))
     table = Table(title=f"compress sweep -> {r.output_dir} ({r.computed} run, {r.skipped} resumed, "
                         f"{r.wall_s:.0f} s)")
-    for col in ["point", "status", *(c[0] for c in cols), "compressed", *(k[15:] + " ms" for k in lat)]:
+    targeted = any(p.get("target") for p in r.points)
+    for col in ["point", "status", *(c[0] for c in cols), "compressed", *(k[15:] + " ms" for k in lat),
+                *(["target"] if targeted else [])]:
         table.add_column(col, justify="left" if col == "point" else "right", no_wrap=col == "point")
     for p in r.points:
         table.add_row(p["id"] + (" *" if p["id"] in front else ""), p["status"],
                       *(_f(p.get(key), fmt) for _, key, fmt in cols),
                       human_bytes(p["compressed_bytes"]) if p.get("compressed_bytes") else "",
-                      *(_f(p.get(k), "{:.3f}") for k in lat))
+                      *(_f(p.get(k), "{:.3f}") for k in lat), *([_landing(p)] if targeted else []))
     out = console()
     out.print(table)
     out.print("* on the accuracy-vs-sparsity Pareto frontier; files: " + ", ".join(r.files.values()))
@@ -135,6 +162,14 @@ def _render_sweep(r) -> None:
     pending = [p["id"] for p in r.points if p["status"] == "pending"]
     if pending:
         out.print(f"{len(pending)} points not run yet (--plan-only): compress run POINT.yaml --record each")
+
+
+def _landing(p: dict) -> str:
+    """``landed 2.04x (2x)`` or ``missed 3.34x (2x)``: the measured factor against the asked one."""
+    if p.get("landed") is None:
+        return ""
+    return (f"{'landed' if p['landed'] else 'missed'} {p['target_measured_factor']:.2f}x "
+            f"({p['target_factor']:.3g}x)")
 
 
 def _f(value, fmt: str = "{:.4f}") -> str:

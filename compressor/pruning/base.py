@@ -62,7 +62,8 @@ class PruneConfig:
             inputs). None: on for data-driven methods when the model has BatchNorm, else off.
         finetune_epochs: epochs of fine-tuning between steps and at the end (0: none).
         finetune_schedule: learning-rate schedule of every fine-tune: none (constant), cosine
-            (annealed to zero over the fine-tune) or step (x0.1 every third of it).
+            (annealed to zero over the fine-tune), step (x0.1 every third of it) or onecycle
+            (warm-up over the first 30%, then cosine; :class:`~compressor.train.TrainConfig`).
         finetune_batches: at most this many batches per fine-tune (None: whole epochs); iterative
             methods use it to spread one epoch budget over their steps (``compress sweep``); such
             a capped one-epoch fine-tune skips the held-out pass (it keeps its only epoch).
@@ -263,7 +264,7 @@ class SlimConfig:
         sparsity_epochs: epochs of sparsity training before the threshold.
         finetune_epochs: epochs of fine-tuning after the removal.
         lr: learning rate of fine-tuning (Adam), and of sparsity training unless ``sparsity_lr``.
-        finetune_schedule: learning-rate schedule of the fine-tune: none, cosine or step.
+        finetune_schedule: learning-rate schedule of the fine-tune: none, cosine, step or onecycle.
         sparsity_lr: learning rate of sparsity training (None: ``lr``).
         sparsity_optimizer: adam, adamw or sgd for sparsity training (sgd: the paper's setting).
         weight_threshold: after fine-tuning, zero weights with |w| below this (0: off).

@@ -54,7 +54,7 @@ def record_point(pid: str, mapping: dict[str, Any], points_dir: str,
     from compressor.sweep.report import write_json
 
     start = time.perf_counter()
-    record: dict[str, Any] = {"id": pid, **{k: mapping["meta"][k] for k in ("method", "level")},
+    record: dict[str, Any] = {"id": pid, **_labels(mapping),
                               "recipe": str(Path(points_dir) / f"{pid}.yaml"), "recipe_mapping": mapping}
     try:
         result = run_recipe(parse_recipe(mapping, where=f"point {pid}"))
@@ -131,8 +131,14 @@ def _prepare(cfg: SweepConfig, points_dir: Path) -> tuple[list[tuple[str, dict[s
 
 
 def _pending(pid: str, mapping: dict[str, Any], points_dir: Path) -> dict[str, Any]:
-    return {"id": pid, **{k: mapping["meta"][k] for k in ("method", "level")}, "status": "pending",
+    return {"id": pid, **_labels(mapping), "status": "pending",
             "recipe": str(points_dir / f"{pid}.yaml")}
+
+
+def _labels(mapping: dict[str, Any]) -> dict[str, Any]:
+    """What names a point in the tables: its method and its level or target (None for the other)."""
+    meta = mapping["meta"]
+    return {"method": meta["method"], "level": meta.get("level"), "target": meta.get("target")}
 
 
 def _write_recipe(path: Path, mapping: dict[str, Any]) -> None:
@@ -144,16 +150,25 @@ def _write_recipe(path: Path, mapping: dict[str, Any]) -> None:
     atomic_write_text(path, head + yaml.safe_dump(mapping, sort_keys=False))
 
 
+TARGET_FIGURES = ("landed", "target_factor", "target_measured_factor")
+"""A budgeted point's figures from its prune step: landed or not, the factor (dense / pruned figure)
+the target asked for and the one measured (the speed-up for latency targets)."""
+
+
 def rows_from(records: list[dict[str, Any]], profiles: list[str]) -> list[dict[str, Any]]:
-    """Flat table rows: effective sparsity against the baseline's parameters, accuracy drop."""
+    """Flat table rows: effective sparsity against the baseline's parameters, accuracy drop, measured
+    speed-up over the baseline per profile, and a budgeted point's target figures."""
     base = next((r["metrics"] for r in records if r["id"] == "baseline" and r["status"] == "ok"), {})
     rows = []
     for rec in records:
         m = rec.get("metrics") or {}
-        row = {k: rec.get(k) for k in ("id", "method", "level", "status", "seconds", "recipe", "error")}
+        row = {k: rec.get(k) for k in ("id", "method", "level", "target", "status", "seconds", "recipe", "error")}
         row.update({k: m.get(k) for k in ("params", "nonzero_params", "macs", "size_bytes", "compressed_bytes",
-                                          "onnx_size_bytes", "accuracy", "robust_accuracy")})
-        row.update({f"latency_ms_p50_{p}": m.get(f"latency_ms_p50_{p}") for p in profiles})
+                                          "onnx_size_bytes", "accuracy", "robust_accuracy", *TARGET_FIGURES)})
+        for p in profiles:
+            ms, base_ms = m.get(f"latency_ms_p50_{p}"), base.get(f"latency_ms_p50_{p}")
+            row[f"latency_ms_p50_{p}"] = ms
+            row[f"speedup_{p}"] = base_ms / ms if ms and base_ms else None
         row["zero_fraction"] = m.get("sparsity")
         if m.get("nonzero_params") is not None and base.get("params"):
             row["sparsity"] = 1 - m["nonzero_params"] / base["params"]

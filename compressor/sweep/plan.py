@@ -11,6 +11,11 @@ Budget of one point: the method, the fine-tune budget (``finetune_epochs``; iter
 spread it over their steps with a per-step batch cap, slim splits it between sparsity training
 and fine-tuning), accuracy on the whole test split once, an optional attack on ``attack_limit``
 test samples, ONNX export and a short latency run per profile (:data:`SWEEP_BENCH`).
+
+Budgeted points (``targets``): each structured method also prunes to every target (``speedup=2``,
+``macs=0.5``, ... the ``compress prune --target-*`` budgets) through the same budget engine, with
+the same fine-tune budget and measurements as its ratio points; such a point is named by its target
+(``l1@speedup=2``) and lands on the same tables and frontiers.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from compressor.io.spec import ModelSpec
 # the registry's swept methods; each entry's ``sweep`` holds its settings at a point: ranking scope,
 # options and, for iterative methods, steps (SAP's adaptive amount needs several to reach high levels)
 DEFAULT_METHODS = tuple(m.name for m in registry.METHODS.values() if m.swept)
+STRUCTURED = tuple(m.name for m in registry.METHODS.values() if m.kind == "structured")
 DEFAULT_LEVELS = (0.2, 0.5, 0.8, 0.9, 0.95)
 # a short latency run per point: enough for a stable median of a small model, ~1-3 s
 SWEEP_BENCH = {"warmup": 5, "min_runs": 30, "min_time_s": 0.3, "max_time_s": 3.0}
 BATCH_SIZE = 128
+TARGET_KINDS = ("speedup", "latency_ms", "macs", "params", "size")  # as --target-KIND of compress prune
+MEASURED_KINDS = ("speedup", "latency_ms")  # timed on a profile (the first of ``profiles``)
 DONE = ("ok", "unsupported")  # unsupported (exit 3) is a finished answer; errors are retried
 
 
@@ -45,6 +53,11 @@ class SweepConfig:
         data: data spec for calibration, fine-tuning and accuracy.
         output_dir: where points, tables and plots go.
         methods / levels: every method at every level (structured: channel ratio; masked: sparsity).
+        targets: budgets every structured method in ``methods`` also prunes to, each ``KIND=VALUE``
+            with KIND one of speedup, latency_ms, macs, params, size (the meaning of
+            ``compress prune --target-KIND``); speed-up and latency targets are measured on the
+            first of ``profiles``.
+        cost_cache: folder of the budget engine's per-layer latency cache (None: its default).
         finetune_epochs: fine-tune budget per point, in epochs of the training split.
         profiles: bench profiles to measure each point under (latency per profile).
         bench: export and bench each point (False: accuracy and sizes only).
@@ -67,6 +80,8 @@ class SweepConfig:
     seed: int = 0
     arch: str | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()
+    cost_cache: str | None = None
 
     def __post_init__(self) -> None:
         from compressor.bench.profiles import get_profile
@@ -75,8 +90,8 @@ class SweepConfig:
         self._bind_model()
         for m in self.methods:
             registry.method(m)
-        if not self.methods or not self.levels:
-            raise UsageError("a sweep needs at least one method and one level", "e.g. --levels 0.5,0.9")
+        if not self.methods or not (self.levels or self.targets):
+            raise UsageError("a sweep needs at least one method and one level or target", "e.g. --levels 0.5,0.9")
         if len(set(self.methods)) != len(self.methods) or len(set(self.levels)) != len(self.levels):
             raise UsageError("methods and levels must not repeat")
         for level in self.levels:
@@ -91,6 +106,29 @@ class SweepConfig:
                              f"{self.finetune_epochs}")
         if self.attack_limit is not None and self.attack_limit < 1:
             raise UsageError(f"--attack-limit must be >= 1, got {self.attack_limit}")
+        object.__setattr__(self, "targets", tuple(normal_target(t) for t in self.targets))
+        if self.targets:
+            self._check_targets()
+
+    def _check_targets(self) -> None:
+        """Targets need a structured method, a profile for timed ones, and no repeats (exit 2)."""
+        if len(set(self.targets)) != len(self.targets):
+            raise UsageError("targets must not repeat", f"got {', '.join(self.targets)}")
+        if not self.target_methods:
+            raise UsageError(f"--targets need a structured method; {', '.join(self.methods)} mask weights, "
+                             "and masks do not speed up ONNX Runtime or shrink the exported file",
+                             f"add one of {', '.join(STRUCTURED)} to --methods")
+        timed = [t for t in self.targets if target_kind(t) in MEASURED_KINDS]
+        if timed and not self.profiles:
+            raise UsageError(f"{timed[0]} is measured on a bench profile, and --profiles is empty",
+                             "add --profiles mobile (or edge, server)")
+        for target in self.targets:
+            budget_mapping(target, self)  # the budget engine's own checks of the value
+
+    @property
+    def target_methods(self) -> tuple[str, ...]:
+        """The methods that also prune to the targets: the structured ones."""
+        return tuple(m for m in self.methods if m in STRUCTURED)
 
     @property
     def spec(self) -> ModelSpec:
@@ -121,16 +159,61 @@ def point_id(method: str, level: float) -> str:
     return f"{method}_{level:g}"
 
 
-def model_step(method: str, level: float, cfg: SweepConfig, epoch_batches: int) -> dict[str, Any]:
-    """The prune (or slim) step of one point, with the fine-tune budget spread over its steps."""
+def target_id(method: str, target: str) -> str:
+    """``l1@speedup=2``."""
+    return f"{method}@{target}"
+
+
+def target_kind(target: str) -> str:
+    """``speedup=2`` -> ``speedup``."""
+    return target.split("=", 1)[0]
+
+
+def normal_target(text: str) -> str:
+    """One target as ``KIND=VALUE`` with the value spelt once (``speedup=2.0`` -> ``speedup=2``)."""
+    from compressor.errors import unknown_name
+
+    kind, sep, value = (part.strip() for part in str(text).partition("="))
+    if not sep or not value:
+        raise UsageError(f"cannot read target '{text}'", "write KIND=VALUE, e.g. speedup=2 or macs=0.5")
+    if kind not in TARGET_KINDS:
+        raise unknown_name("target kind", kind, TARGET_KINDS)
+    if kind == "size":
+        return f"size={value}"
+    try:
+        return f"{kind}={float(value):g}"
+    except ValueError:
+        raise UsageError(f"cannot read target '{text}': '{value}' is not a number",
+                         f"e.g. {kind}=0.5") from None
+
+
+def budget_mapping(target: str, cfg: SweepConfig) -> dict[str, Any]:
+    """The prune step's ``budget`` (a :class:`BudgetConfig` as a mapping), checked by it."""
+    from compressor.pruning.structured.budget.config import BudgetConfig
+
+    kind, value = target.split("=", 1)
+    mapping: dict[str, Any] = {f"target_{kind}": value if kind == "size" else float(value)}
+    if kind in MEASURED_KINDS:
+        mapping["profile"] = cfg.profiles[0]
+    if cfg.cost_cache:
+        mapping["cost_cache"] = cfg.cost_cache
+    BudgetConfig(**mapping)
+    return mapping
+
+
+def model_step(method: str, level: float | None, cfg: SweepConfig, epoch_batches: int,
+               budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The prune (or slim) step of one point, with the fine-tune budget spread over its steps;
+    with ``budget``, pruned to it instead of to ``level``."""
     epochs = cfg.finetune_epochs
+    how = {"budget": budget} if budget is not None else None
     if registry.method(method).command == "slim":  # half an epoch of sparsity training, half of fine-tuning
-        return {"slim": {"ratio": level, "sparsity_epochs": epochs, "finetune_epochs": epochs,
+        return {"slim": {**(how or {"ratio": level}), "sparsity_epochs": epochs, "finetune_epochs": epochs,
                          "max_batches": math.ceil(epoch_batches / 2) if epochs else None,
                          "seed": cfg.seed}}
     entry = registry.method(method)
     key = "ratio" if entry.kind == "structured" else "sparsity"
-    settings: dict[str, Any] = {"method": method, key: level, "seed": cfg.seed,
+    settings: dict[str, Any] = {"method": method, **(how or {key: level}), "seed": cfg.seed,
                                 **{k: v for k, v in entry.sweep.items() if k != "steps"}}
     steps = entry.sweep.get("steps", 1)
     if steps > 1:
@@ -169,7 +252,8 @@ def point_recipe(cfg: SweepConfig, pid: str, first: dict[str, Any], threads: int
 
 
 def plan(cfg: SweepConfig, threads: int, epoch_batches: int) -> list[tuple[str, dict[str, Any]]]:
-    """(id, recipe mapping) of the baseline and of every method x level."""
+    """(id, recipe mapping) of the baseline, of every method x level and of every structured
+    method x target."""
     points = [("baseline", point_recipe(cfg, "baseline", {"eval": {}}, threads,
                                         {"method": "baseline", "level": 0.0}))]
     for method in cfg.methods:
@@ -177,4 +261,9 @@ def plan(cfg: SweepConfig, threads: int, epoch_batches: int) -> list[tuple[str, 
             pid = point_id(method, level)
             points.append((pid, point_recipe(cfg, pid, model_step(method, level, cfg, epoch_batches),
                                              threads, {"method": method, "level": level})))
+        for target in cfg.targets if method in cfg.target_methods else ():
+            pid = target_id(method, target)
+            step = model_step(method, None, cfg, epoch_batches, budget_mapping(target, cfg))
+            points.append((pid, point_recipe(cfg, pid, step, threads,
+                                             {"method": method, "level": None, "target": target})))
     return points

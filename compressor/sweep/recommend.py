@@ -16,7 +16,7 @@ from typing import Any
 
 from compressor.errors import InputError, UsageError
 
-SHOWN = ("id", "method", "level", "accuracy", "accuracy_drop", "sparsity", "compressed_bytes",
+SHOWN = ("id", "method", "level", "target", "landed", "accuracy", "accuracy_drop", "sparsity", "compressed_bytes",
          "params", "macs", "recipe")
 
 
@@ -89,6 +89,7 @@ def _brief(row: dict[str, Any], profile: str | None) -> dict[str, Any]:
     out = {k: row.get(k) for k in SHOWN}
     if profile is not None:
         out["latency_ms_p50"] = row.get(f"latency_ms_p50_{profile}")
+        out["speedup"] = row.get(f"speedup_{profile}")
     return out
 
 

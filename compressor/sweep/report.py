@@ -11,15 +11,16 @@ from typing import Any
 from compressor.io.atomic import atomic_write, atomic_write_text
 from compressor.sweep.pareto import frontier
 
-BASE_COLUMNS = ("id", "method", "level", "status", "sparsity", "zero_fraction", "params", "nonzero_params",
+BASE_COLUMNS = ("id", "method", "level", "target", "status", "sparsity", "zero_fraction", "params", "nonzero_params",
                 "macs", "size_bytes", "compressed_bytes", "onnx_size_bytes", "accuracy", "accuracy_drop",
-                "robust_accuracy")
+                "robust_accuracy", "landed", "target_factor", "target_measured_factor")
 TAIL_COLUMNS = ("seconds", "recipe", "error")
 
 
 def columns(profiles: list[str]) -> list[str]:
-    """CSV columns: the base figures, one latency column per profile, then bookkeeping."""
-    return [*BASE_COLUMNS, *(f"latency_ms_p50_{p}" for p in profiles), *TAIL_COLUMNS]
+    """CSV columns: the base figures, latency and speed-up columns per profile, then bookkeeping."""
+    per_profile = [c for p in profiles for c in (f"latency_ms_p50_{p}", f"speedup_{p}")]
+    return [*BASE_COLUMNS, *per_profile, *TAIL_COLUMNS]
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path, profiles: list[str]) -> None:
@@ -53,8 +54,9 @@ def plot_sparsity(rows: list[dict[str, Any]], front: list[str], path: Path) -> N
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ok = [r for r in rows if r.get("status") == "ok"]
     for method in sorted({r["method"] for r in ok if r["method"] != "baseline"}):
-        pts = sorted((r for r in ok if r["method"] == method), key=lambda r: r["sparsity"])
-        ax.plot([r["sparsity"] for r in pts], [r["accuracy"] for r in pts], "o-", label=method, alpha=0.8)
+        pts = sorted((r for r in ok if r["method"] == method and not r.get("target")), key=lambda r: r["sparsity"])
+        line = ax.plot([r["sparsity"] for r in pts], [r["accuracy"] for r in pts], "o-", label=method, alpha=0.8)
+        _targets(ax, ok, method, "sparsity", line[0].get_color() if line else None)
     _baseline_and_frontier(ax, ok, front, "sparsity")
     ax.set_xlabel("sparsity (share of the baseline's weights removed or zero)")
     ax.set_ylabel("test accuracy")
@@ -70,12 +72,24 @@ def plot_latency(rows: list[dict[str, Any]], fronts: dict[str, list[str]], profi
     for ax, prof in zip(axes[0], profiles):
         key = f"latency_ms_p50_{prof}"
         for method in sorted({r["method"] for r in ok if r["method"] != "baseline"}):
-            pts = [r for r in ok if r["method"] == method and r.get(key) is not None]
-            ax.scatter([r[key] for r in pts], [r["accuracy"] for r in pts], label=method, alpha=0.8)
+            pts = [r for r in ok if r["method"] == method and r.get(key) is not None and not r.get("target")]
+            dots = ax.scatter([r[key] for r in pts], [r["accuracy"] for r in pts], label=method, alpha=0.8)
+            _targets(ax, ok, method, key, dots.get_facecolor()[0] if pts else None)
         _baseline_and_frontier(ax, ok, fronts[f"accuracy_vs_latency_{prof}"], key)
         ax.set_xlabel(f"median latency, profile {prof} (ms, measured)")
         ax.set_ylabel("test accuracy")
     _save(plt, fig, axes[0][-1], path)
+
+
+def _targets(ax, ok: list[dict[str, Any]], method: str, x: str, color) -> None:
+    """A method's budgeted points: triangles in its colour, each labelled by its target."""
+    pts = [r for r in ok if r["method"] == method and r.get("target") and r.get(x) is not None]
+    if not pts:
+        return
+    ax.scatter([r[x] for r in pts], [r["accuracy"] for r in pts], marker="^", s=60, color=color,
+               label=f"{method} @ target", alpha=0.9)
+    for r in pts:
+        ax.annotate(r["target"], (r[x], r["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
 
 
 def _baseline_and_frontier(ax, ok: list[dict[str, Any]], front: list[str], x: str) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 import torch_pruning as tp
 
-from compressor.errors import UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
 from compressor.pruning.structured import graph, preflight
@@ -49,8 +48,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     if cfg.budget is not None:
-        raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
-                         "the model", "drop --dry-run (the report lists every layer's widths)")
+        return preview(handle, cfg, PruneContext())[0]
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
                                    handle.ref)
     preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
@@ -69,6 +67,32 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
             row["channels"], original[row["group"]], row["remove"], cfg.max_layer_ratio))
     rows += [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
     return rows
+
+
+def preview(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Dry run with a target: the budget engine's first plan, predicted by its cost model (per-layer
+    widths and cost, predicted figure, MACs and parameters); nothing pruned, nothing written."""
+    from compressor.pruning.structured.budget import land
+
+    model, example = handle.module, handle.example_input()
+    graph.check_supported(model)
+    graph.check_scope(cfg.scope)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
+                  allowed=cfg.allow_output_change)
+    rows, figures = land.preview(handle, cfg.budget, lambda: importance(cfg.method, cfg.seed), list(reasons),
+                                 max_layer_ratio=cfg.max_layer_ratio, round_to=cfg.round_to,
+                                 latency_model=ctx.latency_model, meter=ctx.budget_meter, log=ctx.log)
+    return with_kept(rows, reasons), figures
+
+
+def with_kept(rows: list[dict[str, Any]], reasons: dict[str, str]) -> list[dict[str, Any]]:
+    """Plan rows with each kept layer's reason in its own row (or in a row of its own)."""
+    by_name = {row["layer"]: row for row in rows}
+    for name, why in reasons.items():
+        by_name.setdefault(name, {"layer": name})["status"] = f"kept: {why}"
+    return list(by_name.values())
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:

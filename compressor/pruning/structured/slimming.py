@@ -66,8 +66,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     graph.check_supported(model)
     _need_batchnorm(model)
     if cfg.budget is not None:
-        raise UsageError("--dry-run lists the plan of a --ratio; a target's plan depends on measuring "
-                         "the model", "drop --dry-run (the report lists every layer's widths)")
+        return preview(handle, cfg, PruneContext())[0]
     reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
                                    handle.ref)
     preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
@@ -76,6 +75,25 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
                                      max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
                                      original=graph.out_widths(model))
     return graph.plan_rows(model, taken) + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
+
+
+def preview(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Dry run with a target, on the current gammas (before sparsity training, which changes them):
+    the budget engine's first plan, predicted by its cost model; nothing trained or written."""
+    from compressor.pruning.structured.budget import land
+    from compressor.pruning.structured.norm import with_kept
+
+    model, example = handle.module, handle.example_input()
+    graph.check_supported(model)
+    _need_batchnorm(model)
+    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
+                                   handle.ref)
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
+                  allowed=cfg.allow_output_change)
+    rows, figures = land.preview(handle, cfg.budget, _importance, list(reasons), max_layer_ratio=cfg.max_layer_ratio,
+                                 round_to=cfg.round_to, latency_model=ctx.latency_model,
+                                 meter=ctx.budget_meter, log=ctx.log)
+    return with_kept(rows, reasons), figures
 
 
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:

@@ -121,6 +121,53 @@ def land(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: l
     return landing
 
 
+def preview(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: list[str], *,
+            max_layer_ratio: float, round_to: int | None, latency_model: LatencyModel | None = None,
+            meter: MeterFactory | None = None, log: Callable[[str], None] = lambda line: None
+            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The first plan :func:`land` would measure, predicted by the cost model and not measured:
+    per-layer rows (widths, predicted cost before and after) and flat figures (the predicted
+    figure and factor, and the MACs and parameters of the planned model, counted on a pruned copy).
+
+    Only the dense model is measured (for a latency target: timed whole, to learn the cost of
+    what the layers leave out; the per-layer cost model is built or read from its cache).
+    ``handle`` is left as it was and nothing but the cost model's cache is written.
+    """
+    from compressor.pruning.structured.budget.report import plan_rows
+    from compressor.stats import count_macs, count_params
+
+    model, example = handle.module, handle.example_input()
+    unit = round_to or (budget.unit if budget.measured else 1)
+    structure = find_structure(model, example, importance(), ignored, max_layer_ratio, unit)
+    if budget.sensitivity:
+        structure = _with_sensitivity(structure, budget.sensitivity)
+    if not structure.groups:
+        raise UnsupportedError("no prunable group is left to meet the budget",
+                               "check --ignore and --keep-residual: every layer is kept")
+    with tempfile.TemporaryDirectory(prefix="compressor-budget-") as tmp:
+        dense = (meter or meters.default_meter)(budget, handle, Path(tmp)).dense()
+    model_cost = _layer_cost(structure, budget, unit, latency_model, log)
+    cost = _plan_cost(structure, model_cost, dense)
+    dense_total = cost.total({g.name: g.width for g in structure.groups})
+    ceiling = dense_total / max(cost.total(floor_plan(structure.groups)), 1e-12)
+    internal = min(max(_target(budget, dense), MIN_FACTOR), ceiling)
+    plan = allocate(structure.groups, cost, dense_total / internal, budget.lookahead)
+    pruned = copy.deepcopy(model)
+    apply_plan(pruned, example, importance, plan.plan, ignored)
+    predicted = cost.total(plan.plan)
+    unit_name = meters.UNITS[budget.kind]
+    figures: dict[str, Any] = {
+        "target": budget.describe(), "target_kind": budget.kind, "target_value": budget.value,
+        "target_factor": _target(budget, dense), "predicted_factor": dense / predicted if predicted else 0.0,
+        "unit": unit_name, f"dense_{unit_name}": dense, f"predicted_{unit_name}": predicted,
+        "predicted_reaches_target": plan.reached and internal < ceiling,
+        "dense_macs": count_macs(model, example), "predicted_macs": count_macs(pruned, example),
+        "dense_params": count_params(model)[0], "predicted_params": count_params(pruned)[0]}
+    if hasattr(model_cost, "measured"):
+        figures.update(costmodel_grid_measured=model_cost.grid_measured, costmodel_cache=str(model_cost.path))
+    return plan_rows(structure, cost, model_cost, plan.plan, unit_name), figures
+
+
 def _with_sensitivity(structure: Structure, path: str) -> Structure:
     """The structure with each group's cut priced by the measured accuracy drops of ``path``."""
     import dataclasses

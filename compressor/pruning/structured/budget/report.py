@@ -43,6 +43,24 @@ def describe(landing, structure: Structure, cost: PlanCost, model_cost: Any, bud
             landing.notes.append(note)
 
 
+def plan_rows(structure: Structure, cost: PlanCost, model_cost: Any, plan: dict[str, int],
+              unit: str) -> list[dict[str, Any]]:
+    """One row per layer of a plan that is not measured: its widths and its cost before and after
+    by the cost model (``latency_ms``: the measured per-layer model, interpolated between points)."""
+    fn = layer_fn(model_cost)
+    rows = []
+    for name, shape in structure.shapes.items():
+        cin, cout = cost.widths(structure.layers[name], plan)
+        rows.append({"layer": name, "in": f"{shape.cin}->{cin}", "out": f"{shape.cout}->{cout}",
+                     f"{unit}_before": _rounded(fn(name, shape.cin, shape.cout), unit),
+                     f"{unit}_after": _rounded(fn(name, cin, cout), unit)})
+    return rows
+
+
+def _rounded(value: float, unit: str) -> float | int:
+    return round(value, 4) if unit == "latency_ms" else int(round(value))
+
+
 def _figures(landing, budget: BudgetConfig, model_cost: Any, unit: str) -> dict[str, Any]:
     reading = landing.attempt.reading
     figures: dict[str, Any] = {
