@@ -9,8 +9,8 @@ marked ``masked`` start from a 50% global magnitude mask instead (``--method mag
 --sparsity 0.5``): they check that a setting chosen for structured cuts does not hurt masked
 fine-tuning.
 
-    nice -n 10 env PYTHONPATH=. python benchmarks/recovery_defaults.py --only default lr1e-3_cosine \
-        --workdir /tmp/recovery_defaults --out benchmarks/results/recovery_defaults.md --chosen NAME
+    python -m benchmarks run recovery_defaults -- --only default lr1e-3_cosine --chosen NAME
+    python -m benchmarks.recovery_defaults --only default --workdir DIR --out FILE.md --chosen NAME
 
 (``--only`` with no name rewrites the report from the cached runs.)
 """
@@ -82,7 +82,7 @@ def markdown(runs: list[dict], baseline: float, chosen: str | None = None) -> st
     import torch
 
     lines = ["# Recovery defaults: one epoch of `compress distill` after a cut", "",
-             "Produced by `nice -n 10 env PYTHONPATH=. python benchmarks/recovery_defaults.py --only NAME... "
+             "Produced by `python -m benchmarks.recovery_defaults --only NAME... "
              f"--workdir /tmp/recovery_defaults --chosen {chosen or 'NAME'}` (one cached run per candidate; "
              "`--only` alone rewrites this file from the cache).", "",
              f"Baseline `{BASELINE}` on {DATA} test: **{baseline:.4f}**. Goal: one epoch of "
@@ -127,7 +127,8 @@ def markdown(runs: list[dict], baseline: float, chosen: str | None = None) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
-    parser.add_argument("--workdir", default="/tmp/recovery_defaults")
+    parser.add_argument("--workdir", default=str(Path(__file__).parent / "results" / "recovery_defaults"),
+                        help="one cached JSON per candidate run")
     parser.add_argument("--out", default="benchmarks/results/recovery_defaults.md")
     parser.add_argument("--chosen", choices=list(CANDIDATES), help="the candidate made the default")
     args = parser.parse_args()

@@ -183,6 +183,12 @@ STUDIES: tuple[Study, ...] = (
                                                   "--epochs", "3", "--max-batches", "200", "--temperature", "4",
                                                   "--alpha", "0.5"),
           }),
+    Study("recovery_defaults", "recovery_defaults",
+          "one epoch of `compress distill` after l1 at 0.5 on resnet_small, per candidate training setting", {
+              "resnet_small_l1": Config(_r("recovery_defaults.md"),
+                                        ("--workdir", "{results}/recovery_defaults",
+                                         "--out", "{results}/recovery_defaults.md")),
+          }),
     Study("slim_variants", "slim_variants",
           "Network Slimming variants on vgg_bn at ratio 0.5: optimizer, lr, lambda, cap, epochs, KD", {
               "vgg_bn": Config(_r("slim_variants.jsonl"), ("--out", "{results}/slim_variants.jsonl")),
