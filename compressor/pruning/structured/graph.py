@@ -4,7 +4,7 @@ torch-pruning's ``DependencyGraph`` groups every tensor slice coupled to one out
 BatchNorm behind a conv, the next layer's inputs, residual partners, concatenations). This module
 builds that pruner for our configs, finds the classifier head (the last conv/linear executed, which
 produces the outputs) so it is never pruned, declares attention heads (torchvision
-``nn.MultiheadAttention``, our ``sample_models`` ``Attention`` with ``num_heads``/``head_dim``)
+``nn.MultiheadAttention``; fused-qkv layers such as timm's ``Attention``, see :mod:`.attention`)
 and updates the attributes a forward pass reads (``head_dim``, ViT ``hidden_dim``) after pruning.
 Models whose parts cannot be pruned correctly are refused up front with the part named.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch_pruning as tp
 from torch import nn
 
 from compressor.errors import UnsupportedError, UsageError, first_line
+from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -152,27 +152,11 @@ def matched_layers(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module]
     return [m for hit in hits for m in hit.modules()]
 
 
-def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
-    """Layers whose outputs are split into heads -> number of heads."""
-    heads: dict[nn.Module, int] = {}
-    for sub in model.modules():
-        if isinstance(sub, nn.MultiheadAttention):
-            heads[sub] = sub.num_heads
-        elif _is_qkv_attention(sub):
-            heads[sub.qkv] = sub.num_heads
-    return heads
-
-
-def _is_qkv_attention(sub: nn.Module) -> bool:
-    return (isinstance(getattr(sub, "qkv", None), nn.Linear) and isinstance(getattr(sub, "num_heads", None), int)
-            and isinstance(getattr(sub, "head_dim", None), int))
-
-
 def sync_attributes(model: nn.Module) -> None:
     """Update the attributes a forward pass reads after channels were removed."""
     for sub in model.modules():
-        if _is_qkv_attention(sub):
-            sub.head_dim = sub.qkv.out_features // (3 * sub.num_heads)
+        if is_qkv_attention(sub):
+            sync_heads(sub)
         if hasattr(sub, "hidden_dim") and isinstance(getattr(sub, "conv_proj", None), nn.Conv2d):
             sub.hidden_dim = sub.conv_proj.out_channels  # torchvision VisionTransformer
 
@@ -209,7 +193,7 @@ def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: 
                 ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
-    with traceable_attention(model), tracer_errors():
+    with tracer_errors():
         return tp.pruner.BasePruner(
             model, example, importance=importance, global_pruning=False, pruning_ratio=ratio,
             pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
@@ -359,34 +343,6 @@ def describe_kept(reasons: dict[str, str]) -> list[str]:
     return notes
 
 
-def _qkv_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The timm-layout attention written with ``unbind``, which torch-pruning traces per head."""
-    b, n, _ = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
-
-
-@contextmanager
-def traceable_attention(model: nn.Module) -> Iterator[None]:
-    """While the dependency graph is traced, run qkv attention blocks through ``_qkv_forward``.
-
-    Indexing ``qkv[0], qkv[1], qkv[2]`` (as our sample ``Attention`` does) looks element-wise to
-    torch-pruning's tracer and mixes q/k/v channels; ``unbind`` computes the same and traces right.
-    """
-    patched = [m for m in model.modules()
-               if _is_qkv_attention(m) and isinstance(getattr(m, "proj", None), nn.Linear)
-               and hasattr(m, "scale")]
-    for m in patched:
-        m.forward = types.MethodType(_qkv_forward, m)
-    try:
-        yield
-    finally:
-        for m in patched:
-            del m.forward
-
-
 def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str],
                    keep_residual: bool = False) -> dict[str, str]:
     """Module name -> why it is never pruned (classifier head, ``--ignore`` pattern, residual stream)."""
@@ -414,7 +370,7 @@ def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     if restriction(model) is not None:
         return []  # restricted architectures already keep their sub-block outputs
     names = {m: n for n, m in model.named_modules()}
-    with traceable_attention(model), tracer_errors():
+    with tracer_errors():
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     found: list[str] = []
     for group in dg.get_all_groups(root_module_types=PRUNABLE):
