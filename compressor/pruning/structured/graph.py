@@ -23,6 +23,7 @@ import torch_pruning as tp
 from torch import nn
 
 from compressor.errors import UnsupportedError, UsageError, first_line
+from compressor.pruning.structured import coupling
 from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -55,6 +56,11 @@ RESTRICTED: dict[str, Restriction] = {
                                    "tables, so only the MLP hidden channels are pruned"),
     "MaxVit": Restriction(("*.mlp_layer",), "MaxViT: grid/block attention keeps per-head position "
                           "tables, so only the MLP hidden channels are pruned"),
+    **{name: Restriction(("*.mlp",), "LeViT: attention keeps per-head position tables and fixed "
+                         "key/value reshapes, so only the MLP hidden channels are pruned")
+       for name in ("Levit", "LevitDistilled")},
+    "EdgeNeXt": Restriction(("*.mlp",), "EdgeNeXt: split depthwise convolutions and cross-covariance "
+                            "attention couple channel chunks, so only the MLP hidden channels are pruned"),
 }
 
 
@@ -194,10 +200,12 @@ def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: 
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
     with tracer_errors():
-        return tp.pruner.BasePruner(
+        pruner = tp.pruner.BasePruner(
             model, example, importance=importance, global_pruning=False, pruning_ratio=ratio,
             pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
             out_channel_groups=channel_groups(model), in_channel_groups=channel_groups(model))
+        coupling.keep_unmapped(pruner)
+        return pruner
 
 
 def capped_ratio(width: int, original: int, remove: int, max_layer_ratio: float) -> float:
@@ -222,6 +230,7 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
     """
     ignored = list(ignored)
     names = {m: n for n, m in model.named_modules()}
+    dense = coupling.output_shapes(model, example)
     if global_pruning:
         taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
                                    ignored=ignored, original=original)
@@ -229,6 +238,7 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
         _prune_ratios(model, example, importance, {m: n / out_channels(m) for m, n in taken.items() if n},
                       round_to, ignored)
         sync_attributes(model)
+        coupling.check_pruned(model, example, dense)
         return rows
     rows, capped = [], {}
     with tracer_errors():
@@ -247,6 +257,7 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
                     capped[root] = allowed
     _prune_ratios(model, example, importance, capped, round_to, ignored)
     sync_attributes(model)
+    coupling.check_pruned(model, example, dense)
     return rows
 
 
