@@ -9,10 +9,10 @@ A family is one timm model module (``timm.list_modules()``: ``vision_transformer
 they are the small ones (counted on the meta device). The selection is kept in
 ``benchmarks/results/timm_breadth_models.json``.
 
-Each model runs in its own process, as a user would: ``compress prune timm:NAME --method l1 --ratio 0.5``
-then ``compress export`` of the result (``--exporter torchscript --samples 4``: parity of ONNX Runtime
-against PyTorch on every output),
-each under a time limit so nothing hangs. The input is small (96x96, passing ``img_size=96`` to
+Each model runs in its own process under a time limit, so nothing hangs, through the library calls
+the CLI makes (``compress prune timm:NAME --method l1 --ratio 0.5`` then ``compress export`` of the
+result with ``--exporter torchscript --samples 4``: parity of ONNX Runtime against PyTorch on every
+output); the exit code recorded is the one the CLI would return. The input is small (96x96, passing ``img_size=96`` to
 models with a fixed grid) where the model allows, else the model's own input size. One JSON line
 per model is appended to ``benchmarks/results/timm_breadth.jsonl``; the table and summary are
 ``benchmarks/results/timm_breadth.md``.
@@ -27,17 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 JSONL = RESULTS / "timm_breadth.jsonl"
 TABLE = RESULTS / "timm_breadth.md"
 MODELS = RESULTS / "timm_breadth_models.json"
-STEP_LIMIT_S = 300
+LIMIT_S = 600
 # The TorchScript exporter and 4 parity samples (batches of 1 and 7) keep each export short; the
 # parity check itself is the export command's own.
-EXPORT_FLAGS = ("--exporter", "torchscript", "--samples", "4")
+EXPORT: dict[str, Any] = {"exporter": "torchscript", "samples": 4}
 # Families named in the guide first, then the others from the fewest parameters up.
 FIRST = ("vision_transformer", "deit", "mobilevit", "levit", "fastvit", "edgenext", "efficientformer",
          "efficientformer_v2", "resnet", "efficientnet", "mobilenetv3", "convnext", "regnet", "ghostnet")
@@ -111,26 +113,24 @@ def probe(name: str) -> tuple[tuple[int, ...], dict]:
     return (1, *default), {}
 
 
-def _cli(args: list[str]) -> tuple[int, dict, str, float]:
-    """Run ``compress ARGS --json``: exit code, JSON document, last error line, seconds."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _call(step: Callable[[], Any]) -> tuple[int, Any, str, float]:
+    """Run one library call as the CLI would: its exit code, result, error line and seconds."""
+    from compressor.errors import CompressorError, first_line
+
     start = time.time()
     try:
-        proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "compressor", *args, "--json"],
-                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=STEP_LIMIT_S)
-    except subprocess.TimeoutExpired:
-        return 124, {}, f"no result within {STEP_LIMIT_S} s", round(time.time() - start, 1)
-    try:
-        doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    except json.JSONDecodeError:
-        doc = {}
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    tail = errors[-1] if errors else (proc.stderr.strip().splitlines() or [""])[-1]
-    return proc.returncode, doc, tail[:300], round(time.time() - start, 1)
+        return 0, step(), "", round(time.time() - start, 1)
+    except CompressorError as exc:
+        return exc.exit_code, None, exc.one_line()[:300], round(time.time() - start, 1)
+    except Exception as exc:  # noqa: BLE001 - a traceback in the CLI: recorded as exit 1
+        return 1, None, f"{type(exc).__name__}: {first_line(exc, 200)}", round(time.time() - start, 1)
 
 
 def check(family: str, name: str) -> dict:
-    """Prune (l1 0.5) and export one model through the CLI; one result row."""
+    """Prune (l1 0.5) and export one model through ``compressor.api`` (what the CLI calls); one row."""
+    from compressor.api import ExportConfig, ModelSpec, export, prune
+    from compressor.pruning.base import PruneConfig
+
     start = time.time()
     row: dict = {"family": family, "model": name}
     try:
@@ -139,25 +139,26 @@ def check(family: str, name: str) -> dict:
         return {**row, "status": "fail", "detail": f"probe: {type(exc).__name__}: {exc}"[:300]}
     row["input"] = "x".join(map(str, shape[1:]))
     row["arch_kwargs"] = kwargs
-    ref = ["timm:" + name, "--input-shape", ",".join(map(str, shape))]
-    if kwargs:
-        ref += ["--arch-kwargs", ",".join(f"{k}={v}" for k, v in kwargs.items())]
+    spec = ModelSpec("timm:" + name, arch_kwargs=kwargs, input_shape=shape)
     with tempfile.TemporaryDirectory() as tmp:
         pruned, onnx = str(Path(tmp) / "p.pt"), str(Path(tmp) / "p.onnx")
-        rc, doc, err, secs = _cli(["prune", *ref, "--method", "l1", "--ratio", "0.5", "-o", pruned])
-        row.update(prune_rc=rc, prune_s=secs, macs_before=doc.get("macs_before"), macs_after=doc.get("macs_after"),
-                   params_before=doc.get("params_before"), params_after=doc.get("params_after"))
+        rc, res, err, secs = _call(lambda: prune(spec, PruneConfig("l1", ratio=0.5), pruned, measure_input=False))
+        row.update(prune_rc=rc, prune_s=secs)
+        if res is not None:
+            row.update(macs_before=res.before.get("macs"), macs_after=res.after.get("macs"),
+                       params_before=res.before.get("params"), params_after=res.after.get("params"),
+                       notes=[n for n in res.notes if "classifier head" not in n] if hasattr(res, "notes") else [])
         if rc != 0:
             status = "refused" if rc == 3 else "fail"
             return {**row, "status": status, "detail": err, "seconds": round(time.time() - start, 1)}
-        rc, doc, err, secs = _cli(["export", pruned, "-o", onnx, *EXPORT_FLAGS])
-        outputs = doc.get("outputs") or []
-        row.update(export_rc=rc, export_s=secs, exporter=doc.get("exporter"),
+        rc, res, err, secs = _call(lambda: export(pruned, ExportConfig(onnx, **EXPORT)))
+        outputs = res.outputs if res is not None else []
+        row.update(export_rc=rc, export_s=secs, exporter=res.figures.get("exporter") if res else None,
                    parity=[{"shape": o.get("shape"), "passed": o.get("passed"),
                             "max_rel_error": o.get("max_rel_error")} for o in outputs])
         passed = rc == 0 and bool(outputs) and all(o.get("passed") for o in outputs)
         if not passed:
-            row["detail"] = err
+            row["detail"] = err or "parity failed"
         row["status"] = "pass" if passed else "fail"
     row["seconds"] = round(time.time() - start, 1)
     return row
@@ -165,7 +166,7 @@ def check(family: str, name: str) -> dict:
 
 def run_one(family: str, name: str) -> dict:
     """:func:`check` in its own process under a time limit (a hang or a crash is a row, not a stall)."""
-    limit = 2 * STEP_LIMIT_S + 180
+    limit = LIMIT_S
     start = time.time()
     try:
         proc = subprocess.run([sys.executable, "-W", "ignore", __file__, "--one", family, name],
