@@ -125,14 +125,14 @@ def test_small_vit_prunes_exports_and_keeps_parity(tmp_path):
 
 
 def test_pruned_model_that_breaks_is_refused_with_the_block_named():
-    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    model = nn.Sequential(nn.Linear(8, 8), nn.Sequential(nn.ReLU(), nn.Linear(8, 4)))
     x = torch.randn(1, 8)
     dense = coupling.output_shapes(model, x)
     model[0] = nn.Linear(8, 6)  # a wrongly coupled cut: the next layer still expects 8 inputs
-    with pytest.raises(UnsupportedError, match="'2'") as err:
+    with pytest.raises(UnsupportedError, match="'1.1'") as err:  # the innermost block that failed
         coupling.check_pruned(model, x, dense)
-    assert "--ignore '2*'" in err.value.hint
-    model[0], model[2] = nn.Linear(8, 8), nn.Linear(8, 3)
+    assert "--ignore '1.1*'" in err.value.hint
+    model[0], model[1][1] = nn.Linear(8, 8), nn.Linear(8, 3)
     with pytest.raises(UnsupportedError, match="output shapes"):
         coupling.check_pruned(model, x, dense)
 
