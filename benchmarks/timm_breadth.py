@@ -3,6 +3,8 @@
     nice -n 10 python benchmarks/timm_breadth.py            # every family (resumes: done ones skipped)
     nice -n 10 python benchmarks/timm_breadth.py levit fastvit   # only these families (rerun them)
     python benchmarks/timm_breadth.py --table               # rebuild the table only
+    nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & nice -n 10 python benchmarks/timm_breadth.py --shard 1/2
+                                                            # two workers side by side
 
 A family is one timm model module (``timm.list_modules()``: ``vision_transformer``, ``levit``,
 ``resnet``, ...); its model is the one with the fewest parameters among the few whose names say
@@ -44,7 +46,8 @@ EXPORT: dict[str, Any] = {"exporter": "torchscript", "samples": 4}
 FIRST = ("vision_transformer", "deit", "mobilevit", "levit", "fastvit", "edgenext", "efficientformer",
          "efficientformer_v2", "resnet", "efficientnet", "mobilenetv3", "convnext", "regnet", "ghostnet")
 SMALL = 96
-COMMAND = "nice -n 10 python benchmarks/timm_breadth.py"
+COMMAND = ("nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & "
+           "nice -n 10 python benchmarks/timm_breadth.py --shard 1/2")
 # Name parts that mark the small members of a family, smallest first.
 SMALL_WORDS = ("atto", "femto", "pico", "zepto", "nano", "xxxs", "xxs", "xx_small", "xxsmall", "mini",
                "xs", "x_small", "xsmall", "tiny", "t0", "s0", "b0", "small", "002", "lite0", "050",
@@ -243,13 +246,17 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--one"]:
         print(json.dumps(check(argv[1], argv[2])), flush=True)
         return
+    shard = (0, 1)
+    if argv[:1] == ["--shard"]:  # --shard I/N: every N-th family from the I-th (N workers side by side)
+        i, n = argv[1].split("/")
+        shard, argv = (int(i), int(n)), argv[2:]
     if argv != ["--table"]:
         picks = families()
         wanted = argv or sorted(picks, key=lambda f: (f not in FIRST, FIRST.index(f) if f in FIRST else 0,
                                                       picks[f]["params"]))
         done = load_rows() if not argv else {}
         cond = conditions()
-        for family in wanted:
+        for family in wanted[shard[0]::shard[1]]:
             if family in done or family not in picks:
                 continue
             row = {**run_one(family, picks[family]["model"]), "conditions": {**cond, "load_1min": round(os.getloadavg()[0], 1)}}
