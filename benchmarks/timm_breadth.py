@@ -215,15 +215,20 @@ def table(rows: list[dict]) -> str:
     refused = [r for r in rows if r["status"] == "refused"]
     failed = [r for r in rows if r["status"] not in ("pass", "refused")]
     cond = rows[0].get("conditions", {}) if rows else {}
+    total = len(json.loads(MODELS.read_text())) if MODELS.exists() else len(rows)
+    loads = [r["conditions"]["load_1min"] for r in rows if "conditions" in r]
     out = ["# timm breadth: prune (l1, ratio 0.5) -> ONNX export -> parity, smallest model per family\n",
            f"Command: `{COMMAND}`\n",
            f"Conditions: torch {cond.get('torch')}, timm {cond.get('timm')}, torch-pruning "
            f"{cond.get('torch_pruning')}, onnxruntime {cond.get('onnxruntime')}; {cond.get('cpus')} CPUs "
-           f"shared with other jobs (1-minute load about {cond.get('load_1min')} at the start), "
-           f"{cond.get('threads')} torch threads. Seconds are wall time of both commands, including "
-           "interpreter start-up, on that loaded machine.\n",
+           f"shared with other jobs (1-minute load {min(loads, default=0)} to {max(loads, default=0)} "
+           f"when the models started), {cond.get('threads')} torch threads. Export: "
+           f"`--exporter torchscript --samples 4`, parity on every output at the default tolerances "
+           "(rtol 1e-3, atol 1e-5). Seconds: wall time of the model's process (input probe, prune, "
+           "export and parity) on that loaded machine.\n",
            f"**{len(passed)} of {len(rows)} families pass** ({100 * len(passed) / max(len(rows), 1):.0f}%); "
-           f"{len(refused)} refused cleanly (exit 3, reason below); {len(failed)} fail.\n"]
+           f"{len(refused)} refused cleanly (exit 3, reason below); {len(failed)} fail. "
+           f"{len(rows)} of the {total} families are in this run.\n"]
     if refused or failed:
         out.append("## Not passing\n")
         out += [f"- **{r['family']}** (`{r['model']}`): {r['status']}: {r.get('detail', '')}"
