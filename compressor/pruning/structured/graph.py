@@ -61,6 +61,8 @@ RESTRICTED: dict[str, Restriction] = {
        for name in ("Levit", "LevitDistilled")},
     "EdgeNeXt": Restriction(("*.mlp",), "EdgeNeXt: split depthwise convolutions and cross-covariance "
                             "attention couple channel chunks, so only the MLP hidden channels are pruned"),
+    "Xcit": Restriction(("*.mlp",), "XCiT: class attention reshapes by the input width and XCA keeps a "
+                        "per-head temperature, so only the MLP hidden channels are pruned"),
 }
 
 
