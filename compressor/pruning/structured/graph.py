@@ -63,6 +63,9 @@ RESTRICTED: dict[str, Restriction] = {
                             "attention couple channel chunks, so only the MLP hidden channels are pruned"),
     "Xcit": Restriction(("*.mlp",), "XCiT: class attention reshapes by the input width and XCA keeps a "
                         "per-head temperature, so only the MLP hidden channels are pruned"),
+    **{name: Restriction(("*.mlp",), f"{label}: attention reshapes its output to the input width, "
+                         "so only the MLP hidden channels are pruned")
+       for name, label in (("VisionTransformerRelPos", "ViT-RelPos"), ("PyramidVisionTransformerV2", "PVTv2"))},
 }
 
 
