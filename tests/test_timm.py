@@ -155,3 +155,18 @@ def test_timm_family_prunes_exports_and_keeps_parity(name, shape, kwargs, tmp_pa
     done = export(str(tmp_path / "p.pt"), ExportConfig(str(tmp_path / "p.onnx"), samples=4))
     assert [o["shape"][1:] for o in done.outputs] == [[1000]] * len(done.outputs)
     assert all(o["passed"] for o in done.outputs)
+
+
+RESTRICTED_TIMM = ["levit_128s", "edgenext_xx_small", "xcit_nano_12_p16_224", "vit_relpos_small_patch16_224",
+                   "pvt_v2_b0"]
+
+
+@pytest.mark.parametrize("name", RESTRICTED_TIMM)
+def test_restricted_timm_architectures_are_recognised(name):
+    """Restrictions name timm classes and sub-block names: when timm renames either, the model would
+    be pruned whole (and refused or cut wrongly), so this fails first. Built on the meta device."""
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    rule = graph.restriction(model)
+    assert rule is not None, type(model).__name__
+    assert graph.matched_layers(model, rule.blocks)
