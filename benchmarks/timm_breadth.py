@@ -229,6 +229,12 @@ def table(rows: list[dict]) -> str:
            f"**{len(passed)} of {len(rows)} families pass** ({100 * len(passed) / max(len(rows), 1):.0f}%); "
            f"{len(refused)} refused cleanly (exit 3, reason below); {len(failed)} fail. "
            f"{len(rows)} of the {total} families are in this run.\n"]
+    out.append("Reading: models have random weights (timm's init) and random inputs. MACs after / before is "
+               "theoretical (counted, not timed). Parity compares ONNX Runtime with the pruned PyTorch "
+               "model on every output; a max relative error of 0 means equal outputs (an untrained model "
+               "with zero-initialised layers can give near-constant logits, so parity there says less). "
+               "Families missing from the table were not reached in this run; the command resumes "
+               "where it stopped.\n")
     if refused or failed:
         out.append("## Not passing\n")
         out += [f"- **{r['family']}** (`{r['model']}`): {r['status']}: {r.get('detail', '')}"
