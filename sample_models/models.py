@@ -104,7 +104,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = qkv.unbind(0)  # indexing qkv[0] would trace as one element-wise op, mixing q/k/v
         attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
         return self.proj(out)

@@ -5,7 +5,7 @@ BatchNorm behind a conv, the next layer's inputs, residual partners, concatenati
 builds that pruner for our configs, finds every layer whose output channels reach a tensor the model
 returns (the classifier head; both heads of a segmentation model; an encoder whose pooled
 features are returned) so that every output keeps its shape, declares attention heads (torchvision
-``nn.MultiheadAttention``, our ``sample_models`` ``Attention`` with ``num_heads``/``head_dim``)
+``nn.MultiheadAttention``; fused-qkv layers such as timm's ``Attention``, see :mod:`.attention`)
 and updates the attributes a forward pass reads (``head_dim``, ViT ``hidden_dim``) after pruning.
 Models whose parts cannot be pruned correctly are refused up front with the part named.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from torch import nn
 from compressor.errors import UnsupportedError, UsageError, first_line, forward_failure
 from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
+from compressor.pruning.structured import coupling
+from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -58,6 +59,16 @@ RESTRICTED: dict[str, Restriction] = {
                                    "tables, so only the MLP hidden channels are pruned"),
     "MaxVit": Restriction(("*.mlp_layer",), "MaxViT: grid/block attention keeps per-head position "
                           "tables, so only the MLP hidden channels are pruned"),
+    **{name: Restriction(("*.mlp",), "LeViT: attention keeps per-head position tables and fixed "
+                         "key/value reshapes, so only the MLP hidden channels are pruned")
+       for name in ("Levit", "LevitDistilled")},
+    "EdgeNeXt": Restriction(("*.mlp",), "EdgeNeXt: split depthwise convolutions and cross-covariance "
+                            "attention couple channel chunks, so only the MLP hidden channels are pruned"),
+    "Xcit": Restriction(("*.mlp",), "XCiT: class attention reshapes by the input width and XCA keeps a "
+                        "per-head temperature, so only the MLP hidden channels are pruned"),
+    **{name: Restriction(("*.mlp",), f"{label}: attention reshapes its output to the input width, "
+                         "so only the MLP hidden channels are pruned")
+       for name, label in (("VisionTransformerRelPos", "ViT-RelPos"), ("PyramidVisionTransformerV2", "PVTv2"))},
 }
 
 
@@ -152,27 +163,11 @@ def matched_layers(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module]
     return [m for hit in hits for m in hit.modules()]
 
 
-def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
-    """Layers whose outputs are split into heads -> number of heads."""
-    heads: dict[nn.Module, int] = {}
-    for sub in model.modules():
-        if isinstance(sub, nn.MultiheadAttention):
-            heads[sub] = sub.num_heads
-        elif _is_qkv_attention(sub):
-            heads[sub.qkv] = sub.num_heads
-    return heads
-
-
-def _is_qkv_attention(sub: nn.Module) -> bool:
-    return (isinstance(getattr(sub, "qkv", None), nn.Linear) and isinstance(getattr(sub, "num_heads", None), int)
-            and isinstance(getattr(sub, "head_dim", None), int))
-
-
 def sync_attributes(model: nn.Module) -> None:
     """Update the attributes a forward pass reads after channels were removed."""
     for sub in model.modules():
-        if _is_qkv_attention(sub):
-            sub.head_dim = sub.qkv.out_features // (3 * sub.num_heads)
+        if is_qkv_attention(sub):
+            sync_heads(sub)
         if hasattr(sub, "hidden_dim") and isinstance(getattr(sub, "conv_proj", None), nn.Conv2d):
             sub.hidden_dim = sub.conv_proj.out_channels  # torchvision VisionTransformer
 
@@ -209,11 +204,13 @@ def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: 
                 ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
-    with traceable_attention(model), tracer_errors():
-        return tp.pruner.BasePruner(
+    with tracer_errors():
+        pruner = tp.pruner.BasePruner(
             model, example, importance=importance, global_pruning=False, pruning_ratio=ratio,
             pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
             out_channel_groups=channel_groups(model), in_channel_groups=channel_groups(model))
+        coupling.keep_unmapped(pruner)
+        return pruner
 
 
 def capped_ratio(width: int, original: int, remove: int, max_layer_ratio: float) -> float:
@@ -245,6 +242,7 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
         _prune_ratios(model, example, importance, {m: n / out_channels(m) for m, n in taken.items() if n},
                       round_to, ignored)
         sync_attributes(model)
+        coupling.check_pruned(model, example)
         return rows
     rows, capped = [], {}
     with tracer_errors():
@@ -263,6 +261,7 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
                     capped[root] = allowed
     _prune_ratios(model, example, importance, capped, round_to, ignored)
     sync_attributes(model)
+    coupling.check_pruned(model, example)
     return rows
 
 
@@ -359,34 +358,6 @@ def describe_kept(reasons: dict[str, str]) -> list[str]:
     return notes
 
 
-def _qkv_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The timm-layout attention written with ``unbind``, which torch-pruning traces per head."""
-    b, n, _ = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
-
-
-@contextmanager
-def traceable_attention(model: nn.Module) -> Iterator[None]:
-    """While the dependency graph is traced, run qkv attention blocks through ``_qkv_forward``.
-
-    Indexing ``qkv[0], qkv[1], qkv[2]`` (as our sample ``Attention`` does) looks element-wise to
-    torch-pruning's tracer and mixes q/k/v channels; ``unbind`` computes the same and traces right.
-    """
-    patched = [m for m in model.modules()
-               if _is_qkv_attention(m) and isinstance(getattr(m, "proj", None), nn.Linear)
-               and hasattr(m, "scale")]
-    for m in patched:
-        m.forward = types.MethodType(_qkv_forward, m)
-    try:
-        yield
-    finally:
-        for m in patched:
-            del m.forward
-
-
 HEAD_REASON = "classifier head (makes the outputs)"
 
 
@@ -443,7 +414,7 @@ def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
     """
     names = {m: n for n, m in model.named_modules()}
     returned: list[Any] = []
-    with traceable_attention(model), tracer_errors():
+    with tracer_errors():
         dg = tp.DependencyGraph().build_dependency(
             model, example_inputs=example, verbose=False,
             forward_fn=lambda m, x: m(*x) if isinstance(x, tuple) else m(x),
@@ -475,7 +446,7 @@ def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     if restriction(model) is not None:
         return []  # restricted architectures already keep their sub-block outputs
     names = {m: n for n, m in model.named_modules()}
-    with traceable_attention(model), tracer_errors():
+    with tracer_errors():
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     found: list[str] = []
     for group in dg.get_all_groups(root_module_types=PRUNABLE):

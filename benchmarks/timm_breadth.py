@@ -1,0 +1,281 @@
+"""Breadth over timm: the smallest model of every timm family through prune -> export -> parity.
+
+    nice -n 10 python benchmarks/timm_breadth.py            # every family (resumes: done ones skipped)
+    nice -n 10 python benchmarks/timm_breadth.py levit fastvit   # only these families (rerun them)
+    python benchmarks/timm_breadth.py --table               # rebuild the table only
+    nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & nice -n 10 python benchmarks/timm_breadth.py --shard 1/2
+                                                            # two workers side by side
+
+A family is one timm model module (``timm.list_modules()``: ``vision_transformer``, ``levit``,
+``resnet``, ...); its model is the one with the fewest parameters among the few whose names say
+they are the small ones (counted on the meta device). The selection is kept in
+``benchmarks/results/timm_breadth_models.json``.
+
+Each model runs in its own process under a time limit, so nothing hangs, through the library calls
+the CLI makes (``compress prune timm:NAME --method l1 --ratio 0.5`` then ``compress export`` of the
+result with ``--exporter torchscript --samples 4``: parity of ONNX Runtime against PyTorch on every
+output); the exit code recorded is the one the CLI would return. The input is small (96x96, passing ``img_size=96`` to
+models with a fixed grid) where the model allows, else the model's own input size. One JSON line
+per model is appended to ``benchmarks/results/timm_breadth.jsonl``; the table and summary are
+``benchmarks/results/timm_breadth.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+JSONL = RESULTS / "timm_breadth.jsonl"
+TABLE = RESULTS / "timm_breadth.md"
+MODELS = RESULTS / "timm_breadth_models.json"
+LIMIT_S = 600
+# The TorchScript exporter and 4 parity samples (batches of 1 and 7) keep each export short; the
+# parity check itself is the export command's own.
+EXPORT: dict[str, Any] = {"exporter": "torchscript", "samples": 4}
+# Families named in the guide first, then the others from the fewest parameters up.
+FIRST = ("vision_transformer", "deit", "mobilevit", "levit", "fastvit", "edgenext", "efficientformer",
+         "efficientformer_v2", "resnet", "efficientnet", "mobilenetv3", "convnext", "regnet", "ghostnet")
+SMALL = 96
+COMMAND = ("nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & "
+           "nice -n 10 python benchmarks/timm_breadth.py --shard 1/2")
+# Name parts that mark the small members of a family, smallest first.
+SMALL_WORDS = ("atto", "femto", "pico", "zepto", "nano", "xxxs", "xxs", "xx_small", "xxsmall", "mini",
+               "xs", "x_small", "xsmall", "tiny", "t0", "s0", "b0", "small", "002", "lite0", "050",
+               "035", "075", "100", "light", "_t", "_s", "18", "26")
+CANDIDATES = 6
+
+
+def _score(name: str) -> tuple[int, int]:
+    hits = [i for i, w in enumerate(SMALL_WORDS) if w in name]
+    return (min(hits) if hits else len(SMALL_WORDS), len(name))
+
+
+def smallest(module: str) -> tuple[str, int] | None:
+    """The model of ``module`` with the fewest parameters among its likeliest small ones."""
+    import timm
+    import torch
+
+    best: tuple[str, int] | None = None
+    for name in sorted(timm.list_models(module=module), key=_score)[:CANDIDATES]:
+        try:
+            with torch.device("meta"):
+                params = sum(p.numel() for p in timm.create_model(name).parameters())
+        except Exception:  # noqa: BLE001 - a model that cannot be built is not a candidate
+            continue
+        if best is None or params < best[1]:
+            best = (name, params)
+    return best
+
+
+def families() -> dict[str, dict]:
+    """Family (timm module) -> its smallest model and parameter count, computed once and kept."""
+    if MODELS.exists():
+        return json.loads(MODELS.read_text())
+    import warnings
+
+    import timm
+
+    warnings.filterwarnings("ignore")
+    found = {}
+    for module in timm.list_modules():
+        pick = smallest(module)
+        if pick:
+            found[module] = {"model": pick[0], "params": pick[1]}
+            print(f"{module}: {pick[0]} ({pick[1]} params)", file=sys.stderr, flush=True)
+    MODELS.write_text(json.dumps(found, indent=1) + "\n")
+    return found
+
+
+def probe(name: str) -> tuple[tuple[int, ...], dict]:
+    """The smallest input the model runs on (96x96, with ``img_size=96`` if needed) and build kwargs."""
+    import warnings
+
+    import timm
+    import torch
+
+    warnings.filterwarnings("ignore")
+    default = tuple(timm.get_pretrained_cfg(name).input_size) if timm.get_pretrained_cfg(name) else (3, 224, 224)
+    for kwargs, shape in (({}, (3, SMALL, SMALL)), ({"img_size": SMALL}, (3, SMALL, SMALL)), ({}, default)):
+        try:
+            model = timm.create_model(name, **kwargs).eval()
+            with torch.no_grad():
+                model(torch.randn(1, *shape))
+            return (1, *shape), kwargs
+        except Exception:  # noqa: BLE001 - this size or these kwargs do not fit; try the next
+            continue
+    return (1, *default), {}
+
+
+def _call(step: Callable[[], Any]) -> tuple[int, Any, str, float]:
+    """Run one library call as the CLI would: its exit code, result, error line and seconds."""
+    from compressor.errors import CompressorError, first_line
+
+    start = time.time()
+    try:
+        return 0, step(), "", round(time.time() - start, 1)
+    except CompressorError as exc:
+        return exc.exit_code, None, exc.one_line()[:300], round(time.time() - start, 1)
+    except Exception as exc:  # noqa: BLE001 - a traceback in the CLI: recorded as exit 1
+        return 1, None, f"{type(exc).__name__}: {first_line(exc, 200)}", round(time.time() - start, 1)
+
+
+def check(family: str, name: str) -> dict:
+    """Prune (l1 0.5) and export one model through ``compressor.api`` (what the CLI calls); one row."""
+    from compressor.api import ExportConfig, ModelSpec, export, prune
+    from compressor.pruning.base import PruneConfig
+
+    start = time.time()
+    row: dict = {"family": family, "model": name}
+    try:
+        shape, kwargs = probe(name)
+    except Exception as exc:  # noqa: BLE001 - recorded, not raised
+        return {**row, "status": "fail", "detail": f"probe: {type(exc).__name__}: {exc}"[:300]}
+    row["input"] = "x".join(map(str, shape[1:]))
+    row["arch_kwargs"] = kwargs
+    spec = ModelSpec("timm:" + name, arch_kwargs=kwargs, input_shape=shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        pruned, onnx = str(Path(tmp) / "p.pt"), str(Path(tmp) / "p.onnx")
+        rc, res, err, secs = _call(lambda: prune(spec, PruneConfig("l1", ratio=0.5), pruned, measure_input=False))
+        row.update(prune_rc=rc, prune_s=secs)
+        if res is not None:
+            row.update(macs_before=res.before.get("macs"), macs_after=res.after.get("macs"),
+                       params_before=res.before.get("params"), params_after=res.after.get("params"),
+                       notes=[n for n in res.notes if "classifier head" not in n] if hasattr(res, "notes") else [])
+        if rc != 0:
+            status = "refused" if rc == 3 else "fail"
+            return {**row, "status": status, "detail": err, "seconds": round(time.time() - start, 1)}
+        rc, res, err, secs = _call(lambda: export(pruned, ExportConfig(onnx, **EXPORT)))
+        outputs = res.outputs if res is not None else []
+        row.update(export_rc=rc, export_s=secs, exporter=res.figures.get("exporter") if res else None,
+                   parity=[{"shape": o.get("shape"), "passed": o.get("passed"),
+                            "max_rel_error": o.get("max_rel_error")} for o in outputs])
+        passed = rc == 0 and bool(outputs) and all(o.get("passed") for o in outputs)
+        if not passed:
+            row["detail"] = err or "parity failed"
+        row["status"] = "pass" if passed else "fail"
+    row["seconds"] = round(time.time() - start, 1)
+    return row
+
+
+def run_one(family: str, name: str) -> dict:
+    """:func:`check` in its own process under a time limit (a hang or a crash is a row, not a stall)."""
+    limit = LIMIT_S
+    start = time.time()
+    try:
+        proc = subprocess.run([sys.executable, "-W", "ignore", __file__, "--one", family, name],
+                              capture_output=True, text=True, cwd=ROOT, timeout=limit,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        lines = proc.stdout.strip().splitlines()
+        if lines:
+            return json.loads(lines[-1])
+        detail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
+        return {"family": family, "model": name, "status": "fail", "detail": f"exit {proc.returncode}: {detail}",
+                "seconds": round(time.time() - start, 1)}
+    except subprocess.TimeoutExpired:
+        return {"family": family, "model": name, "status": "fail", "detail": f"no result within {limit} s",
+                "seconds": round(time.time() - start, 1)}
+
+
+def conditions() -> dict:
+    """Versions and machine, written with every row."""
+    import onnxruntime
+    import timm
+    import torch
+    import torch_pruning
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "torch_pruning": torch_pruning.__version__,
+            "onnxruntime": onnxruntime.__version__, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 1), "machine": platform.machine()}
+
+
+def load_rows() -> dict[str, dict]:
+    """The latest row of every family."""
+    rows: dict[str, dict] = {}
+    if JSONL.exists():
+        for line in JSONL.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["family"]] = row
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown summary (pass rate, each refusal reason) and one line per family."""
+    passed = [r for r in rows if r["status"] == "pass"]
+    refused = [r for r in rows if r["status"] == "refused"]
+    failed = [r for r in rows if r["status"] not in ("pass", "refused")]
+    cond = rows[0].get("conditions", {}) if rows else {}
+    total = len(json.loads(MODELS.read_text())) if MODELS.exists() else len(rows)
+    loads = [r["conditions"]["load_1min"] for r in rows if "conditions" in r]
+    out = ["# timm breadth: prune (l1, ratio 0.5) -> ONNX export -> parity, smallest model per family\n",
+           f"Command: `{COMMAND}`\n",
+           f"Conditions: torch {cond.get('torch')}, timm {cond.get('timm')}, torch-pruning "
+           f"{cond.get('torch_pruning')}, onnxruntime {cond.get('onnxruntime')}; {cond.get('cpus')} CPUs "
+           f"shared with other jobs (1-minute load {min(loads, default=0)} to {max(loads, default=0)} "
+           f"when the models started), {cond.get('threads')} torch threads. Export: "
+           f"`--exporter torchscript --samples 4`, parity on every output at the default tolerances "
+           "(rtol 1e-3, atol 1e-5). Seconds: wall time of the model's process (input probe, prune, "
+           "export and parity) on that loaded machine.\n",
+           f"**{len(passed)} of {len(rows)} families pass** ({100 * len(passed) / max(len(rows), 1):.0f}%); "
+           f"{len(refused)} refused cleanly (exit 3, reason below); {len(failed)} fail. "
+           f"{len(rows)} of the {total} families are in this run.\n"]
+    out.append("Reading: models have random weights (timm's init) and random inputs. MACs after / before is "
+               "theoretical (counted, not timed). Parity compares ONNX Runtime with the pruned PyTorch "
+               "model on every output; a max relative error of 0 means equal outputs (an untrained model "
+               "with zero-initialised layers can give near-constant logits, so parity there says less). "
+               "Families missing from the table were not reached in this run; the command resumes "
+               "where it stopped.\n")
+    if refused or failed:
+        out.append("## Not passing\n")
+        out += [f"- **{r['family']}** (`{r['model']}`): {r['status']}: {r.get('detail', '')}"
+                for r in sorted(refused + failed, key=lambda r: r["family"])]
+        out.append("")
+    out += ["## All families\n",
+            "| family | model | input | status | MACs before | MACs after / before | parity (max rel err) | s |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["family"]):
+        ratio = f"{r['macs_after'] / r['macs_before']:.3f}" if r.get("macs_before") and r.get("macs_after") else ""
+        parity = ", ".join(f"{'ok' if p['passed'] else 'FAIL'} ({p['max_rel_error']:.1e})"
+                           for p in r.get("parity", []) if p.get("max_rel_error") is not None)
+        out.append(f"| {r['family']} | {r['model']} | {r.get('input', '')} | {r['status']} | "
+                   f"{r.get('macs_before') or ''} | {ratio} | {parity} | {r.get('seconds', '')} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    if argv[:1] == ["--one"]:
+        print(json.dumps(check(argv[1], argv[2])), flush=True)
+        return
+    shard = (0, 1)
+    if argv[:1] == ["--shard"]:  # --shard I/N: every N-th family from the I-th (N workers side by side)
+        i, n = argv[1].split("/")
+        shard, argv = (int(i), int(n)), argv[2:]
+    if argv != ["--table"]:
+        picks = families()
+        wanted = argv or sorted(picks, key=lambda f: (f not in FIRST, FIRST.index(f) if f in FIRST else 0,
+                                                      picks[f]["params"]))
+        done = load_rows() if not argv else {}
+        cond = conditions()
+        for family in wanted[shard[0]::shard[1]]:
+            if family in done or family not in picks:
+                continue
+            row = {**run_one(family, picks[family]["model"]), "conditions": {**cond, "load_1min": round(os.getloadavg()[0], 1)}}
+            print(json.dumps(row), flush=True)
+            with JSONL.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    TABLE.write_text(table(list(load_rows().values())))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

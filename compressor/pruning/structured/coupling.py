@@ -1,0 +1,79 @@
+"""Guards around torch-pruning's dependency graph for architectures it traces only in part.
+
+Some blocks reach the tracer through operations whose channel mapping it gets wrong: a fixed
+``reshape`` that folds channels with another axis, a layer-scale parameter broadcast over a
+folded shape (timm FastViT, EdgeNeXt). The graph then maps a group's channel indices past the end
+of one of its layers, and scoring that group fails with an ``IndexError``. Such a group cannot be
+pruned correctly, so its root layer is kept at full width (like an ``--ignore``d layer) and every
+other group is pruned as usual. After pruning, the model must still run and give outputs of the
+dense model's shapes; otherwise the operation is refused (exit 3) before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor.errors import UnsupportedError, first_line
+
+UNMAPPED = "torch-pruning cannot map its channels through the block (its group is kept)"
+
+
+def unmapped_roots(pruner: Any) -> list[nn.Module]:
+    """Root layers of the groups whose channel indices the graph maps out of range.
+
+    Args:
+        pruner: a torch-pruning ``BasePruner``; its ``ignored_layers`` are honoured.
+    """
+    import torch_pruning as tp
+
+    probe = tp.importance.MagnitudeImportance(p=1)  # deterministic: a random score would draw numbers
+    bad: list[nn.Module] = []
+    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                          root_module_types=pruner.root_module_types):
+        try:
+            probe(group)
+        except IndexError:
+            bad.append(group[0].dep.target.module)
+    return bad
+
+
+def keep_unmapped(pruner: Any) -> list[nn.Module]:
+    """Add the roots of unmappable groups to ``pruner``'s ignored layers; returns them."""
+    bad = unmapped_roots(pruner)
+    pruner.ignored_layers.extend(bad)
+    return bad
+
+
+def _pop(stack: list[str]) -> None:
+    """Leave a module (a forward hook that returns nothing keeps the module's output)."""
+    stack.pop()
+
+
+def check_pruned(model: nn.Module, example: Any) -> None:
+    """Refuse (exit 3) a pruned model that no longer runs, naming the innermost block that failed.
+
+    Output shapes are compared afterwards, against the input model's, by
+    :func:`compressor.outputs.check_kept` (which knows ``--allow-output-change``).
+    """
+    stack: list[str] = []
+    hooks = [h for name, m in model.named_modules() if name
+             for h in (m.register_forward_pre_hook(lambda mod, args, n=name: stack.append(n)),
+                       m.register_forward_hook(lambda mod, args, out: _pop(stack)))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*example) if isinstance(example, tuple) else model(example)
+    except Exception as exc:  # noqa: BLE001 - any failure means the pruning broke the model
+        where = stack[-1] if stack else "?"
+        raise UnsupportedError(
+            f"the pruned model no longer runs: torch-pruning coupled the channels of '{where}' wrongly "
+            f"({type(exc).__name__}: {first_line(exc, 120)})",
+            f"--ignore '{where}*', or use an unstructured method such as --method magnitude") from None
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
