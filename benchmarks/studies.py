@@ -260,6 +260,11 @@ STUDIES: tuple[Study, ...] = (
               "simple_cnn_level0965": Config(_r("sweep_simple_cnn_965/points.csv"), (_r("sweep_simple_cnn_965"),)),
               "vgg_bn_slim": Config(_r("sweep_vgg_bn_slim/points.csv"), (_r("sweep_vgg_bn_slim"),)),
           }),
+    Study("timm_breadth", "timm_breadth",
+          "the smallest model of every timm family through prune (l1 0.5) -> export -> parity", {
+              "families": Config(_r("timm_breadth.md"), ("--out", "{results}/timm_breadth"),
+                                 ("resnet",)),
+          }),
     Study("unstructured_accuracy", "unstructured_accuracy",
           "sparsity against accuracy of the masked methods on the trained sample models", {
               "simple_cnn_mlp": Config(_r("unstructured_accuracy.md"),

@@ -1,10 +1,11 @@
 """Breadth over timm: the smallest model of every timm family through prune -> export -> parity.
 
-    nice -n 10 python benchmarks/timm_breadth.py            # every family (resumes: done ones skipped)
-    nice -n 10 python benchmarks/timm_breadth.py levit fastvit   # only these families (rerun them)
-    python benchmarks/timm_breadth.py --table               # rebuild the table only
-    nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & nice -n 10 python benchmarks/timm_breadth.py --shard 1/2
-                                                            # two workers side by side
+    python -m benchmarks run timm_breadth                    # every family (resumes: done ones skipped)
+    python -m benchmarks.timm_breadth levit fastvit          # only these families (rerun them)
+    python -m benchmarks.timm_breadth --table                # rebuild the table only
+    python -m benchmarks.timm_breadth --shard 0/2 & python -m benchmarks.timm_breadth --shard 1/2
+                                                             # two workers side by side
+    python -m benchmarks.timm_breadth --out DIR/STEM ...     # STEM.jsonl, STEM.md, STEM_models.json
 
 A family is one timm model module (``timm.list_modules()``: ``vision_transformer``, ``levit``,
 ``resnet``, ...); its model is the one with the fewest parameters among the few whose names say
@@ -253,7 +254,13 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    RESULTS.mkdir(exist_ok=True)
+    global JSONL, TABLE, MODELS
+    if "--out" in argv:  # another place for the three files (a smoke run, a second machine)
+        at = argv.index("--out")
+        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+        JSONL, TABLE = stem.with_suffix(".jsonl"), stem.with_suffix(".md")
+        MODELS = stem.parent / f"{stem.name}_models.json"
+    JSONL.parent.mkdir(parents=True, exist_ok=True)
     if argv[:1] == ["--one"]:
         print(json.dumps(check(argv[1], argv[2])), flush=True)
         return
