@@ -1,6 +1,7 @@
 """Model references: one string names an architecture wherever a model is named.
 
-* ``torchvision:resnet18`` any torchvision classification model (random init);
+* ``torchvision:resnet18`` any torchvision classification model (random init), and the detection
+  and optical-flow models of :mod:`compressor.io.detection` behind a one-tensor adapter;
 * ``sample:simple_cnn`` one of our sample models (``compress list``);
 * ``timm:NAME`` a timm model when timm is installed;
 * ``package.module:factory`` user code: a callable returning an ``nn.Module``.
@@ -67,7 +68,12 @@ def default_input_shape(ref: str | None) -> tuple[int, ...]:
 
 
 def torchvision_shape(name: str) -> tuple[int, ...]:
-    """The input a torchvision model is made for (299x299 for inception_v3, else 224x224)."""
+    """The input a torchvision model is made for (299x299 for inception_v3, else 224x224; detection
+    and optical-flow models: their adapter's, see :mod:`compressor.io.detection`)."""
+    from compressor.io import detection
+
+    if detection.is_adapted(name):
+        return detection.input_shape(name)
     return _SPECIAL_SHAPES.get(name, DEFAULT_IMAGE_SHAPE)
 
 
@@ -84,12 +90,18 @@ def torchvision_models() -> list[str]:
 
 
 def build_torchvision(name: str, kwargs: dict[str, Any]):
-    """A torchvision classification model with random weights."""
+    """A torchvision classification model with random weights (a detection or optical-flow model:
+    behind its one-tensor adapter, see :mod:`compressor.io.detection`)."""
     import torchvision
 
+    from compressor.io import detection
+
+    if detection.is_adapted(name):
+        return detection.build(name, kwargs)
     names = torchvision_models()
     if name not in names:
-        raise unknown_name("torchvision classification model", name, names)
+        raise unknown_name("torchvision classification, detection or optical-flow model", name,
+                           [*names, *detection.MODELS])
     if name == "inception_v3":
         kwargs.setdefault("init_weights", False)
         kwargs.setdefault("aux_logits", False)

@@ -391,7 +391,9 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[s
                    keep_residual: bool = False) -> dict[str, str]:
     """Module name -> why it is never pruned (classifier head, ``--ignore`` pattern, residual stream)."""
     names = {m: n for n, m in model.named_modules()}
-    reasons = {names[m]: "classifier head (makes the outputs)" for m in output_layers(model, example)}
+    reasons = adapter_kept(model)
+    for m in output_layers(model, example):
+        reasons.setdefault(names[m], "classifier head (makes the outputs)")
     for unit in units(model, example) if restriction(model) else []:
         for m in output_layers(unit.module, unit.example):
             reasons.setdefault(names[m], "sub-block output (its width is kept)")
@@ -402,6 +404,13 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[s
         for name in residual_layers(model, example):
             reasons.setdefault(name, "residual stream (--keep-residual)")
     return reasons
+
+
+def adapter_kept(model: nn.Module) -> dict[str, str]:
+    """Layers a model adapter names as kept (the heads of a detection adapter, see
+    :mod:`compressor.io.detection`): name -> why."""
+    kept = getattr(model, "kept_layers", None)
+    return dict(kept()) if callable(kept) else {}
 
 
 def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
