@@ -25,7 +25,9 @@ and the feature widths the heads share, which structured pruning keeps (see
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -52,7 +54,7 @@ MODELS: dict[str, tuple[str, tuple[int, ...]]] = {
     "raft_large": ("flow", (1, 6, 128, 128)),
 }
 
-ROIS = 32  # fixed regions per image a two-stage adapter runs its region heads on
+ROIS = 8  # fixed regions per image a two-stage adapter runs its region heads on
 FLOW_UPDATES = 12  # RAFT's recurrent refinements (torchvision's default)
 HEAD = "detection head (makes the outputs)"
 FEATURES = "feature width shared by the heads (kept)"
@@ -78,15 +80,15 @@ def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
 
     family = MODELS[name][0]
     kwargs = dict(kwargs)
-    own = {k: kwargs.pop(k) for k in ("rois", "flow_updates") if k in kwargs}
+    own = _own({k: kwargs.pop(k) for k in ("rois", "flow_updates") if k in kwargs}, family)
     if family != "flow":
         kwargs.setdefault("weights_backbone", None)
     model = torchvision.models.get_model(name, weights=None, **kwargs)
     adapter: Adapter
     if family == "flow":
-        adapter = FlowAdapter(model, **_own(own, "flow_updates", FLOW_UPDATES))
+        adapter = FlowAdapter(model, **own)
     elif family == "rcnn":
-        adapter = TwoStageAdapter(model, **_own(own, "rois", ROIS))
+        adapter = TwoStageAdapter(model, **own)
     else:
         adapter = DenseAdapter(model)
     return calibrated(adapter, MODELS[name][1])
@@ -108,15 +110,19 @@ def calibrated(adapter: Adapter, shape: tuple[int, ...]) -> Adapter:
     return adapter.eval()
 
 
-def _own(own: dict[str, Any], key: str, default: int) -> dict[str, int]:
-    extra = set(own) - {key}
+def _own(own: dict[str, Any], family: str) -> dict[str, int]:
+    """The adapter's own keyword arguments, checked before anything is built."""
+    takes = {"flow": {"flow_updates": FLOW_UPDATES}, "rcnn": {"rois": ROIS}}.get(family, {})
+    extra = sorted(set(own) - set(takes))
     if extra:
-        raise UsageError(f"--arch-kwargs {', '.join(sorted(extra))} does not apply to this model",
-                         f"this model's adapter takes {key}=N")
-    value = own.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UsageError(f"--arch-kwargs {key} must be a positive integer, got {value!r}")
-    return {key: value}
+        hint = f"this model's adapter takes {', '.join(f'{k}=N' for k in takes)}" if takes else \
+            "this model's adapter takes none of its own"
+        raise UsageError(f"--arch-kwargs {', '.join(extra)} does not apply to this model", hint)
+    values = {**takes, **own}
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"--arch-kwargs {key} must be a positive integer, got {value!r}")
+    return values
 
 
 class Adapter(nn.Module):
@@ -127,6 +133,16 @@ class Adapter(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model.eval()
+
+    def output_names(self) -> list[str]:
+        """What each output tensor is, in order."""
+        raise NotImplementedError  # each adapter names its outputs
+
+    def export_note(self) -> str:
+        """What an exported graph of this adapter computes (for the export report)."""
+        return (f"{self.task} model exported through its adapter: one input tensor, the raw head "
+                f"outputs ({', '.join(self.output_names())}) with fixed shapes; post-processing "
+                "(box decoding, score threshold, NMS) is not in the graph")
 
     def kept_layers(self) -> dict[str, str]:
         """Qualified name (in this adapter) -> why its output channels are never pruned."""
@@ -152,6 +168,10 @@ class DenseAdapter(Adapter):
         levels = list(features.values()) if isinstance(features, dict) else [features]
         head = self.model.head(levels)
         return tuple(head[k] for k in sorted(head))  # bbox_ctrness, bbox_regression, cls_logits
+
+    def output_names(self) -> list[str]:
+        names = ["bbox_regression", "cls_logits"]
+        return ["bbox_ctrness", *names] if hasattr(self.model.head.regression_head, "bbox_ctrness") else names
 
     def kept_layers(self) -> dict[str, str]:
         head = self.model.head
@@ -200,6 +220,12 @@ class TwoStageAdapter(DenseAdapter):
             out.append(points.reshape(batch, self.rois, *points.shape[1:]))
         return tuple(out)
 
+    def output_names(self) -> list[str]:
+        heads = self.model.roi_heads
+        return ["rpn_objectness", "rpn_box_deltas", "class_logits", "box_regression",
+                *(["mask_logits"] if heads.mask_roi_pool is not None else []),
+                *(["keypoint_logits"] if heads.keypoint_roi_pool is not None else [])]
+
     def kept_layers(self) -> dict[str, str]:
         heads = self.model.roi_heads
         kept = self._named("rpn.head.", "cls_logits", "bbox_pred")
@@ -226,6 +252,23 @@ class FlowAdapter(Adapter):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, second = torch.chunk(x, 2, dim=1)
         return self.model(first, second, num_flow_updates=self.flow_updates)[-1]
+
+    def output_names(self) -> list[str]:
+        return ["flow"]
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[None]:
+        """One refinement while torch-pruning traces the graph: every refinement runs the same
+        layers, and the graph of twelve is too deep for the tracer's shape inference."""
+        updates, self.flow_updates = self.flow_updates, 1
+        try:
+            yield
+        finally:
+            self.flow_updates = updates
+
+    def export_note(self) -> str:
+        return (f"optical-flow model exported through its adapter: the two frames stacked on the channel "
+                f"axis in, the flow after {self.flow_updates} refinements out")
 
     def kept_layers(self) -> dict[str, str]:
         update = self.model.update_block

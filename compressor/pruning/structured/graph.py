@@ -11,6 +11,7 @@ Models whose parts cannot be pruned correctly are refused up front with the part
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import types
@@ -380,8 +381,10 @@ def traceable_attention(model: nn.Module) -> Iterator[None]:
                and hasattr(m, "scale")]
     for m in patched:
         m.forward = types.MethodType(_qkv_forward, m)
+    tracing = getattr(model, "tracing", None)  # an adapter's lighter forward for the tracer
     try:
-        yield
+        with tracing() if callable(tracing) else contextlib.nullcontext():
+            yield
     finally:
         for m in patched:
             del m.forward
