@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,6 +130,7 @@ class Adapter(nn.Module):
     """One tensor in, the raw head tensors out (see the module docstring)."""
 
     task = ""
+    model: Any  # the torchvision model; its sub-modules are read by name
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -251,7 +253,11 @@ class FlowAdapter(Adapter):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, second = torch.chunk(x, 2, dim=1)
-        return self.model(first, second, num_flow_updates=self.flow_updates)[-1]
+        with warnings.catch_warnings():
+            # the encoders' InstanceNorm layers have no weights, so pruning leaves their unused
+            # num_features at the old width, and torch warns on every call
+            warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
+            return self.model(first, second, num_flow_updates=self.flow_updates)[-1]
 
     def output_names(self) -> list[str]:
         return ["flow"]
@@ -310,7 +316,7 @@ def fixed_regions(anchors: torch.Tensor, count: int, height: int, width: int) ->
                         boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], 1)
 
 
-def roi_pool(pooler: nn.Module, features: dict[str, torch.Tensor], boxes: torch.Tensor, batch: int,
+def roi_pool(pooler: Any, features: dict[str, torch.Tensor], boxes: torch.Tensor, batch: int,
              size: tuple[int, int]) -> torch.Tensor:
     """torchvision's ``MultiScaleRoIAlign`` on the same ``boxes`` in every image of the batch.
 
