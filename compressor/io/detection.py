@@ -14,7 +14,7 @@ the raw head tensors, before any post-processing, with fixed shapes:
   the top-scored proposals keep the graph free of data-dependent selection (NMS, top-k), so the
   output shapes and the ONNX graph do not depend on the weights and every head runs on every input;
 * RAFT optical flow: ``(B, 6, H, W)``, the two RGB frames stacked on the channel axis (H and W
-  divisible by 8); output the last flow estimate ``(B, 2, H, W)``.
+  divisible by 8, at least 128); output the last flow estimate ``(B, 2, H, W)``.
 
 The detector itself is the adapter's ``model`` (full detection with post-processing:
 ``adapter.model.eval()(list_of_images)``), so an artifact rebuilt from the reference loads the same
