@@ -118,6 +118,11 @@ def table(rows: list[dict]) -> str:
             "| model | prune rc | MACs before -> after (ratio) | export rc | exporter | parity per output | "
             "bench rc | p50 ms | s (prune / export / bench) | refusal or failure |",
             "|---|---|---|---|---|---|---|---|---|---|"]
+    from compressor.io.detection import MODELS
+
+    done = {r["model"] for r in rows}
+    rows = rows + [{"model": m, "prune_rc": "not run", "detail": "not run yet: `PYTHONPATH=. python "
+                    f"benchmarks/torchvision_detection.py {m}`"} for m in MODELS if m not in done]
     body = []
     for r in sorted(rows, key=lambda r: r["model"]):
         secs = " / ".join(str(r.get(k, "")) for k in ("prune_s", "export_s", "bench_s"))
