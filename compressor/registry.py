@@ -250,7 +250,7 @@ MODEL_SOURCES: dict[str, ModelSourceInfo] = {
     s.scheme: s
     for s in [
         ModelSourceInfo("torchvision", "compressor.io.refs:build_torchvision",
-                        "a torchvision classification, segmentation or video model (random init)", "torchvision:resnet18",
+                        "any torchvision model: classification, segmentation, video, detection, optical flow (random init)", "torchvision:resnet18",
                         shape="compressor.io.refs:torchvision_shape"),
         ModelSourceInfo("sample", "compressor.io.refs:build_sample", "a bundled sample model (the sample models above)",
                         "sample:simple_cnn", shape="compressor.io.refs:sample_shape"),

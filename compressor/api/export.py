@@ -52,6 +52,9 @@ def export(model: ModelSpec | str, config: ExportConfig, output: str | None = No
     outcome = registry.export_format(cfg.format).load().write(inputs, cfg)
     figures = {**outcome.figures, **_torch_counts(inputs.handle.module)}
     notes = outcome.notes + ([] if cfg.verify else ["--no-verify: parity was not checked"])
+    note = getattr(inputs.handle.module, "export_note", None)  # an adapter says what its graph computes
+    if callable(note):
+        notes.append(note())
     if figures.get("sparsity", 0) > 0.2:
         notes.append("zeros shrink the compressed file, not the run time: dense runtimes such as "
                      "ONNX Runtime on CPU compute them like any weight")

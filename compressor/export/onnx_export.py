@@ -95,6 +95,9 @@ def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
     got = program.model.opset_imports.get("", program.model.opset_imports.get("ai.onnx", 0))
     if got != opset:
         raise UnsupportedError(f"asked for opset {opset}, the exporter produced {got}")
+    if dynamic and isinstance(program.model.graph.inputs[0].shape[0], int):
+        # torch.export specialises the batch axis when the code fixes it (RAFT's frame split)
+        raise UnsupportedError(f"the batch axis came out fixed at {program.model.graph.inputs[0].shape[0]}")
     return program
 
 

@@ -1,7 +1,8 @@
 """Model references: one string names an architecture wherever a model is named.
 
 * ``torchvision:resnet18`` a torchvision classification, semantic segmentation or video
-  classification model (random init; :mod:`compressor.io.zoo` has the table per task);
+  classification model (random init; :mod:`compressor.io.zoo` has the table per task), or a
+  detection or optical-flow model behind a one-tensor adapter (:mod:`compressor.io.detection`);
 * ``sample:simple_cnn`` one of our sample models (``compress list``);
 * ``timm:NAME`` a timm model when timm is installed;
 * ``package.module:factory`` user code: a callable returning an ``nn.Module``.
@@ -68,9 +69,12 @@ def default_input_shape(ref: str | None) -> tuple[int, ...]:
 
 
 def torchvision_shape(name: str) -> tuple[int, ...] | None:
-    """The input a torchvision model is made for (its task's row in :mod:`compressor.io.zoo`)."""
-    from compressor.io import zoo
+    """The input a torchvision model is made for (its task's row in :mod:`compressor.io.zoo`;
+    detection and optical-flow models: their adapter's, see :mod:`compressor.io.detection`)."""
+    from compressor.io import detection, zoo
 
+    if detection.is_adapted(name):
+        return detection.input_shape(name)
     return zoo.input_shape(name)
 
 
@@ -88,11 +92,14 @@ def torchvision_models() -> list[str]:
 
 def build_torchvision(name: str, kwargs: dict[str, Any]):
     """A torchvision model of any task in :data:`compressor.io.zoo.TASKS`, with random weights;
-    the task's builder arguments apply unless ``kwargs`` sets them."""
+    the task's builder arguments apply unless ``kwargs`` sets them. A detection or optical-flow
+    model comes behind its one-tensor adapter (:mod:`compressor.io.detection`)."""
     import torchvision
 
-    from compressor.io import zoo
+    from compressor.io import detection, zoo
 
+    if detection.is_adapted(name):
+        return detection.build(name, kwargs)
     task = zoo.task_of(name)
     return torchvision.models.get_model(name, weights=None, **{**task.builder_kwargs(name), **kwargs})
 

@@ -12,6 +12,7 @@ Models whose parts cannot be pruned correctly are refused up front with the part
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -204,7 +205,7 @@ def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: 
                 ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
-    with tracer_errors():
+    with adapter_tracing(model), tracer_errors():
         pruner = tp.pruner.BasePruner(
             model, example, importance=importance, global_pruning=False, pruning_ratio=ratio,
             pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
@@ -361,6 +362,15 @@ def describe_kept(reasons: dict[str, str]) -> list[str]:
 HEAD_REASON = "classifier head (makes the outputs)"
 
 
+@contextmanager
+def adapter_tracing(model: nn.Module) -> Iterator[None]:
+    """While torch-pruning traces the graph, run a model adapter's lighter forward (see
+    :mod:`compressor.io.detection`: optical flow traces one refinement, not twelve)."""
+    tracing = getattr(model, "tracing", None)
+    with tracing() if callable(tracing) else contextlib.nullcontext():
+        yield
+
+
 def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str],
                    keep_residual: bool = False, allow: Iterable[str] = (), ref: str | None = None) -> dict[str, str]:
     """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, the model
@@ -370,7 +380,9 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[s
     kept (:func:`output_makers`), unless that output is in ``allow`` (``--allow-output-change``).
     """
     names = {m: n for n, m in model.named_modules()}
-    reasons = _output_reasons(model, example, set(allow))
+    reasons = adapter_kept(model)
+    for name, why in _output_reasons(model, example, set(allow)).items():
+        reasons.setdefault(name, why)
     for unit in units(model, example) if restriction(model) else []:
         for m in output_layers(unit.module, unit.example):
             reasons.setdefault(names[m], "sub-block output (its width is kept)")
@@ -414,7 +426,7 @@ def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
     """
     names = {m: n for n, m in model.named_modules()}
     returned: list[Any] = []
-    with tracer_errors():
+    with adapter_tracing(model), tracer_errors():
         dg = tp.DependencyGraph().build_dependency(
             model, example_inputs=example, verbose=False,
             forward_fn=lambda m, x: m(*x) if isinstance(x, tuple) else m(x),
@@ -436,6 +448,17 @@ def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
     return found
 
 
+def adapter_kept(model: nn.Module) -> dict[str, str]:
+    """Layers a model adapter names as kept (the heads of a detection adapter, see
+    :mod:`compressor.io.detection`): name -> why; an adapter that says structured pruning cannot be
+    done is refused (exit 3)."""
+    refusal = getattr(model, "structured_refusal", "")
+    if refusal:
+        raise UnsupportedError(refusal, "use an unstructured method (e.g. --method magnitude --sparsity 0.5)")
+    kept = getattr(model, "kept_layers", None)
+    return dict(kept()) if callable(kept) else {}
+
+
 def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """Conv/linear layers whose output channels are summed with another tensor (a residual stream).
 
@@ -446,7 +469,7 @@ def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     if restriction(model) is not None:
         return []  # restricted architectures already keep their sub-block outputs
     names = {m: n for n, m in model.named_modules()}
-    with tracer_errors():
+    with adapter_tracing(model), tracer_errors():
         dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     found: list[str] = []
     for group in dg.get_all_groups(root_module_types=PRUNABLE):
