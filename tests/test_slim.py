@@ -64,7 +64,7 @@ def test_sparsity_training_shrinks_gammas_more_than_plain_training():
         torch.manual_seed(0)
         model = load_model("sample:vgg_bn").module
         bns = slimming.scaled_batchnorms(model)
-        fit(model, data, TrainConfig(epochs=1, lr=1e-2, batch_size=32, max_batches=6),
+        fit(model, data, TrainConfig(epochs=1, lr=1e-2, batch_size=32, max_batches=6, schedule="none"),
             after_backward=lambda _, bns=bns, lam=lam: slimming.add_l1_penalty(bns, lam))
         means.append(torch.cat([b.weight.detach().abs() for b in bns]).mean().item())
     assert means[1] < means[0] - 0.02

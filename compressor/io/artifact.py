@@ -28,7 +28,7 @@ from torch import nn
 
 from compressor import registry
 from compressor.errors import InputError, UnsupportedError, first_line
-from compressor.io import integrity, packing, refs
+from compressor.io import integrity, packing, refs, zoo
 from compressor.io.atomic import atomic_write
 from compressor.model import ModelHandle
 
@@ -146,7 +146,7 @@ def _with_shape(handle: ModelHandle, shape: tuple[int, ...] | None) -> ModelHand
 def _check_file(text: str) -> Path:
     file = Path(text)
     if not file.exists():
-        near = refs.closest_models(text) if not file.suffix and "/" not in text else []
+        near = zoo.closest_models(text) if not file.suffix and "/" not in text else []
         if near:
             raise InputError(f"{file}: no such file", f"to build a model, name it with its zoo: "
                              f"{' or '.join(near)}")

@@ -15,7 +15,6 @@ The schemes are the model sources of :data:`compressor.registry.MODEL_SOURCES`, 
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 from typing import Any
 
@@ -117,39 +116,10 @@ def build_timm(name: str, kwargs: dict[str, Any]):
     except ImportError:
         raise UsageError("timm is not installed", "pip install 'compressor[timm]'") from None
     if not timm.is_model(name):
+        from compressor.io.zoo import unknown_model
+
         raise unknown_model("timm model", name)
     return timm.create_model(name, pretrained=False, **kwargs)
-
-
-def zoo_names() -> list[str]:
-    """Every model reference of the two zoos: ``torchvision:NAME`` (all tasks) and, when timm is
-    installed, ``timm:NAME``."""
-    import torchvision
-
-    names = [f"torchvision:{n}" for n in torchvision.models.list_models()]
-    try:
-        import timm
-    except ImportError:
-        return names
-    return names + [f"timm:{n}" for n in timm.list_models()]
-
-
-def closest_models(name: str, count: int = 3) -> list[str]:
-    """The zoo references whose names are closest to ``name`` (with or without a scheme)."""
-    plain = name.partition(":")[2] or name
-    refs = zoo_names()
-    by_name: dict[str, list[str]] = {}
-    for ref in refs:
-        by_name.setdefault(ref.partition(":")[2], []).append(ref)
-    near = difflib.get_close_matches(plain, list(by_name), n=count, cutoff=0.6)
-    return [ref for n in near for ref in by_name[n]][:count]
-
-
-def unknown_model(kind: str, name: str) -> UsageError:
-    """Exit 2 for a name the zoo does not have, naming the closest references in either zoo."""
-    near = closest_models(name)
-    hint = f"did you mean {' or '.join(near)}?" if near else "compress list shows the model sources"
-    return UsageError(f"unknown {kind} '{name}'", hint)
 
 
 def build_python(ref: str, kwargs: dict[str, Any]):

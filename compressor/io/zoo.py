@@ -17,12 +17,13 @@ on 224x224 crops, 16 frames here (torchvision states minimums of 14 frames at 22
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressor.errors import UnsupportedError
+from compressor.errors import UnsupportedError, UsageError
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,6 @@ def task_of(name: str) -> Task:
     a refused task says why (exit 3)."""
     found = find(name)
     if found is None:
-        from compressor.io.refs import unknown_model  # refs imports this module when it builds
-
         raise unknown_model("torchvision model", name)
     task = found[0]
     if task.refused:
@@ -133,3 +132,34 @@ def kept_layers(ref: str | None) -> tuple[str, ...]:
         return ()
     found = find(ref.partition(":")[2])
     return found[0].kept_layers(found[1]) if found else ()
+
+
+def zoo_names() -> list[str]:
+    """Every model reference of the two zoos: ``torchvision:NAME`` (all tasks) and, when timm is
+    installed, ``timm:NAME``."""
+    import torchvision
+
+    names = [f"torchvision:{n}" for n in torchvision.models.list_models()]
+    try:
+        import timm
+    except ImportError:
+        return names
+    return names + [f"timm:{n}" for n in timm.list_models()]
+
+
+def closest_models(name: str, count: int = 3) -> list[str]:
+    """The zoo references whose names are closest to ``name`` (with or without a scheme)."""
+    plain = name.partition(":")[2] or name
+    refs = zoo_names()
+    by_name: dict[str, list[str]] = {}
+    for ref in refs:
+        by_name.setdefault(ref.partition(":")[2], []).append(ref)
+    near = difflib.get_close_matches(plain, list(by_name), n=count, cutoff=0.6)
+    return [ref for n in near for ref in by_name[n]][:count]
+
+
+def unknown_model(kind: str, name: str) -> UsageError:
+    """Exit 2 for a name the zoo does not have, naming the closest references in either zoo."""
+    near = closest_models(name)
+    hint = f"did you mean {' or '.join(near)}?" if near else "compress list shows the model sources"
+    return UsageError(f"unknown {kind} '{name}'", hint)
