@@ -265,6 +265,11 @@ STUDIES: tuple[Study, ...] = (
               "families": Config(_r("timm_breadth.md"), ("--out", "{results}/timm_breadth"),
                                  ("resnet",)),
           }),
+    Study("torchvision_detection", "torchvision_detection",
+          "torchvision detection and optical-flow models through prune (l1 0.5) -> export -> parity -> bench", {
+              "all": Config(_r("torchvision_detection.md"), ("--out", "{results}/torchvision_detection"),
+                            ("ssdlite320_mobilenet_v3_large",)),
+          }),
     Study("unstructured_accuracy", "unstructured_accuracy",
           "sparsity against accuracy of the masked methods on the trained sample models", {
               "simple_cnn_mlp": Config(_r("unstructured_accuracy.md"),

@@ -7,9 +7,10 @@ adapters' default inputs are used (:mod:`compressor.io.detection`). Rows go to
 ``benchmarks/results/torchvision_detection.jsonl`` (appended as models finish; the latest row of a
 model wins) and the table ``benchmarks/results/torchvision_detection.md``.
 
-    PYTHONPATH=. python benchmarks/torchvision_detection.py            # every model
-    PYTHONPATH=. python benchmarks/torchvision_detection.py raft_small ssd300_vgg16
-    PYTHONPATH=. python benchmarks/torchvision_detection.py --table    # rebuild the table only
+    python -m benchmarks run torchvision_detection                      # every model
+    python -m benchmarks.torchvision_detection raft_small ssd300_vgg16
+    python -m benchmarks.torchvision_detection --table                  # rebuild the table only
+    python -m benchmarks.torchvision_detection --out DIR/STEM ...       # STEM.jsonl and STEM.md
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _parity(r: dict) -> str:
 def table(rows: list[dict]) -> str:
     """The Markdown table."""
     head = ["# torchvision detection and optical flow: prune (l1 0.5) -> export -> parity -> bench\n",
-            "Command: `PYTHONPATH=. python benchmarks/torchvision_detection.py`\n",
+            "Command: `python -m benchmarks run torchvision_detection`\n",
             f"Conditions: {conditions()}. Seconds are wall time on a shared machine (other jobs running): "
             "compare them with each other only; p50 is the ONNX Runtime median latency of the pruned "
             "graph at batch 1, under the same load.\n",
@@ -124,8 +125,8 @@ def table(rows: list[dict]) -> str:
     from compressor.io.detection import MODELS
 
     done = {r["model"] for r in rows}
-    rows = rows + [{"model": m, "prune_rc": "not run", "detail": "not run yet: `PYTHONPATH=. python "
-                    f"benchmarks/torchvision_detection.py {m}`"} for m in MODELS if m not in done]
+    rows = rows + [{"model": m, "prune_rc": "not run", "detail": "not run yet: `python -m "
+                    f"benchmarks.torchvision_detection {m}`"} for m in MODELS if m not in done]
     body = []
     for r in sorted(rows, key=lambda r: r["model"]):
         secs = " / ".join(str(r.get(k, "")) for k in ("prune_s", "export_s", "bench_s"))
@@ -137,7 +138,12 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    RESULTS.mkdir(exist_ok=True)
+    global JSONL, TABLE
+    if "--out" in argv:  # another place for the two files (a smoke run)
+        at = argv.index("--out")
+        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+        JSONL, TABLE = stem.with_suffix(".jsonl"), stem.with_suffix(".md")
+    JSONL.parent.mkdir(parents=True, exist_ok=True)
     if argv != ["--table"]:
         from compressor.io.detection import MODELS
 
