@@ -20,8 +20,9 @@ import tempfile
 from benchmarks.studies import RESULTS, ROOT, STUDIES, Config, Study, study
 
 
-def command(s: Study, config: str, results: str = RESULTS, quick: bool = False,
-            extra: tuple[str, ...] = ()) -> list[str]:
+def command(
+    s: Study, config: str, results: str = RESULTS, quick: bool = False, extra: tuple[str, ...] = ()
+) -> list[str]:
     """The ``python -m benchmarks.MODULE ...`` argument list of one configuration."""
     cfg = s.configs[config]
     args = [a.replace("{results}", results) for a in cfg.args]
@@ -48,12 +49,27 @@ def listing() -> str:
 
 def listing_json() -> str:
     """The registry as one JSON document: studies, modules, configurations, results, arguments."""
-    return json.dumps([{"name": s.name, "module": f"benchmarks.{s.module}", "description": s.description,
-                        "configs": [{"name": name, "result": cfg.result, "args": list(cfg.args),
-                                     "quick": None if cfg.quick is None else list(cfg.quick),
-                                     "command": runner_command(s, name)}
-                                    for name, cfg in s.configs.items()]}
-                       for s in STUDIES], indent=1)
+    return json.dumps(
+        [
+            {
+                "name": s.name,
+                "module": f"benchmarks.{s.module}",
+                "description": s.description,
+                "configs": [
+                    {
+                        "name": name,
+                        "result": cfg.result,
+                        "args": list(cfg.args),
+                        "quick": None if cfg.quick is None else list(cfg.quick),
+                        "command": runner_command(s, name),
+                    }
+                    for name, cfg in s.configs.items()
+                ],
+            }
+            for s in STUDIES
+        ],
+        indent=1,
+    )
 
 
 def _state(cfg: Config) -> str:
@@ -67,9 +83,13 @@ def run(name: str, config: str | None, quick: bool, extra: list[str]) -> int:
     s = study(name)
     config = config or s.default
     if config not in s.configs:
-        raise KeyError(f"study {name} has no configuration {config!r}; configurations: {', '.join(s.configs)}")
+        raise KeyError(
+            f"study {name} has no configuration {config!r}; configurations: {', '.join(s.configs)}"
+        )
     if quick and s.configs[config].quick is None:
-        raise KeyError(f"study {name} --config {config} has no --quick form; run it in full or pass arguments")
+        raise KeyError(
+            f"study {name} --config {config} has no --quick form; run it in full or pass arguments"
+        )
     with tempfile.TemporaryDirectory(prefix="benchmarks-quick-") as tmp:
         argv = command(s, config, tmp if quick else RESULTS, quick, tuple(extra))
         print("+ " + shlex.join(["python", *argv[1:]]), file=sys.stderr, flush=True)

@@ -51,9 +51,15 @@ def export(ref: str, path: Path) -> Path:
     from compressor.io.artifact import load_model
 
     module = load_model(ref).module.eval()
-    torch.onnx.export(module, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        module,
+        (torch.randn(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
     return path
 
 
@@ -63,16 +69,29 @@ def in_process(path: Path, args: argparse.Namespace) -> tuple[float, float]:
     from compressor.api.bench import BenchConfig, bench
     from compressor.bench.profiles import get_profile
 
-    profile = get_profile("mobile").override(min_runs=args.runs, warmup=args.warmup,
-                                             min_time_s=args.min_time)
+    profile = get_profile("mobile").override(min_runs=args.runs, warmup=args.warmup, min_time_s=args.min_time)
     stats = bench(BenchConfig(ModelSpec(str(path)), profile)).model.stats
     return stats.latency_ms_p50, stats.latency_ms_min
 
 
 def separate_process(path: Path, args: argparse.Namespace) -> tuple[float, float]:
     """(median, min) ms from ``python -m compressor bench --json`` in a fresh process."""
-    cmd = [sys.executable, "-m", "compressor", "bench", str(path), "--profile", "mobile", "--json",
-           "--runs", str(args.runs), "--warmup", str(args.warmup), "--min-time", str(args.min_time)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "compressor",
+        "bench",
+        str(path),
+        "--profile",
+        "mobile",
+        "--json",
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+        "--min-time",
+        str(args.min_time),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     doc = json.loads(out.stdout)
@@ -114,6 +133,7 @@ def paired(path: Path, args: argparse.Namespace) -> float:
 
     backend = OrtBackend(str(path), get_profile("mobile"))
     session, feed = hand_session(path)
+
     def hand() -> float:
         start = time.perf_counter()
         session.run(None, feed)
@@ -135,31 +155,45 @@ def spread(values: list[float]) -> float:
     return max(values) / min(values) - 1
 
 
-def summarize(rows: dict[str, list[tuple[float, float]]], ratios: list[float],
-              args: argparse.Namespace, load_start: tuple[float, ...]) -> dict:
+def summarize(
+    rows: dict[str, list[tuple[float, float]]],
+    ratios: list[float],
+    args: argparse.Namespace,
+    load_start: tuple[float, ...],
+) -> dict:
     """Spreads and ratios against the targets, for the medians and (as a noise check) the minima."""
     med = {k: [m for m, _ in v] for k, v in rows.items()}
     mins = {k: [m for _, m in v] for k, v in rows.items()}
     compressor_medians = med["in_process"] + med["separate_process"]
     ratio = statistics.median(compressor_medians) / statistics.median(med["hand_loop"])
     return {
-        "model": args.model, "runs_per_measurement": args.runs, "warmup": args.warmup, "rounds": args.rounds,
+        "model": args.model,
+        "runs_per_measurement": args.runs,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
         "min_time_s": args.min_time,
-        "medians_ms": med, "minima_ms": mins,
+        "medians_ms": med,
+        "minima_ms": mins,
         **{f"spread_{k}": spread(v) for k, v in med.items()},
         **{f"spread_min_{k}": spread(v) for k, v in mins.items()},
         "spread_all_compressor": spread(compressor_medians),
         "spread_min_all_compressor": spread(mins["in_process"] + mins["separate_process"]),
         "compressor_over_hand_loop": ratio,
-        "min_compressor_over_hand_loop": (statistics.median(mins["in_process"] + mins["separate_process"])
-                                          / statistics.median(mins["hand_loop"])),
+        "min_compressor_over_hand_loop": (
+            statistics.median(mins["in_process"] + mins["separate_process"])
+            / statistics.median(mins["hand_loop"])
+        ),
         "paired_run_by_run_ratios": ratios,
         "target_spread_met": spread(compressor_medians) <= 0.05,
         "target_hand_loop_met": abs(ratio - 1) <= 0.10,
         "note": args.note,
-        "machine": {"cpus": os.cpu_count(), "load_avg_1_5_15_start": load_start,
-                    "load_avg_1_5_15_end": os.getloadavg(),
-                    "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1_5_15_start": load_start,
+            "load_avg_1_5_15_end": os.getloadavg(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "command": "python -m benchmarks.bench_quality " + shlex.join(sys.argv[1:]),
     }
 
@@ -171,29 +205,42 @@ def _load(values) -> str:
 def markdown(doc: dict) -> str:
     """The summary table."""
     med, mins = doc["medians_ms"], doc["minima_ms"]
-    lines = [f"# bench quality: {doc['model']} (ONNX, mobile profile: batch 1, 1 thread)", "",
-             f"Command: `{doc['command']}`", "",
-             f"Machine: {doc['machine']['cpus']} CPUs; load average (1, 5, 15 min) "
-             f"{_load(doc['machine']['load_avg_1_5_15_start'])} at the start, "
-             f"{_load(doc['machine']['load_avg_1_5_15_end'])} at the end; {doc['machine']['platform']}.",
-             "", f"Conditions: {doc['note']}" if doc["note"] else "", "",
-             f"{doc['rounds']} interleaved rounds; each measurement = at least {doc['runs_per_measurement']} "
-             f"timed runs and {doc['min_time_s']} s, after {doc['warmup']} warm-up runs.", "",
-             "| measurement | medians (ms) | spread of medians | minima (ms) | spread of minima |",
-             "|---|---|---:|---|---:|"]
+    lines = [
+        f"# bench quality: {doc['model']} (ONNX, mobile profile: batch 1, 1 thread)",
+        "",
+        f"Command: `{doc['command']}`",
+        "",
+        f"Machine: {doc['machine']['cpus']} CPUs; load average (1, 5, 15 min) "
+        f"{_load(doc['machine']['load_avg_1_5_15_start'])} at the start, "
+        f"{_load(doc['machine']['load_avg_1_5_15_end'])} at the end; {doc['machine']['platform']}.",
+        "",
+        f"Conditions: {doc['note']}" if doc["note"] else "",
+        "",
+        f"{doc['rounds']} interleaved rounds; each measurement = at least {doc['runs_per_measurement']} "
+        f"timed runs and {doc['min_time_s']} s, after {doc['warmup']} warm-up runs.",
+        "",
+        "| measurement | medians (ms) | spread of medians | minima (ms) | spread of minima |",
+        "|---|---|---:|---|---:|",
+    ]
     for key in ("in_process", "separate_process", "hand_loop"):
-        lines.append(f"| {key.replace('_', ' ')} | {', '.join(f'{v:.4f}' for v in med[key])} | "
-                     f"{doc['spread_' + key]:.1%} | {', '.join(f'{v:.4f}' for v in mins[key])} | "
-                     f"{doc['spread_min_' + key]:.1%} |")
-    lines += ["", f"- all 10 compressor medians: spread {doc['spread_all_compressor']:.1%} "
-                  f"(target <= 5%: {'met' if doc['target_spread_met'] else 'NOT met'})",
-              f"- compressor median / hand-written loop median: {doc['compressor_over_hand_loop']:.3f} "
-              f"(target within 10%: {'met' if doc['target_hand_loop_met'] else 'NOT met'})",
-              f"- noise check on the minima: spread {doc['spread_min_all_compressor']:.1%}, "
-              f"compressor / hand loop {doc['min_compressor_over_hand_loop']:.3f}",
-              "- run by run (compressor's ORT backend and the hand session alternating A B, B A in one "
-              "process), median per-run ratio per round: "
-              + ", ".join(f"{r:.3f}" for r in doc["paired_run_by_run_ratios"]), ""]
+        lines.append(
+            f"| {key.replace('_', ' ')} | {', '.join(f'{v:.4f}' for v in med[key])} | "
+            f"{doc['spread_' + key]:.1%} | {', '.join(f'{v:.4f}' for v in mins[key])} | "
+            f"{doc['spread_min_' + key]:.1%} |"
+        )
+    lines += [
+        "",
+        f"- all 10 compressor medians: spread {doc['spread_all_compressor']:.1%} "
+        f"(target <= 5%: {'met' if doc['target_spread_met'] else 'NOT met'})",
+        f"- compressor median / hand-written loop median: {doc['compressor_over_hand_loop']:.3f} "
+        f"(target within 10%: {'met' if doc['target_hand_loop_met'] else 'NOT met'})",
+        f"- noise check on the minima: spread {doc['spread_min_all_compressor']:.1%}, "
+        f"compressor / hand loop {doc['min_compressor_over_hand_loop']:.3f}",
+        "- run by run (compressor's ORT backend and the hand session alternating A B, B A in one "
+        "process), median per-run ratio per round: "
+        + ", ".join(f"{r:.3f}" for r in doc["paired_run_by_run_ratios"]),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -217,12 +264,19 @@ def main() -> None:
     rows: dict[str, list[tuple[float, float]]] = {"in_process": [], "separate_process": [], "hand_loop": []}
     ratios = []
     for r in range(args.rounds):
-        for key, fn in (("in_process", in_process), ("separate_process", separate_process),
-                        ("hand_loop", hand_loop)):
+        for key, fn in (
+            ("in_process", in_process),
+            ("separate_process", separate_process),
+            ("hand_loop", hand_loop),
+        ):
             rows[key].append(fn(onnx_path, args))
         ratios.append(paired(onnx_path, args))
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.4f} ms" for k, v in rows.items())
-              + f", paired ratio {ratios[-1]:.3f}", file=sys.stderr)
+        print(
+            f"round {r + 1}: "
+            + ", ".join(f"{k} {v[-1][0]:.4f} ms" for k, v in rows.items())
+            + f", paired ratio {ratios[-1]:.3f}",
+            file=sys.stderr,
+        )
     onnx_path.unlink()
     doc = summarize(rows, ratios, args, load_start)
     atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")

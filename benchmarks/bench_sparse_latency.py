@@ -48,9 +48,15 @@ def export(module, path: Path) -> Path:
     """ONNX export with a dynamic batch axis."""
     import torch
 
-    torch.onnx.export(module, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        module,
+        (torch.randn(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
     return path
 
 
@@ -62,15 +68,27 @@ def bench_pair(model: Path, baseline: Path, min_time: float) -> dict:
 
     profile = get_profile("mobile").override(min_time_s=min_time)
     doc = bench(BenchConfig(ModelSpec(str(model)), profile, ModelSpec(str(baseline)))).to_json()
-    keys = ("sparsity", "latency_ms_p50", "baseline_latency_ms_p50", "speedup", "runs", "size_bytes",
-            "compressed_bytes", "baseline_compressed_bytes", "latency_cv", "baseline_latency_cv")
+    keys = (
+        "sparsity",
+        "latency_ms_p50",
+        "baseline_latency_ms_p50",
+        "speedup",
+        "runs",
+        "size_bytes",
+        "compressed_bytes",
+        "baseline_compressed_bytes",
+        "latency_cv",
+        "baseline_latency_cv",
+    )
     return {k: doc[k] for k in keys}
 
 
 def main() -> None:
     """Export, bench, write OUT.json and OUT.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(TRAINED.relative_to(ROOT)) if TRAINED.exists() else "sample:simple_cnn")
+    parser.add_argument(
+        "--model", default=str(TRAINED.relative_to(ROOT)) if TRAINED.exists() else "sample:simple_cnn"
+    )
     parser.add_argument("--min-time", type=float, default=3.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_latency"))
     args = parser.parse_args()
@@ -83,11 +101,21 @@ def main() -> None:
         for fraction in (0.0, 0.5, 0.9):
             module = load_model(args.model).module.eval()
             zero_smallest(module, fraction)
-            rows.append({"zeroed": fraction, **bench_pair(export(module, Path(tmp) / f"s{fraction}.onnx"),
-                                                          dense, args.min_time)})
+            rows.append(
+                {
+                    "zeroed": fraction,
+                    **bench_pair(export(module, Path(tmp) / f"s{fraction}.onnx"), dense, args.min_time),
+                }
+            )
             print(json.dumps(rows[-1]), file=sys.stderr)
-    doc = {"model": args.model, "profile": "mobile", "min_time_s": args.min_time, "rows": rows,
-           "load_avg_1_5_15_end": os.getloadavg(), "command": "python -m benchmarks.bench_sparse_latency " + shlex.join(sys.argv[1:])}
+    doc = {
+        "model": args.model,
+        "profile": "mobile",
+        "min_time_s": args.min_time,
+        "rows": rows,
+        "load_avg_1_5_15_end": os.getloadavg(),
+        "command": "python -m benchmarks.bench_sparse_latency " + shlex.join(sys.argv[1:]),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
@@ -97,18 +125,25 @@ def main() -> None:
 
 def markdown(doc: dict) -> str:
     """Summary table."""
-    lines = [f"# Masked zeros vs latency: {doc['model']} (ONNX Runtime CPU, mobile profile)", "",
-             f"Command: `{doc['command']}`", "",
-             "Each sparse export benched against the dense export in one run, interleaved run by run "
-             f"(at least {doc['min_time_s']} s). Machine: 2 CPUs shared with other benchmark and training jobs, "
-             f"load average at the end {'/'.join(f'{v:.1f}' for v in doc['load_avg_1_5_15_end'])}.", "",
-             "| weights zeroed | sparsity (all params) | p50 ms | dense p50 ms | speed-up (paired median) "
-             "| file bytes | compressed bytes | dense compressed bytes |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Masked zeros vs latency: {doc['model']} (ONNX Runtime CPU, mobile profile)",
+        "",
+        f"Command: `{doc['command']}`",
+        "",
+        "Each sparse export benched against the dense export in one run, interleaved run by run "
+        f"(at least {doc['min_time_s']} s). Machine: 2 CPUs shared with other benchmark and training jobs, "
+        f"load average at the end {'/'.join(f'{v:.1f}' for v in doc['load_avg_1_5_15_end'])}.",
+        "",
+        "| weights zeroed | sparsity (all params) | p50 ms | dense p50 ms | speed-up (paired median) "
+        "| file bytes | compressed bytes | dense compressed bytes |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in doc["rows"]:
-        lines.append(f"| {r['zeroed']:.0%} | {r['sparsity']:.1%} | {r['latency_ms_p50']:.4f} | "
-                     f"{r['baseline_latency_ms_p50']:.4f} | {r['speedup']:.3f}x | {r['size_bytes']:,} | "
-                     f"{r['compressed_bytes']:,} | {r['baseline_compressed_bytes']:,} |")
+        lines.append(
+            f"| {r['zeroed']:.0%} | {r['sparsity']:.1%} | {r['latency_ms_p50']:.4f} | "
+            f"{r['baseline_latency_ms_p50']:.4f} | {r['speedup']:.3f}x | {r['size_bytes']:,} | "
+            f"{r['compressed_bytes']:,} | {r['baseline_compressed_bytes']:,} |"
+        )
     return "\n".join(lines) + "\n"
 
 

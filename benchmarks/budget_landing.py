@@ -41,35 +41,60 @@ def case(model: str, target: float, profile: str, args: argparse.Namespace, out:
     from compressor.pruning.base import PruneConfig
     from compressor.pruning.structured.budget.config import BudgetConfig
 
-    budget = BudgetConfig(target_speedup=target, profile=profile, runs=args.runs, min_time_s=args.min_time,
-                          cost_cache=args.cost_cache)
+    budget = BudgetConfig(
+        target_speedup=target,
+        profile=profile,
+        runs=args.runs,
+        min_time_s=args.min_time,
+        cost_cache=args.cost_cache,
+    )
     start, before = time.perf_counter(), load()
-    r = prune(ModelSpec(f"torchvision:{model}"), PruneConfig("l1", budget=budget, round_to=args.round_to),
-              str(out / f"{model}_{profile}_{target}.pt"), measure_input=False)
+    r = prune(
+        ModelSpec(f"torchvision:{model}"),
+        PruneConfig("l1", budget=budget, round_to=args.round_to),
+        str(out / f"{model}_{profile}_{target}.pt"),
+        measure_input=False,
+    )
     f = r.figures
-    return {"model": model, "profile": profile, "target": target, "landed": f["landed"],
-            "speedup": f["speedup"], "dense_ms": f["dense_latency_ms_p50"], "pruned_ms": f["latency_ms_p50"],
-            "attempts": f["attempts"], "mac_reduction_theoretical": r.before["macs"] / r.after["macs"],
-            "costmodel_grid_measured": f["costmodel_grid_measured"], "costmodel_seconds": f["costmodel_seconds"],
-            "seconds": time.perf_counter() - start, "load_start": before, "load_end": load(),
-            "round_to": args.round_to}
+    return {
+        "model": model,
+        "profile": profile,
+        "target": target,
+        "landed": f["landed"],
+        "speedup": f["speedup"],
+        "dense_ms": f["dense_latency_ms_p50"],
+        "pruned_ms": f["latency_ms_p50"],
+        "attempts": f["attempts"],
+        "mac_reduction_theoretical": r.before["macs"] / r.after["macs"],
+        "costmodel_grid_measured": f["costmodel_grid_measured"],
+        "costmodel_seconds": f["costmodel_seconds"],
+        "seconds": time.perf_counter() - start,
+        "load_start": before,
+        "load_end": load(),
+        "round_to": args.round_to,
+    }
 
 
 def table(rows: list[dict], command: str, start: str, end: str) -> str:
     landed = sum(r["landed"] for r in rows)
-    lines = ["# Landing on a measured speed-up\n", f"Command: `{command}`\n",
-             f"l1, torchvision models at random init, ONNX Runtime CPU under each profile; dense and "
-             f"pruned timed interleaved, speed-up = median of pair-by-pair ratios. Load average "
-             f"(1/5/15 min) {start} at the start, {end} at the end. Landed (within [0.95 T, 1.15 T]): "
-             f"{landed} of {len(rows)}. MAC reduction is theoretical.\n",
-             "| model | profile | target | landed | measured speed-up | dense ms | pruned ms | attempts | "
-             "MAC reduction | cost-model points measured | cost-model s | case s | load at start |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Landing on a measured speed-up\n",
+        f"Command: `{command}`\n",
+        f"l1, torchvision models at random init, ONNX Runtime CPU under each profile; dense and "
+        f"pruned timed interleaved, speed-up = median of pair-by-pair ratios. Load average "
+        f"(1/5/15 min) {start} at the start, {end} at the end. Landed (within [0.95 T, 1.15 T]): "
+        f"{landed} of {len(rows)}. MAC reduction is theoretical.\n",
+        "| model | profile | target | landed | measured speed-up | dense ms | pruned ms | attempts | "
+        "MAC reduction | cost-model points measured | cost-model s | case s | load at start |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['profile']} | {r['target']}x | {'yes' if r['landed'] else 'no'} | "
-                     f"{r['speedup']:.2f}x | {r['dense_ms']:.2f} | {r['pruned_ms']:.2f} | {r['attempts']} | "
-                     f"{r['mac_reduction_theoretical']:.2f}x | {r['costmodel_grid_measured']} | "
-                     f"{r['costmodel_seconds']:.1f} | {r['seconds']:.0f} | {r['load_start']} |")
+        lines.append(
+            f"| {r['model']} | {r['profile']} | {r['target']}x | {'yes' if r['landed'] else 'no'} | "
+            f"{r['speedup']:.2f}x | {r['dense_ms']:.2f} | {r['pruned_ms']:.2f} | {r['attempts']} | "
+            f"{r['mac_reduction_theoretical']:.2f}x | {r['costmodel_grid_measured']} | "
+            f"{r['costmodel_seconds']:.1f} | {r['seconds']:.0f} | {r['load_start']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -79,10 +104,18 @@ def main() -> None:
     parser.add_argument("--targets", nargs="*", type=float, default=[1.5, 2.0])
     parser.add_argument("--profiles", nargs="*", default=["mobile", "edge"])
     parser.add_argument("--round-to", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per whole-model measurement "
-                        "(default: the profile's)")
-    parser.add_argument("--min-time", type=float, default=None, help="minimum seconds per whole-model "
-                        "measurement (default: the profile's)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="timed runs per whole-model measurement (default: the profile's)",
+    )
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="minimum seconds per whole-model measurement (default: the profile's)",
+    )
     parser.add_argument("--cost-cache", default=None, help="cost-model cache folder (default: the user's)")
     parser.add_argument("--fresh-cache", action="store_true", help="a new empty cache folder for this run")
     parser.add_argument("--out", default=str(RESULTS / "budget_landing"))

@@ -45,8 +45,15 @@ def case(model: str, profile: str, round_to: int, folder: Path) -> dict:
     ignored = list(graph.ignored_layers(handle.module, x, [], False))
     structure = find_structure(handle.module, x, norm.importance("l1"), ignored, 0.9, round_to)
     structure_s = time.perf_counter() - start
-    row = {"model": model, "profile": profile, "round_to": round_to, "structure_s": structure_s,
-           "layers": len(structure.shapes), "groups": len(structure.groups), "load_start": load()}
+    row = {
+        "model": model,
+        "profile": profile,
+        "round_to": round_to,
+        "structure_s": structure_s,
+        "layers": len(structure.shapes),
+        "groups": len(structure.groups),
+        "load_start": load(),
+    }
     for label in ("fresh", "cached"):
         start = time.perf_counter()
         model_cost = build_latency_model(structure, budget, round_to, lambda line: None)
@@ -70,14 +77,20 @@ def main() -> None:
             for profile in args.profiles:
                 rows.append(case(model, profile, args.round_to, Path(tmp) / f"{model}_{profile}"))
                 print(json.dumps(rows[-1]), flush=True)
-    lines = ["# Cost-model build time\n", f"Command: `{command}`\n",
-             f"{os.cpu_count()} cores. Fresh: every grid point measured into an empty cache folder; "
-             "cached: the same build again from that folder. Structure: reading the dependency graph "
-             "(paid by every run).\n",
-             "| model | profile | layers | points | fresh s | cached s | structure s | load at start | load at end |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['profile']} | {r['layers']} | {r['points']} | {r['fresh_s']:.1f} | "
-              f"{r['cached_s']:.2f} | {r['structure_s']:.1f} | {r['load_start']} | {r['load_end']} |" for r in rows]
+    lines = [
+        "# Cost-model build time\n",
+        f"Command: `{command}`\n",
+        f"{os.cpu_count()} cores. Fresh: every grid point measured into an empty cache folder; "
+        "cached: the same build again from that folder. Structure: reading the dependency graph "
+        "(paid by every run).\n",
+        "| model | profile | layers | points | fresh s | cached s | structure s | load at start | load at end |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['profile']} | {r['layers']} | {r['points']} | {r['fresh_s']:.1f} | "
+        f"{r['cached_s']:.2f} | {r['structure_s']:.1f} | {r['load_start']} | {r['load_end']} |"
+        for r in rows
+    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")

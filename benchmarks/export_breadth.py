@@ -45,7 +45,8 @@ def model_refs(only: list[str] | None) -> list[str]:
     from compressor.registry import SAMPLES
 
     refs = [f"sample:{s}" for s in SAMPLES] + sorted(
-        (f"torchvision:{n}" for n in torchvision_models()), key=_published_params)
+        (f"torchvision:{n}" for n in torchvision_models()), key=_published_params
+    )
     return [r for r in refs if not only or r.split(":", 1)[1] in only]
 
 
@@ -125,7 +126,9 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False, nat
         return {**row, "status": "skipped", "error": f"more than {max_params:,} params (--max-params)"}
     shape = pick_shape(ref, handle.module, native)
     handle.input_shape = shape
-    row.update(input_shape="x".join(map(str, shape)), zero_weights_randomised=randomise_zero_weights(handle.module))
+    row.update(
+        input_shape="x".join(map(str, shape)), zero_weights_randomised=randomise_zero_weights(handle.module)
+    )
     if calibrate_bn and not ref.startswith("sample:"):
         row["bn_calibrated"] = calibrate_batchnorm(handle.module, shape)
     start = time.perf_counter()
@@ -135,12 +138,18 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False, nat
             del handle
             source = prune_first(f"{tmp}/model.pt", shape, tmp) if pruned else f"{tmp}/model.pt"
             r = export(ModelSpec(source, input_shape=shape), ExportConfig(output=f"{tmp}/m.onnx")).figures
-            row.update(status="ok" if r["parity_passed"] else "parity failed", exporter=r["exporter"],
-                       nodes_before=r["nodes_before"], nodes_after=r["nodes_after"],
-                       max_abs_error=r["max_abs_error"], max_rel_error=r["max_rel_error"],
-                       top1_agreement=r["top1_agreement"], output_max_abs=r["output_max_abs"],
-                       size_bytes=r["size_bytes"],
-                       params_after=r["torch_params"])
+            row.update(
+                status="ok" if r["parity_passed"] else "parity failed",
+                exporter=r["exporter"],
+                nodes_before=r["nodes_before"],
+                nodes_after=r["nodes_after"],
+                max_abs_error=r["max_abs_error"],
+                max_rel_error=r["max_rel_error"],
+                top1_agreement=r["top1_agreement"],
+                output_max_abs=r["output_max_abs"],
+                size_bytes=r["size_bytes"],
+                params_after=r["torch_params"],
+            )
         except CompressorError as exc:
             row.update(status=f"exit {exc.exit_code}", error=exc.one_line()[:300])
         except Exception as exc:  # noqa: BLE001 - a benchmark row, not a crash
@@ -170,18 +179,43 @@ def prune_first(source: str, shape: tuple[int, ...], tmp: str) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown table."""
-    cols = ("model", "params", "params_after", "input_shape", "status", "exporter", "nodes_before", "nodes_after",
-            "max_abs_error", "max_rel_error", "top1_agreement", "output_max_abs", "size_bytes", "seconds", "bn_calibrated", "error")
-    fmt = {"max_abs_error": "{:.2e}", "max_rel_error": "{:.2e}", "top1_agreement": "{:.3f}", "output_max_abs": "{:.2e}", "params": "{:,}", "params_after": "{:,}",
-           "size_bytes": "{:,}"}
+    cols = (
+        "model",
+        "params",
+        "params_after",
+        "input_shape",
+        "status",
+        "exporter",
+        "nodes_before",
+        "nodes_after",
+        "max_abs_error",
+        "max_rel_error",
+        "top1_agreement",
+        "output_max_abs",
+        "size_bytes",
+        "seconds",
+        "bn_calibrated",
+        "error",
+    )
+    fmt = {
+        "max_abs_error": "{:.2e}",
+        "max_rel_error": "{:.2e}",
+        "top1_agreement": "{:.3f}",
+        "output_max_abs": "{:.2e}",
+        "params": "{:,}",
+        "params_after": "{:,}",
+        "size_bytes": "{:,}",
+    }
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [fmt.get(c, "{}").format(r[c]) if r.get(c) is not None else "" for c in cols]
         lines.append("| " + " | ".join(cells).replace("\n", " ") + " |")
     ok = sum(r["status"] == "ok" for r in rows)
     flat = sum(r["status"] == "ok" and r.get("output_max_abs", 1.0) < 1e-6 for r in rows)
-    return (f"{ok} of {len(rows)} models exported with parity; in {flat} of them the random-init outputs "
-            "are below 1e-6 (output_max_abs), so their parity is weak evidence.\n\n" + "\n".join(lines) + "\n")
+    return (
+        f"{ok} of {len(rows)} models exported with parity; in {flat} of them the random-init outputs "
+        "are below 1e-6 (output_max_abs), so their parity is weak evidence.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def main() -> None:
@@ -192,10 +226,16 @@ def main() -> None:
     parser.add_argument("--max-params", type=int, default=100_000_000, help="skip bigger models (0: none)")
     parser.add_argument("--resume", action="store_true", help="skip models already in OUT.jsonl")
     parser.add_argument("--table-only", action="store_true", help="only rewrite OUT from OUT.jsonl")
-    parser.add_argument("--native-shape", action="store_true",
-                        help="export at the model's own input size (224x224 for most) instead of 64x64")
-    parser.add_argument("--calibrate-bn", action="store_true",
-                        help="set random-init BatchNorm statistics from random batches first (rows say so)")
+    parser.add_argument(
+        "--native-shape",
+        action="store_true",
+        help="export at the model's own input size (224x224 for most) instead of 64x64",
+    )
+    parser.add_argument(
+        "--calibrate-bn",
+        action="store_true",
+        help="set random-init BatchNorm statistics from random batches first (rows say so)",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +243,11 @@ def main() -> None:
     if args.table_only:
         write_table(out, lines, args, total=len(model_refs(args.models)))
         return
-    done = ({json.loads(line)["model"] for line in lines.read_text().splitlines()}
-            if args.resume and lines.exists() else set())
+    done = (
+        {json.loads(line)["model"] for line in lines.read_text().splitlines()}
+        if args.resume and lines.exists()
+        else set()
+    )
     if not args.resume and lines.exists():
         lines.unlink()
     for ref in model_refs(args.models):
@@ -233,16 +276,20 @@ def write_table(out: Path, lines: Path, args: argparse.Namespace, total: int) ->
     pruned = args.pruned
     rows = [json.loads(line) for line in lines.read_text().splitlines()] if lines.exists() else []
     title = "pruned with l1 at 0.5, then " if pruned else ""
-    missing = f"{total - len(rows)} of {total} models not run yet (continue with --resume).\n\n" \
-        if len(rows) < total else ""
+    missing = (
+        f"{total - len(rows)} of {total} models not run yet (continue with --resume).\n\n"
+        if len(rows) < total
+        else ""
+    )
     command = command_line(args)
-    out.write_text(f"# Export breadth: {title}compress export with default settings\n\nCommand: `{command}`\n\n"
-                   + missing +
-                   "Random-init models (all-zero weight tensors, e.g. zero-initialised heads, get N(0, 0.02) values so "
-                   "outputs are not constant); machine shared (2 cores, several jobs): seconds are indicative. "
-                   "bn_calibrated: rows run with `--calibrate-bn` (BatchNorm statistics of the random-init "
-                   "model set from 4 random batches first).\n\n"
-                   + table(rows))
+    out.write_text(
+        f"# Export breadth: {title}compress export with default settings\n\nCommand: `{command}`\n\n"
+        + missing
+        + "Random-init models (all-zero weight tensors, e.g. zero-initialised heads, get N(0, 0.02) values so "
+        "outputs are not constant); machine shared (2 cores, several jobs): seconds are indicative. "
+        "bn_calibrated: rows run with `--calibrate-bn` (BatchNorm statistics of the random-init "
+        "model set from 4 random batches first).\n\n" + table(rows)
+    )
 
 
 if __name__ == "__main__":

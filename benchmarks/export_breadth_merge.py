@@ -28,10 +28,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="JSON-lines files, earliest first")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--title", default="every model, merged from the default run and its re-runs",
-                        help="what the runs are, for the heading (e.g. pruned with l1 at 0.5, then exported)")
-    parser.add_argument("--preface", help="a markdown file whose text goes between the command and the table "
-                        "(the findings of the re-runs, kept beside the generated table)")
+    parser.add_argument(
+        "--title",
+        default="every model, merged from the default run and its re-runs",
+        help="what the runs are, for the heading (e.g. pruned with l1 at 0.5, then exported)",
+    )
+    parser.add_argument(
+        "--preface",
+        help="a markdown file whose text goes between the command and the table "
+        "(the findings of the re-runs, kept beside the generated table)",
+    )
     args = parser.parse_args()
     rows: dict[str, dict] = {}
     replaced: list[tuple[str, dict]] = []
@@ -50,17 +56,26 @@ def main() -> None:
         command += f" --preface {args.preface}"
     preface = Path(args.preface).read_text().strip() + "\n\n" if args.preface else ""
     missing = len(model_refs(None)) - len(merged)
-    notes = "\n".join(f"- {r['model']} (in {r['run']}, replaced by {Path(run).name}): {r['status']}"
-                      + (f" - {r['error'][:160]}" if r.get("error") else "") for run, r in replaced)
+    notes = "\n".join(
+        f"- {r['model']} (in {r['run']}, replaced by {Path(run).name}): {r['status']}"
+        + (f" - {r['error'][:160]}" if r.get("error") else "")
+        for run, r in replaced
+    )
     out.write_text(
         f"# Export breadth: {args.title}\n\n"
-        f"Command: `{command}" + (f" --title '{args.title}'" if args.title != parser.get_default("title") else "")
-        + "`\n\n" + preface +
-        f"{len(merged)} of {len(model_refs(None))} models have a row ({missing} have none; rows marked "
+        f"Command: `{command}"
+        + (f" --title '{args.title}'" if args.title != parser.get_default("title") else "")
+        + "`\n\n"
+        + preface
+        + f"{len(merged)} of {len(model_refs(None))} models have a row ({missing} have none; rows marked "
         "skipped were not run). Random-init "
         "models; all-zero weight tensors get N(0, 0.02) values. bn_calibrated: BatchNorm statistics set "
         "from random batches before export (`--calibrate-bn`), see export_breadth.py.\n\n"
-        + table(merged) + "\nRows replaced by a later run:\n\n" + (notes or "- none") + "\n")
+        + table(merged)
+        + "\nRows replaced by a later run:\n\n"
+        + (notes or "- none")
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

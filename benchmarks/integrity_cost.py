@@ -43,8 +43,11 @@ def _pairs(load, sealed: Path, plain: Path, pairs: int) -> dict[str, float]:
         with_check.append(times[sealed])
         without.append(times[plain])
         ratios.append(times[sealed] / times[plain])
-    return {"with_s": statistics.median(with_check), "without_s": statistics.median(without),
-            "overhead": statistics.median(ratios) - 1.0}
+    return {
+        "with_s": statistics.median(with_check),
+        "without_s": statistics.median(without),
+        "overhead": statistics.median(ratios) - 1.0,
+    }
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -74,7 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/integrity_cost.md")
-    parser.add_argument("--note", default="", help="the machine's conditions during the run, written with the table")
+    parser.add_argument(
+        "--note", default="", help="the machine's conditions during the run, written with the table"
+    )
     args = parser.parse_args()
     from compressor.api import info
     from compressor.api.common import ModelSpec
@@ -85,26 +90,49 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = _files(Path(tmp))
         sizes = {k: v.stat().st_size for k, v in files.items()}
-        rows = {"artifact (load_model)": (_pairs(load_model, files["pt"], files["pt_plain"], args.pairs), sizes["pt"]),
-                "ONNX (load_onnx)": (_pairs(load_onnx, files["onnx"], files["onnx_plain"], args.pairs), sizes["onnx"]),
-                "ONNX (`compress info`, in process)": (
-                    _pairs(lambda p: info(ModelSpec(str(p))), files["onnx"], files["onnx_plain"], max(args.pairs // 3, 3)),
-                    sizes["onnx"])}
-    lines = ["# Cost of the integrity check on load", "",
-             f"Command: `python -m benchmarks.integrity_cost --pairs {args.pairs}"
-             + (f' --note "{args.note}"`' if args.note else "`"), "",
-             "torchvision resnet50 (random init), saved with and without its SHA-256 digest, loaded "
-             f"alternately {args.pairs} times each (one torch thread; medians; the overhead is the median "
-             "of the per-pair time ratios; the `compress info` row uses a third of the pairs). Target: at most "
-             "+5% on loading the artifact. The ONNX check cannot overlap the ONNX checker (it holds "
-             "Python's GIL), so it adds its full hashing time to `load_onnx`; the info row shows what that is "
-             "worth in a command.", "",
-             f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPU cores. "
-             f"{args.note}", "",
-             "| file | size (MB) | load with check (s) | load without (s) | overhead |", "|---|---|---|---|---|"]
+        rows = {
+            "artifact (load_model)": (
+                _pairs(load_model, files["pt"], files["pt_plain"], args.pairs),
+                sizes["pt"],
+            ),
+            "ONNX (load_onnx)": (
+                _pairs(load_onnx, files["onnx"], files["onnx_plain"], args.pairs),
+                sizes["onnx"],
+            ),
+            "ONNX (`compress info`, in process)": (
+                _pairs(
+                    lambda p: info(ModelSpec(str(p))),
+                    files["onnx"],
+                    files["onnx_plain"],
+                    max(args.pairs // 3, 3),
+                ),
+                sizes["onnx"],
+            ),
+        }
+    lines = [
+        "# Cost of the integrity check on load",
+        "",
+        f"Command: `python -m benchmarks.integrity_cost --pairs {args.pairs}"
+        + (f' --note "{args.note}"`' if args.note else "`"),
+        "",
+        "torchvision resnet50 (random init), saved with and without its SHA-256 digest, loaded "
+        f"alternately {args.pairs} times each (one torch thread; medians; the overhead is the median "
+        "of the per-pair time ratios; the `compress info` row uses a third of the pairs). Target: at most "
+        "+5% on loading the artifact. The ONNX check cannot overlap the ONNX checker (it holds "
+        "Python's GIL), so it adds its full hashing time to `load_onnx`; the info row shows what that is "
+        "worth in a command.",
+        "",
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPU cores. "
+        f"{args.note}",
+        "",
+        "| file | size (MB) | load with check (s) | load without (s) | overhead |",
+        "|---|---|---|---|---|",
+    ]
     for name, (row, size) in rows.items():
-        lines.append(f"| {name} | {size / 1e6:.1f} | {row['with_s']:.3f} | {row['without_s']:.3f} | "
-                     f"{row['overhead']:+.1%} |")
+        lines.append(
+            f"| {name} | {size / 1e6:.1f} | {row['with_s']:.3f} | {row['without_s']:.3f} | "
+            f"{row['overhead']:+.1%} |"
+        )
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
     print(text)

@@ -8,6 +8,7 @@ Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run lone_sessions   # -> benchmarks/results/structured_speed_layer.md
 """
+
 import statistics
 import sys
 import time
@@ -41,8 +42,11 @@ def main() -> None:
             for m in (dense, pruned):
                 res[m].append(median_ms(m, threads, x))
         ratio = statistics.mean(res[dense]) / statistics.mean(res[pruned])
-        print(f"threads {threads}: " + ", ".join(f"{m} {' / '.join(f'{v:.2f}' for v in vs)} ms" for m, vs in res.items())
-              + f"; speed-up {ratio:.2f}")
+        print(
+            f"threads {threads}: "
+            + ", ".join(f"{m} {' / '.join(f'{v:.2f}' for v in vs)} ms" for m, vs in res.items())
+            + f"; speed-up {ratio:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_data(args.data, "train")
-    cfg = TrainConfig(epochs=1, lr=1e-4, weight_decay=1e-4, batch_size=args.batch_size,
-                      max_batches=args.steps, device="cpu")
+    cfg = TrainConfig(
+        epochs=1, lr=1e-4, weight_decay=1e-4, batch_size=args.batch_size, max_batches=args.steps, device="cpu"
+    )
     torch.manual_seed(0)
     init = build(f"sample:{args.model}").state_dict()
 
@@ -102,14 +103,21 @@ def summarise(args, plain: list[float], ours: list[float]) -> dict:
     ratios = [b / a for a, b in zip(plain, ours)]
     med_plain, med_ours = statistics.median(plain), statistics.median(ours)
     return {
-        "model": args.model, "data": args.data, "steps": args.steps, "batch_size": args.batch_size,
-        "threads": args.threads, "pairs": args.pairs,
-        "plain_s_median": round(med_plain, 4), "fit_s_median": round(med_ours, 4),
+        "model": args.model,
+        "data": args.data,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "pairs": args.pairs,
+        "plain_s_median": round(med_plain, 4),
+        "fit_s_median": round(med_ours, 4),
         "overhead_pct_of_medians": round(100 * (med_ours / med_plain - 1), 2),
         "overhead_pct_median_of_pair_ratios": round(100 * (statistics.median(ratios) - 1), 2),
-        "plain_s": [round(v, 4) for v in plain], "fit_s": [round(v, 4) for v in ours],
+        "plain_s": [round(v, 4) for v in plain],
+        "fit_s": [round(v, 4) for v in ours],
         "within_10pct": statistics.median(ratios) <= 1.10,
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
         "note": "2-core machine shared with other benchmark and training jobs: re-run on a quiet machine",
     }
 

@@ -56,8 +56,11 @@ def prune_masked(baseline: str, sparsity: float, out: Path) -> str:
     from compressor.io.artifact import load_model, save_artifact
 
     handle = load_model(baseline)
-    weights = {f"{name}.weight": m.weight for name, m in handle.module.named_modules()
-               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    weights = {
+        f"{name}.weight": m.weight
+        for name, m in handle.module.named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    }
     scores = torch.cat([w.detach().abs().flatten() for w in weights.values()])
     threshold = scores.kthvalue(max(1, int(sparsity * scores.numel()))).values
     handle.masks = {name: w.detach().abs() > threshold for name, w in weights.items()}
@@ -82,8 +85,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--schedule", default="cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, nargs="+", default=[4.0])
-    parser.add_argument("--alpha", type=float, nargs="*", default=[0.9],
-                        help="one KD run per (temperature, alpha) pair; none: fine-tuning only")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        nargs="*",
+        default=[0.9],
+        help="one KD run per (temperature, alpha) pair; none: fine-tuning only",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "recovery"))
     parser.add_argument("--out", default="benchmarks/results/recovery_resnet_small_l1.md")
@@ -92,9 +100,18 @@ def parse_args() -> argparse.Namespace:
 
 def budget(args: argparse.Namespace) -> dict:
     """The settings every run of one report shares (the cache key, with the run's own)."""
-    return {"baseline": args.baseline, "method": args.method, "ratio": args.ratio, "data": args.data,
-            "epochs": args.epochs, "max_batches": args.max_batches, "lr": args.lr,
-            "optimizer": args.optimizer, "schedule": args.schedule, "seed": args.seed}
+    return {
+        "baseline": args.baseline,
+        "method": args.method,
+        "ratio": args.ratio,
+        "data": args.data,
+        "epochs": args.epochs,
+        "max_batches": args.max_batches,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "schedule": args.schedule,
+        "seed": args.seed,
+    }
 
 
 def run_cached(work: Path, shared: dict, run: dict, train_fn) -> dict:
@@ -105,11 +122,19 @@ def run_cached(work: Path, shared: dict, run: dict, train_fn) -> dict:
         return json.loads(path.read_text())
     start = time.time()
     result = train_fn(str(work / f"{key}.pt"))
-    figures = {**shared, **run, "accuracy": result.accuracy_after, "accuracy_before": result.accuracy_before,
-               "teacher_accuracy": result.teacher_accuracy, "best_epoch": result.best_epoch,
-               "best_val_accuracy": result.best_val_accuracy, "train_seconds": result.train_seconds,
-               "wall_seconds": round(time.time() - start, 1), "load_average": round(os.getloadavg()[0], 2),
-               "epochs_detail": result.epochs}
+    figures = {
+        **shared,
+        **run,
+        "accuracy": result.accuracy_after,
+        "accuracy_before": result.accuracy_before,
+        "teacher_accuracy": result.teacher_accuracy,
+        "best_epoch": result.best_epoch,
+        "best_val_accuracy": result.best_val_accuracy,
+        "train_seconds": result.train_seconds,
+        "wall_seconds": round(time.time() - start, 1),
+        "load_average": round(os.getloadavg()[0], 2),
+        "epochs_detail": result.epochs,
+    }
     atomic_write_text(path, json.dumps(figures, indent=2) + "\n")
     return figures
 
@@ -130,15 +155,28 @@ def main() -> None:
     pruned = work / f"pruned_{args.method}_{args.ratio}.pt"
     if not pruned.exists():
         (prune_l1 if args.method == "l1" else prune_masked)(args.baseline, args.ratio, pruned)
-    train = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, schedule=args.schedule,
-                        max_batches=args.max_batches or None, seed=args.seed, device="cpu")
+    train = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        max_batches=args.max_batches or None,
+        seed=args.seed,
+        device="cpu",
+    )
     base = DistillConfig(ModelSpec(str(pruned)), args.data, train=train)
     runs = [run_cached(work, shared, {"kind": "ft"}, lambda out: finetune(base, out))]
     for t in args.temperature:
         for alpha in args.alpha:
             cfg = DistillConfig(ModelSpec(str(pruned)), args.data, ModelSpec(args.baseline), t, alpha, train)
-            runs.append(run_cached(work, shared, {"kind": "kd", "temperature": t, "alpha": alpha},
-                                   lambda out, cfg=cfg: distill(cfg, out)))
+            runs.append(
+                run_cached(
+                    work,
+                    shared,
+                    {"kind": "kd", "temperature": t, "alpha": alpha},
+                    lambda out, cfg=cfg: distill(cfg, out),
+                )
+            )
     runs += [r for r in cached_runs(work, shared) if r not in runs]
     report = summarise(args, str(pruned), runs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -158,43 +196,65 @@ def summarise(args, pruned: str, runs: list[dict]) -> dict:
         run["of_baseline"] = run["accuracy"] / baseline
         run["ge_ft"], run["ge_99pct_baseline"] = run["accuracy"] >= ft, run["accuracy"] >= 0.99 * baseline
     params = [sum(p.numel() for p in load_model(m).module.parameters()) for m in (args.baseline, pruned)]
-    return {**budget(args), "params_baseline": params[0], "params_pruned": params[1],
-            "accuracy_baseline": baseline, "accuracy_pruned": runs[0]["accuracy_before"], "runs": runs}
+    return {
+        **budget(args),
+        "params_baseline": params[0],
+        "params_pruned": params[1],
+        "accuracy_baseline": baseline,
+        "accuracy_pruned": runs[0]["accuracy_before"],
+        "runs": runs,
+    }
 
 
 def by_epoch(run: dict) -> str:
     """Held-out accuracy of each epoch, the kept one in bold."""
-    return " / ".join(f"**{e['val_accuracy']:.4f}**" if e["epoch"] == run["best_epoch"]
-                      else f"{e['val_accuracy']:.4f}" for e in run["epochs_detail"])
+    return " / ".join(
+        f"**{e['val_accuracy']:.4f}**" if e["epoch"] == run["best_epoch"] else f"{e['val_accuracy']:.4f}"
+        for e in run["epochs_detail"]
+    )
 
 
 def markdown(r: dict, args) -> str:
     """The results table with the command that produced it."""
     base, batches = r["accuracy_baseline"], r["max_batches"] or "all"
-    lines = [f"# Recovery: {Path(r['baseline']).stem}, {r['method']} ratio {r['ratio']}, {r['data']} "
-             "test accuracy", "",
-             f"Params {r['params_baseline']} -> {r['params_pruned']}. Same budget for every recovery: "
-             f"{r['epochs']} epochs x {batches} batches of 128 per epoch, {r['optimizer']} lr {r['lr']}, "
-             f"{r['schedule']} schedule, seed {r['seed']}, best val epoch kept, test accuracy reported.",
-             "", "| recovery | test accuracy | of baseline | >= FT | >= 99% | val accuracy by epoch | train s |",
-             "|---|---:|---:|:-:|:-:|---|---:|",
-             f"| baseline (unpruned; the teacher) | {base:.4f} | 100.00% | | | | |",
-             f"| pruned, no recovery | {r['accuracy_pruned']:.4f} | {r['accuracy_pruned'] / base:.2%} "
-             "| | | | |"]
+    lines = [
+        f"# Recovery: {Path(r['baseline']).stem}, {r['method']} ratio {r['ratio']}, {r['data']} "
+        "test accuracy",
+        "",
+        f"Params {r['params_baseline']} -> {r['params_pruned']}. Same budget for every recovery: "
+        f"{r['epochs']} epochs x {batches} batches of 128 per epoch, {r['optimizer']} lr {r['lr']}, "
+        f"{r['schedule']} schedule, seed {r['seed']}, best val epoch kept, test accuracy reported.",
+        "",
+        "| recovery | test accuracy | of baseline | >= FT | >= 99% | val accuracy by epoch | train s |",
+        "|---|---:|---:|:-:|:-:|---|---:|",
+        f"| baseline (unpruned; the teacher) | {base:.4f} | 100.00% | | | | |",
+        f"| pruned, no recovery | {r['accuracy_pruned']:.4f} | {r['accuracy_pruned'] / base:.2%} | | | | |",
+    ]
     for run in r["runs"]:
-        name = ("fine-tuning (cross-entropy)" if run["kind"] == "ft"
-                else f"KD T={run['temperature']:g}, alpha={run['alpha']:g}")
-        lines.append(f"| {name} | {run['accuracy']:.4f} | {run['of_baseline']:.2%} | "
-                     f"{'yes' if run['ge_ft'] else 'no'} | {'yes' if run['ge_99pct_baseline'] else 'no'} | "
-                     f"{by_epoch(run)} | {run['train_seconds']:.0f} |")
-    base_cmd = (f"OMP_NUM_THREADS=1 python -m benchmarks.recovery --baseline {r['baseline']} "
-                f"--method {r['method']} --ratio {r['ratio']} --epochs {r['epochs']} --max-batches "
-                f"{r['max_batches']} --lr {r['lr']} --optimizer {r['optimizer']} --schedule {r['schedule']} "
-                f"--seed {r['seed']} --workdir {args.workdir} --out {args.out}")
+        name = (
+            "fine-tuning (cross-entropy)"
+            if run["kind"] == "ft"
+            else f"KD T={run['temperature']:g}, alpha={run['alpha']:g}"
+        )
+        lines.append(
+            f"| {name} | {run['accuracy']:.4f} | {run['of_baseline']:.2%} | "
+            f"{'yes' if run['ge_ft'] else 'no'} | {'yes' if run['ge_99pct_baseline'] else 'no'} | "
+            f"{by_epoch(run)} | {run['train_seconds']:.0f} |"
+        )
+    base_cmd = (
+        f"OMP_NUM_THREADS=1 python -m benchmarks.recovery --baseline {r['baseline']} "
+        f"--method {r['method']} --ratio {r['ratio']} --epochs {r['epochs']} --max-batches "
+        f"{r['max_batches']} --lr {r['lr']} --optimizer {r['optimizer']} --schedule {r['schedule']} "
+        f"--seed {r['seed']} --workdir {args.workdir} --out {args.out}"
+    )
     kd = [run for run in r["runs"] if run["kind"] == "kd"]
-    lines += ["", "Commands, one KD setting each (fine-tuning runs once, in the first; every run is cached in "
-              "--workdir and each invocation rewrites this file from all cached runs of the same budget):",
-              "", "```"]
+    lines += [
+        "",
+        "Commands, one KD setting each (fine-tuning runs once, in the first; every run is cached in "
+        "--workdir and each invocation rewrites this file from all cached runs of the same budget):",
+        "",
+        "```",
+    ]
     lines += [f"{base_cmd} --temperature {run['temperature']:g} --alpha {run['alpha']:g}" for run in kd]
     lines += ["```", ""]
     return "\n".join(lines)

@@ -67,18 +67,28 @@ def main() -> None:
                 dense = dense or size
                 back = load_model(str(path))
                 x = handle.example_input(2)
-                rows.append({"model": model, "sparsity": s, "artifact_bytes": size,
-                             "artifact_zlib_bytes": compressed_bytes(path.read_bytes()),
-                             "dense_tensors_plus_bool_masks_bytes": dense_mask_bytes(handle),
-                             "ratio_to_dense": round(size / dense, 4),
-                             "reload_exact": bool(torch.equal(back.module(x), handle.module(x)))})
+                rows.append(
+                    {
+                        "model": model,
+                        "sparsity": s,
+                        "artifact_bytes": size,
+                        "artifact_zlib_bytes": compressed_bytes(path.read_bytes()),
+                        "dense_tensors_plus_bool_masks_bytes": dense_mask_bytes(handle),
+                        "ratio_to_dense": round(size / dense, 4),
+                        "reload_exact": bool(torch.equal(back.module(x), handle.module(x))),
+                    }
+                )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| model | sparsity | artifact bytes | ratio to dense | zlib bytes | dense+bool masks bytes | reload exact |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['sparsity']} | {r['artifact_bytes']} | {r['ratio_to_dense']} | "
-              f"{r['artifact_zlib_bytes']} | {r['dense_tensors_plus_bool_masks_bytes']} | {r['reload_exact']} |"
-              for r in rows]
+    lines = [
+        "| model | sparsity | artifact bytes | ratio to dense | zlib bytes | dense+bool masks bytes | reload exact |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['sparsity']} | {r['artifact_bytes']} | {r['ratio_to_dense']} | "
+        f"{r['artifact_zlib_bytes']} | {r['dense_tensors_plus_bool_masks_bytes']} | {r['reload_exact']} |"
+        for r in rows
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -27,8 +27,12 @@ LIMIT_S = 600
 
 # Smallest inputs each family accepts; ViTs get a matching image_size.
 # AlexNet/VGG: adaptive pooling to 6x6/7x7 exports to ONNX only when the size divides evenly.
-SHAPES = {"inception_v3": (1, 3, 96, 96), "maxvit_t": (1, 3, 224, 224), "alexnet": (1, 3, 224, 224),
-          **{f"vgg{d}{bn}": (1, 3, 224, 224) for d in (11, 13, 16, 19) for bn in ("", "_bn")}}
+SHAPES = {
+    "inception_v3": (1, 3, 96, 96),
+    "maxvit_t": (1, 3, 224, 224),
+    "alexnet": (1, 3, 224, 224),
+    **{f"vgg{d}{bn}": (1, 3, 224, 224) for d in (11, 13, 16, 19) for bn in ("", "_bn")},
+}
 VIT_SIZE = {"vit_b_16": 32, "vit_b_32": 32, "vit_l_16": 32, "vit_l_32": 32, "vit_h_14": 28}
 
 
@@ -64,8 +68,11 @@ def check(name: str, out_dir: str) -> dict:
         report = norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
     except CompressorError as exc:
         return {**row, "status": f"refused (exit {exc.exit_code})", "detail": exc.one_line()[:200]}
-    row.update(params_after=count_params(handle.module)[0], macs_after=count_macs(handle.module, x),
-               notes="; ".join(n for n in report.notes if "classifier head" not in n)[:160])
+    row.update(
+        params_after=count_params(handle.module)[0],
+        macs_after=count_macs(handle.module, x),
+        notes="; ".join(n for n in report.notes if "classifier head" not in n)[:160],
+    )
     save_artifact(handle, out)
     reloaded = load_model(out)
     y = reloaded.module(x)
@@ -111,19 +118,23 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the sweep."""
     passed = sum(r["status"] == "pass" for r in rows)
     refused = sum(r["status"].startswith("refused") for r in rows)
-    head = ["# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
-            f"{passed} pass, {refused} refused up front, {len(rows) - passed - refused} fail "
-            f"(of {len(rows)} run).\n",
-            "Command: `python -m benchmarks.structured_breadth` (shared 2-core machine; "
-            "seconds include model build, pruning, MAC counting, save, reload and ONNX export).\n",
-            "| model | input | status | params before | params after | MACs after / before | s | notes |",
-            "|---|---|---|---|---|---|---|---|"]
+    head = [
+        "# Structured pruning breadth (l1, ratio 0.5, torchvision classifiers)\n",
+        f"{passed} pass, {refused} refused up front, {len(rows) - passed - refused} fail "
+        f"(of {len(rows)} run).\n",
+        "Command: `python -m benchmarks.structured_breadth` (shared 2-core machine; "
+        "seconds include model build, pruning, MAC counting, save, reload and ONNX export).\n",
+        "| model | input | status | params before | params after | MACs after / before | s | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     body = []
     for r in sorted(rows, key=lambda r: r["model"]):
         ratio = f"{r['macs_after'] / r['macs_before']:.3f}" if r.get("macs_before") else ""
-        body.append(f"| {r['model']} | {r.get('input', '')} | {r['status']} | {r.get('params_before', '')} | "
-                    f"{r.get('params_after', '')} | {ratio} | {r.get('seconds', '')} | "
-                    f"{r.get('notes') or r.get('detail', '')} |")
+        body.append(
+            f"| {r['model']} | {r.get('input', '')} | {r['status']} | {r.get('params_before', '')} | "
+            f"{r.get('params_after', '')} | {ratio} | {r.get('seconds', '')} | "
+            f"{r.get('notes') or r.get('detail', '')} |"
+        )
     return "\n".join(head + body) + "\n"
 
 
@@ -131,8 +142,12 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="torchvision names (default: every classifier)")
     parser.add_argument("--table", action="store_true", help="rebuild the table from OUT.jsonl only")
-    parser.add_argument("--out", type=Path, default=RESULTS / "structured_breadth",
-                        help="OUT.jsonl (rows appended) and OUT.md (the table)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "structured_breadth",
+        help="OUT.jsonl (rows appended) and OUT.md (the table)",
+    )
     args = parser.parse_args(argv)
     jsonl, table_path = args.out.with_suffix(".jsonl"), args.out.with_suffix(".md")
     jsonl.parent.mkdir(parents=True, exist_ok=True)

@@ -44,21 +44,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     root = Path(__file__).resolve().parents[1]
-    parser.add_argument("--out", type=Path, default=root / "benchmarks" / "results" / "structured_overhead.md")
+    parser.add_argument(
+        "--out", type=Path, default=root / "benchmarks" / "results" / "structured_overhead.md"
+    )
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare.py"
         bare.write_text(BARE.format(out=str(Path(tmp) / "bare.pt")))
-        ours_cmd = [sys.executable, "-W", "ignore", "-m", "compressor", "prune", "torchvision:resnet50",
-                    "--method", "l1", "--ratio", "0.5", "-o", str(Path(tmp) / "ours.pt")]
+        ours_cmd = [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "compressor",
+            "prune",
+            "torchvision:resnet50",
+            "--method",
+            "l1",
+            "--ratio",
+            "0.5",
+            "-o",
+            str(Path(tmp) / "ours.pt"),
+        ]
         bare_cmd = [sys.executable, "-W", "ignore", str(bare)]
         ours, plain = [], []
         for _ in range(args.runs):
             ours.append(timed(ours_cmd, env))
             plain.append(timed(bare_cmd, env))
-    row = {"ours_s_median": statistics.median(ours), "bare_s_median": statistics.median(plain),
-           "ours_s": ours, "bare_s": plain}
+    row = {
+        "ours_s_median": statistics.median(ours),
+        "bare_s_median": statistics.median(plain),
+        "ours_s": ours,
+        "bare_s": plain,
+    }
     row["ratio"] = row["ours_s_median"] / row["bare_s_median"]
     print(json.dumps(row))
     out = args.out
@@ -70,7 +89,8 @@ def main() -> None:
         f"| | median s | runs (s) |\n|---|---|---|\n"
         f"| compress prune | {row['ours_s_median']:.2f} | {', '.join(f'{v:.1f}' for v in ours)} |\n"
         f"| bare torch + torch-pruning script | {row['bare_s_median']:.2f} | "
-        f"{', '.join(f'{v:.1f}' for v in plain)} |\n| ratio | {row['ratio']:.2f}x | target <= 1.2x |\n")
+        f"{', '.join(f'{v:.1f}' for v in plain)} |\n| ratio | {row['ratio']:.2f}x | target <= 1.2x |\n"
+    )
 
 
 if __name__ == "__main__":

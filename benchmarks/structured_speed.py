@@ -70,7 +70,9 @@ def session(path: Path, threads: int, spin: bool = False):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def interleaved(a, b, x: np.ndarray, rounds: int, warmup: int = 3, block: int = 1) -> tuple[float, float, float]:
+def interleaved(
+    a, b, x: np.ndarray, rounds: int, warmup: int = 3, block: int = 1
+) -> tuple[float, float, float]:
     """Median latency (ms) of sessions ``a`` and ``b`` timed A B, B A, ..., and the median of the
     per-pair ratios a/b (each pair runs back to back, so a slow spell of the machine cancels).
 
@@ -105,9 +107,18 @@ def ref_of(name: str) -> str:
     return f"sample:{name}" if name in SAMPLES else f"torchvision:{name}"
 
 
-def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: str = "global",
-                round_tos: list[int] | None = None, keep_residual: tuple[bool, ...] = (False,),
-                spin: bool = False, block: int = 1, ignore: tuple[str, ...] = ()) -> list[dict]:
+def bench_model(
+    name: str,
+    ratios: list[float],
+    rounds: int,
+    tmp: Path,
+    scope: str = "global",
+    round_tos: list[int] | None = None,
+    keep_residual: tuple[bool, ...] = (False,),
+    spin: bool = False,
+    block: int = 1,
+    ignore: tuple[str, ...] = (),
+) -> list[dict]:
     """Every ratio / round_to variant of one model against its dense baseline."""
     dense = load_model(ref_of(name), input_shape=None)
     x = dense.example_input()
@@ -115,23 +126,51 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
     base_onnx = export(dense.module, x, tmp / f"{name}.onnx")
     rows = []
     for ratio in ratios:
-        variants = [(r, k) for r in (round_tos or ([None, 8] if name in TORCHVISION else [None]))
-                    for k in keep_residual]
+        variants = [
+            (r, k)
+            for r in (round_tos or ([None, 8] if name in TORCHVISION else [None]))
+            for k in keep_residual
+        ]
         for round_to, keep in variants:
             handle = load_model(ref_of(name))
-            norm.run(handle, PruneConfig("l1", ratio=ratio, round_to=round_to or None, scope=scope,
-                                         keep_residual=keep, ignore=ignore), PruneContext())
+            norm.run(
+                handle,
+                PruneConfig(
+                    "l1",
+                    ratio=ratio,
+                    round_to=round_to or None,
+                    scope=scope,
+                    keep_residual=keep,
+                    ignore=ignore,
+                ),
+                PruneContext(),
+            )
             macs = count_macs(handle.module, x)
             pruned = export(handle.module, x, tmp / f"{name}_{ratio}_{round_to}_{keep}.onnx")
             for threads in (1, 2):
-                t_dense, t_pruned, paired = interleaved(session(base_onnx, threads, spin),
-                                                        session(pruned, threads, spin), x.numpy(), rounds,
-                                                        block=block)
-                row = {"model": name, "scope": scope, "ratio": ratio, "round_to": round_to or 1,
-                       "keep_residual": keep, "ignore": list(ignore), "threads": threads,
-                       "macs_dense": base_macs, "macs_pruned": macs, "mac_reduction": base_macs / macs,
-                       "latency_ms_dense": t_dense, "latency_ms_pruned": t_pruned,
-                       "speedup": paired, "speedup_of_medians": t_dense / t_pruned}
+                t_dense, t_pruned, paired = interleaved(
+                    session(base_onnx, threads, spin),
+                    session(pruned, threads, spin),
+                    x.numpy(),
+                    rounds,
+                    block=block,
+                )
+                row = {
+                    "model": name,
+                    "scope": scope,
+                    "ratio": ratio,
+                    "round_to": round_to or 1,
+                    "keep_residual": keep,
+                    "ignore": list(ignore),
+                    "threads": threads,
+                    "macs_dense": base_macs,
+                    "macs_pruned": macs,
+                    "mac_reduction": base_macs / macs,
+                    "latency_ms_dense": t_dense,
+                    "latency_ms_pruned": t_pruned,
+                    "speedup": paired,
+                    "speedup_of_medians": t_dense / t_pruned,
+                }
                 row["efficiency"] = row["speedup"] / row["mac_reduction"]
                 print(json.dumps(row), flush=True)
                 rows.append(row)
@@ -139,25 +178,29 @@ def bench_model(name: str, ratios: list[float], rounds: int, tmp: Path, scope: s
 
 
 def table(rows: list[dict], command: str, load: str, spin: bool = False, block: int = 1) -> str:
-    lines = ["# Structured pruning: MAC reduction vs measured ONNX Runtime CPU speed-up\n",
-             f"Command: `{command}`\n",
-             "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
-             f"runs on this 2-core machine ({load}). The interleaving makes the ratios comparable "
-             "when other jobs run. MAC reduction is theoretical; speed-up is measured: the median of the "
-             "per-pair ratios (dense run / pruned run, back to back, order alternating); efficiency = "
-             "speed-up / MAC reduction. residual: `--keep-residual` (channels joined by residual "
-             "additions kept; only channels inside blocks pruned). 2-thread sessions run with ONNX Runtime's "
-             f"thread spinning {'ON (--spin)' if spin else 'off'}: interleaved, a spinning idle pool takes "
-             f"the core the other session needs. Runs per interleaved block: {block} (pairs compare "
-             "block medians; blocks of several runs let a spinning pool slow only the first run of a block).\n",
-             "| model | scope | ratio | round_to | residual | ignored | threads | MACs dense | MACs pruned | "
-             "MAC reduction | dense ms | pruned ms | speed-up | efficiency |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Structured pruning: MAC reduction vs measured ONNX Runtime CPU speed-up\n",
+        f"Command: `{command}`\n",
+        "l1, batch 1, ONNX Runtime CPU, medians of interleaved dense/pruned "
+        f"runs on this 2-core machine ({load}). The interleaving makes the ratios comparable "
+        "when other jobs run. MAC reduction is theoretical; speed-up is measured: the median of the "
+        "per-pair ratios (dense run / pruned run, back to back, order alternating); efficiency = "
+        "speed-up / MAC reduction. residual: `--keep-residual` (channels joined by residual "
+        "additions kept; only channels inside blocks pruned). 2-thread sessions run with ONNX Runtime's "
+        f"thread spinning {'ON (--spin)' if spin else 'off'}: interleaved, a spinning idle pool takes "
+        f"the core the other session needs. Runs per interleaved block: {block} (pairs compare "
+        "block medians; blocks of several runs let a spinning pool slow only the first run of a block).\n",
+        "| model | scope | ratio | round_to | residual | ignored | threads | MACs dense | MACs pruned | "
+        "MAC reduction | dense ms | pruned ms | speed-up | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         kept = "kept" if r.get("keep_residual") else "pruned"
-        lines.append(f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {kept} | {' '.join(r.get('ignore', [])) or '-'} | {r['threads']} | {r['macs_dense']:,} | "
-                     f"{r['macs_pruned']:,} | {r['mac_reduction']:.2f}x | {r['latency_ms_dense']:.2f} | "
-                     f"{r['latency_ms_pruned']:.2f} | {r['speedup']:.2f}x | {r['efficiency']:.2f} |")
+        lines.append(
+            f"| {r['model']} | {r.get('scope', 'global')} | {r['ratio']} | {r['round_to']} | {kept} | {' '.join(r.get('ignore', [])) or '-'} | {r['threads']} | {r['macs_dense']:,} | "
+            f"{r['macs_pruned']:,} | {r['mac_reduction']:.2f}x | {r['latency_ms_dense']:.2f} | "
+            f"{r['latency_ms_pruned']:.2f} | {r['speedup']:.2f}x | {r['efficiency']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -167,19 +210,40 @@ def main() -> None:
     parser.add_argument("--ratios", nargs="*", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--scope", default="global", choices=["global", "layer"])
-    parser.add_argument("--round-to", nargs="*", type=int, default=None,
-                        help="round_to variants (1: none); default: 1 and 8 for torchvision models")
-    parser.add_argument("--keep-residual", nargs="*", default=["off"], choices=["off", "on"],
-                        help="--keep-residual variants to measure (off, on or both)")
-    parser.add_argument("--ignore", nargs="*", default=[],
-                        help="module-name patterns never pruned (compress prune --ignore), e.g. features.0.0")
+    parser.add_argument(
+        "--round-to",
+        nargs="*",
+        type=int,
+        default=None,
+        help="round_to variants (1: none); default: 1 and 8 for torchvision models",
+    )
+    parser.add_argument(
+        "--keep-residual",
+        nargs="*",
+        default=["off"],
+        choices=["off", "on"],
+        help="--keep-residual variants to measure (off, on or both)",
+    )
+    parser.add_argument(
+        "--ignore",
+        nargs="*",
+        default=[],
+        help="module-name patterns never pruned (compress prune --ignore), e.g. features.0.0",
+    )
     parser.add_argument("--out", default=str(RESULTS / "structured_speed"))
-    parser.add_argument("--spin", action="store_true",
-                        help="keep ONNX Runtime's default thread spinning with 2 threads (how a deployed "
-                             "session runs; the first results used it with --block 1); pair it with "
-                             "--block 50 so the idle session's spinning pool slows only a block's first runs")
-    parser.add_argument("--block", type=int, default=1,
-                        help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians")
+    parser.add_argument(
+        "--spin",
+        action="store_true",
+        help="keep ONNX Runtime's default thread spinning with 2 threads (how a deployed "
+        "session runs; the first results used it with --block 1); pair it with "
+        "--block 50 so the idle session's spinning pool slows only a block's first runs",
+    )
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=1,
+        help="runs per interleaved block (A x N, B x N, ...); pairs compare block medians",
+    )
     args = parser.parse_args()
     import sys
 
@@ -189,10 +253,23 @@ def main() -> None:
     keep = tuple(v == "on" for v in args.keep_residual)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            rows += bench_model(name, args.ratios, args.rounds, Path(tmp), args.scope, args.round_to, keep,
-                               args.spin, args.block, tuple(args.ignore))
-    load = f"load average (1/5/15 min) {start} at the start, " + \
-        "/".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end"
+            rows += bench_model(
+                name,
+                args.ratios,
+                args.rounds,
+                Path(tmp),
+                args.scope,
+                args.round_to,
+                keep,
+                args.spin,
+                args.block,
+                tuple(args.ignore),
+            )
+    load = (
+        f"load average (1/5/15 min) {start} at the start, "
+        + "/".join(f"{v:.1f}" for v in os.getloadavg())
+        + " at the end"
+    )
     RESULTS.mkdir(exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
     Path(args.out + ".md").write_text(table(rows, command, load, args.spin, args.block))

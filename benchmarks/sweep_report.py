@@ -29,8 +29,10 @@ def _f(v, fmt="{:.4f}") -> str:
 def accuracy_table(points: list[dict]) -> str:
     """Method rows x level columns: accuracy (sparsity)."""
     levels = sorted({p["level"] for p in points if p["method"] != "baseline"})
-    lines = ["| method | " + " | ".join(f"level {lv:g}" for lv in levels) + " |",
-             "|---|" + "---:|" * len(levels)]
+    lines = [
+        "| method | " + " | ".join(f"level {lv:g}" for lv in levels) + " |",
+        "|---|" + "---:|" * len(levels),
+    ]
     for method in dict.fromkeys(p["method"] for p in points if p["method"] != "baseline"):
         cells = []
         for lv in levels:
@@ -46,20 +48,26 @@ def accuracy_table(points: list[dict]) -> str:
 def frontier_table(points: list[dict], ids: list[str]) -> str:
     """The accuracy-vs-sparsity frontier, sparsest last."""
     by = {p["id"]: p for p in points}
-    lines = ["| point | sparsity | accuracy | drop | robust (FGSM) | compressed bytes | params | MACs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| point | sparsity | accuracy | drop | robust (FGSM) | compressed bytes | params | MACs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for i in ids:
         p = by[i]
-        lines.append(f"| {i} | {p['sparsity']:.1%} | {p['accuracy']:.4f} | {_f(p['accuracy_drop'], '{:+.4f}')} | "
-                     f"{_f(p.get('robust_accuracy'))} | {p['compressed_bytes']:,} | {p['params']:,} | {p['macs']:,} |")
+        lines.append(
+            f"| {i} | {p['sparsity']:.1%} | {p['accuracy']:.4f} | {_f(p['accuracy_drop'], '{:+.4f}')} | "
+            f"{_f(p.get('robust_accuracy'))} | {p['compressed_bytes']:,} | {p['params']:,} | {p['macs']:,} |"
+        )
     return "\n".join(lines)
 
 
 def latency_table(points: list[dict], profiles: list[str]) -> str:
     """Median latency per point and profile next to MACs (theoretical)."""
     head = " | ".join(f"p50 ms {p}" for p in profiles)
-    lines = [f"| point | accuracy | params | MACs (theoretical) | {head} |",
-             "|---|---:|---:|---:|" + "---:|" * len(profiles)]
+    lines = [
+        f"| point | accuracy | params | MACs (theoretical) | {head} |",
+        "|---|---:|---:|---:|" + "---:|" * len(profiles),
+    ]
     for p in points:
         if p["status"] == "ok":
             lat = " | ".join(_f(p.get(f"latency_ms_p50_{x}"), "{:.3f}") for x in profiles)
@@ -92,8 +100,10 @@ def main() -> None:
     folder = Path(args.sweep_dir)
     doc = json.loads((folder / "sweep.json").read_text())
     points, profiles = doc["points"], list(doc["config"]["profiles"]) if doc["config"]["bench"] else []
-    print(f"wall {doc['wall_s']:.0f} s, computed {doc['computed']}, resumed {doc['skipped']}, "
-          f"machine {doc['machine']}\n")
+    print(
+        f"wall {doc['wall_s']:.0f} s, computed {doc['computed']}, resumed {doc['skipped']}, "
+        f"machine {doc['machine']}\n"
+    )
     print(accuracy_table(points), "\n")
     print(frontier_table(points, doc["frontiers"]["accuracy_vs_sparsity"]), "\n")
     print(latency_table(points, profiles), "\n")

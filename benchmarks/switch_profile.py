@@ -9,6 +9,7 @@ Command (from the repository root; further arguments pass through)::
 
     python -m benchmarks run switch_profile   # -> benchmarks/results/switch_profile.md
 """
+
 import argparse
 import statistics
 import time
@@ -37,7 +38,10 @@ def main() -> None:
                 s.run(None, f)
                 per[i].append((time.perf_counter() - start) * 1e3)
     for name, per in zip(args.models, times):
-        print(f"{name}: median ms by run after the switch: " + " ".join(f"{statistics.median(v):.2f}" for v in per))
+        print(
+            f"{name}: median ms by run after the switch: "
+            + " ".join(f"{statistics.median(v):.2f}" for v in per)
+        )
 
 
 if __name__ == "__main__":

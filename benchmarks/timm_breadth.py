@@ -44,15 +44,59 @@ LIMIT_S = 600
 # parity check itself is the export command's own.
 EXPORT: dict[str, Any] = {"exporter": "torchscript", "samples": 4}
 # Families named in the guide first, then the others from the fewest parameters up.
-FIRST = ("vision_transformer", "deit", "mobilevit", "levit", "fastvit", "edgenext", "efficientformer",
-         "efficientformer_v2", "resnet", "efficientnet", "mobilenetv3", "convnext", "regnet", "ghostnet")
+FIRST = (
+    "vision_transformer",
+    "deit",
+    "mobilevit",
+    "levit",
+    "fastvit",
+    "edgenext",
+    "efficientformer",
+    "efficientformer_v2",
+    "resnet",
+    "efficientnet",
+    "mobilenetv3",
+    "convnext",
+    "regnet",
+    "ghostnet",
+)
 SMALL = 96
-COMMAND = ("nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & "
-           "nice -n 10 python benchmarks/timm_breadth.py --shard 1/2")
+COMMAND = (
+    "nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & "
+    "nice -n 10 python benchmarks/timm_breadth.py --shard 1/2"
+)
 # Name parts that mark the small members of a family, smallest first.
-SMALL_WORDS = ("atto", "femto", "pico", "zepto", "nano", "xxxs", "xxs", "xx_small", "xxsmall", "mini",
-               "xs", "x_small", "xsmall", "tiny", "t0", "s0", "b0", "small", "002", "lite0", "050",
-               "035", "075", "100", "light", "_t", "_s", "18", "26")
+SMALL_WORDS = (
+    "atto",
+    "femto",
+    "pico",
+    "zepto",
+    "nano",
+    "xxxs",
+    "xxs",
+    "xx_small",
+    "xxsmall",
+    "mini",
+    "xs",
+    "x_small",
+    "xsmall",
+    "tiny",
+    "t0",
+    "s0",
+    "b0",
+    "small",
+    "002",
+    "lite0",
+    "050",
+    "035",
+    "075",
+    "100",
+    "light",
+    "_t",
+    "_s",
+    "18",
+    "26",
+)
 CANDIDATES = 6
 
 
@@ -105,7 +149,9 @@ def probe(name: str) -> tuple[tuple[int, ...], dict]:
     import torch
 
     warnings.filterwarnings("ignore")
-    default = tuple(timm.get_pretrained_cfg(name).input_size) if timm.get_pretrained_cfg(name) else (3, 224, 224)
+    default = (
+        tuple(timm.get_pretrained_cfg(name).input_size) if timm.get_pretrained_cfg(name) else (3, 224, 224)
+    )
     for kwargs, shape in (({}, (3, SMALL, SMALL)), ({"img_size": SMALL}, (3, SMALL, SMALL)), ({}, default)):
         try:
             model = timm.create_model(name, **kwargs).eval()
@@ -146,20 +192,32 @@ def check(family: str, name: str) -> dict:
     spec = ModelSpec("timm:" + name, arch_kwargs=kwargs, input_shape=shape)
     with tempfile.TemporaryDirectory() as tmp:
         pruned, onnx = str(Path(tmp) / "p.pt"), str(Path(tmp) / "p.onnx")
-        rc, res, err, secs = _call(lambda: prune(spec, PruneConfig("l1", ratio=0.5), pruned, measure_input=False))
+        rc, res, err, secs = _call(
+            lambda: prune(spec, PruneConfig("l1", ratio=0.5), pruned, measure_input=False)
+        )
         row.update(prune_rc=rc, prune_s=secs)
         if res is not None:
-            row.update(macs_before=res.before.get("macs"), macs_after=res.after.get("macs"),
-                       params_before=res.before.get("params"), params_after=res.after.get("params"),
-                       notes=[n for n in res.notes if "classifier head" not in n] if hasattr(res, "notes") else [])
+            row.update(
+                macs_before=res.before.get("macs"),
+                macs_after=res.after.get("macs"),
+                params_before=res.before.get("params"),
+                params_after=res.after.get("params"),
+                notes=[n for n in res.notes if "classifier head" not in n] if hasattr(res, "notes") else [],
+            )
         if rc != 0:
             status = "refused" if rc == 3 else "fail"
             return {**row, "status": status, "detail": err, "seconds": round(time.time() - start, 1)}
         rc, res, err, secs = _call(lambda: export(pruned, ExportConfig(onnx, **EXPORT)))
         outputs = res.outputs if res is not None else []
-        row.update(export_rc=rc, export_s=secs, exporter=res.figures.get("exporter") if res else None,
-                   parity=[{"shape": o.get("shape"), "passed": o.get("passed"),
-                            "max_rel_error": o.get("max_rel_error")} for o in outputs])
+        row.update(
+            export_rc=rc,
+            export_s=secs,
+            exporter=res.figures.get("exporter") if res else None,
+            parity=[
+                {"shape": o.get("shape"), "passed": o.get("passed"), "max_rel_error": o.get("max_rel_error")}
+                for o in outputs
+            ],
+        )
         passed = rc == 0 and bool(outputs) and all(o.get("passed") for o in outputs)
         if not passed:
             row["detail"] = err or "parity failed"
@@ -173,18 +231,33 @@ def run_one(family: str, name: str) -> dict:
     limit = LIMIT_S
     start = time.time()
     try:
-        proc = subprocess.run([sys.executable, "-W", "ignore", __file__, "--one", family, name],
-                              capture_output=True, text=True, cwd=ROOT, timeout=limit,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.run(
+            [sys.executable, "-W", "ignore", __file__, "--one", family, name],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=limit,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         lines = proc.stdout.strip().splitlines()
         if lines:
             return json.loads(lines[-1])
         detail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
-        return {"family": family, "model": name, "status": "fail", "detail": f"exit {proc.returncode}: {detail}",
-                "seconds": round(time.time() - start, 1)}
+        return {
+            "family": family,
+            "model": name,
+            "status": "fail",
+            "detail": f"exit {proc.returncode}: {detail}",
+            "seconds": round(time.time() - start, 1),
+        }
     except subprocess.TimeoutExpired:
-        return {"family": family, "model": name, "status": "fail", "detail": f"no result within {limit} s",
-                "seconds": round(time.time() - start, 1)}
+        return {
+            "family": family,
+            "model": name,
+            "status": "fail",
+            "detail": f"no result within {limit} s",
+            "seconds": round(time.time() - start, 1),
+        }
 
 
 def conditions() -> dict:
@@ -194,9 +267,16 @@ def conditions() -> dict:
     import torch
     import torch_pruning
 
-    return {"torch": torch.__version__, "timm": timm.__version__, "torch_pruning": torch_pruning.__version__,
-            "onnxruntime": onnxruntime.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 1), "machine": platform.machine()}
+    return {
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "torch_pruning": torch_pruning.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 1),
+        "machine": platform.machine(),
+    }
 
 
 def load_rows() -> dict[str, dict]:
@@ -218,38 +298,55 @@ def table(rows: list[dict]) -> str:
     cond = rows[0].get("conditions", {}) if rows else {}
     total = len(json.loads(MODELS.read_text())) if MODELS.exists() else len(rows)
     loads = [r["conditions"]["load_1min"] for r in rows if "conditions" in r]
-    out = ["# timm breadth: prune (l1, ratio 0.5) -> ONNX export -> parity, smallest model per family\n",
-           f"Command: `{COMMAND}`\n",
-           f"Conditions: torch {cond.get('torch')}, timm {cond.get('timm')}, torch-pruning "
-           f"{cond.get('torch_pruning')}, onnxruntime {cond.get('onnxruntime')}; {cond.get('cpus')} CPUs "
-           f"shared with other jobs (1-minute load {min(loads, default=0)} to {max(loads, default=0)} "
-           f"when the models started), {cond.get('threads')} torch threads. Export: "
-           f"`--exporter torchscript --samples 4`, parity on every output at the default tolerances "
-           "(rtol 1e-3, atol 1e-5). Seconds: wall time of the model's process (input probe, prune, "
-           "export and parity) on that loaded machine.\n",
-           f"**{len(passed)} of {len(rows)} families pass** ({100 * len(passed) / max(len(rows), 1):.0f}%); "
-           f"{len(refused)} refused cleanly (exit 3, reason below); {len(failed)} fail. "
-           f"{len(rows)} of the {total} families are in this run.\n"]
-    out.append("Reading: models have random weights (timm's init) and random inputs. MACs after / before is "
-               "theoretical (counted, not timed). Parity compares ONNX Runtime with the pruned PyTorch "
-               "model on every output; a max relative error of 0 means equal outputs (an untrained model "
-               "with zero-initialised layers can give near-constant logits, so parity there says less). "
-               "Families missing from the table were not reached in this run; the command resumes "
-               "where it stopped.\n")
+    out = [
+        "# timm breadth: prune (l1, ratio 0.5) -> ONNX export -> parity, smallest model per family\n",
+        f"Command: `{COMMAND}`\n",
+        f"Conditions: torch {cond.get('torch')}, timm {cond.get('timm')}, torch-pruning "
+        f"{cond.get('torch_pruning')}, onnxruntime {cond.get('onnxruntime')}; {cond.get('cpus')} CPUs "
+        f"shared with other jobs (1-minute load {min(loads, default=0)} to {max(loads, default=0)} "
+        f"when the models started), {cond.get('threads')} torch threads. Export: "
+        f"`--exporter torchscript --samples 4`, parity on every output at the default tolerances "
+        "(rtol 1e-3, atol 1e-5). Seconds: wall time of the model's process (input probe, prune, "
+        "export and parity) on that loaded machine.\n",
+        f"**{len(passed)} of {len(rows)} families pass** ({100 * len(passed) / max(len(rows), 1):.0f}%); "
+        f"{len(refused)} refused cleanly (exit 3, reason below); {len(failed)} fail. "
+        f"{len(rows)} of the {total} families are in this run.\n",
+    ]
+    out.append(
+        "Reading: models have random weights (timm's init) and random inputs. MACs after / before is "
+        "theoretical (counted, not timed). Parity compares ONNX Runtime with the pruned PyTorch "
+        "model on every output; a max relative error of 0 means equal outputs (an untrained model "
+        "with zero-initialised layers can give near-constant logits, so parity there says less). "
+        "Families missing from the table were not reached in this run; the command resumes "
+        "where it stopped.\n"
+    )
     if refused or failed:
         out.append("## Not passing\n")
-        out += [f"- **{r['family']}** (`{r['model']}`): {r['status']}: {r.get('detail', '')}"
-                for r in sorted(refused + failed, key=lambda r: r["family"])]
+        out += [
+            f"- **{r['family']}** (`{r['model']}`): {r['status']}: {r.get('detail', '')}"
+            for r in sorted(refused + failed, key=lambda r: r["family"])
+        ]
         out.append("")
-    out += ["## All families\n",
-            "| family | model | input | status | MACs before | MACs after / before | parity (max rel err) | s |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += [
+        "## All families\n",
+        "| family | model | input | status | MACs before | MACs after / before | parity (max rel err) | s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: r["family"]):
-        ratio = f"{r['macs_after'] / r['macs_before']:.3f}" if r.get("macs_before") and r.get("macs_after") else ""
-        parity = ", ".join(f"{'ok' if p['passed'] else 'FAIL'} ({p['max_rel_error']:.1e})"
-                           for p in r.get("parity", []) if p.get("max_rel_error") is not None)
-        out.append(f"| {r['family']} | {r['model']} | {r.get('input', '')} | {r['status']} | "
-                   f"{r.get('macs_before') or ''} | {ratio} | {parity} | {r.get('seconds', '')} |")
+        ratio = (
+            f"{r['macs_after'] / r['macs_before']:.3f}"
+            if r.get("macs_before") and r.get("macs_after")
+            else ""
+        )
+        parity = ", ".join(
+            f"{'ok' if p['passed'] else 'FAIL'} ({p['max_rel_error']:.1e})"
+            for p in r.get("parity", [])
+            if p.get("max_rel_error") is not None
+        )
+        out.append(
+            f"| {r['family']} | {r['model']} | {r.get('input', '')} | {r['status']} | "
+            f"{r.get('macs_before') or ''} | {ratio} | {parity} | {r.get('seconds', '')} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -257,7 +354,7 @@ def main(argv: list[str]) -> None:
     global JSONL, TABLE, MODELS
     if "--out" in argv:  # another place for the three files (a smoke run, a second machine)
         at = argv.index("--out")
-        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
         JSONL, TABLE = stem.with_suffix(".jsonl"), stem.with_suffix(".md")
         MODELS = stem.parent / f"{stem.name}_models.json"
     JSONL.parent.mkdir(parents=True, exist_ok=True)
@@ -270,14 +367,18 @@ def main(argv: list[str]) -> None:
         shard, argv = (int(i), int(n)), argv[2:]
     if argv != ["--table"]:
         picks = families()
-        wanted = argv or sorted(picks, key=lambda f: (f not in FIRST, FIRST.index(f) if f in FIRST else 0,
-                                                      picks[f]["params"]))
+        wanted = argv or sorted(
+            picks, key=lambda f: (f not in FIRST, FIRST.index(f) if f in FIRST else 0, picks[f]["params"])
+        )
         done = load_rows() if not argv else {}
         cond = conditions()
-        for family in wanted[shard[0]::shard[1]]:
+        for family in wanted[shard[0] :: shard[1]]:
             if family in done or family not in picks:
                 continue
-            row = {**run_one(family, picks[family]["model"]), "conditions": {**cond, "load_1min": round(os.getloadavg()[0], 1)}}
+            row = {
+                **run_one(family, picks[family]["model"]),
+                "conditions": {**cond, "load_1min": round(os.getloadavg()[0], 1)},
+            }
             print(json.dumps(row), flush=True)
             with JSONL.open("a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -32,9 +32,17 @@ LIMIT_S = 900  # per step
 EXPORT_FLAGS = ("--samples", "8", "--no-simplify")  # CPU is scarce: 8 parity inputs (batches 1 and 7)
 
 
-ORDER = ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn", "raft_small",
-         "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16", "fasterrcnn_resnet50_fpn",
-         "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"]  # the cheap and the representative first
+ORDER = [
+    "ssdlite320_mobilenet_v3_large",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "raft_small",
+    "retinanet_resnet50_fpn",
+    "fcos_resnet50_fpn",
+    "ssd300_vgg16",
+    "fasterrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn",
+    "keypointrcnn_resnet50_fpn",
+]  # the cheap and the representative first
 
 
 def cli(*args: str) -> tuple[int, dict, str, float]:
@@ -42,8 +50,14 @@ def cli(*args: str) -> tuple[int, dict, str, float]:
     start = time.time()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
-        proc = subprocess.run([sys.executable, "-m", "compressor", *args, "--json"], capture_output=True,
-                              text=True, cwd=ROOT, env=env, timeout=LIMIT_S)
+        proc = subprocess.run(
+            [sys.executable, "-m", "compressor", *args, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=LIMIT_S,
+        )
     except subprocess.TimeoutExpired:
         return -1, {}, f"no result within {LIMIT_S} s", time.time() - start
     try:
@@ -58,15 +72,27 @@ def run_one(name: str, folder: Path) -> dict:
     """Prune, export and bench one model; a refused step ends the row with its reason."""
     pruned, onnx = folder / f"{name}.pt", folder / f"{name}.onnx"
     row: dict = {"model": name}
-    rc, doc, err, secs = cli("prune", f"torchvision:{name}", "--method", "l1", "--ratio", "0.5", "-o", str(pruned))
-    row.update(prune_rc=rc, prune_s=round(secs, 1), macs_before=doc.get("macs_before"),
-               macs_after=doc.get("macs_after"), params_before=doc.get("params_before"),
-               params_after=doc.get("params_after"))
+    rc, doc, err, secs = cli(
+        "prune", f"torchvision:{name}", "--method", "l1", "--ratio", "0.5", "-o", str(pruned)
+    )
+    row.update(
+        prune_rc=rc,
+        prune_s=round(secs, 1),
+        macs_before=doc.get("macs_before"),
+        macs_after=doc.get("macs_after"),
+        params_before=doc.get("params_before"),
+        params_after=doc.get("params_after"),
+    )
     if rc != 0:
         return {**row, "detail": err}
     rc, doc, err, secs = cli("export", str(pruned), "-o", str(onnx), *EXPORT_FLAGS)
-    row.update(export_rc=rc, export_s=round(secs, 1), exporter=doc.get("exporter"),
-               parity=[_parity_row(o) for o in doc.get("outputs", [])], parity_passed=doc.get("parity_passed"))
+    row.update(
+        export_rc=rc,
+        export_s=round(secs, 1),
+        exporter=doc.get("exporter"),
+        parity=[_parity_row(o) for o in doc.get("outputs", [])],
+        parity_passed=doc.get("parity_passed"),
+    )
     if rc != 0:
         return {**row, "detail": err}
     rc, doc, err, secs = cli("bench", str(onnx), "--runs", "5", "--warmup", "1", "--max-time", "30")
@@ -75,8 +101,12 @@ def run_one(name: str, folder: Path) -> dict:
 
 
 def _parity_row(out: dict) -> dict:
-    return {"shape": out.get("shape"), "max_abs_error": out.get("max_abs_error"),
-            "reference_max_abs": out.get("reference_max_abs"), "passed": out.get("passed")}
+    return {
+        "shape": out.get("shape"),
+        "max_abs_error": out.get("max_abs_error"),
+        "reference_max_abs": out.get("reference_max_abs"),
+        "passed": out.get("passed"),
+    }
 
 
 def conditions() -> str:
@@ -87,9 +117,11 @@ def conditions() -> str:
     import torchvision
 
     load = os.getloadavg()[0]
-    return (f"torch {torch.__version__}, torchvision {torchvision.__version__}, torch-pruning "
-            f"{torch_pruning.__version__}, onnxruntime {onnxruntime.__version__}; {platform.machine()} "
-            f"{os.cpu_count()} cores, default threads; 1-minute load average {load:.1f} when the table was written")
+    return (
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, torch-pruning "
+        f"{torch_pruning.__version__}, onnxruntime {onnxruntime.__version__}; {platform.machine()} "
+        f"{os.cpu_count()} cores, default threads; 1-minute load average {load:.1f} when the table was written"
+    )
 
 
 def _macs(r: dict) -> str:
@@ -99,41 +131,54 @@ def _macs(r: dict) -> str:
 
 
 def _parity(r: dict) -> str:
-    cells = [f"{'ok' if p['passed'] else 'FAIL'} {p['max_abs_error']:.1e}/{p['reference_max_abs']:.1e}"
-             for p in r.get("parity") or [] if p.get("max_abs_error") is not None
-             and p.get("reference_max_abs") is not None]
+    cells = [
+        f"{'ok' if p['passed'] else 'FAIL'} {p['max_abs_error']:.1e}/{p['reference_max_abs']:.1e}"
+        for p in r.get("parity") or []
+        if p.get("max_abs_error") is not None and p.get("reference_max_abs") is not None
+    ]
     return "; ".join(cells)
 
 
 def table(rows: list[dict]) -> str:
     """The Markdown table."""
-    head = ["# torchvision detection and optical flow: prune (l1 0.5) -> export -> parity -> bench\n",
-            "Command: `python -m benchmarks run torchvision_detection`\n",
-            f"Conditions: {conditions()}. Seconds are wall time on a shared machine (other jobs running): "
-            "compare them with each other only; p50 is the ONNX Runtime median latency of the pruned "
-            "graph at batch 1, under the same load.\n",
-            "Each model is built behind its one-tensor adapter at the adapter's default input (raw head "
-            "outputs, no post-processing; see docs/detection.md). Parity: per output, `ok max abs error / "
-            "largest |output|` of ONNX Runtime against PyTorch on 8 random inputs fed in batches of 1 and 7 (`--samples 8 --no-simplify`). "
-            "rc: exit code of the step (3: refused with the reason in the last column).\n",
-            "The three refused ResNet-50 R-CNN models ended with a segmentation fault (exit -11, inside "
-            "torchvision's roi_align while torch-pruning traces) before the refusal; the .jsonl keeps "
-            "those runs.\n",
-            "| model | prune rc | MACs before -> after (ratio) | export rc | exporter | parity per output | "
-            "bench rc | p50 ms | s (prune / export / bench) | refusal or failure |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    head = [
+        "# torchvision detection and optical flow: prune (l1 0.5) -> export -> parity -> bench\n",
+        "Command: `python -m benchmarks run torchvision_detection`\n",
+        f"Conditions: {conditions()}. Seconds are wall time on a shared machine (other jobs running): "
+        "compare them with each other only; p50 is the ONNX Runtime median latency of the pruned "
+        "graph at batch 1, under the same load.\n",
+        "Each model is built behind its one-tensor adapter at the adapter's default input (raw head "
+        "outputs, no post-processing; see docs/detection.md). Parity: per output, `ok max abs error / "
+        "largest |output|` of ONNX Runtime against PyTorch on 8 random inputs fed in batches of 1 and 7 (`--samples 8 --no-simplify`). "
+        "rc: exit code of the step (3: refused with the reason in the last column).\n",
+        "The three refused ResNet-50 R-CNN models ended with a segmentation fault (exit -11, inside "
+        "torchvision's roi_align while torch-pruning traces) before the refusal; the .jsonl keeps "
+        "those runs.\n",
+        "| model | prune rc | MACs before -> after (ratio) | export rc | exporter | parity per output | "
+        "bench rc | p50 ms | s (prune / export / bench) | refusal or failure |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     from compressor.io.detection import MODELS
 
     done = {r["model"] for r in rows}
-    rows = rows + [{"model": m, "prune_rc": "not run", "detail": "not run yet: `python -m "
-                    f"benchmarks.torchvision_detection {m}`"} for m in MODELS if m not in done]
+    rows = rows + [
+        {
+            "model": m,
+            "prune_rc": "not run",
+            "detail": f"not run yet: `python -m benchmarks.torchvision_detection {m}`",
+        }
+        for m in MODELS
+        if m not in done
+    ]
     body = []
     for r in sorted(rows, key=lambda r: r["model"]):
         secs = " / ".join(str(r.get(k, "")) for k in ("prune_s", "export_s", "bench_s"))
         p50 = f"{r['latency_ms_p50']:.0f}" if r.get("latency_ms_p50") else ""
-        body.append(f"| {r['model']} | {r['prune_rc']} | {_macs(r)} | {r.get('export_rc', '')} | "
-                    f"{r.get('exporter') or ''} | {_parity(r)} | {r.get('bench_rc', '')} | {p50} | {secs} | "
-                    f"{r.get('detail', '')} |")
+        body.append(
+            f"| {r['model']} | {r['prune_rc']} | {_macs(r)} | {r.get('export_rc', '')} | "
+            f"{r.get('exporter') or ''} | {_parity(r)} | {r.get('bench_rc', '')} | {p50} | {secs} | "
+            f"{r.get('detail', '')} |"
+        )
     return "\n".join(head + body) + "\n"
 
 
@@ -141,7 +186,7 @@ def main(argv: list[str]) -> None:
     global JSONL, TABLE
     if "--out" in argv:  # another place for the two files (a smoke run)
         at = argv.index("--out")
-        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+        stem, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
         JSONL, TABLE = stem.with_suffix(".jsonl"), stem.with_suffix(".md")
     JSONL.parent.mkdir(parents=True, exist_ok=True)
     if argv != ["--table"]:

@@ -44,8 +44,10 @@ METHODS = {  # label -> (method, PruneConfig overrides)
 # "-ends" leaves the first and last layer dense (--keep-first-last). "bn" labels run only on models
 # with BatchNorm (elsewhere they equal the plain label).
 for _label in ("magnitude-global", "magnitude-layer", "magnitude-row"):
-    METHODS[f"{_label}-bn"] = (METHODS[_label][0], {**METHODS[_label][1], "recalibrate_bn": True,
-                                                    "calib_samples": 128})
+    METHODS[f"{_label}-bn"] = (
+        METHODS[_label][0],
+        {**METHODS[_label][1], "recalibrate_bn": True, "calib_samples": 128},
+    )
 for _label in ("wanda", "wanda-layer"):
     METHODS[f"{_label}-nobn"] = (METHODS[_label][0], {**METHODS[_label][1], "recalibrate_bn": False})
 for _label in [k for k in METHODS if k.startswith(("magnitude", "wanda"))]:
@@ -66,8 +68,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", default=str(RESULTS / "unstructured_accuracy.jsonl"))
     ap.add_argument("--report", action="store_true", help="only rebuild the table and the plot")
     ap.add_argument("--table", default=None, help="where the Markdown table goes (default: --out as .md)")
-    ap.add_argument("--pivot", action="store_true",
-                    help="no-FT accuracy as one row per model x method, one column per sparsity")
+    ap.add_argument(
+        "--pivot",
+        action="store_true",
+        help="no-FT accuracy as one row per model x method, one column per sparsity",
+    )
     return ap.parse_args()
 
 
@@ -84,11 +89,16 @@ def run_one(model: str, label: str, sparsity: float, args, data, do_ft: bool) ->
     start = time.perf_counter()
     impl = importlib.import_module(f"compressor.pruning.unstructured.{method}")
     report = impl.run(handle, cfg, PruneContext(train=data["train"]))
-    row = {"model": model, "method": label, "sparsity_target": sparsity,
-           "sparsity": report.figures["layer_sparsity"], "prune_s": time.perf_counter() - start,
-           "model_sparsity": _model_sparsity(handle),
-           "bn_recalibrated_layers": report.figures.get("bn_recalibrated_layers", 0),
-           "accuracy_noft": evaluate(handle.module, data["test"], limit=args.eval_samples)["accuracy"]}
+    row = {
+        "model": model,
+        "method": label,
+        "sparsity_target": sparsity,
+        "sparsity": report.figures["layer_sparsity"],
+        "prune_s": time.perf_counter() - start,
+        "model_sparsity": _model_sparsity(handle),
+        "bn_recalibrated_layers": report.figures.get("bn_recalibrated_layers", 0),
+        "accuracy_noft": evaluate(handle.module, data["test"], limit=args.eval_samples)["accuracy"],
+    }
     if method == "sap":
         row["sap_steps"] = len(report.steps)
     if do_ft:
@@ -128,8 +138,9 @@ def baseline(model: str, args, data) -> float:
     from compressor.io.artifact import load_model
     from compressor.train.loop import evaluate
 
-    return evaluate(load_model(f"{args.model_dir}/{model}.pt").module, data["test"],
-                    limit=args.eval_samples)["accuracy"]
+    return evaluate(load_model(f"{args.model_dir}/{model}.pt").module, data["test"], limit=args.eval_samples)[
+        "accuracy"
+    ]
 
 
 def run_all(args) -> None:
@@ -142,8 +153,16 @@ def run_all(args) -> None:
     ft = {float(s) for s in args.ft_sparsities.split(",") if s.strip()}
     for model in args.models.split(","):
         if (model, "baseline", 0.0) not in done:
-            _append(out, {"model": model, "method": "baseline", "sparsity_target": 0.0, "sparsity": 0.0,
-                          "accuracy_noft": baseline(model, args, data)})
+            _append(
+                out,
+                {
+                    "model": model,
+                    "method": "baseline",
+                    "sparsity_target": 0.0,
+                    "sparsity": 0.0,
+                    "accuracy_noft": baseline(model, args, data),
+                },
+            )
         has_bn = _has_bn(model, args)
         for label in args.methods.split(","):
             if {"bn", "nobn"} & set(label.split("-")) and not has_bn:
@@ -151,8 +170,17 @@ def run_all(args) -> None:
             for s in (float(v) for v in args.sparsities.split(",")):
                 if (model, label, s) not in done:
                     row = run_one(model, label, s, args, data, s in ft)
-                    _append(out, {**row, "ft_epochs": args.ft_epochs, "ft_schedule": "cosine", "ft_batches": args.ft_batches,
-                                  "ft_lr": args.ft_lr, "eval_samples": args.eval_samples})
+                    _append(
+                        out,
+                        {
+                            **row,
+                            "ft_epochs": args.ft_epochs,
+                            "ft_schedule": "cosine",
+                            "ft_batches": args.ft_batches,
+                            "ft_lr": args.ft_lr,
+                            "eval_samples": args.eval_samples,
+                        },
+                    )
                     print(json.dumps(row), flush=True)
 
 
@@ -175,14 +203,20 @@ def report(args) -> None:
         table.write_text(pivot(rows, base))
         plot(rows, base, Path(args.out).with_suffix(".png"))
         return
-    lines = ["| model | method | sparsity | acc no FT | acc FT | FT / baseline |",
-             "|---|---|---|---|---|---|"]
-    for r in sorted((r for r in rows if r["method"] != "baseline"),
-                    key=lambda r: (r["model"], r["method"], r["sparsity_target"])):
+    lines = [
+        "| model | method | sparsity | acc no FT | acc FT | FT / baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(
+        (r for r in rows if r["method"] != "baseline"),
+        key=lambda r: (r["model"], r["method"], r["sparsity_target"]),
+    ):
         ft = r.get("accuracy_ft")
         ratio = f"{ft / base[r['model']]:.3f}" if ft is not None else ""
-        lines.append(f"| {r['model']} | {r['method']} | {r['sparsity']:.3f} | {r['accuracy_noft']:.4f} | "
-                     f"{'' if ft is None else f'{ft:.4f}'} | {ratio} |")
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['sparsity']:.3f} | {r['accuracy_noft']:.4f} | "
+            f"{'' if ft is None else f'{ft:.4f}'} | {ratio} |"
+        )
     head = ["baseline accuracy: " + ", ".join(f"{m} {a:.4f}" for m, a in base.items()), ""]
     table.write_text("\n".join(head + lines) + "\n")
     plot(rows, base, Path(args.out).with_suffix(".png"))
@@ -196,8 +230,10 @@ def pivot(rows: list[dict], base: dict) -> str:
     """
     levels = sorted({r["sparsity_target"] for r in rows if r["method"] != "baseline"})
     cells = {(r["model"], r["method"], r["sparsity_target"]): r for r in rows}
-    lines = ["| model (baseline) | method | " + " | ".join(f"{s:g}" for s in levels) + " |",
-             "|---|---|" + "---:|" * len(levels)]
+    lines = [
+        "| model (baseline) | method | " + " | ".join(f"{s:g}" for s in levels) + " |",
+        "|---|---|" + "---:|" * len(levels),
+    ]
     for model in sorted(base):
         for label in METHODS:
             got = [cells.get((model, label, s)) for s in levels]
@@ -229,22 +265,40 @@ def plot(rows: list[dict], base: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
         for label in labels:
-            pts = sorted((r for r in rows if r["model"] == model and r["method"] == label),
-                         key=lambda r: r["sparsity"])
+            pts = sorted(
+                (r for r in rows if r["model"] == model and r["method"] == label), key=lambda r: r["sparsity"]
+            )
             if not pts:
                 continue
             color, dash = styles[label]
-            ax.plot([r["sparsity"] for r in pts], [r["accuracy_noft"] for r in pts], f"{dash}o", color=color,
-                    alpha=0.6, ms=3, label=f"{label} (no FT)")
+            ax.plot(
+                [r["sparsity"] for r in pts],
+                [r["accuracy_noft"] for r in pts],
+                f"{dash}o",
+                color=color,
+                alpha=0.6,
+                ms=3,
+                label=f"{label} (no FT)",
+            )
             ft = [r for r in pts if "accuracy_ft" in r]
             if ft:
-                ax.plot([r["sparsity"] for r in ft], [r["accuracy_ft"] for r in ft], "-s", color=color,
-                        ms=4, label=f"{label} (FT)")
+                ax.plot(
+                    [r["sparsity"] for r in ft],
+                    [r["accuracy_ft"] for r in ft],
+                    "-s",
+                    color=color,
+                    ms=4,
+                    label=f"{label} (FT)",
+                )
         ax.axhline(base[model], color="k", lw=0.8, label="dense baseline")
         ax.axhline(0.99 * base[model], color="k", lw=0.5, ls=":", label="99% of baseline")
         evals = {r.get("eval_samples") for r in rows if r["model"] == model and r.get("eval_samples")}
-        ax.set(title=f"{model}: sparsity vs accuracy (Fashion-MNIST)", xlabel="weight sparsity of pruned layers",
-               ylabel=f"test accuracy ({'/'.join(map(str, sorted(evals))) or '?'} test images)", ylim=(0, 1))
+        ax.set(
+            title=f"{model}: sparsity vs accuracy (Fashion-MNIST)",
+            xlabel="weight sparsity of pruned layers",
+            ylabel=f"test accuracy ({'/'.join(map(str, sorted(evals))) or '?'} test images)",
+            ylim=(0, 1),
+        )
         ax.grid(alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     for ax in axes[0][1:]:

@@ -32,13 +32,26 @@ VARIANTS = [("wanda", norm, rank) for norm in ("raw", "mean") for rank in ("laye
 def prune(model: str, method: str, norm, rank, sparsity: float, ends: bool, train):
     handle = load_model(f"sample_models/{model}.pt")
     if method == "wanda":
-        cfg = PruneConfig("wanda", sparsity=sparsity, scope="global", data="fashion-mnist",
-                          keep_first_last=ends, settings=WandaConfig(global_normalize=norm, global_ranking=rank))
+        cfg = PruneConfig(
+            "wanda",
+            sparsity=sparsity,
+            scope="global",
+            data="fashion-mnist",
+            keep_first_last=ends,
+            settings=WandaConfig(global_normalize=norm, global_ranking=rank),
+        )
         report = wanda.run(handle, cfg, PruneContext(train=train))
         return handle, report, report.figures["wanda_layer_allocation"]
     bn = bool(batchnorms(handle.module)) or None
-    cfg = PruneConfig("magnitude", sparsity=sparsity, scope="global", data="fashion-mnist",
-                      keep_first_last=ends, recalibrate_bn=bn, calib_samples=128)
+    cfg = PruneConfig(
+        "magnitude",
+        sparsity=sparsity,
+        scope="global",
+        data="fashion-mnist",
+        keep_first_last=ends,
+        recalibrate_bn=bn,
+        calib_samples=128,
+    )
     return handle, magnitude.run(handle, cfg, PruneContext(train=train)), None
 
 
@@ -50,8 +63,17 @@ def main(models: str, out_path: str) -> None:
                 for method, norm, rank in VARIANTS + [("magnitude", None, None)]:
                     handle, report, alloc = prune(model, method, norm, rank, s, ends, train)
                     acc = evaluate(handle.module, val, limit=5000)["accuracy"]
-                    row = dict(model=model, ends=ends, s=s, method=method, norm=norm, rank=rank, acc=acc,
-                               sparsity=report.figures["layer_sparsity"], alloc=alloc)
+                    row = dict(
+                        model=model,
+                        ends=ends,
+                        s=s,
+                        method=method,
+                        norm=norm,
+                        rank=rank,
+                        acc=acc,
+                        sparsity=report.figures["layer_sparsity"],
+                        alloc=alloc,
+                    )
                     out.write(json.dumps(row) + "\n")
                     out.flush()
                     print(model, ends, s, method, norm, rank, round(acc, 4), flush=True)

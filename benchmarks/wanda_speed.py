@@ -53,12 +53,21 @@ def main() -> None:
         with torch.no_grad():
             base.module(x)
         forward_s.append(time.perf_counter() - start)
-    result = {"model": "torchvision:resnet18", "input": f"{args.samples}x3x224x224", "calib_samples": args.samples,
-              "repeats": args.repeats, "wanda_s_median": statistics.median(wanda_s), "wanda_s": wanda_s,
-              "dense_forward_s_median": statistics.median(forward_s), "forward_s": forward_s,
-              "layer_sparsity": sparsity, "threads": torch.get_num_threads(),
-              "target_s": 10.0, "meets_target": statistics.median(wanda_s) <= 10.0,
-              "machine": "2 CPU cores shared with other jobs (numbers are an upper bound)"}
+    result = {
+        "model": "torchvision:resnet18",
+        "input": f"{args.samples}x3x224x224",
+        "calib_samples": args.samples,
+        "repeats": args.repeats,
+        "wanda_s_median": statistics.median(wanda_s),
+        "wanda_s": wanda_s,
+        "dense_forward_s_median": statistics.median(forward_s),
+        "forward_s": forward_s,
+        "layer_sparsity": sparsity,
+        "threads": torch.get_num_threads(),
+        "target_s": 10.0,
+        "meets_target": statistics.median(wanda_s) <= 10.0,
+        "machine": "2 CPU cores shared with other jobs (numbers are an upper bound)",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -18,16 +18,54 @@ from compressor.lazy import make_lazy
 
 __version__ = "0.1.0"
 
-_API = ("ModelSpec", "info", "InfoResult", "prune", "PruneConfig", "PruneResult", "slim", "SlimConfig",
-        "distill", "finetune", "DistillConfig", "DistillResult", "TrainConfig", "export", "ExportConfig",
-        "ExportResult", "bench", "BenchConfig", "BenchResult", "Profile", "GateSpec", "evaluate",
-        "EvalConfig", "EvalResult", "run_recipe", "load_recipe", "Recipe", "RecipeResult", "sweep",
-        "SweepConfig", "SweepResult", "recommend", "RecommendConfig", "RecommendResult", "list_all",
-        "MethodSettings", "NoSettings", "SapConfig", "WandaConfig", "ActivationConfig", "LotteryConfig",
-        "SlimmingConfig")
+_API = (
+    "ModelSpec",
+    "info",
+    "InfoResult",
+    "prune",
+    "PruneConfig",
+    "PruneResult",
+    "slim",
+    "SlimConfig",
+    "distill",
+    "finetune",
+    "DistillConfig",
+    "DistillResult",
+    "TrainConfig",
+    "export",
+    "ExportConfig",
+    "ExportResult",
+    "bench",
+    "BenchConfig",
+    "BenchResult",
+    "Profile",
+    "GateSpec",
+    "evaluate",
+    "EvalConfig",
+    "EvalResult",
+    "run_recipe",
+    "load_recipe",
+    "Recipe",
+    "RecipeResult",
+    "sweep",
+    "SweepConfig",
+    "SweepResult",
+    "recommend",
+    "RecommendConfig",
+    "RecommendResult",
+    "list_all",
+    "MethodSettings",
+    "NoSettings",
+    "SapConfig",
+    "WandaConfig",
+    "ActivationConfig",
+    "LotteryConfig",
+    "SlimmingConfig",
+)
 _ERRORS = ("CompressorError", "UsageError", "InputError", "UnsupportedError", "CheckFailed")
 
 __all__ = ["__version__", *_API, *_ERRORS]
 
-make_lazy(__name__, {**{name: "compressor.api" for name in _API},
-                     **{name: "compressor.errors" for name in _ERRORS}})
+make_lazy(
+    __name__, {**{name: "compressor.api" for name in _API}, **{name: "compressor.errors" for name in _ERRORS}}
+)

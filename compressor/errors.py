@@ -73,18 +73,23 @@ def first_line(exc: BaseException, limit: int | None = 200, empty: str | None = 
     return text.splitlines()[0][:limit]
 
 
-def forward_failure(exc: BaseException, shape: tuple[int, ...],
-                    error: type[CompressorError] | None = None) -> CompressorError:
+def forward_failure(
+    exc: BaseException, shape: tuple[int, ...], error: type[CompressorError] | None = None
+) -> CompressorError:
     """The error for a forward pass that failed on the example input of ``shape`` (exit 3 unless
     ``error`` says otherwise): a forward that wants more than one tensor is named as such."""
     first = first_line(exc, 160)
     kind = error or UnsupportedError
     if isinstance(exc, TypeError) and "positional argument" in first:
-        return kind(f"the model's forward needs other inputs than one tensor ({first})",
-                    "wrap it in a module whose forward takes one tensor and name that module's "
-                    "factory as package.module:factory")
-    return kind(f"the model's forward pass fails on input shape {shape}: {first}",
-                "pass the right --input-shape, e.g. 1,3,224,224")
+        return kind(
+            f"the model's forward needs other inputs than one tensor ({first})",
+            "wrap it in a module whose forward takes one tensor and name that module's "
+            "factory as package.module:factory",
+        )
+    return kind(
+        f"the model's forward pass fails on input shape {shape}: {first}",
+        "pass the right --input-shape, e.g. 1,3,224,224",
+    )
 
 
 def closest(value: str, choices: Iterable[str]) -> str | None:

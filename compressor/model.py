@@ -49,17 +49,24 @@ class ModelHandle:
         gen = torch.Generator().manual_seed(seed)
         return torch.randn((batch, *self.input_shape[1:]), generator=gen)
 
-    def record(self, command: str, method: str | None = None, params: dict[str, Any] | None = None,
-               metrics: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        command: str,
+        method: str | None = None,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
         """Append a step to the history and merge its metrics into the latest metrics."""
-        self.history.append({
-            "command": command,
-            "method": method or "",
-            "params": _plain(params or {}),
-            "metrics": _plain(metrics or {}),
-            "versions": library_versions(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        self.history.append(
+            {
+                "command": command,
+                "method": method or "",
+                "params": _plain(params or {}),
+                "metrics": _plain(metrics or {}),
+                "versions": library_versions(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
         self.metrics.update(_plain(metrics or {}))
 
 
@@ -67,8 +74,11 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape an artifact."""
     import torchvision
 
-    return {"compressor": __version__, "torch": str(torch.__version__),
-            "torchvision": str(torchvision.__version__)}
+    return {
+        "compressor": __version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -42,8 +42,10 @@ def _walk(out: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | i
         for i, value in enumerate(out):
             yield from _walk(value, (*path, i))
     else:
-        raise UnsupportedError(f"the model returns {type(out).__name__}, not tensors",
-                               "wrap it so forward returns tensors (a tensor, a tuple, a list or a dict of them)")
+        raise UnsupportedError(
+            f"the model returns {type(out).__name__}, not tensors",
+            "wrap it so forward returns tensors (a tensor, a tuple, a list or a dict of them)",
+        )
 
 
 def _name(path: tuple[str | int, ...]) -> str:
@@ -112,15 +114,19 @@ def check_allowed(allowed: tuple[str, ...], names: list[str]) -> None:
             raise unknown_name("output (for --allow-output-change)", name, names)
 
 
-def check_kept(before: dict[str, list[int]], after: dict[str, list[int]], allowed: tuple[str, ...]) -> list[str]:
+def check_kept(
+    before: dict[str, list[int]], after: dict[str, list[int]], allowed: tuple[str, ...]
+) -> list[str]:
     """Refuse (exit 3) a change of any output's shape not in ``allowed``; notes for allowed ones."""
     changed = changes(before, after)
     refused = {n: c for n, c in changed.items() if n not in allowed}
     if refused:
         name, change = next(iter(refused.items()))
         more = f" (and {len(refused) - 1} more: {', '.join(list(refused)[1:])})" if len(refused) > 1 else ""
-        hint = (f"--ignore the layers that make it, or let it change with --allow-output-change {name}"
-                if name in before and name in after else "the model must return the same structure")
+        hint = (
+            f"--ignore the layers that make it, or let it change with --allow-output-change {name}"
+            if name in before and name in after
+            else "the model must return the same structure"
+        )
         raise UnsupportedError(f"pruning changed output '{name}': {change}{more}; nothing written", hint)
     return [f"output '{n}' changed {c} (--allow-output-change)" for n, c in changed.items()]
-

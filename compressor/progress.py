@@ -39,17 +39,24 @@ def progress(total: int, description: str, enabled: bool | None = None) -> Itera
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-               TextColumn("{task.fields[info]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
     _ACTIVE = True
     try:
         with Progress(*columns, console=stderr_console(), transient=True) as bar:
             task = bar.add_task(description, total=total, info="")
 
             def advance(n: int = 1, **fields: float) -> None:
-                info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in fields.items())
+                info = " ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+                )
                 bar.update(task, advance=n, info=info)
 
             yield advance

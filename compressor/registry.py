@@ -51,7 +51,9 @@ class MethodInfo:
     default_scope: str = "global"  # --scope when none is given
     command: str = "prune"
     samples: tuple[str, ...] | None = None  # sample models it can prune (None: every one)
-    smoke: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig fields of a quick run (options: its own settings)
+    smoke: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # PruneConfig fields of a quick run (options: its own settings)
     swept: bool = False  # one of compress sweep's default methods
     sweep: Mapping[str, Any] = field(default_factory=dict)  # PruneConfig fields of a sweep point
     settings: str = "compressor.pruning.settings:NoSettings"  # "module:Class" of its own settings
@@ -72,38 +74,94 @@ _SU = f"{_U}.settings"
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in [
-        MethodInfo("l1", "structured", f"{_S}.norm", "remove filters with the smallest L1 norm",
-                   "Li et al., ICLR 2017, arXiv:1608.08710", swept=True),
-        MethodInfo("l2", "structured", f"{_S}.norm", "remove filters with the smallest L2 norm",
-                   "Li et al., ICLR 2017 (L2 variant)"),
-        MethodInfo("random", "structured", f"{_S}.norm", "remove random filters (the control)",
-                   "control baseline"),
-        MethodInfo("slim", "structured", f"{_S}.slimming",
-                   "Network Slimming: L1 on BatchNorm gammas, global threshold",
-                   "Liu et al., ICCV 2017, arXiv:1708.06519", needs_data=True, command="slim",
-                   samples=("resnet_small", "vgg_bn"),  # the ones with BatchNorm
-                   smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}}, swept=True,
-                   settings=f"{_S}.settings:SlimmingConfig"),
-        MethodInfo("magnitude", "unstructured", f"{_U}.magnitude",
-                   "mask the smallest |W| (global or per layer)", "Han et al., NeurIPS 2015",
-                   supports_nm=True, recalibrates_bn=True,
-                   swept=True, sweep={"scope": "global"}),  # global magnitude spares small layers
-        MethodInfo("wanda", "unstructured", f"{_U}.wanda", "mask by |W| * ||X||_2 per output row",
-                   "Sun et al., 2023, arXiv:2306.11695", needs_data=True, supports_nm=True,
-                   recalibrates_bn=True, default_scope="row",
-                   swept=True, sweep={"scope": "row"},  # within rows, as in the paper
-                   settings=f"{_SU}:WandaConfig"),
-        MethodInfo("sap", "unstructured", f"{_U}.sap", "adaptive amount from the PQ index",
-                   "Diao et al., ICLR 2023", needs_data=True,
-                   smoke={"steps": 3, "options": {"gamma": 4.0}},  # gamma 1 removes ~12% a step
-                   swept=True, sweep={"scope": "layer", "options": {"gamma": 4.0}, "steps": 10},
-                   settings=f"{_SU}:SapConfig"),
-        MethodInfo("activation", "unstructured", f"{_U}.activation",
-                   "remove neurons/channels with low mean activation", "Hu et al., 2016 (APoZ family)",
-                   needs_data=True, swept=True, sweep={"steps": 4}, settings=f"{_SU}:ActivationConfig"),
-        MethodInfo("lottery", "unstructured", f"{_U}.lottery",
-                   "iterative magnitude pruning with rewinding", "Frankle & Carbin, ICLR 2019",
-                   needs_data=True, settings=f"{_SU}:LotteryConfig"),
+        MethodInfo(
+            "l1",
+            "structured",
+            f"{_S}.norm",
+            "remove filters with the smallest L1 norm",
+            "Li et al., ICLR 2017, arXiv:1608.08710",
+            swept=True,
+        ),
+        MethodInfo(
+            "l2",
+            "structured",
+            f"{_S}.norm",
+            "remove filters with the smallest L2 norm",
+            "Li et al., ICLR 2017 (L2 variant)",
+        ),
+        MethodInfo(
+            "random", "structured", f"{_S}.norm", "remove random filters (the control)", "control baseline"
+        ),
+        MethodInfo(
+            "slim",
+            "structured",
+            f"{_S}.slimming",
+            "Network Slimming: L1 on BatchNorm gammas, global threshold",
+            "Liu et al., ICCV 2017, arXiv:1708.06519",
+            needs_data=True,
+            command="slim",
+            samples=("resnet_small", "vgg_bn"),  # the ones with BatchNorm
+            smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}},
+            swept=True,
+            settings=f"{_S}.settings:SlimmingConfig",
+        ),
+        MethodInfo(
+            "magnitude",
+            "unstructured",
+            f"{_U}.magnitude",
+            "mask the smallest |W| (global or per layer)",
+            "Han et al., NeurIPS 2015",
+            supports_nm=True,
+            recalibrates_bn=True,
+            swept=True,
+            sweep={"scope": "global"},
+        ),  # global magnitude spares small layers
+        MethodInfo(
+            "wanda",
+            "unstructured",
+            f"{_U}.wanda",
+            "mask by |W| * ||X||_2 per output row",
+            "Sun et al., 2023, arXiv:2306.11695",
+            needs_data=True,
+            supports_nm=True,
+            recalibrates_bn=True,
+            default_scope="row",
+            swept=True,
+            sweep={"scope": "row"},  # within rows, as in the paper
+            settings=f"{_SU}:WandaConfig",
+        ),
+        MethodInfo(
+            "sap",
+            "unstructured",
+            f"{_U}.sap",
+            "adaptive amount from the PQ index",
+            "Diao et al., ICLR 2023",
+            needs_data=True,
+            smoke={"steps": 3, "options": {"gamma": 4.0}},  # gamma 1 removes ~12% a step
+            swept=True,
+            sweep={"scope": "layer", "options": {"gamma": 4.0}, "steps": 10},
+            settings=f"{_SU}:SapConfig",
+        ),
+        MethodInfo(
+            "activation",
+            "unstructured",
+            f"{_U}.activation",
+            "remove neurons/channels with low mean activation",
+            "Hu et al., 2016 (APoZ family)",
+            needs_data=True,
+            swept=True,
+            sweep={"steps": 4},
+            settings=f"{_SU}:ActivationConfig",
+        ),
+        MethodInfo(
+            "lottery",
+            "unstructured",
+            f"{_U}.lottery",
+            "iterative magnitude pruning with rewinding",
+            "Frankle & Carbin, ICLR 2019",
+            needs_data=True,
+            settings=f"{_SU}:LotteryConfig",
+        ),
     ]
 }
 
@@ -122,8 +180,9 @@ SAMPLES: dict[str, SampleInfo] = {
     s.name: s
     for s in [
         SampleInfo("simple_cnn", "sample_models.models:simple_cnn", "2 conv + 2 linear"),
-        SampleInfo("resnet_small", "sample_models.models:resnet_small",
-                   "3-stage residual net, 2 basic blocks each"),
+        SampleInfo(
+            "resnet_small", "sample_models.models:resnet_small", "3-stage residual net, 2 basic blocks each"
+        ),
         SampleInfo("vgg_bn", "sample_models.models:vgg_bn", "VGG-style conv+BatchNorm (slimming target)"),
         SampleInfo("mlp", "sample_models.models:mlp", "3 linear layers (Wanda target)"),
         SampleInfo("tiny_vit", "sample_models.models:tiny_vit", "patch-embed ViT with attention heads"),
@@ -152,14 +211,32 @@ class FormatInfo:
 FORMATS: dict[str, FormatInfo] = {
     f.name: f
     for f in [
-        FormatInfo("onnx", "compressor.export.pipeline",
-                   "ONNX graph checked against ONNX Runtime; onnxslim, int8, fp16, sparse storage",
-                   (".onnx",), "onnxruntime", "ONNX", onnx_flags=True),
-        FormatInfo("torchscript", "compressor.export.torchscript", "torch.jit.trace, loaded back by torch.jit.load",
-                   (".ts",), "torch.jit", "TorchScript", runs_code=True),
-        FormatInfo("exported-program", "compressor.export.exported_program",
-                   "torch.export program, loaded back by torch.export.load", (".pt2",), "torch.export",
-                   "ExportedProgram"),
+        FormatInfo(
+            "onnx",
+            "compressor.export.pipeline",
+            "ONNX graph checked against ONNX Runtime; onnxslim, int8, fp16, sparse storage",
+            (".onnx",),
+            "onnxruntime",
+            "ONNX",
+            onnx_flags=True,
+        ),
+        FormatInfo(
+            "torchscript",
+            "compressor.export.torchscript",
+            "torch.jit.trace, loaded back by torch.jit.load",
+            (".ts",),
+            "torch.jit",
+            "TorchScript",
+            runs_code=True,
+        ),
+        FormatInfo(
+            "exported-program",
+            "compressor.export.exported_program",
+            "torch.export program, loaded back by torch.export.load",
+            (".pt2",),
+            "torch.export",
+            "ExportedProgram",
+        ),
     ]
 }
 
@@ -183,12 +260,19 @@ class BackendInfo:
 BACKENDS: dict[str, BackendInfo] = {
     b.name: b
     for b in [
-        BackendInfo("onnxruntime", "compressor.bench.runner:OrtBackend",
-                    "ONNX Runtime session on random inputs (CPU; CUDA with onnxruntime-gpu)",
-                    formats=("onnx",), onnxruntime=True),
-        BackendInfo("pytorch", "compressor.bench.runner:TorchBackend",
-                    "PyTorch module in eval mode under inference_mode (CPU; CUDA timed with events)",
-                    models=True),
+        BackendInfo(
+            "onnxruntime",
+            "compressor.bench.runner:OrtBackend",
+            "ONNX Runtime session on random inputs (CPU; CUDA with onnxruntime-gpu)",
+            formats=("onnx",),
+            onnxruntime=True,
+        ),
+        BackendInfo(
+            "pytorch",
+            "compressor.bench.runner:TorchBackend",
+            "PyTorch module in eval mode under inference_mode (CPU; CUDA timed with events)",
+            models=True,
+        ),
     ]
 }
 
@@ -210,17 +294,35 @@ class DataSourceInfo:
 DATA_SOURCES: dict[str, DataSourceInfo] = {
     d.name: d
     for d in [
-        DataSourceInfo("fashion-mnist", "compressor.io.data:fashion_mnist",
-                       "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)"),
+        DataSourceInfo(
+            "fashion-mnist",
+            "compressor.io.data:fashion_mnist",
+            "Fashion-MNIST 28x28 (Debian dataset-fashion-mnist, or a torchvision root)",
+        ),
         DataSourceInfo("digits", "compressor.io.data:digits", "scikit-learn 8x8 digits, upscaled to 28x28"),
-        DataSourceInfo("cifar10", "compressor.io.data:cifar10", "cifar10:ROOT, torchvision CIFAR-10 (3x32x32)",
-                       needs_arg=True),
-        DataSourceInfo("imagefolder", "compressor.io.data:imagefolder",
-                       "imagefolder:PATH, a torchvision ImageFolder tree", needs_arg=True),
-        DataSourceInfo("tensors", "compressor.io.data:tensors", "tensors:FILE, a .pt or .npz holding x and y",
-                       needs_arg=True),
-        DataSourceInfo("random", "compressor.io.data:random_data",
-                       "random[:C,H,W[:CLASSES]], random inputs for latency work"),
+        DataSourceInfo(
+            "cifar10",
+            "compressor.io.data:cifar10",
+            "cifar10:ROOT, torchvision CIFAR-10 (3x32x32)",
+            needs_arg=True,
+        ),
+        DataSourceInfo(
+            "imagefolder",
+            "compressor.io.data:imagefolder",
+            "imagefolder:PATH, a torchvision ImageFolder tree",
+            needs_arg=True,
+        ),
+        DataSourceInfo(
+            "tensors",
+            "compressor.io.data:tensors",
+            "tensors:FILE, a .pt or .npz holding x and y",
+            needs_arg=True,
+        ),
+        DataSourceInfo(
+            "random",
+            "compressor.io.data:random_data",
+            "random[:C,H,W[:CLASSES]], random inputs for latency work",
+        ),
     ]
 }
 
@@ -249,15 +351,32 @@ USER_CODE = "python"  # the scheme of package.module:factory references
 MODEL_SOURCES: dict[str, ModelSourceInfo] = {
     s.scheme: s
     for s in [
-        ModelSourceInfo("torchvision", "compressor.io.refs:build_torchvision",
-                        "any torchvision model: classification, segmentation, video, detection, optical flow (random init)", "torchvision:resnet18",
-                        shape="compressor.io.refs:torchvision_shape"),
-        ModelSourceInfo("sample", "compressor.io.refs:build_sample", "a bundled sample model (the sample models above)",
-                        "sample:simple_cnn", shape="compressor.io.refs:sample_shape"),
-        ModelSourceInfo("timm", "compressor.io.refs:build_timm", "a timm model (pip install 'compressor[timm]')",
-                        "timm:resnet18"),
-        ModelSourceInfo(USER_CODE, "compressor.io.refs:build_python",
-                        "your code: a callable returning an nn.Module", "package.module:factory"),
+        ModelSourceInfo(
+            "torchvision",
+            "compressor.io.refs:build_torchvision",
+            "any torchvision model: classification, segmentation, video, detection, optical flow (random init)",
+            "torchvision:resnet18",
+            shape="compressor.io.refs:torchvision_shape",
+        ),
+        ModelSourceInfo(
+            "sample",
+            "compressor.io.refs:build_sample",
+            "a bundled sample model (the sample models above)",
+            "sample:simple_cnn",
+            shape="compressor.io.refs:sample_shape",
+        ),
+        ModelSourceInfo(
+            "timm",
+            "compressor.io.refs:build_timm",
+            "a timm model (pip install 'compressor[timm]')",
+            "timm:resnet18",
+        ),
+        ModelSourceInfo(
+            USER_CODE,
+            "compressor.io.refs:build_python",
+            "your code: a callable returning an nn.Module",
+            "package.module:factory",
+        ),
     ]
 }
 
@@ -301,14 +420,20 @@ def backend_for(path: str) -> BackendInfo:
     """The bench backend that times the model at ``path`` (a file or a reference)."""
     fmt = format_of(path)
     for backend in BACKENDS.values():
-        if (backend.formats and fmt is not None and fmt.name in backend.formats) or (fmt is None and backend.models):
+        if (backend.formats and fmt is not None and fmt.name in backend.formats) or (
+            fmt is None and backend.models
+        ):
             return backend
     what = "PyTorch models" if fmt is None else f"{fmt.name} files"
-    served = "; ".join(f"{b.name} times " + ", ".join([*(f"{f} files" for f in b.formats),
-                                                        *(["PyTorch models"] if b.models else [])])
-                       for b in BACKENDS.values())
-    raise UsageError(f"no bench backend times {what} ({path})",
-                     f"{served}: bench the model it was exported from, or export it with --format onnx")
+    served = "; ".join(
+        f"{b.name} times "
+        + ", ".join([*(f"{f} files" for f in b.formats), *(["PyTorch models"] if b.models else [])])
+        for b in BACKENDS.values()
+    )
+    raise UsageError(
+        f"no bench backend times {what} ({path})",
+        f"{served}: bench the model it was exported from, or export it with --format onnx",
+    )
 
 
 def data_source(name: str) -> DataSourceInfo:

@@ -56,8 +56,9 @@ class AttackConfig:
         return self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
 
 
-def pixel_bounds(mean: list[float] | None, std: list[float] | None,
-                 channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pixel_bounds(
+    mean: list[float] | None, std: list[float] | None, channels: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(low, high, scale) of shape (1, C, 1, 1): normalised images of 0 and 1, and 1 / std."""
     if mean is None or std is None:
         inf = torch.full((1, channels, 1, 1), float("inf"))
@@ -78,14 +79,29 @@ def _clamp(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tens
     return torch.maximum(torch.minimum(x, high), low)
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, low: torch.Tensor,
-         high: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def fgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    scale: torch.Tensor,
+) -> torch.Tensor:
     """One signed-gradient step of ``eps`` pixels, clamped to valid images."""
     return _clamp(x + eps * scale * _input_grad(model, x, y).sign(), low, high).detach()
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, low: torch.Tensor,
-        high: torch.Tensor, scale: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: AttackConfig,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    scale: torch.Tensor,
+    gen: torch.Generator,
+) -> torch.Tensor:
     """Projected gradient descent from a random start in the eps-ball."""
     budget, step = cfg.eps * scale, cfg.step_size * scale
     noise = torch.rand(x.shape, generator=gen) * 2 - 1
@@ -96,8 +112,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, l
     return adv.detach()
 
 
-def robust_accuracy(model: nn.Module, data, cfg: AttackConfig, batch_size: int = 256,
-                    limit: int | None = None) -> dict[str, Any]:
+def robust_accuracy(
+    model: nn.Module, data, cfg: AttackConfig, batch_size: int = 256, limit: int | None = None
+) -> dict[str, Any]:
     """Clean and adversarial top-1 accuracy of ``model`` on ``data`` (at most ``limit`` samples)."""
     from compressor.progress import progress
 
@@ -110,12 +127,17 @@ def robust_accuracy(model: nn.Module, data, cfg: AttackConfig, batch_size: int =
         for x, y in loader:
             with torch.no_grad():
                 clean += (model(x).argmax(1) == y).sum().item()
-            adv = x if cfg.eps == 0 else (
-                fgsm(model, x, y, cfg.eps, low, high, scale) if cfg.name == "fgsm"
-                else pgd(model, x, y, cfg, low, high, scale, gen))
+            adv = (
+                x
+                if cfg.eps == 0
+                else (
+                    fgsm(model, x, y, cfg.eps, low, high, scale)
+                    if cfg.name == "fgsm"
+                    else pgd(model, x, y, cfg, low, high, scale, gen)
+                )
+            )
             with torch.no_grad():
                 robust += (model(adv).argmax(1) == y).sum().item()
             seen += len(y)
             advance(1)
-    return {"clean_accuracy": clean / max(seen, 1), "robust_accuracy": robust / max(seen, 1),
-            "samples": seen}
+    return {"clean_accuracy": clean / max(seen, 1), "robust_accuracy": robust / max(seen, 1), "samples": seen}

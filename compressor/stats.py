@@ -105,14 +105,21 @@ def files_figures(files) -> dict[str, Any]:
     """size_bytes, compressed_bytes and compressed_estimated of ``files`` taken together (a graph
     and its external data)."""
     size = sum(Path(f).stat().st_size for f in files)
-    return {"size_bytes": size, "compressed_bytes": compressed_file_bytes(files),
-            "compressed_estimated": compressed_is_estimate(size)}
+    return {
+        "size_bytes": size,
+        "compressed_bytes": compressed_file_bytes(files),
+        "compressed_estimated": compressed_is_estimate(size),
+    }
 
 
-MASK_NOTE = ("masked zeros shrink the compressed file but do not speed up dense runtimes "
-             "(ONNX Runtime on CPU runs them as dense weights)")
-ESTIMATE_NOTE = (f"compressed bytes estimated from {SAMPLES} evenly spaced blocks (files over "
-                 f"{EXACT_LIMIT // 2**20} MiB; zlib over all of it takes minutes)")
+MASK_NOTE = (
+    "masked zeros shrink the compressed file but do not speed up dense runtimes "
+    "(ONNX Runtime on CPU runs them as dense weights)"
+)
+ESTIMATE_NOTE = (
+    f"compressed bytes estimated from {SAMPLES} evenly spaced blocks (files over "
+    f"{EXACT_LIMIT // 2**20} MiB; zlib over all of it takes minutes)"
+)
 
 
 def serialized_bytes(module: nn.Module) -> bytes:
@@ -129,16 +136,25 @@ def layer_table(module: nn.Module) -> list[dict[str, Any]]:
         if not isinstance(sub, PRUNABLE):
             continue
         w = sub.weight
-        rows.append({
-            "name": name, "type": type(sub).__name__, "shape": list(w.shape),
-            "params": sum(p.numel() for p in sub.parameters(recurse=False)),
-            "sparsity": 1.0 - int(torch.count_nonzero(w).item()) / max(w.numel(), 1),
-        })
+        rows.append(
+            {
+                "name": name,
+                "type": type(sub).__name__,
+                "shape": list(w.shape),
+                "params": sum(p.numel() for p in sub.parameters(recurse=False)),
+                "sparsity": 1.0 - int(torch.count_nonzero(w).item()) / max(w.numel(), 1),
+            }
+        )
     return rows
 
 
-def model_figures(module: nn.Module, example: torch.Tensor, file: str | Path | None = None,
-                  compressed: bool = True, sizes: bool = True) -> dict[str, Any]:
+def model_figures(
+    module: nn.Module,
+    example: torch.Tensor,
+    file: str | Path | None = None,
+    compressed: bool = True,
+    sizes: bool = True,
+) -> dict[str, Any]:
     """params, nonzero_params, sparsity (over all params), macs, size_bytes, compressed_bytes.
 
     Sizes are those of ``file`` when given, else of the serialized state_dict. ``compressed=False``
@@ -146,15 +162,20 @@ def model_figures(module: nn.Module, example: torch.Tensor, file: str | Path | N
     method creates no zeros. ``sizes=False`` leaves sizes out (the caller reads its own file).
     """
     params, nonzero = count_params(module)
-    figures = {"params": params, "nonzero_params": nonzero,
-               "sparsity": 1.0 - nonzero / max(params, 1), "macs": count_macs(module, example)}
+    figures = {
+        "params": params,
+        "nonzero_params": nonzero,
+        "sparsity": 1.0 - nonzero / max(params, 1),
+        "macs": count_macs(module, example),
+    }
     if sizes:
         figures.update(file_sizes(file, module, compressed))
     return figures
 
 
-def file_sizes(file: str | Path | None, module: nn.Module | None = None,
-               compressed: bool = True) -> dict[str, int]:
+def file_sizes(
+    file: str | Path | None, module: nn.Module | None = None, compressed: bool = True
+) -> dict[str, int]:
     """``size_bytes`` (and ``compressed_bytes``, estimated for files over :data:`EXACT_LIMIT`) of
     ``file``, or of ``module``'s state_dict."""
     if file and Path(file).is_file():

@@ -30,8 +30,9 @@ def check_keys(mapping: dict[str, Any], valid: list[str], where: str) -> None:
             raise UsageError(f"{where}: unknown key '{key}'", f"{hint}valid: {', '.join(sorted(valid))}")
 
 
-def build(cls: type, mapping: dict[str, Any] | None, where: str, exclude: tuple[str, ...] = (),
-          **fixed: Any) -> Any:
+def build(
+    cls: type, mapping: dict[str, Any] | None, where: str, exclude: tuple[str, ...] = (), **fixed: Any
+) -> Any:
     """``cls(**mapping, **fixed)`` after checking keys and value types; ``exclude`` keys are refused."""
     if not isinstance(mapping or {}, dict):
         raise UsageError(f"{where}: expected a mapping of settings, got {type(mapping).__name__}")
@@ -84,8 +85,14 @@ def _scalar(value: Any, hint: Any, where: str) -> Any:
     raise _wrong(value, hint, where)
 
 
-_PLAIN = {tuple: "a list", dict: "a mapping", float: "a number", int: "an integer", str: "a string",
-          bool: "true or false"}
+_PLAIN = {
+    tuple: "a list",
+    dict: "a mapping",
+    float: "a number",
+    int: "an integer",
+    str: "a string",
+    bool: "true or false",
+}
 
 
 def _wrong(value: Any, hint: Any, where: str) -> UsageError:

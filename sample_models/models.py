@@ -14,9 +14,16 @@ from torch import nn
 def simple_cnn(num_classes: int = 10) -> nn.Module:
     """Two 3x3 conv layers with pooling, then two linear layers."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Dropout(0.25),
         nn.Linear(128, num_classes),
     )
 
@@ -32,8 +39,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                          nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -46,8 +52,9 @@ class ResNetSmall(nn.Module):
 
     def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64)):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         layers, cin = [], widths[0]
         for i, w in enumerate(widths):
             stride = 1 if i == 0 else 2
@@ -77,14 +84,21 @@ def vgg_bn(num_classes: int = 10) -> nn.Module:
             continue
         layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
         cin = v
-    return nn.Sequential(nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(cin, num_classes))
+    return nn.Sequential(
+        nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)
+    )
 
 
 def mlp(num_classes: int = 10) -> nn.Module:
     """784 -> 512 -> 256 -> classes with ReLU."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256),
-                         nn.ReLU(), nn.Linear(256, num_classes))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 512),
+        nn.ReLU(),
+        nn.Linear(512, 256),
+        nn.ReLU(),
+        nn.Linear(256, num_classes),
+    )
 
 
 class Attention(nn.Module):
@@ -97,7 +111,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
@@ -128,8 +142,15 @@ class Block(nn.Module):
 class TinyViT(nn.Module):
     """Patch-embedding ViT for 28x28: 7x7 patches (16 tokens) plus a class token."""
 
-    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 3, num_heads: int = 4,
-                 mlp_dim: int = 128, patch: int = 7):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        dim: int = 64,
+        depth: int = 3,
+        num_heads: int = 4,
+        mlp_dim: int = 128,
+        patch: int = 7,
+    ):
         super().__init__()
         self.patch_embed = nn.Conv2d(1, dim, patch, patch)
         n_tokens = (28 // patch) ** 2

@@ -37,7 +37,7 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     """Random 2-pixel shifts and horizontal flips (same for every run of a seed)."""
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=float(x.min()))
     dx, dy = torch.randint(0, 5, (2,)).tolist()
-    x = padded[:, :, dy:dy + 28, dx:dx + 28]
+    x = padded[:, :, dy : dy + 28, dx : dx + 28]
     flip = torch.rand(x.shape[0]) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
@@ -52,10 +52,16 @@ def train_one(name: str) -> dict[str, float]:
     start = time.time()
     result = fit(model, train, cfg, val=val, batch_transform=augment, description=name)
     figures = evaluate(model, test)
-    metrics = {"accuracy": figures["accuracy"], "loss": figures["loss"], "eval_data": "fashion-mnist/test",
-               "best_epoch": result.best_epoch, "train_seconds": round(time.time() - start, 1)}
-    handle = ModelHandle(module=model, ref=ref, input_shape=(1, 1, 28, 28),
-                         mean=train.mean, std=train.std, source=ref)
+    metrics = {
+        "accuracy": figures["accuracy"],
+        "loss": figures["loss"],
+        "eval_data": "fashion-mnist/test",
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(time.time() - start, 1),
+    }
+    handle = ModelHandle(
+        module=model, ref=ref, input_shape=(1, 1, 28, 28), mean=train.mean, std=train.std, source=ref
+    )
     params = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
     handle.record("train", "sample_models.train", params, metrics)
     save_artifact(handle, HERE / f"{name}.pt")

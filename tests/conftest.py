@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 HAS_FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists() or bool(
-    os.environ.get("COMPRESSOR_FASHION_MNIST"))
+    os.environ.get("COMPRESSOR_FASHION_MNIST")
+)
 needs_fashion = pytest.mark.skipif(not HAS_FASHION, reason="apt-get install -y dataset-fashion-mnist")
 SEED = 0
 
@@ -84,8 +85,14 @@ class CliResult:
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> CliResult:
     """Run ``python -m compressor ARGS`` as a user would; capture code, stdout, stderr."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "compressor", *args], capture_output=True,
-                          text=True, cwd=cwd or ROOT, env=full_env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "compressor", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=full_env,
+        timeout=600,
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -116,8 +123,13 @@ def artifact_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("artifacts")
     for name in ("simple_cnn", "resnet_small", "vgg_bn", "mlp", "tiny_vit"):
         seed_all()  # each model's weights are those of a fresh build after seed_all()
-        handle = ModelHandle(build(f"sample:{name}").eval(), f"sample:{name}",
-                             input_shape=(1, 1, 28, 28), mean=[0.286], std=[0.353])
+        handle = ModelHandle(
+            build(f"sample:{name}").eval(),
+            f"sample:{name}",
+            input_shape=(1, 1, 28, 28),
+            mean=[0.286],
+            std=[0.353],
+        )
         handle.record("test-fixture", "init", {"seed": 0}, {"accuracy": 0.1})
         save_artifact(handle, folder / f"{name}.pt")
     return folder
@@ -134,7 +146,13 @@ def tiny_onnx(tmp_path_factory) -> Path:
     seed_all()
     path = tmp_path_factory.mktemp("onnx") / "mlp.onnx"
     model = build("sample:mlp").eval()
-    torch.onnx.export(model, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
     return path

@@ -18,7 +18,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     masks = {}
     for name, module in layers:
         keep = torch.ones(module.weight.numel(), dtype=torch.bool)
-        keep[:round((cfg.sparsity or 0.0) * keep.numel())] = False
+        keep[: round((cfg.sparsity or 0.0) * keep.numel())] = False
         masks[f"{name}.weight"] = keep.view_as(module.weight)
     L.install_masks(handle, masks)
     return MethodReport(figures=L.base_figures(handle, layers))

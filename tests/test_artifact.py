@@ -132,8 +132,10 @@ def _truncated(src, dst):
     dst.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "text", "wrong_kind", "folder",
-                                  "missing", "bad_safetensors", "onnx"])
+@pytest.mark.parametrize(
+    "kind",
+    ["empty", "truncated", "garbage", "text", "wrong_kind", "folder", "missing", "bad_safetensors", "onnx"],
+)
 def test_corrupt_inputs_are_input_errors(tmp_path, artifact_dir, kind):
     path = tmp_path / ("bad.safetensors" if kind == "bad_safetensors" else "bad.pt")
     if kind == "empty":

@@ -24,6 +24,7 @@ FAST = ["--runs", "5", "--warmup", "1", "--min-time", "0"]
 
 # ---------------------------------------------------------------- fixtures: real tiny models
 
+
 def _export(name: str, path: Path) -> Path:
     import torch
 
@@ -31,9 +32,15 @@ def _export(name: str, path: Path) -> Path:
 
     seed_all()  # the same weights whichever test builds the fixture
     model = build(f"sample:{name}").eval()
-    torch.onnx.export(model, (torch.randn(1, 1, 28, 28),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    )
     return path
 
 
@@ -47,9 +54,14 @@ def models(tmp_path_factory) -> dict[str, Path]:
     save_artifact(load_model("sample:mlp"), folder / "mlp.pt")
     (folder / "junk.onnx").write_text("not a model")
     (folder / "junk.pt").write_text("not a model")
-    return {"mlp": _export("mlp", folder / "mlp.onnx"), "vgg": _export("vgg_bn", folder / "vgg.onnx"),
-            "mlp_pt": folder / "mlp.pt", "junk_onnx": folder / "junk.onnx",
-            "junk_pt": folder / "junk.pt", "dir": folder}
+    return {
+        "mlp": _export("mlp", folder / "mlp.onnx"),
+        "vgg": _export("vgg_bn", folder / "vgg.onnx"),
+        "mlp_pt": folder / "mlp.pt",
+        "junk_onnx": folder / "junk.onnx",
+        "junk_pt": folder / "junk.pt",
+        "dir": folder,
+    }
 
 
 def bench(*args: str):
@@ -96,6 +108,7 @@ def clock(monkeypatch) -> Clock:
 
 # ---------------------------------------------------------------- statistics on hand-made arrays
 
+
 def test_summarize_hand_made():
     s = summarize([1.0, 2.0, 3.0, 4.0, 5.0], batch=4)
     assert s.runs == 5 and s.latency_ms_p50 == 3.0 and s.latency_ms_mean == 3.0
@@ -131,8 +144,14 @@ def test_roofline_floor_of_a_known_layer(tmp_path, latency, monkeypatch):
     import torch
 
     path = tmp_path / "conv.onnx"
-    torch.onnx.export(torch.nn.Conv2d(1, 8, 3, bias=False), (torch.randn(1, 1, 28, 28),), str(path),
-                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    torch.onnx.export(
+        torch.nn.Conv2d(1, 8, 3, bias=False),
+        (torch.randn(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch"}},
+    )
     monkeypatch.setattr(roofline, "peak_flops", lambda device, threads: 1e9)
     latency["conv.onnx"] = 0.778752
     r = bench(path, *FAST, "--batch", "4", "--json")
@@ -215,8 +234,18 @@ def test_measure_interleaves_alternating_and_stops(clock):
 
 # ---------------------------------------------------------------- sizes, gate specs, gate files
 
-@pytest.mark.parametrize("text, expected", [("5MB", 5_000_000), ("5MiB", 5 * 1024**2), ("5000000", 5_000_000),
-                                            ("1.5kb", 1500), ("2 GiB", 2 * 1024**3), (123, 123)])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("5MB", 5_000_000),
+        ("5MiB", 5 * 1024**2),
+        ("5000000", 5_000_000),
+        ("1.5kb", 1500),
+        ("2 GiB", 2 * 1024**3),
+        (123, 123),
+    ],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
@@ -233,8 +262,11 @@ def test_gate_spec_validation_and_needs():
         GateSpec(max_latency_ms=-1)
     with pytest.raises(UsageError, match="fraction"):
         GateSpec(min_sparsity=50)
-    for spec, flag in ((GateSpec(min_speedup=1.5), "--baseline"), (GateSpec(min_accuracy=0.8), "--data"),
-                       (GateSpec(max_accuracy_drop=0.01), "--data")):
+    for spec, flag in (
+        (GateSpec(min_speedup=1.5), "--baseline"),
+        (GateSpec(min_accuracy=0.8), "--data"),
+        (GateSpec(max_accuracy_drop=0.01), "--data"),
+    ):
         with pytest.raises(UsageError) as err:
             spec.check_inputs(has_baseline=False, has_data=False)
         assert flag in err.value.one_line()
@@ -250,8 +282,9 @@ def test_gate_numbers_read_well():
 
 def test_evaluate_gates_pass_fail_missing():
     spec = GateSpec(max_size=1000, max_latency_ms=2.0, min_sparsity=0.5, min_accuracy=0.9)
-    results = {g.name: g for g in evaluate_gates(spec, {"size_bytes": 1000, "latency_ms_p50": 2.5,
-                                                         "sparsity": 0.6})}
+    results = {
+        g.name: g for g in evaluate_gates(spec, {"size_bytes": 1000, "latency_ms_p50": 2.5, "sparsity": 0.6})
+    }
     assert results["max_size"].passed and results["min_sparsity"].passed
     assert not results["max_latency_ms"].passed and results["max_latency_ms"].value == 2.5
     assert not results["min_accuracy"].passed and results["min_accuracy"].value is None
@@ -260,8 +293,10 @@ def test_evaluate_gates_pass_fail_missing():
 
 def test_gate_files(tmp_path):
     toml = tmp_path / "pyproject.toml"
-    toml.write_text('[project]\nname = "x"\n[tool.compressor.gates]\nmax-size = "5MB"\n'
-                    'max_latency_ms = 2\nmin-sparsity = 0.5\n')
+    toml.write_text(
+        '[project]\nname = "x"\n[tool.compressor.gates]\nmax-size = "5MB"\n'
+        "max_latency_ms = 2\nmin-sparsity = 0.5\n"
+    )
     assert load_gate_file(toml) == GateSpec(max_size=5_000_000, max_latency_ms=2.0, min_sparsity=0.5)
     yml = tmp_path / "gates.yaml"
     yml.write_text("gates:\n  max-size: 5MiB\n  max-params: 1000\n")
@@ -290,22 +325,44 @@ def test_profiles():
     assert (mobile.batch, mobile.threads, mobile.device) == (1, 1, "cpu")
     assert server.batch > 1 and server.device == "auto"
     assert mobile.override(batch=8, threads=None).batch == 8 and mobile.override(threads=None).threads == 1
-    for bad in (lambda: get_profile("mobil"), lambda: mobile.override(device="tpu"),
-                lambda: mobile.override(batch=0), lambda: mobile.override(bogus=1)):
+    for bad in (
+        lambda: get_profile("mobil"),
+        lambda: mobile.override(device="tpu"),
+        lambda: mobile.override(batch=0),
+        lambda: mobile.override(bogus=1),
+    ):
         with pytest.raises(UsageError):
             bad()
 
 
 # ---------------------------------------------------------------- the CLI contract
 
+
 def test_json_keys_and_figures(models):
     r = bench(models["mlp"], *FAST, "--json")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    for key in ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_mean", "latency_ms_iqr",
-                "latency_cv", "throughput_samples_per_s", "size_bytes", "compressed_bytes", "runs",
-                "params", "nonzero_params", "macs", "session_ms", "first_inference_ms", "peak_rss_bytes",
-                "roofline_floor_ms", "roofline_efficiency", "gates"):
+    for key in (
+        "latency_ms_p50",
+        "latency_ms_p90",
+        "latency_ms_p99",
+        "latency_ms_mean",
+        "latency_ms_iqr",
+        "latency_cv",
+        "throughput_samples_per_s",
+        "size_bytes",
+        "compressed_bytes",
+        "runs",
+        "params",
+        "nonzero_params",
+        "macs",
+        "session_ms",
+        "first_inference_ms",
+        "peak_rss_bytes",
+        "roofline_floor_ms",
+        "roofline_efficiency",
+        "gates",
+    ):
         assert key in doc, key
     assert doc["runs"] == 5 and len(doc["latency_ms_samples"]) == 5 and doc["backend"] == "onnxruntime"
     assert doc["size_bytes"] == models["mlp"].stat().st_size
@@ -341,15 +398,27 @@ def test_gates_listed_in_table(models, latency):
     assert "FAIL" in r.stderr and "pass" in r.stderr and "max-latency-ms" in r.stderr
     r = bench(models["mlp"], *FAST, "--max-latency-ms", "1", "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["gates"] == [
-        {"name": "max_latency_ms", "limit": 1.0, "value": 1.5, "passed": False}]
+        {"name": "max_latency_ms", "limit": 1.0, "value": 1.5, "passed": False}
+    ]
 
 
-@pytest.mark.parametrize("args", [["--max-size", "5XB"], ["--max-latency-ms", "-1"],
-                                  ["--min-sparsity", "2"], ["--min-speedup", "1.5"],
-                                  ["--min-accuracy", "0.9"], ["--profile", "phone"],
-                                  ["--device", "tpu"], ["--runs", "0"], ["--md", "--json"],
-                                  ["--plot", "/no/such/folder/lat.png"], ["--gates", "missing.toml"],
-                                  ["--max-accuracy-drop", "0.01", "--data", "random"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-size", "5XB"],
+        ["--max-latency-ms", "-1"],
+        ["--min-sparsity", "2"],
+        ["--min-speedup", "1.5"],
+        ["--min-accuracy", "0.9"],
+        ["--profile", "phone"],
+        ["--device", "tpu"],
+        ["--runs", "0"],
+        ["--md", "--json"],
+        ["--plot", "/no/such/folder/lat.png"],
+        ["--gates", "missing.toml"],
+        ["--max-accuracy-drop", "0.01", "--data", "random"],
+    ],
+)
 def test_bad_values_exit_2(models, args):
     r = bench(models["mlp"], *FAST, *args)
     assert r.exit_code == 2, (args, r.stderr)
@@ -407,8 +476,14 @@ def test_external_data_onnx_is_benched_with_both_files_counted(models, tmp_path)
     import onnx
 
     path = tmp_path / "ext.onnx"
-    onnx.save_model(onnx.load(str(models["mlp"])), str(path), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="ext.onnx.data", size_threshold=1024)
+    onnx.save_model(
+        onnx.load(str(models["mlp"])),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.onnx.data",
+        size_threshold=1024,
+    )
     data = tmp_path / "ext.onnx.data"
     assert path.stat().st_size < 100_000 < data.stat().st_size
     r = bench(path, *FAST, "--json")
@@ -425,8 +500,14 @@ def test_dynamic_spatial_onnx_needs_input_shape(tmp_path):
     from compressor.io.refs import build
 
     path = tmp_path / "dyn.onnx"
-    torch.onnx.export(build("sample:simple_cnn").eval(), (torch.randn(1, 1, 28, 28),), str(path),
-                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}})
+    torch.onnx.export(
+        build("sample:simple_cnn").eval(),
+        (torch.randn(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}},
+    )
     r = bench(path, *FAST)
     assert r.exit_code == 2 and "--input-shape" in r.stderr
     assert bench(path, *FAST, "--input-shape", "1,1,28").exit_code == 2  # wrong rank
@@ -456,8 +537,9 @@ def test_gate_file_via_cli_and_flags_win(models, tmp_path):
 
 def test_markdown_and_plot(models, tmp_path):
     png = tmp_path / "lat.png"
-    r = bench(models["mlp"], "--baseline", models["mlp_pt"], *FAST, "--md", "--plot", png,
-              "--max-size", "10MB")
+    r = bench(
+        models["mlp"], "--baseline", models["mlp_pt"], *FAST, "--md", "--plot", png, "--max-size", "10MB"
+    )
     assert r.exit_code == 0, r.stderr
     assert "| latency p50 (ms) |" in r.stdout and "| max_size |" in r.stdout and "speed-up" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -466,8 +548,18 @@ def test_markdown_and_plot(models, tmp_path):
 
 def test_accuracy_gates(models):
     data = ["--data", "random:1,28,28:10", "--eval-limit", "64"]
-    r = bench(models["mlp_pt"], "--baseline", models["mlp_pt"], *FAST, *data, "--json",
-              "--max-accuracy-drop", "0.001", "--min-accuracy", "0.99")
+    r = bench(
+        models["mlp_pt"],
+        "--baseline",
+        models["mlp_pt"],
+        *FAST,
+        *data,
+        "--json",
+        "--max-accuracy-drop",
+        "0.001",
+        "--min-accuracy",
+        "0.99",
+    )
     assert r.exit_code == 1, r.stderr  # an untrained model on random labels is far below 99%
     doc = json.loads(r.stdout)
     gates = {g["name"]: g["passed"] for g in doc["gates"]}
@@ -492,10 +584,20 @@ def test_sparse_model_note(models, tmp_path):
 
 
 def test_real_process_exit_code_and_one_json_document(models):
-    cmd = [sys.executable, "-m", "compressor", "bench", str(models["mlp"]), *FAST, "--json",
-           "--max-size", "1KB"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "compressor",
+        "bench",
+        str(models["mlp"]),
+        *FAST,
+        "--json",
+        "--max-size",
+        "1KB",
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert out.returncode == 1, out.stderr
     doc = json.loads(out.stdout)  # exactly one document: json.loads rejects trailing data
     assert doc["gates"] == [{"name": "max_size", "limit": 1000, "value": doc["size_bytes"], "passed": False}]

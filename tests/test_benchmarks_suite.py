@@ -24,8 +24,9 @@ OUTPUTS = ("--out", "--workdir", "--table")
 
 
 def _benchmarks(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,12 @@ def test_unknown_configuration_is_a_usage_error():
 
 
 LINK = re.compile(r"\]\(([^)#\s]+)")
-DOCS = ["README.md", "CONTRIBUTING.md", "benchmarks/README.md",
-        *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "docs").glob("*.md")))]
+DOCS = [
+    "README.md",
+    "CONTRIBUTING.md",
+    "benchmarks/README.md",
+    *(str(p.relative_to(ROOT)) for p in sorted((ROOT / "docs").glob("*.md"))),
+]
 
 
 @pytest.mark.parametrize("doc", DOCS)

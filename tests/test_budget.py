@@ -38,10 +38,13 @@ def cost_cache(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the allocation (pure)
 
+
 def _two_groups(cost_a: float, cost_b: float, scores_a=None, scores_b=None):
     """Two independent groups of 32 channels, one conv each; a layer's cost is per output channel."""
-    groups = [Group("a", 32, 4, 8, tuple(scores_a or [1 / 32] * 32)),
-              Group("b", 32, 4, 8, tuple(scores_b or [1 / 32] * 32))]
+    groups = [
+        Group("a", 32, 4, 8, tuple(scores_a or [1 / 32] * 32)),
+        Group("b", 32, 4, 8, tuple(scores_b or [1 / 32] * 32)),
+    ]
     layers = [Layer("a", 3, 32, "a"), Layer("b", 3, 32, "b")]
     per = {"a": cost_a, "b": cost_b}
     return groups, PlanCost(layers, groups, lambda name, cin, cout: per[name] * cout)
@@ -92,8 +95,10 @@ def test_layer_widths_follow_the_groups_that_set_them():
 
 # ---------------------------------------------------------------- the cost model and its cache
 
-LAYERS = {"a": LayerShape("conv", 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (8, 8)),
-          "b": LayerShape("linear", 32, 10)}
+LAYERS = {
+    "a": LayerShape("conv", 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (8, 8)),
+    "b": LayerShape("linear", 32, 10),
+}
 VARIABLE = {"a": (False, True), "b": (True, False)}
 
 
@@ -129,7 +134,10 @@ def test_cost_model_remeasures_when_profile_structure_or_machine_change(tmp_path
     if change == "profile":
         profile = "edge"  # 2 threads instead of 1
     elif change == "structure":
-        layers = {**LAYERS, "a": LayerShape("conv", 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (16, 16))}
+        layers = {
+            **LAYERS,
+            "a": LayerShape("conv", 16, 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, False, (16, 16)),
+        }
     else:
         real = costmodel.machine_info()
         monkeypatch.setattr(costmodel, "machine_info", lambda: {**real, "cores": real["cores"] + 1})
@@ -165,8 +173,12 @@ def test_grid_widths_snap_to_the_unit_and_the_groups():
 def test_point_timer_runs_a_real_one_layer_graph():
     profile = get_profile("mobile")
     timer = PointTimer(profile, runs=2, min_time_s=0.0)
-    for shape in (LAYERS["a"], LAYERS["b"], LayerShape("linear", 8, 4, spatial=(5,)),
-                  LayerShape("conv", 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8, True, (6, 6))):
+    for shape in (
+        LAYERS["a"],
+        LAYERS["b"],
+        LayerShape("linear", 8, 4, spatial=(5,)),
+        LayerShape("conv", 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8, True, (6, 6)),
+    ):
         assert timer(shape, shape.cin, shape.cout) > 0
     assert timer.overhead_ms() > 0
     dw = LayerShape("conv", 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 8, True, (6, 6))
@@ -175,6 +187,7 @@ def test_point_timer_runs_a_real_one_layer_graph():
 
 
 # ---------------------------------------------------------------- the landing loop (injected)
+
 
 def _first_conv_ms(name, cin, cout):
     """A fake cost model: only simple_cnn's first conv costs, one ms per output channel."""
@@ -212,12 +225,20 @@ def _land(budget: BudgetConfig, meter_kwargs=None, **cfg):
 
 def test_injected_cost_model_drives_the_widths():
     handle, report, meter = _land(BudgetConfig(target_speedup=2.0))
-    widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
-              for m in handle.module if isinstance(m, (nn.Conv2d, nn.Linear))]
+    widths = [
+        m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        for m in handle.module
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     assert widths == [16, 64, 128, 10]  # only the costly conv was cut, to half
     assert report.figures["landed"] and meter.calls == 1
     row = report.layers["0"]
-    assert (row["cout_before"], row["cout_after"], row["latency_ms_before"], row["latency_ms_after"]) == (32, 16, 32, 16)
+    assert (row["cout_before"], row["cout_after"], row["latency_ms_before"], row["latency_ms_after"]) == (
+        32,
+        16,
+        32,
+        16,
+    )
     assert row["share_before"] == row["share_after"] == 1.0  # the only layer that costs: all of the time
     assert report.layers["3"]["share_after"] == 0.0
 
@@ -239,9 +260,19 @@ def test_landing_band():
     from compressor.pruning.structured.budget.land import landed
 
     speed = BudgetConfig(target_speedup=2.0)
-    assert [landed(speed, Reading(10, 10 / f, f)) for f in (1.89, 1.9, 2.3, 2.31)] == [False, True, True, False]
+    assert [landed(speed, Reading(10, 10 / f, f)) for f in (1.89, 1.9, 2.3, 2.31)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
     macs = BudgetConfig(target_macs=0.5)  # exact counts: at or under the target, within 1/1.15 of it
-    assert [landed(macs, Reading(10, 10 / f, f)) for f in (1.99, 2.0, 2.3, 2.31)] == [False, True, True, False]
+    assert [landed(macs, Reading(10, 10 / f, f)) for f in (1.99, 2.0, 2.3, 2.31)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
     ms = BudgetConfig(target_latency_ms=5.0)  # the latency itself: [5 / 1.15, 5 / 0.95]
     assert [landed(ms, Reading(10, p, 10 / p)) for p in (4.3, 4.4, 5.2, 5.3)] == [False, True, True, False]
 
@@ -279,7 +310,9 @@ def test_counted_macs_and_params_match_the_model():
     macs = count_fn("macs", structure.shapes)
     assert sum(macs(n, s.cin, s.cout) for n, s in structure.shapes.items()) == count_macs(model, x)
     params = count_fn("params", structure.shapes)
-    weights = sum(m.weight.numel() + m.weight.shape[0] for m in model.modules() if isinstance(m, graph.PRUNABLE))
+    weights = sum(
+        m.weight.numel() + m.weight.shape[0] for m in model.modules() if isinstance(m, graph.PRUNABLE)
+    )
     assert sum(params(n, s.cin, s.cout) for n, s in structure.shapes.items()) == weights
 
 
@@ -289,10 +322,16 @@ def test_group_importance_counts_each_layer_it_narrows():
     handle = load_model("sample:resnet_small")
     structure = find_structure(handle.module, handle.example_input(), norm.importance("l1"), ["fc"], 0.9, 8)
     worth = {g.name: sum(g.scores) for g in structure.groups}
-    narrowed = {g.name: sum(1 for lay in structure.layers.values()
-                            if lay.out_group == g.name or g.name in lay.in_groups) for g in structure.groups}
+    narrowed = {
+        g.name: sum(
+            1 for lay in structure.layers.values() if lay.out_group == g.name or g.name in lay.in_groups
+        )
+        for g in structure.groups
+    }
     assert worth == pytest.approx(narrowed)
-    assert worth["stem.0"] >= 5 and worth["layers.0.conv1"] == pytest.approx(2)  # a residual stream vs an inner conv
+    assert worth["stem.0"] >= 5 and worth["layers.0.conv1"] == pytest.approx(
+        2
+    )  # a residual stream vs an inner conv
     assert all(g.relative for g in structure.groups)  # priced by the log of the importance kept
 
 
@@ -300,15 +339,37 @@ def test_where_the_time_went_names_cut_layers_that_bought_no_time():
     from compressor.pruning.structured.budget.report import where_time_went
     from compressor.pruning.structured.budget.structure import Structure
 
-    shapes = {"dw": LayerShape("conv", 64, 64, (3, 3), (1, 1), (1, 1), (1, 1), 64, True, (56, 56)),
-              "pw": LayerShape("conv", 64, 128, (1, 1), (1, 1), (0, 0), (1, 1), 1, False, (56, 56)),
-              "fc": LayerShape("linear", 128, 10)}
-    rows = {"dw": dict(cin_before=64, cin_after=32, cout_before=64, cout_after=32, latency_ms_before=0.5,
-                       latency_ms_after=0.49),
-            "pw": dict(cin_before=64, cin_after=32, cout_before=128, cout_after=128, latency_ms_before=1.0,
-                       latency_ms_after=0.5),
-            "fc": dict(cin_before=128, cin_after=64, cout_before=10, cout_after=10, latency_ms_before=0.004,
-                       latency_ms_after=0.004)}
+    shapes = {
+        "dw": LayerShape("conv", 64, 64, (3, 3), (1, 1), (1, 1), (1, 1), 64, True, (56, 56)),
+        "pw": LayerShape("conv", 64, 128, (1, 1), (1, 1), (0, 0), (1, 1), 1, False, (56, 56)),
+        "fc": LayerShape("linear", 128, 10),
+    }
+    rows = {
+        "dw": dict(
+            cin_before=64,
+            cin_after=32,
+            cout_before=64,
+            cout_after=32,
+            latency_ms_before=0.5,
+            latency_ms_after=0.49,
+        ),
+        "pw": dict(
+            cin_before=64,
+            cin_after=32,
+            cout_before=128,
+            cout_after=128,
+            latency_ms_before=1.0,
+            latency_ms_after=0.5,
+        ),
+        "fc": dict(
+            cin_before=128,
+            cin_after=64,
+            cout_before=10,
+            cout_after=10,
+            latency_ms_before=0.004,
+            latency_ms_after=0.004,
+        ),
+    }
     note = where_time_went(Structure(shapes, {}, []), rows)
     assert "dw (depthwise" in note and "fc (op overhead" in note and "pw" not in note
 
@@ -316,8 +377,9 @@ def test_where_the_time_went_names_cut_layers_that_bought_no_time():
 def test_slim_takes_a_target(tmp_path):
     from compressor.api import SlimConfig, slim
 
-    cfg = SlimConfig(data="random:1,28,28:10", budget=BudgetConfig(target_macs=0.5), max_batches=2,
-                     finetune_epochs=0)
+    cfg = SlimConfig(
+        data="random:1,28,28:10", budget=BudgetConfig(target_macs=0.5), max_batches=2, finetune_epochs=0
+    )
     r = slim(ModelSpec("sample:vgg_bn"), cfg, str(tmp_path / "s.pt"))
     assert r.landed and 0.5 / 1.15 <= r.figures["macs_kept"] <= 0.5 and r.figures["bn_channels_removed"] > 0
     assert "gamma_threshold" not in r.figures  # per-group widths, not one global threshold
@@ -338,28 +400,36 @@ def test_latency_target_on_onnx_runtime_writes_a_report_with_measured_layers(tmp
     rows = {row["name"]: row for row in r.layers}
     assert all("latency_ms_before" in row and "share_after" in row for row in rows.values())
     assert all(row["channels_after"] % 8 == 0 for row in rows.values() if row["name"] != "fc")
-    again = prune(ModelSpec("sample:resnet_small"), PruneConfig("l1", budget=budget, round_to=8),
-                  str(tmp_path / "q.pt"))
+    again = prune(
+        ModelSpec("sample:resnet_small"), PruneConfig("l1", budget=budget, round_to=8), str(tmp_path / "q.pt")
+    )
     assert again.figures["costmodel_grid_measured"] == 0  # the cache served the whole grid
 
 
 def test_size_target_counts_the_exported_file(tmp_path):
-    dense = prune(ModelSpec("sample:vgg_bn"), PruneConfig("l1", budget=BudgetConfig(target_size="300KB", **FAST)),
-                  str(tmp_path / "s.pt"))
+    dense = prune(
+        ModelSpec("sample:vgg_bn"),
+        PruneConfig("l1", budget=BudgetConfig(target_size="300KB", **FAST)),
+        str(tmp_path / "s.pt"),
+    )
     assert dense.figures["onnx_bytes"] <= 300_000 and dense.figures["landed"]
     assert dense.figures["onnx_bytes"] < dense.figures["dense_onnx_bytes"]
 
 
 # ---------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({}, "exactly one target"),
-    ({"target_speedup": 2.0, "target_macs": 0.5}, "exactly one target"),
-    ({"target_speedup": 1.0}, "> 1"),
-    ({"target_macs": 1.5}, "fraction"),
-    ({"target_size": "2 bananas"}, "cannot read size"),
-    ({"target_speedup": 2.0, "profile": "phone"}, "unknown profile"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({}, "exactly one target"),
+        ({"target_speedup": 2.0, "target_macs": 0.5}, "exactly one target"),
+        ({"target_speedup": 1.0}, "> 1"),
+        ({"target_macs": 1.5}, "fraction"),
+        ({"target_size": "2 bananas"}, "cannot read size"),
+        ({"target_speedup": 2.0, "profile": "phone"}, "unknown profile"),
+    ],
+)
 def test_budget_config_refuses_bad_targets(kwargs, needle):
     with pytest.raises(UsageError, match=needle):
         BudgetConfig(**kwargs)
@@ -385,8 +455,10 @@ def test_a_recipe_takes_a_budget_as_a_mapping():
 
 
 def test_budget_defaults_are_cheap_to_import():
-    code = ("import sys; import compressor.pruning.structured.budget.config as c; "
-            "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules")
+    code = (
+        "import sys; import compressor.pruning.structured.budget.config as c; "
+        "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules"
+    )
     assert os.system(f'cd "{os.path.dirname(os.path.dirname(__file__))}" && "{_python()}" -c "{code}"') == 0
 
 
@@ -398,7 +470,9 @@ def _python() -> str:
 
 def test_floor_is_never_passed_by_an_allocation_on_a_real_model():
     handle = load_model("sample:resnet_small")
-    norm.run(handle, PruneConfig("l1", budget=BudgetConfig(target_macs=0.05), max_layer_ratio=0.5), PruneContext())
+    norm.run(
+        handle, PruneConfig("l1", budget=BudgetConfig(target_macs=0.05), max_layer_ratio=0.5), PruneContext()
+    )
     widths = [m.out_channels for m in handle.module.modules() if isinstance(m, nn.Conv2d)]
     assert min(widths) >= 8 and all(math.isfinite(w) for w in widths)  # half of 16 at the narrowest
     assert torch.isfinite(handle.module(handle.example_input())).all()
@@ -406,31 +480,48 @@ def test_floor_is_never_passed_by_an_allocation_on_a_real_model():
 
 # ---------------------------------------------------------------- the command line
 
-@pytest.mark.parametrize("args,needle", [
-    (["--ratio", "0.5", "--target-speedup", "2"], "both set how much to prune"),
-    (["--target-speedup", "2", "--target-macs", "0.5"], "exactly one target"),
-    (["--method", "magnitude", "--sparsity", "0.5", "--target-speedup", "2"], "masks do not speed up ONNX Runtime"),
-    (["--profile", "edge"], "applies to a target"),
-    (["--target-speedup", "2", "--profile", "phone"], "unknown profile"),
-    (["--target-size", "2 apples"], "cannot read size"),
-])
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--ratio", "0.5", "--target-speedup", "2"], "both set how much to prune"),
+        (["--target-speedup", "2", "--target-macs", "0.5"], "exactly one target"),
+        (
+            ["--method", "magnitude", "--sparsity", "0.5", "--target-speedup", "2"],
+            "masks do not speed up ONNX Runtime",
+        ),
+        (["--profile", "edge"], "applies to a target"),
+        (["--target-speedup", "2", "--profile", "phone"], "unknown profile"),
+        (["--target-size", "2 apples"], "cannot read size"),
+    ],
+)
 def test_cli_bad_budget_is_exit_2_and_writes_nothing(args, needle, tmp_path):
     out = tmp_path / "out.pt"
-    r = invoke("prune", "sample:simple_cnn", *(["--method", "l1"] if "--method" not in args else []), *args,
-               "-o", str(out))
+    r = invoke(
+        "prune",
+        "sample:simple_cnn",
+        *(["--method", "l1"] if "--method" not in args else []),
+        *args,
+        "-o",
+        str(out),
+    )
     assert r.code == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_onnx_input_with_a_target_is_exit_2(tiny_onnx, tmp_path):
-    r = invoke("prune", str(tiny_onnx), "--method", "l1", "--target-macs", "0.5", "-o", str(tmp_path / "o.pt"))
+    r = invoke(
+        "prune", str(tiny_onnx), "--method", "l1", "--target-macs", "0.5", "-o", str(tmp_path / "o.pt")
+    )
     assert r.code == 2 and not list(tmp_path.iterdir())
 
 
 def test_cli_landed_target_is_exit_0_with_one_json_document(tmp_path):
     out = tmp_path / "out.pt"
-    r = invoke("prune", "sample:resnet_small", "--method", "l1", "--target-params", "0.5", "-o", str(out), "--json")
+    r = invoke(
+        "prune", "sample:resnet_small", "--method", "l1", "--target-params", "0.5", "-o", str(out), "--json"
+    )
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["landed"] is True and doc["target_kind"] == "params" and out.exists()
@@ -444,8 +535,19 @@ def test_cli_latency_target_below_the_floor_is_exit_1_and_writes_the_closest_pla
     fast = profiles.PROFILES["mobile"].override(min_runs=3, warmup=1, min_time_s=0.0)
     monkeypatch.setitem(profiles.PROFILES, "mobile", fast)
     out = tmp_path / "out.pt"
-    r = invoke("prune", "sample:simple_cnn", "--method", "l1", "--target-latency-ms", "0.00001",
-               "--max-layer-ratio", "0.3", "-o", str(out), "--json")
+    r = invoke(
+        "prune",
+        "sample:simple_cnn",
+        "--method",
+        "l1",
+        "--target-latency-ms",
+        "0.00001",
+        "--max-layer-ratio",
+        "0.3",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert r.code == 1, r.stderr
     doc = json.loads(r.stdout)
     assert doc["landed"] is False and out.exists() and doc["latency_ms_p50"] > 0
@@ -468,7 +570,11 @@ def test_dry_run_with_a_target_prints_the_plan_the_real_run_lands_on_and_writes_
     assert real.code == 0, real.stderr
     done = json.loads(real.stdout)
     assert plan["predicted_macs"] == done["macs_after"] and plan["predicted_params"] == done["params_after"]
-    widths = {row["name"]: f"{row['cout_before']}->{row['cout_after']}" for row in done["layers"] if "cout_after" in row}
+    widths = {
+        row["name"]: f"{row['cout_before']}->{row['cout_after']}"
+        for row in done["layers"]
+        if "cout_after" in row
+    }
     assert {row["layer"]: row["out"] for row in plan["plan"] if "out" in row} == widths
     assert any(row["out"].split("->")[0] != row["out"].split("->")[1] for row in plan["plan"] if "out" in row)
 
@@ -491,14 +597,21 @@ def test_dry_run_of_a_latency_target_predicts_from_the_cost_model_and_times_no_p
 
 
 def test_a_target_keeps_fine_tuning_and_distillation(tmp_path):
-    cfg = PruneConfig("l1", budget=BudgetConfig(target_macs=0.5), data="random:1,28,28:10", finetune_epochs=1,
-                      finetune_batches=2, distill_from="sample:simple_cnn")
+    cfg = PruneConfig(
+        "l1",
+        budget=BudgetConfig(target_macs=0.5),
+        data="random:1,28,28:10",
+        finetune_epochs=1,
+        finetune_batches=2,
+        distill_from="sample:simple_cnn",
+    )
     r = prune(ModelSpec("sample:simple_cnn"), cfg, str(tmp_path / "ft.pt"))
     assert r.landed and "finetune_best_epoch" in r.figures and r.figures["bn_batches"] == 0  # no BatchNorm
     assert r.after["macs"] <= 0.5 * r.before["macs"]
 
 
 # ---------------------------------------------------------------- sensitivity
+
 
 def _structure_key(ref: str) -> str:
     from compressor.bench.costmodel import structure_hash
@@ -521,26 +634,48 @@ def test_sensitivity_writes_json_csv_and_png_with_one_row_per_group_and_ratio(tm
     rows = (tmp_path / "sens" / "sensitivity.csv").read_text().splitlines()
     assert rows[0].startswith("group,width,ratio") and len(rows) == 1 + 2 * len(doc["groups"])
     assert (tmp_path / "sens" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
-    assert r.to_json()["files"] == [str(tmp_path / "sens" / n) for n in ("sensitivity.json", "sensitivity.csv",
-                                                                           "sensitivity.png")]
+    assert r.to_json()["files"] == [
+        str(tmp_path / "sens" / n) for n in ("sensitivity.json", "sensitivity.csv", "sensitivity.png")
+    ]
 
 
 def _fake_sensitivity(path, drops: dict[str, float]):
     """A sensitivity file for simple_cnn where removing half of a group costs ``drops[group]``."""
     widths = {"0": 32, "3": 64, "7": 128}
-    groups = [{"group": g, "width": w, "layers": [], "points": [
-        {"ratio": 0.5, "width": w // 2, "accuracy": 0.9 - drops[g], "accuracy_drop": drops[g], "latency_saved_ms": 0.0}]}
-        for g, w in widths.items()]
-    path.write_text(json.dumps({"format": 1, "structure": _structure_key("sample:simple_cnn"), "groups": groups}))
+    groups = [
+        {
+            "group": g,
+            "width": w,
+            "layers": [],
+            "points": [
+                {
+                    "ratio": 0.5,
+                    "width": w // 2,
+                    "accuracy": 0.9 - drops[g],
+                    "accuracy_drop": drops[g],
+                    "latency_saved_ms": 0.0,
+                }
+            ],
+        }
+        for g, w in widths.items()
+    ]
+    path.write_text(
+        json.dumps({"format": 1, "structure": _structure_key("sample:simple_cnn"), "groups": groups})
+    )
     return str(path)
 
 
 def test_sensitivity_prices_the_cuts(tmp_path):
     handle = load_model("sample:simple_cnn")
     path = _fake_sensitivity(tmp_path / "s.json", {"0": 0.0, "3": 0.5, "7": 0.5})
-    norm.run(handle, PruneConfig("l1", budget=BudgetConfig(target_params=0.97, sensitivity=path)), PruneContext())
-    widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
-              for m in handle.module if isinstance(m, (nn.Conv2d, nn.Linear))]
+    norm.run(
+        handle, PruneConfig("l1", budget=BudgetConfig(target_params=0.97, sensitivity=path)), PruneContext()
+    )
+    widths = [
+        m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        for m in handle.module
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     assert widths[1:] == [64, 128, 10] and widths[0] < 32  # only the group whose cut costs no accuracy
 
 
@@ -548,9 +683,19 @@ def test_priced_drop_curve_is_non_decreasing_per_channel():
     from compressor.pruning.structured.budget.sensitivity import priced
 
     group = Group("g", 4, 1, 1, (0.1, 0.2, 0.3, 0.4))
-    doc = {"groups": [{"group": "g", "width": 4, "points": [{"width": 3, "accuracy_drop": 0.3},
-                                                            {"width": 2, "accuracy_drop": 0.1},
-                                                            {"width": 1, "accuracy_drop": 0.3}]}]}
+    doc = {
+        "groups": [
+            {
+                "group": "g",
+                "width": 4,
+                "points": [
+                    {"width": 3, "accuracy_drop": 0.3},
+                    {"width": 2, "accuracy_drop": 0.1},
+                    {"width": 1, "accuracy_drop": 0.3},
+                ],
+            }
+        ]
+    }
     (out,) = priced([group], doc)  # measured 0.3, 0.1, 0.3: noise; the curve is 0.3 from the first cut on
     assert out.loss(4, 3) == pytest.approx(0.3, abs=1e-5) and out.loss(3, 1) == pytest.approx(0.0, abs=1e-5)
     assert all(s > 0 for s in out.scores)  # a noisy rise in accuracy is no gain: the scores break ties
@@ -558,14 +703,35 @@ def test_priced_drop_curve_is_non_decreasing_per_channel():
 
 def test_sensitivity_of_another_model_is_exit_2_and_writes_nothing(tmp_path):
     path = _fake_sensitivity(tmp_path / "s.json", {"0": 0.0, "3": 0.5, "7": 0.5})
-    r = invoke("prune", "sample:resnet_small", "--method", "l1", "--target-macs", "0.5", "--sensitivity", path,
-               "-o", str(tmp_path / "out.pt"))
+    r = invoke(
+        "prune",
+        "sample:resnet_small",
+        "--method",
+        "l1",
+        "--target-macs",
+        "0.5",
+        "--sensitivity",
+        path,
+        "-o",
+        str(tmp_path / "out.pt"),
+    )
     assert r.code == 2 and "another model" in r.stderr and not (tmp_path / "out.pt").exists()
 
 
 def test_cli_sensitivity_json_is_one_document(tmp_path):
-    r = invoke("sensitivity", "sample:simple_cnn", "--data", "random:1,28,28:10", "--ratios", "0.5",
-               "--eval-limit", "32", "-o", str(tmp_path / "sens"), "--json")
+    r = invoke(
+        "sensitivity",
+        "sample:simple_cnn",
+        "--data",
+        "random:1,28,28:10",
+        "--ratios",
+        "0.5",
+        "--eval-limit",
+        "32",
+        "-o",
+        str(tmp_path / "sens"),
+        "--json",
+    )
     assert r.code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["output"] == str(tmp_path / "sens") and doc["ratios"] == [0.5]

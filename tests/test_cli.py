@@ -16,14 +16,16 @@ from tests.conftest import ROOT, needs_fashion
 
 def test_help_does_not_import_torch_or_onnxruntime():
     """``--help`` of the app and of every registered command stays free of heavy imports."""
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom compressor.cli.app import app\n"
-            "names = [c.name for c in app.registered_commands]\n"
-            "for args in [['--help']] + [[n, '--help'] for n in names]:\n"
-            "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, (args, r.output)\n"
-            "b = CliRunner().invoke(app, ['bench', '--help']).output\n"
-            "assert '--max-size' in b and '--baseline' in b\n"
-            "heavy = ('torch', 'onnxruntime', 'onnx', 'torch_pruning', 'numpy')\n"
-            "import json\nprint(json.dumps([names, [m for m in heavy if m in sys.modules]]))\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom compressor.cli.app import app\n"
+        "names = [c.name for c in app.registered_commands]\n"
+        "for args in [['--help']] + [[n, '--help'] for n in names]:\n"
+        "    r = CliRunner().invoke(app, args)\n    assert r.exit_code == 0, (args, r.output)\n"
+        "b = CliRunner().invoke(app, ['bench', '--help']).output\n"
+        "assert '--max-size' in b and '--baseline' in b\n"
+        "heavy = ('torch', 'onnxruntime', 'onnx', 'torch_pruning', 'numpy')\n"
+        "import json\nprint(json.dumps([names, [m for m in heavy if m in sys.modules]]))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     names, heavy = json.loads(out.stdout)
@@ -55,17 +57,23 @@ def test_info_human_goes_to_stderr(cli, artifact_dir):
     assert r.code == 0 and r.stdout == "" and "params" in r.stderr
 
 
-@pytest.mark.parametrize("args,code,text", [
-    (["info", "missing.pt"], 2, "no such file"),
-    (["info", "sample_models/__init__.py"], 2, "not a readable PyTorch checkpoint"),
-    (["info", "torchvision:resnet19"], 2, "did you mean"),
-    (["prune", "sample:mlp", "--method", "magnitud", "--sparsity", "0.5", "-o", "x.pt"], 2,
-     "did you mean 'magnitude'"),
-    (["prune", "sample:mlp", "--method", "l1", "--ratio", "1.5", "-o", "x.pt"], 2, "between 0 and 1"),
-    (["info", "sample:mlp", "--input-shape", "1,3,5,5"], 3, "forward pass fails"),
-    (["eval", "sample:mlp", "--data", "nope"], 2, "unknown data source"),
-    (["info", "sample:mlp", "--bogus-flag"], 2, "No such option"),
-])
+@pytest.mark.parametrize(
+    "args,code,text",
+    [
+        (["info", "missing.pt"], 2, "no such file"),
+        (["info", "sample_models/__init__.py"], 2, "not a readable PyTorch checkpoint"),
+        (["info", "torchvision:resnet19"], 2, "did you mean"),
+        (
+            ["prune", "sample:mlp", "--method", "magnitud", "--sparsity", "0.5", "-o", "x.pt"],
+            2,
+            "did you mean 'magnitude'",
+        ),
+        (["prune", "sample:mlp", "--method", "l1", "--ratio", "1.5", "-o", "x.pt"], 2, "between 0 and 1"),
+        (["info", "sample:mlp", "--input-shape", "1,3,5,5"], 3, "forward pass fails"),
+        (["eval", "sample:mlp", "--data", "nope"], 2, "unknown data source"),
+        (["info", "sample:mlp", "--bogus-flag"], 2, "No such option"),
+    ],
+)
 def test_exit_codes_and_one_line_errors(cli, args, code, text):
     r = cli(*args)
     assert r.code == code, (r.code, r.stderr)
@@ -102,11 +110,13 @@ def test_pickle_refused_on_cli(cli, tmp_path):
 def _raise(exc):
     def action():
         raise exc
+
     return action
 
 
-@pytest.mark.parametrize("exc,code", [(CheckFailed("gate failed"), 1), (KeyboardInterrupt(), 130),
-                                      (RuntimeError("boom"), 3)])
+@pytest.mark.parametrize(
+    "exc,code", [(CheckFailed("gate failed"), 1), (KeyboardInterrupt(), 130), (RuntimeError("boom"), 3)]
+)
 def test_execute_maps_exceptions(exc, code, capsys):
     with pytest.raises(typer.Exit) as out:
         execute(_raise(exc), print, as_json=True, debug=False)
@@ -150,8 +160,10 @@ def test_eval_pt_and_onnx_agree(cli, tiny_onnx, tmp_path):
     from compressor.model import ModelHandle
 
     model = build("sample:mlp").eval()
-    inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
-             for i in load_onnx(tiny_onnx).graph.initializer}
+    inits = {
+        i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+        for i in load_onnx(tiny_onnx).graph.initializer
+    }
     model.load_state_dict({k: inits[k] for k in model.state_dict()})
     save_artifact(ModelHandle(model, "sample:mlp", input_shape=(1, 1, 28, 28)), tmp_path / "m.pt")
     a = cli("eval", str(tmp_path / "m.pt"), "--data", "digits", "--json").json()

@@ -36,11 +36,19 @@ from compressor.pruning.structured.budget.config import BudgetConfig
 from compressor.pruning.structured.budget.sensitivity import SensitivityConfig
 
 CONFIGS: dict[str, tuple[type, ...]] = {
-    "prune": (PruneConfig, BudgetConfig), "slim": (SlimConfig, BudgetConfig),
-    "sensitivity": (SensitivityConfig,), "distill": (TrainConfig, DistillConfig),
-    "finetune": (TrainConfig, DistillConfig), "export": (ExportConfig,), "eval": (EvalConfig,),
-    "bench": (BenchConfig, GateSpec), "sweep": (SweepConfig,), "recommend": (RecommendConfig,),
-    "run": (), "info": (), "list": (),
+    "prune": (PruneConfig, BudgetConfig),
+    "slim": (SlimConfig, BudgetConfig),
+    "sensitivity": (SensitivityConfig,),
+    "distill": (TrainConfig, DistillConfig),
+    "finetune": (TrainConfig, DistillConfig),
+    "export": (ExportConfig,),
+    "eval": (EvalConfig,),
+    "bench": (BenchConfig, GateSpec),
+    "sweep": (SweepConfig,),
+    "recommend": (RecommendConfig,),
+    "run": (),
+    "info": (),
+    "list": (),
 }
 SHARED = {"path", "arch", "arch_kwargs", "trust_pickle", "input_shape", "json_out", "debug"}
 """How a command names its model and prints: ModelSpec and output flags, not settings."""
@@ -58,9 +66,16 @@ ONLY_WITH_A_TARGET = {("prune", "profile"), ("slim", "profile")}
 """Budget settings whose None means 'no target given' (alone they are an error); with a target the
 config's default applies, and ``--help`` names it."""
 RENAMED = {("sweep", "output"): "output_dir"}
-PROFILE_OVERRIDES = {"device": "device", "runs": "min_runs", "warmup": "warmup", "min_time": "min_time_s",
-                     "max_time": "max_time_s", "batch": "batch", "threads": "threads",
-                     "graph_opt": "graph_optimization"}
+PROFILE_OVERRIDES = {
+    "device": "device",
+    "runs": "min_runs",
+    "warmup": "warmup",
+    "min_time": "min_time_s",
+    "max_time": "max_time_s",
+    "batch": "batch",
+    "threads": "threads",
+    "graph_opt": "graph_optimization",
+}
 """bench flags that override one field of the chosen profile; None means the profile's value."""
 
 
@@ -111,7 +126,9 @@ def test_option_defaults_equal_config_defaults(name, command):
         f = _field(CONFIGS[name], RENAMED.get((name, param.name), param.name))
         if (name, param.name) in ONLY_WITH_A_TARGET and f is not None:
             if param.default is not None or f"default: {_spelled(_default(f))}" not in (param.help or ""):
-                problems.append(f"--{param.name} must default to None and name the config's default in its help")
+                problems.append(
+                    f"--{param.name} must default to None and name the config's default in its help"
+                )
             continue
         if f is None:
             problems.append(f"{param.name}: no config field (add one, or list it in NOT_SETTINGS)")
@@ -121,8 +138,9 @@ def test_option_defaults_equal_config_defaults(name, command):
         if param.required:
             continue  # the user gives it; a config may still check it (DistillConfig.data)
         if default is dataclasses.MISSING:
-            problems.append(f"{param.name}: the config requires it, the command defaults to "
-                            f"{param.default!r}")
+            problems.append(
+                f"{param.name}: the config requires it, the command defaults to {param.default!r}"
+            )
         elif param.default != _spelled(default):
             problems.append(f"{param.name}: command {param.default!r}, config {_spelled(default)!r}")
     assert not problems, f"compress {name}: " + "; ".join(problems)
@@ -166,7 +184,8 @@ def test_list_shows_each_methods_settings_with_their_field_defaults():
         cls = info.settings_class()
         assert listed[name]["settings_class"] == cls.__name__
         assert [(s["name"], s["default"]) for s in listed[name]["settings"]] == [
-            (f.name, f.default) for f in dataclasses.fields(cls)]
+            (f.name, f.default) for f in dataclasses.fields(cls)
+        ]
 
 
 def _docs_tables() -> dict[str, list[tuple[str, str, str]]]:
@@ -190,7 +209,9 @@ def test_docs_tables_match_the_settings_classes():
     assert sorted(tables) == sorted(with_settings)
     hints = {name: typing.get_type_hints(registry.method(name).settings_class()) for name in with_settings}
     for name in with_settings:
-        expected = [(f.name, _type(hints[name][f.name]), _spelled_setting(f.default)) for f in _settings(name)]
+        expected = [
+            (f.name, _type(hints[name][f.name]), _spelled_setting(f.default)) for f in _settings(name)
+        ]
         assert tables[name] == expected, name
 
 

@@ -26,8 +26,10 @@ def test_roi_pool_equals_torchvision_multiscale_roi_align():
     pooler = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
     size = (512, 512)
     features = {k: torch.randn(2, 4, 512 // s, 512 // s) for k, s in zip("0123", (4, 8, 16, 32))}
-    boxes = torch.tensor([[0, 0, 16, 16], [10, 20, 200, 150], [0, 0, 300, 300], [0, 0, 511, 511],
-                          [5, 5, 40, 500]], dtype=torch.float32)
+    boxes = torch.tensor(
+        [[0, 0, 16, 16], [10, 20, 200, 150], [0, 0, 300, 300], [0, 0, 511, 511], [5, 5, 40, 500]],
+        dtype=torch.float32,
+    )
     expected = pooler(features, [boxes, boxes], [size, size])
     got = detection.roi_pool(pooler, features, boxes, 2, size)
     levels = pooler.map_levels([boxes]).unique()
@@ -122,7 +124,9 @@ def test_batchnorm_statistics_give_unit_scale_outputs():
 def test_raft_small_prunes_and_keeps_the_flow_shape(tmp_path):
     from compressor import api
 
-    spec = api.ModelSpec("torchvision:raft_small", arch_kwargs={"flow_updates": 2}, input_shape=(1, 6, 128, 128))
+    spec = api.ModelSpec(
+        "torchvision:raft_small", arch_kwargs={"flow_updates": 2}, input_shape=(1, 6, 128, 128)
+    )
     result = api.prune(spec, api.PruneConfig("l1", ratio=0.5), str(tmp_path / "raft.pt"))
     assert result.after["macs"] < 0.8 * result.before["macs"]
     pruned = api.ModelSpec(str(tmp_path / "raft.pt")).load()
@@ -135,8 +139,9 @@ def test_raft_small_prunes_and_keeps_the_flow_shape(tmp_path):
 @pytest.mark.parametrize("name", sorted(detection.MODELS))
 def test_every_model_prunes_exports_or_is_refused(name, tmp_path):
     """l1 0.5 then ONNX export with parity; a model that cannot be done is refused with exit 3."""
-    result = invoke("prune", f"torchvision:{name}", "--method", "l1", "--ratio", "0.5",
-                    "-o", str(tmp_path / "m.pt"))
+    result = invoke(
+        "prune", f"torchvision:{name}", "--method", "l1", "--ratio", "0.5", "-o", str(tmp_path / "m.pt")
+    )
     if result.code == 3:
         assert "error" in result.stderr and "Traceback" not in result.stderr
         return

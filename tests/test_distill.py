@@ -62,7 +62,7 @@ def test_alpha_ends_and_batch_mean():
     zs, zt, y = torch.randn(5, 10), torch.randn(5, 10), torch.arange(5)
     assert kd_loss(zs, zt, y, 4.0, 0.0).item() == pytest.approx(F.cross_entropy(zs, y).item(), rel=1e-6)
     assert kd_loss(zs, zs.clone(), y, 4.0, 1.0).item() == pytest.approx(0.0, abs=1e-6)
-    per_row = [kd_loss(zs[i:i + 1], zt[i:i + 1], y[i:i + 1], 4.0, 1.0).item() for i in range(5)]
+    per_row = [kd_loss(zs[i : i + 1], zt[i : i + 1], y[i : i + 1], 4.0, 1.0).item() for i in range(5)]
     assert kd_loss(zs, zt, y, 4.0, 1.0).item() == pytest.approx(sum(per_row) / 5, rel=1e-5)
 
 
@@ -73,6 +73,7 @@ def test_bad_temperature_or_alpha(t, alpha):
 
 
 # --- compress distill ---------------------------------------------------------------------------
+
 
 def artifact(tmp_path: Path, name: str, seed: int, **kwargs) -> Path:
     torch.manual_seed(seed)
@@ -93,8 +94,15 @@ def mean_kl(student: Path, teacher: Path) -> float:
 def test_distill_moves_the_student_to_the_frozen_teacher(tmp_path):
     teacher, student = artifact(tmp_path, "teacher", 1), artifact(tmp_path, "student", 2)
     out = tmp_path / "kd.pt"
-    cfg = DistillConfig(ModelSpec(str(student)), "random", ModelSpec(str(teacher)), temperature=4.0,
-                        alpha=1.0, train=TrainConfig(epochs=2, lr=2e-3, batch_size=64), eval_limit=64)
+    cfg = DistillConfig(
+        ModelSpec(str(student)),
+        "random",
+        ModelSpec(str(teacher)),
+        temperature=4.0,
+        alpha=1.0,
+        train=TrainConfig(epochs=2, lr=2e-3, batch_size=64),
+        eval_limit=64,
+    )
     teacher_bytes = teacher.read_bytes()
     result = distill(cfg, str(out))
     assert mean_kl(out, teacher) < 0.5 * mean_kl(student, teacher)
@@ -112,9 +120,24 @@ def test_distill_cli_json_and_masks_kept(tmp_path):
     handle.masks = {"3.weight": mask}
     save_artifact(handle, tmp_path / "sparse.pt")
     out = tmp_path / "kd.pt"
-    res = runner.invoke(app, ["distill", str(tmp_path / "sparse.pt"), "--teacher", str(teacher),
-                              "--data", "random", "--epochs", "1", "--lr", "1e-3", "-o", str(out),
-                              "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "distill",
+            str(tmp_path / "sparse.pt"),
+            "--teacher",
+            str(teacher),
+            "--data",
+            "random",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-3",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["command"] == "distill" and doc["teacher"] == str(teacher)
@@ -123,26 +146,55 @@ def test_distill_cli_json_and_masks_kept(tmp_path):
     assert torch.equal(kept.masks["3.weight"], mask)
 
 
-@pytest.mark.parametrize("flags, text", [
-    (["--temperature", "0"], "temperature"), (["--alpha", "2"], "alpha"), (["--lr", "-1"], "learning rate"),
-    (["--epochs", "-1"], "epochs"),
-])
+@pytest.mark.parametrize(
+    "flags, text",
+    [
+        (["--temperature", "0"], "temperature"),
+        (["--alpha", "2"], "alpha"),
+        (["--lr", "-1"], "learning rate"),
+        (["--epochs", "-1"], "epochs"),
+    ],
+)
 def test_distill_cli_bad_values_exit_2(flags, text, tmp_path):
-    res = runner.invoke(app, ["distill", "sample:mlp", "--teacher", "sample:mlp", "--data", "random",
-                              "-o", str(tmp_path / "x.pt"), *flags])
+    res = runner.invoke(
+        app,
+        [
+            "distill",
+            "sample:mlp",
+            "--teacher",
+            "sample:mlp",
+            "--data",
+            "random",
+            "-o",
+            str(tmp_path / "x.pt"),
+            *flags,
+        ],
+    )
     assert res.exit_code == 2 and text in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_distill_cli_output_shapes_differ_exit_2(tmp_path):
     teacher = artifact(tmp_path, "five", 1, num_classes=5)
-    res = runner.invoke(app, ["distill", "sample:mlp", "--teacher", str(teacher), "--data", "random",
-                              "-o", str(tmp_path / "x.pt")])
+    res = runner.invoke(
+        app,
+        [
+            "distill",
+            "sample:mlp",
+            "--teacher",
+            str(teacher),
+            "--data",
+            "random",
+            "-o",
+            str(tmp_path / "x.pt"),
+        ],
+    )
     assert res.exit_code == 2 and "teacher outputs shape (2, 5)" in res.stderr
     assert not (tmp_path / "x.pt").exists()
 
 
 # --- torchrun: 2 CPU processes on gloo ----------------------------------------------------------
+
 
 def _free_port() -> int:
     import socket
@@ -152,14 +204,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _cli(args: list[str], tmp_path: Path, torchrun: bool, averaged: bool = True) -> subprocess.CompletedProcess:
+def _cli(
+    args: list[str], tmp_path: Path, torchrun: bool, averaged: bool = True
+) -> subprocess.CompletedProcess:
     """``compress ARGS`` in one process, or under torchrun in two (``averaged=False``: without DDP)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     entry = ["-m", "compressor"] if averaged else [str(ROOT / "tests" / "no_gradient_averaging.py")]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-port", str(_free_port())] if torchrun else [sys.executable]
-    return subprocess.run([*launcher, *entry, *args], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    launcher = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(_free_port()),
+        ]
+        if torchrun
+        else [sys.executable]
+    )
+    return subprocess.run(
+        [*launcher, *entry, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
 
 
 def mean_abs_gap(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -190,20 +256,40 @@ def assert_same_training(single: dict, ddp: dict, broken: dict, start: dict, lr:
 
 def test_torchrun_two_processes_match_one_full_batch_process(tmp_path):
     """2 ranks x batch 128 (DDP averages gradients) == 1 process x batch 256: the same steps."""
-    common = ["finetune", "sample:mlp", "--data", "random", "--epochs", "2", "--lr", "1e-3",
-              "--seed", "3", "--json"]
+    common = [
+        "finetune",
+        "sample:mlp",
+        "--data",
+        "random",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "3",
+        "--json",
+    ]
     single = _cli([*common, "--batch-size", "256", "-o", "single.pt"], tmp_path, torchrun=False)
     double = _cli([*common, "--batch-size", "128", "-o", "ddp.pt"], tmp_path, torchrun=True)
-    broken = _cli([*common, "--batch-size", "128", "-o", "broken.pt"], tmp_path, torchrun=True, averaged=False)
+    broken = _cli(
+        [*common, "--batch-size", "128", "-o", "broken.pt"], tmp_path, torchrun=True, averaged=False
+    )
     for run in (single, double, broken):
         assert run.returncode == 0, run.stderr
     docs = [json.loads(line) for line in double.stdout.splitlines() if line.startswith("{")]
     assert len(docs) == 1 and docs[0]["world_size"] == 2  # only rank 0 printed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "ddp.pt", "single.pt"]  # no stray files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "broken.pt",
+        "ddp.pt",
+        "single.pt",
+    ]  # no stray files
     torch.manual_seed(3)
     start = load_model("sample:mlp").module.state_dict()  # finetune's init for --seed 3
-    assert_same_training(*(load_model(tmp_path / name).module.state_dict()
-                           for name in ("single.pt", "ddp.pt", "broken.pt")), start, lr=1e-3)
+    assert_same_training(
+        *(load_model(tmp_path / name).module.state_dict() for name in ("single.pt", "ddp.pt", "broken.pt")),
+        start,
+        lr=1e-3,
+    )
     one = json.loads(single.stdout)
     for e1, e2 in zip(one["epochs"], docs[0]["epochs"]):  # train loss summed over both ranks
         assert e2["train_loss"] == pytest.approx(e1["train_loss"], rel=1e-4)
@@ -212,11 +298,28 @@ def test_torchrun_two_processes_match_one_full_batch_process(tmp_path):
 
 def test_torchrun_prune_finetune_joins_the_group(tmp_path):
     """prune --finetune-epochs under torchrun trains with DDP: 2 x 128 == 1 x 256, rank 0 writes."""
-    common = ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5", "--data", "random",
-              "--finetune-epochs", "1", "--finetune-lr", "1e-3", "--seed", "3", "--json"]
+    common = [
+        "prune",
+        "sample:mlp",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--data",
+        "random",
+        "--finetune-epochs",
+        "1",
+        "--finetune-lr",
+        "1e-3",
+        "--seed",
+        "3",
+        "--json",
+    ]
     single = _cli([*common, "--batch-size", "256", "-o", "single.pt"], tmp_path, torchrun=False)
     double = _cli([*common, "--batch-size", "128", "-o", "ddp.pt"], tmp_path, torchrun=True)
-    broken = _cli([*common, "--batch-size", "128", "-o", "broken.pt"], tmp_path, torchrun=True, averaged=False)
+    broken = _cli(
+        [*common, "--batch-size", "128", "-o", "broken.pt"], tmp_path, torchrun=True, averaged=False
+    )
     for run in (single, double, broken):
         assert run.returncode == 0, run.stderr
     docs = [line for line in double.stdout.splitlines() if line.startswith("{")]
@@ -227,13 +330,15 @@ def test_torchrun_prune_finetune_joins_the_group(tmp_path):
     torch.manual_seed(3)
     untuned = load_model("sample:mlp").module.state_dict()  # prune's init for --seed 3
     start = {k: v * a.masks[k] if k in a.masks else v for k, v in untuned.items()}  # pruned, not tuned
-    assert_same_training(a.module.state_dict(), b.module.state_dict(), c.module.state_dict(), start,
-                         lr=1e-3)
+    assert_same_training(a.module.state_dict(), b.module.state_dict(), c.module.state_dict(), start, lr=1e-3)
 
 
 def test_torchrun_error_printed_once_exit_2(tmp_path):
-    res = _cli(["distill", "sample:mlp", "--teacher", "sample:mlp", "--data", "random:1,28,28:20",
-                "-o", "x.pt"], tmp_path, torchrun=True)
+    res = _cli(
+        ["distill", "sample:mlp", "--teacher", "sample:mlp", "--data", "random:1,28,28:20", "-o", "x.pt"],
+        tmp_path,
+        torchrun=True,
+    )
     assert res.returncode != 0  # torchrun reports a failed worker with its own code
     assert res.stderr.count("error: random/train has labels 0..19") == 1, res.stderr
     assert not (tmp_path / "x.pt").exists()
@@ -241,16 +346,34 @@ def test_torchrun_error_printed_once_exit_2(tmp_path):
 
 # --- compress prune --distill-from: the recovery step -------------------------------------------
 
-@pytest.mark.parametrize("flags, text", [
-    (["--distill-from", "sample:mlp"], "--distill-from needs fine-tuning epochs"),
-    (["--finetune-epochs", "1", "--finetune-lr", "0"], "--finetune-lr must be > 0"),
-    (["--finetune-epochs", "-1"], "--finetune-epochs must be >= 0"),
-    (["--finetune-epochs", "1", "--distill-from", "sample:mlp", "--alpha", "2"], "--alpha"),
-    (["--finetune-epochs", "1", "--data", "random:1,28,28:20"], "labels 0..19"),
-])
+
+@pytest.mark.parametrize(
+    "flags, text",
+    [
+        (["--distill-from", "sample:mlp"], "--distill-from needs fine-tuning epochs"),
+        (["--finetune-epochs", "1", "--finetune-lr", "0"], "--finetune-lr must be > 0"),
+        (["--finetune-epochs", "-1"], "--finetune-epochs must be >= 0"),
+        (["--finetune-epochs", "1", "--distill-from", "sample:mlp", "--alpha", "2"], "--alpha"),
+        (["--finetune-epochs", "1", "--data", "random:1,28,28:20"], "labels 0..19"),
+    ],
+)
 def test_prune_bad_recovery_values_exit_2_with_one_line(flags, text, tmp_path):
-    res = runner.invoke(app, ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5",
-                              "--data", "random", *flags, "-o", str(tmp_path / "x.pt")])
+    res = runner.invoke(
+        app,
+        [
+            "prune",
+            "sample:mlp",
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.5",
+            "--data",
+            "random",
+            *flags,
+            "-o",
+            str(tmp_path / "x.pt"),
+        ],
+    )
     assert res.exit_code == 2 and text in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()
 
@@ -260,8 +383,16 @@ def test_prune_finetune_distils_from_the_teacher(tmp_path):
     from compressor.pruning.base import PruneConfig
 
     teacher = artifact(tmp_path, "teacher", 1)
-    cfg = PruneConfig(method="magnitude", sparsity=0.5, data="random", finetune_epochs=1,
-                      finetune_lr=2e-3, batch_size=64, distill_from=str(teacher), alpha=1.0)
+    cfg = PruneConfig(
+        method="magnitude",
+        sparsity=0.5,
+        data="random",
+        finetune_epochs=1,
+        finetune_lr=2e-3,
+        batch_size=64,
+        distill_from=str(teacher),
+        alpha=1.0,
+    )
     student = load_model(artifact(tmp_path, "student", 2))
     mask = student.module[1].weight.abs() > student.module[1].weight.abs().median()
     student.masks = {"1.weight": mask}
@@ -284,10 +415,30 @@ def test_prune_l1_with_distill_from_end_to_end(tmp_path):
     """Structured pruning then KD recovery in one command (where the l1 method is installed)."""
     pytest.importorskip("compressor.pruning.structured.norm")
     out = tmp_path / "small.pt"
-    res = runner.invoke(app, ["prune", "sample:resnet_small", "--method", "l1", "--ratio", "0.5",
-                              "--data", "random", "--finetune-epochs", "1", "--batch-size", "128",
-                              "--distill-from", "sample:resnet_small", "--alpha", "0.5", "-o", str(out),
-                              "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "prune",
+            "sample:resnet_small",
+            "--method",
+            "l1",
+            "--ratio",
+            "0.5",
+            "--data",
+            "random",
+            "--finetune-epochs",
+            "1",
+            "--batch-size",
+            "128",
+            "--distill-from",
+            "sample:resnet_small",
+            "--alpha",
+            "0.5",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     handle = load_model(out)
     assert handle.module.fc.in_features < 64
@@ -303,7 +454,11 @@ def test_teacher_stays_frozen_in_eval_mode_during_fit():
     teacher.train()  # a teacher handed over in train mode must still not update its BN statistics
     stats = teacher[2].running_mean.clone()
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    fit(student, load_data("random", "train"), TrainConfig(epochs=1, lr=1e-2, batch_size=64),
-        loss_fn=distill_loss_fn(teacher, 4.0, 0.9))
+    fit(
+        student,
+        load_data("random", "train"),
+        TrainConfig(epochs=1, lr=1e-2, batch_size=64),
+        loss_fn=distill_loss_fn(teacher, 4.0, 0.9),
+    )
     assert not teacher.training and torch.equal(teacher[2].running_mean, stats)
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())

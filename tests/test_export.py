@@ -181,8 +181,12 @@ def test_layer_macs_split_conv_and_linear():
 def test_topological_sort_fixes_appended_casts():
     a = helper.make_node("Relu", ["x16"], ["y"])
     cast = helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT)
-    graph = helper.make_graph([a, cast], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [a, cast],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     quantize.topological_sort(graph)
     assert [n.op_type for n in graph.node] == ["Cast", "Relu"]
     onnx.checker.check_model(helper.make_model(graph), full_check=True)
@@ -192,8 +196,13 @@ def test_compact_shortens_names_and_keeps_the_result():
     w = numpy_helper.from_array(np.eye(2, dtype=np.float32), "a_very_long_initializer_name")
     node = helper.make_node("MatMul", ["x", w.name], ["a_long_intermediate"], name="a_long_node_name")
     relu = helper.make_node("Relu", ["a_long_intermediate"], ["y"])
-    graph = helper.make_graph([node, relu], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    graph = helper.make_graph(
+        [node, relu],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [w],
+    )
     model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)])
     x = np.array([[1.0, -2.0]], np.float32)
     before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
@@ -201,23 +210,37 @@ def test_compact_shortens_names_and_keeps_the_result():
     quantize.compact(model)
     onnx.checker.check_model(model, full_check=True)
     assert model.ByteSize() < size and [i.name for i in model.graph.input] == ["x"]
-    np.testing.assert_array_equal(ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0], before)
+    np.testing.assert_array_equal(
+        ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0], before
+    )
 
 
 def test_history_summary_is_one_line_per_step():
-    lines = history_summary([{"time": "T", "command": "prune", "method": "l1",
-                              "params": {"ratio": 0.5, "seed": 0}, "metrics": {"accuracy": 0.91234}}])
+    lines = history_summary(
+        [
+            {
+                "time": "T",
+                "command": "prune",
+                "method": "l1",
+                "params": {"ratio": 0.5, "seed": 0},
+                "metrics": {"accuracy": 0.91234},
+            }
+        ]
+    )
     assert lines == ["T prune l1 ratio=0.5 -> accuracy=0.9123"]
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"format": "onx"}, "did you mean 'onnx'"),
-    ({"opset": 99}, "opset 99"),
-    ({"batch": "0"}, "--batch"),
-    ({"quantize": "int8", "fp16": True}, "exclude"),
-    ({"quant_mode": "static", "quantize": "int8"}, "calibration data"),
-    ({"format": "torchscript", "sparse_storage": True}, "only apply to --format onnx"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"format": "onx"}, "did you mean 'onnx'"),
+        ({"opset": 99}, "opset 99"),
+        ({"batch": "0"}, "--batch"),
+        ({"quantize": "int8", "fp16": True}, "exclude"),
+        ({"quant_mode": "static", "quantize": "int8"}, "calibration data"),
+        ({"format": "torchscript", "sparse_storage": True}, "only apply to --format onnx"),
+    ],
+)
 def test_config_rejects_bad_values(kwargs, fragment):
     with pytest.raises(UsageError) as err:
         ExportConfig(output="x.onnx", **kwargs)
@@ -260,8 +283,9 @@ def test_fixed_batch_rejects_other_sizes(models, tmp_path):
 
 
 def test_real_samples_join_the_parity_check(models, tmp_path):
-    result = run_export(models["cnn"], tmp_path / "d.onnx", data="random:1,28,28:10", samples=8,
-                        exporter="torchscript")
+    result = run_export(
+        models["cnn"], tmp_path / "d.onnx", data="random:1,28,28:10", samples=8, exporter="torchscript"
+    )
     assert result.figures["parity_samples"] == 16  # 8 random + 8 real
     assert 0.0 <= result.figures["accuracy"] <= 1.0
 
@@ -282,7 +306,10 @@ def test_masked_zeros_stay_zeros_and_sparse_storage_shrinks(models, tmp_path):
     from compressor.api import info
 
     shown = info(ModelSpec(str(out)))  # info counts the sparse initializers, not only the dense biases
-    assert (shown.params, shown.nonzero_params) == (result.figures["params"], result.figures["nonzero_params"])
+    assert (shown.params, shown.nonzero_params) == (
+        result.figures["params"],
+        result.figures["nonzero_params"],
+    )
 
 
 def test_sparse_storage_keeps_dense_weights_dense(models, tmp_path):
@@ -309,8 +336,15 @@ def test_int8_dynamic_on_linear_model_is_a_quarter_of_fp32(tmp_path):
 
 def test_int8_static_qdq_for_conv_net_with_data(models, tmp_path):
     out = tmp_path / "cnn8.onnx"
-    result = run_export(models["cnn"], out, quantize="int8", data="random:1,28,28:10", calib_samples=64,
-                        eval_samples=64, exporter="torchscript")
+    result = run_export(
+        models["cnn"],
+        out,
+        quantize="int8",
+        data="random:1,28,28:10",
+        calib_samples=64,
+        eval_samples=64,
+        exporter="torchscript",
+    )
     f = result.figures
     assert f["quant_mode"] == "static" and f["size_ratio"] <= 0.3
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(out)).graph.node}
@@ -344,7 +378,10 @@ def test_other_formats_verify_and_carry_metadata(models, tmp_path, fmt, name):
 
     result = run_export(models["cnn"], tmp_path / name, format=fmt)
     assert result.figures["parity_passed"] and result.figures["parity_batch_sizes"] == [1, 7]
-    assert registry.export_format(fmt).load().read_metadata(str(tmp_path / name))["compressor.ref"] == "sample:simple_cnn"
+    assert (
+        registry.export_format(fmt).load().read_metadata(str(tmp_path / name))["compressor.ref"]
+        == "sample:simple_cnn"
+    )
     assert leftovers(tmp_path) == [name]
 
 
@@ -374,15 +411,26 @@ def test_parity_failure_says_whether_it_is_float32_rounding(user_models, models,
         def runner(session):
             run = real(session)
             return lambda x: [step(o) for o in run(x)]
+
         return runner
 
     monkeypatch.setattr(parity, "ort_runner", shifted_by(lambda o: np.nextafter(o, np.float32(np.inf))))
     with pytest.raises(CheckFailed) as info:  # tolerances below float32 rounding
-        run_export(f"{user_models}:shifted", tmp_path / "r.onnx", shape=(1, 16), exporter="torchscript",
-                   atol=1e-10, rtol=1e-10)
+        run_export(
+            f"{user_models}:shifted",
+            tmp_path / "r.onnx",
+            shape=(1, 16),
+            exporter="torchscript",
+            atol=1e-10,
+            rtol=1e-10,
+        )
     line = info.value.one_line()
-    assert "(float32 rounding: against a float64 run of the model, PyTorch float32 is off by 5e-08 and " \
-           "the export by 6.9e-08)" in line and "--atol 2e-07 accepts it" in line
+    assert (
+        "(float32 rounding: against a float64 run of the model, PyTorch float32 is off by 5e-08 and "
+        "the export by 6.9e-08)"
+        in line
+        and "--atol 2e-07 accepts it" in line
+    )
     monkeypatch.setattr(parity, "ort_runner", shifted_by(lambda o: o + np.float32(1e-3)))
     with pytest.raises(CheckFailed, match="not rounding"):
         run_export(models["cnn"], tmp_path / "o.onnx", exporter="torchscript")
@@ -430,13 +478,31 @@ def test_bad_inputs_raise_the_right_errors(user_models, models, tmp_path):
 
 def test_cli_json_is_one_document(models, tmp_path):
     out = tmp_path / "c.onnx"
-    res = CliRunner().invoke(app, ["export", str(models["cnn"]), "-o", str(out), "--json",
-                                   "--exporter", "torchscript", "--no-simplify"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(models["cnn"]),
+            "-o",
+            str(out),
+            "--json",
+            "--exporter",
+            "torchscript",
+            "--no-simplify",
+        ],
+    )
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["output"] == str(out) and doc["parity_passed"] is True
-    for key in ("max_abs_error", "max_rel_error", "top1_agreement", "size_bytes", "compressed_bytes",
-                "nodes_before", "nodes_after"):
+    for key in (
+        "max_abs_error",
+        "max_rel_error",
+        "top1_agreement",
+        "size_bytes",
+        "compressed_bytes",
+        "nodes_before",
+        "nodes_after",
+    ):
         assert key in doc
     assert doc["nodes_before"] == doc["nodes_after"]
 
@@ -447,8 +513,19 @@ def test_cli_exit_codes(user_models, models, tmp_path):
         (["export", str(models["cnn"]), "-o", str(tmp_path / "no" / "x.onnx")], 2),
         (["export", str(models["cnn"]), "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,3,8,8"], 2),
         (["export", str(models["cnn"]), "-o", str(tmp_path / "x.onnx"), "--opset", "99"], 2),
-        (["export", f"{user_models}:noisy", "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,16",
-          "--exporter", "torchscript"], 1),
+        (
+            [
+                "export",
+                f"{user_models}:noisy",
+                "-o",
+                str(tmp_path / "x.onnx"),
+                "--input-shape",
+                "1,16",
+                "--exporter",
+                "torchscript",
+            ],
+            1,
+        ),
         (["export", f"{user_models}:words", "-o", str(tmp_path / "x.onnx"), "--input-shape", "1,16"], 3),
     ]
     for args, code in cases:
@@ -563,7 +640,11 @@ def test_large_graph_replaces_a_pair_and_a_small_export_removes_its_data(models,
     with pytest.raises(OSError):
         run_export(models["cnn"], out, exporter="dynamo")
     monkeypatch.setattr(os, "replace", real)
-    assert failed and (out.read_bytes(), data.read_bytes()) == before and leftovers(tmp_path) == ["m.onnx", "m.onnx.data"]
+    assert (
+        failed
+        and (out.read_bytes(), data.read_bytes()) == before
+        and leftovers(tmp_path) == ["m.onnx", "m.onnx.data"]
+    )
     monkeypatch.setattr(large, "LIMIT", 2**31)
     result = run_export(models["cnn"], out)  # one file now: the old weights' file goes
     assert leftovers(tmp_path) == ["m.onnx"] and any("removed m.onnx.data" in n for n in result.notes)
@@ -632,13 +713,21 @@ def test_every_sample_and_torchvision_model_exports_with_parity(ref, pruned, tmp
     source = tmp_path / "model.pt"
     save_artifact(handle, source)
     if pruned:
-        prune(ModelSpec(str(source), input_shape=shape), PruneConfig("l1", ratio=0.5), str(tmp_path / "pruned.pt"))
+        prune(
+            ModelSpec(str(source), input_shape=shape),
+            PruneConfig("l1", ratio=0.5),
+            str(tmp_path / "pruned.pt"),
+        )
         source = tmp_path / "pruned.pt"
     try:
-        figures = export(ModelSpec(str(source), input_shape=shape), ExportConfig(output=str(tmp_path / "m.onnx"))).figures
+        figures = export(
+            ModelSpec(str(source), input_shape=shape), ExportConfig(output=str(tmp_path / "m.onnx"))
+        ).figures
     except CompressorError as exc:
         if exc.exit_code == 1 and "(float32 rounding" in exc.one_line():
-            pytest.xfail("float32 rounding: the export is as close to a float64 run as PyTorch float32 is "
-                         "(random-init deep ResNets; benchmarks/results/export_breadth_all.md)")
+            pytest.xfail(
+                "float32 rounding: the export is as close to a float64 run as PyTorch float32 is "
+                "(random-init deep ResNets; benchmarks/results/export_breadth_all.md)"
+            )
         raise
     assert figures["parity_passed"]

@@ -41,8 +41,12 @@ def files(tmp_path_factory) -> dict[str, Path]:
     onnx_file = folder / "cnn.onnx"
     assert invoke("export", pt, "-o", onnx_file, "--no-simplify").code == 0
     big = max(onnx.load(str(onnx_file)).graph.initializer, key=lambda t: len(t.raw_data))
-    return {"pt": pt, "bad_pt": flip_inside(pt, weight.numpy().tobytes()),
-            "onnx": onnx_file, "bad_onnx": flip_inside(onnx_file, big.raw_data)}
+    return {
+        "pt": pt,
+        "bad_pt": flip_inside(pt, weight.numpy().tobytes()),
+        "onnx": onnx_file,
+        "bad_onnx": flip_inside(onnx_file, big.raw_data),
+    }
 
 
 def test_the_flip_alone_goes_unnoticed_by_the_readers_below(files):
@@ -54,10 +58,16 @@ def test_the_flip_alone_goes_unnoticed_by_the_readers_below(files):
     assert sum(i.raw_data != j.raw_data for i, j in zip(a.graph.initializer, b.graph.initializer)) == 1
 
 
-@pytest.mark.parametrize("command", [
-    ["info"], ["eval", "--data", "digits", "--limit", "32"], ["bench", "--runs", "2", "--warmup", "1"],
-    ["export", "-o", "{out}.onnx"], ["prune", "--method", "l1", "--ratio", "0.5", "-o", "{out}.pt"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["info"],
+        ["eval", "--data", "digits", "--limit", "32"],
+        ["bench", "--runs", "2", "--warmup", "1"],
+        ["export", "-o", "{out}.onnx"],
+        ["prune", "--method", "l1", "--ratio", "0.5", "-o", "{out}.pt"],
+    ],
+)
 @pytest.mark.parametrize("kind", ["bad_pt", "bad_onnx"])
 def test_every_reader_refuses_a_flipped_byte(files, tmp_path, command, kind):
     out = tmp_path / "out"
@@ -110,10 +120,12 @@ def test_digest_is_independent_of_key_order_and_sees_every_tensor():
     a = {"x": torch.arange(4.0), "y": {"b": torch.ones(2, dtype=torch.bool), "a": [1, 2.5, None]}}
     b = {"y": {"a": [1, 2.5, None], "b": torch.ones(2, dtype=torch.bool)}, "x": torch.arange(4.0)}
     assert integrity.payload_digest(a) == integrity.payload_digest(b)
-    for changed in ({**a, "x": torch.tensor([0.0, 1.0, 2.0, 3.5])},
-                    {**a, "x": torch.arange(4.0).reshape(2, 2)},  # same bytes, other shape
-                    {**a, "x": torch.arange(4.0).double()},
-                    {**a, "y": {**a["y"], "b": torch.tensor([True, False])}}):
+    for changed in (
+        {**a, "x": torch.tensor([0.0, 1.0, 2.0, 3.5])},
+        {**a, "x": torch.arange(4.0).reshape(2, 2)},  # same bytes, other shape
+        {**a, "x": torch.arange(4.0).double()},
+        {**a, "y": {**a["y"], "b": torch.tensor([True, False])}},
+    ):
         assert integrity.payload_digest(changed) != integrity.payload_digest(a)
 
 

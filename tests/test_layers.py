@@ -17,8 +17,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compressor"
 LAYERS = ("compressor.cli", "compressor.api", "compressor.sweep", "compressor.recipe")
 """Named layers, top to bottom; the root package is above them and everything else below."""
 
-CLI_HELPERS = ("compressor.errors", "compressor.registry", "compressor.defaults", "compressor.progress",
-               "compressor.bench.report")
+CLI_HELPERS = (
+    "compressor.errors",
+    "compressor.registry",
+    "compressor.defaults",
+    "compressor.progress",
+    "compressor.bench.report",
+)
 """What the CLI may use besides ``compressor.api``: exit codes, names and defaults for ``--help``
 (torch-free data), and presentation (the console, the bench report's Markdown)."""
 
@@ -59,7 +64,7 @@ def _absolute(name: str, is_package: bool, node: ast.ImportFrom) -> str:
     if not node.level:
         return node.module or ""
     parts = name.split(".") if is_package else name.split(".")[:-1]
-    parts = parts[:len(parts) - node.level + 1]
+    parts = parts[: len(parts) - node.level + 1]
     return ".".join(parts + ([node.module] if node.module else []))
 
 
@@ -138,15 +143,15 @@ def test_no_import_cycles():
 
 
 def test_nothing_imports_upward():
-    upward = sorted(f"{a} -> {b}" for a, targets in graph().items() for b in targets
-                    if layer(b) < layer(a))
+    upward = sorted(f"{a} -> {b}" for a, targets in graph().items() for b in targets if layer(b) < layer(a))
     assert not upward, "imports from a lower layer into a higher one:\n" + "\n".join(upward)
 
 
 def test_the_cli_talks_only_to_the_api():
     def allowed(target: str) -> bool:
-        return (target.startswith(("compressor.cli", "compressor.api")) or target in CLI_HELPERS)
+        return target.startswith(("compressor.cli", "compressor.api")) or target in CLI_HELPERS
 
-    stray = sorted(f"{a} -> {b}" for a, targets in graph().items() if layer(a) == 1
-                   for b in targets if not allowed(b))
+    stray = sorted(
+        f"{a} -> {b}" for a, targets in graph().items() if layer(a) == 1 for b in targets if not allowed(b)
+    )
     assert not stray, "the CLI reaches past compressor.api:\n" + "\n".join(stray)

@@ -106,7 +106,7 @@ def test_sap_amounts_follow_the_formula():
     assert r == pytest.approx(22.5) and c == 77
     assert M.sap_amounts(100, 0.1, gamma=10.0)[1] == 90  # capped by beta
     r, c = M.sap_amounts(50, 0.2, p=1.0, q=2.0)  # exponents -2 and 2
-    assert r == pytest.approx(50 * 0.8 ** 2) and c == math.floor(50 * (1 - 0.64))
+    assert r == pytest.approx(50 * 0.8**2) and c == math.floor(50 * (1 - 0.64))
 
 
 def test_prune_smallest_only_among_alive():
@@ -164,4 +164,3 @@ def test_lottery_round_targets():
     assert round_targets(None, 2, 0.2) == pytest.approx([0.2, 0.36])
     targets = round_targets(0.5, 1, 0.2)
     assert len(targets) == 4 and targets[-1] == 0.5 and targets[2] == pytest.approx(0.488)
-

@@ -52,7 +52,9 @@ def test_check_kept_refuses_a_changed_output_unless_allowed():
     with pytest.raises(UnsupportedError, match=r"output 'aux': \[1, 64\] -> \[1, 30\]") as err:
         outputs.check_kept(before, after, ())
     assert err.value.exit_code == 3 and "--allow-output-change aux" in err.value.hint
-    assert outputs.check_kept(before, after, ("aux",)) == ["output 'aux' changed [1, 64] -> [1, 30] (--allow-output-change)"]
+    assert outputs.check_kept(before, after, ("aux",)) == [
+        "output 'aux' changed [1, 64] -> [1, 30] (--allow-output-change)"
+    ]
     assert outputs.check_kept(before, before, ()) == []
     with pytest.raises(UnsupportedError, match=r"'aux': \[1, 64\] -> gone"):
         outputs.check_kept(before, {"seg": [1, 5, 32, 32]}, ())
@@ -83,7 +85,9 @@ def test_nested_outputs_tie_the_conv_to_three_outputs():
 
 def test_prune_keeps_every_output_shape(tmp_path):
     out = tmp_path / "p.pt"
-    r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out, "--json")
+    r = invoke(
+        "prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out, "--json"
+    )
     assert r.code == 0, r.stderr
     assert _shapes(out) == {"seg": [1, 5, 32, 32], "aux": [1, 64]}
     body = r.json()
@@ -116,20 +120,45 @@ def test_preflight_names_the_layer_behind_a_changed_output(tmp_path, monkeypatch
 
 def test_allow_output_change_lets_that_output_shrink(tmp_path):
     out = tmp_path / "p.pt"
-    r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l2", "--scope", "layer", "--ratio", "0.5",
-               "--allow-output-change", "aux", "-o", out)
+    r = invoke(
+        "prune",
+        SEG_AUX,
+        "--input-shape",
+        SHAPE,
+        "--method",
+        "l2",
+        "--scope",
+        "layer",
+        "--ratio",
+        "0.5",
+        "--allow-output-change",
+        "aux",
+        "-o",
+        out,
+    )
     assert r.code == 0, r.stderr
     shapes = _shapes(out)
     assert shapes["seg"] == [1, 5, 32, 32] and shapes["aux"][1] < 64
-    r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--ratio", "0.5", "--allow-output-change", "segm",
-               "-o", tmp_path / "q.pt")
+    r = invoke(
+        "prune",
+        SEG_AUX,
+        "--input-shape",
+        SHAPE,
+        "--ratio",
+        "0.5",
+        "--allow-output-change",
+        "segm",
+        "-o",
+        tmp_path / "q.pt",
+    )
     assert r.code == 2 and "did you mean 'seg'" in r.stderr
 
 
 def test_target_keeps_every_output_shape(tmp_path):
     out = tmp_path / "p.pt"
-    r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--method", "random", "--target-params", "0.6",
-               "-o", out)
+    r = invoke(
+        "prune", SEG_AUX, "--input-shape", SHAPE, "--method", "random", "--target-params", "0.6", "-o", out
+    )
     assert r.code in (0, 1), r.stderr  # 1: the target was not met exactly; the closest plan is written
     assert _shapes(out) == {"seg": [1, 5, 32, 32], "aux": [1, 64]}
 
@@ -157,8 +186,18 @@ def test_export_names_every_output_and_checks_each(tmp_path):
 
     pruned, onnx_file = tmp_path / "p.pt", tmp_path / "p.onnx"
     assert invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--ratio", "0.5", "-o", pruned).code == 0
-    r = invoke("export", pruned, "-o", onnx_file, "--samples", "4", "--exporter", "torchscript", "--no-simplify",
-               "--json")
+    r = invoke(
+        "export",
+        pruned,
+        "-o",
+        onnx_file,
+        "--samples",
+        "4",
+        "--exporter",
+        "torchscript",
+        "--no-simplify",
+        "--json",
+    )
     assert r.code == 0, r.stderr
     rows = r.json()["outputs"]
     assert [row["name"] for row in rows] == ["seg", "aux"] and all(row["passed"] for row in rows)
@@ -166,7 +205,9 @@ def test_export_names_every_output_and_checks_each(tmp_path):
     graph_outputs = onnx.load(str(onnx_file)).graph.output
     assert [o.name for o in graph_outputs] == ["seg", "aux"]
     assert [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph_outputs] == [
-        ["batch", 5, 32, 32], ["batch", 64]]
+        ["batch", 5, 32, 32],
+        ["batch", 64],
+    ]
     info = invoke("info", onnx_file, "--json").json()
     assert info["outputs"] == {"seg": ["batch", 5, 32, 32], "aux": ["batch", 64]}
     for model in (pruned, onnx_file):  # bench runs both backends on a model with two outputs
@@ -199,8 +240,9 @@ def test_segmentation_prune_export_parity_keeps_both_heads(tmp_path):
     from compressor.api import ExportConfig, PruneConfig, export, prune
     from compressor.api.common import ModelSpec
 
-    spec = ModelSpec("torchvision:deeplabv3_mobilenet_v3_large", arch_kwargs={"num_classes": 3},
-                     input_shape=(1, 3, 32, 32))
+    spec = ModelSpec(
+        "torchvision:deeplabv3_mobilenet_v3_large", arch_kwargs={"num_classes": 3}, input_shape=(1, 3, 32, 32)
+    )
     pruned, onnx_file = str(tmp_path / "seg.pt"), str(tmp_path / "seg.onnx")
     result = prune(spec, PruneConfig("l1", ratio=0.3), pruned)
     assert result.after["params"] < 0.85 * result.before["params"]
@@ -238,6 +280,13 @@ def test_a_task_row_can_keep_layers(monkeypatch):
 
     row = dataclasses.replace(zoo.TASKS[0], keep={"resnet*": ("layer1.0.conv1",)})
     monkeypatch.setattr(zoo, "TASKS", (row, *zoo.TASKS[1:]))
-    reasons = graph.ignored_layers(resnet18(num_classes=4), torch.randn(1, 3, 32, 32), [], ref="torchvision:resnet18")
-    assert reasons == {"fc": graph.HEAD_REASON, "layer1.0.conv1": "kept for its task (the torchvision model table)"}
-    assert "layer1.0.conv1" not in graph.ignored_layers(resnet18(num_classes=4), torch.randn(1, 3, 32, 32), [])
+    reasons = graph.ignored_layers(
+        resnet18(num_classes=4), torch.randn(1, 3, 32, 32), [], ref="torchvision:resnet18"
+    )
+    assert reasons == {
+        "fc": graph.HEAD_REASON,
+        "layer1.0.conv1": "kept for its task (the torchvision model table)",
+    }
+    assert "layer1.0.conv1" not in graph.ignored_layers(
+        resnet18(num_classes=4), torch.randn(1, 3, 32, 32), []
+    )

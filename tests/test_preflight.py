@@ -15,8 +15,9 @@ SHAPE = "1,3,8,8"
 
 def prune(ref: str, tmp_path, *extra: str):
     out = tmp_path / "out.pt"
-    result = invoke("prune", ref, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5",
-                    "-o", out, *extra)
+    result = invoke(
+        "prune", ref, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out, *extra
+    )
     return result, out
 
 

@@ -83,11 +83,26 @@ def test_recalibrate_bn_is_checked_on_construction():
 
 def test_cli_recalibrate_bn_flag(tmp_path):
     out = tmp_path / "m.pt"
-    bad = invoke("prune", VGG, "--method", "magnitude", "--sparsity", "0.5", "--recalibrate-bn",
-                 "-o", str(out))
+    bad = invoke(
+        "prune", VGG, "--method", "magnitude", "--sparsity", "0.5", "--recalibrate-bn", "-o", str(out)
+    )
     assert bad.code == 2 and "--data" in bad.stderr and not out.exists()
-    ok = invoke("prune", VGG, "--method", "magnitude", "--sparsity", "0.5", "--recalibrate-bn",
-                "--data", "digits", "--calib-samples", "64", "-o", str(out), "--json")
+    ok = invoke(
+        "prune",
+        VGG,
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--recalibrate-bn",
+        "--data",
+        "digits",
+        "--calib-samples",
+        "64",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert ok.code == 0, ok.stderr
     assert ok.json()["bn_recalibrated_layers"] == 4
 
@@ -101,8 +116,10 @@ def test_recipe_prune_step_takes_recalibrate_bn():
         build(PruneConfig, {**step, "recalibrate_bn": "no"}, "recipe step 1")
 
 
-@pytest.mark.parametrize("model,ends", [("vgg_bn", {"0.0", "3"}), ("resnet_small", {"stem.0", "fc"}),
-                                        ("tiny_vit", {"patch_embed", "head"})])
+@pytest.mark.parametrize(
+    "model,ends",
+    [("vgg_bn", {"0.0", "3"}), ("resnet_small", {"stem.0", "fc"}), ("tiny_vit", {"patch_embed", "head"})],
+)
 def test_keep_first_last_leaves_stem_and_classifier_dense(model, ends):
     from compressor.pruning.unstructured.layers import select_layers
 
@@ -133,7 +150,8 @@ def test_keep_first_last_helps_wanda_on_tiny_vit():
 
 
 def test_cli_keep_first_last_dry_run_lists_only_inner_layers():
-    result = invoke("prune", VGG, "--method", "magnitude", "--sparsity", "0.5", "--keep-first-last",
-                    "--dry-run", "--json")
+    result = invoke(
+        "prune", VGG, "--method", "magnitude", "--sparsity", "0.5", "--keep-first-last", "--dry-run", "--json"
+    )
     assert result.code == 0, result.stderr
     assert [row["layer"] for row in result.json()["plan"]] == ["0.4", "0.8", "0.11"]

@@ -23,30 +23,48 @@ def _recipe(tmp_path, steps, **top):
 
 
 def test_steps_are_the_commands_typed_configs(tmp_path):
-    recipe = parse_recipe({"model": MLP, "data": "digits", "steps": [
-        {"prune": {"method": "magnitude", "sparsity": 0.5, "layers": ["linear"]}},
-        {"finetune": {"epochs": 1, "max_batches": 2}}, {"eval": {"attack": "fgsm"}}, {"export": None},
-        {"bench": {"profile": "edge", "min_runs": 5, "gates": {"max-size": "5MB"}}}]}, str(tmp_path))
+    recipe = parse_recipe(
+        {
+            "model": MLP,
+            "data": "digits",
+            "steps": [
+                {"prune": {"method": "magnitude", "sparsity": 0.5, "layers": ["linear"]}},
+                {"finetune": {"epochs": 1, "max_batches": 2}},
+                {"eval": {"attack": "fgsm"}},
+                {"export": None},
+                {"bench": {"profile": "edge", "min_runs": 5, "gates": {"max-size": "5MB"}}},
+            ],
+        },
+        str(tmp_path),
+    )
     prune, tune, ev, export, bench = recipe.steps
     assert isinstance(prune.config, PruneConfig) and prune.config.layers == ("linear",)
     assert prune.config.data == "digits" and prune.output == str(tmp_path / "01_prune.pt")
     assert isinstance(tune.config, DistillConfig) and tune.config.student.path == prune.output
     assert tune.config.train.max_batches == 2
     assert isinstance(ev.config, EvalConfig) and ev.config.model.path == tune.output
-    assert isinstance(export.config, ExportConfig) and export.config.output == str(tmp_path / "04_export.onnx")
+    assert isinstance(export.config, ExportConfig) and export.config.output == str(
+        tmp_path / "04_export.onnx"
+    )
     assert bench.model.path == export.output and bench.config.profile.threads == 2
     assert bench.config.profile.min_runs == 5 and bench.config.gates.max_size == 5_000_000
 
 
-@pytest.mark.parametrize("steps,text", [
-    ([{"prune": {"method": "magnitude", "sparsty": 0.5}}], "unknown key 'sparsty' (did you mean 'sparsity'?"),
-    ([{"prun": {"method": "l1"}}], "did you mean 'prune'"),
-    ([{"finetune": {"epocks": 1}}], "did you mean 'epochs'"),
-    ([{"bench": {"profil": "mobile"}}], "did you mean 'profile'"),
-    ([{"prune": {"method": "magnitude", "sparsity": "half"}}], "'sparsity' expects a number"),
-    ([{"prune": {"method": "l1", "ratio": 1.5}}], "between 0 and 1"),
-    ([{"export": {"quantize": "int4"}}], "unknown quantization"),
-])
+@pytest.mark.parametrize(
+    "steps,text",
+    [
+        (
+            [{"prune": {"method": "magnitude", "sparsty": 0.5}}],
+            "unknown key 'sparsty' (did you mean 'sparsity'?",
+        ),
+        ([{"prun": {"method": "l1"}}], "did you mean 'prune'"),
+        ([{"finetune": {"epocks": 1}}], "did you mean 'epochs'"),
+        ([{"bench": {"profil": "mobile"}}], "did you mean 'profile'"),
+        ([{"prune": {"method": "magnitude", "sparsity": "half"}}], "'sparsity' expects a number"),
+        ([{"prune": {"method": "l1", "ratio": 1.5}}], "between 0 and 1"),
+        ([{"export": {"quantize": "int4"}}], "unknown quantization"),
+    ],
+)
 def test_bad_recipes_exit_2_naming_the_fix(tmp_path, steps, text):
     r = invoke("run", str(_recipe(tmp_path, steps)), "-o", str(tmp_path / "out"))
     assert r.code == 2, r.stderr
@@ -64,9 +82,12 @@ def test_unknown_top_level_key_and_missing_file(tmp_path):
 
 
 def test_recipe_chains_steps_and_a_failed_gate_exits_1(tmp_path):
-    steps = [{"prune": {"method": "magnitude", "sparsity": 0.5, "finetune_epochs": 1, "finetune_batches": 2}},
-             {"info": {}}, {"export": {}},
-             {"bench": {"min_runs": 5, "warmup": 1, "min_time_s": 0.05, "gates": {"max_latency_ms": 1e-6}}}]
+    steps = [
+        {"prune": {"method": "magnitude", "sparsity": 0.5, "finetune_epochs": 1, "finetune_batches": 2}},
+        {"info": {}},
+        {"export": {}},
+        {"bench": {"min_runs": 5, "warmup": 1, "min_time_s": 0.05, "gates": {"max_latency_ms": 1e-6}}},
+    ]
     r = invoke("run", str(_recipe(tmp_path, steps)), "-o", str(tmp_path / "out"), "--json")
     assert r.code == 1, r.stderr
     doc = r.json()
@@ -97,8 +118,15 @@ def test_distill_needs_a_teacher():
 
 def test_recipe_failing_before_any_output_leaves_no_folder(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"model": str(tmp_path / "missing.pt"), "data": "digits",
-                                    "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(tmp_path / "missing.pt"),
+                "data": "digits",
+                "steps": [{"prune": {"method": "magnitude", "sparsity": 0.5}}],
+            }
+        )
+    )
     r = invoke("run", path, "-o", tmp_path / "out")
     assert r.code == 2 and "step 1 (prune)" in r.stderr and "missing.pt" in r.stderr
     assert not (tmp_path / "out").exists()

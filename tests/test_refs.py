@@ -30,14 +30,16 @@ def test_sample_refs(name):
 
 
 def test_user_factory_ref(tmp_path, monkeypatch):
-    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_models.py").write_text(
+        textwrap.dedent("""
         import torch.nn as nn
         def tiny(width=4):
             return nn.Sequential(nn.Flatten(), nn.Linear(784, width))
         NOT_A_MODEL = 3
         def not_module():
             return 42
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     model = refs.build("my_models:tiny", {"width": 7})
     assert model(torch.randn(1, 1, 28, 28)).shape == (1, 7)
@@ -61,11 +63,14 @@ def test_timm_ref():
         assert refs.build("timm:resnet18", {"num_classes": 3})(torch.randn(1, 3, 64, 64)).shape == (1, 3)
 
 
-@pytest.mark.parametrize("ref,match", [
-    ("torchvision:resnet19", "did you mean torchvision:resnet18"),
-    ("sample:simple_cn", "did you mean 'simple_cnn'"),
-    ("nocolon", "cannot read model reference"),
-])
+@pytest.mark.parametrize(
+    "ref,match",
+    [
+        ("torchvision:resnet19", "did you mean torchvision:resnet18"),
+        ("sample:simple_cn", "did you mean 'simple_cnn'"),
+        ("nocolon", "cannot read model reference"),
+    ],
+)
 def test_bad_refs(ref, match):
     with pytest.raises(UsageError) as err:
         refs.build(ref)
@@ -74,7 +79,12 @@ def test_bad_refs(ref, match):
 
 def test_parse_kwargs_types():
     assert refs.parse_kwargs("a=1,b=0.5,c=true,d=name,e=none") == {
-        "a": 1, "b": 0.5, "c": True, "d": "name", "e": None}
+        "a": 1,
+        "b": 0.5,
+        "c": True,
+        "d": "name",
+        "e": None,
+    }
     with pytest.raises(UsageError):
         refs.parse_kwargs("novalue")
 

@@ -40,21 +40,29 @@ def method_cases() -> list:
     cases = []
     for name in registry.METHODS:
         for rank, sample in enumerate(sorted(registry.samples_for(name), key=_cost)):
-            cases.append(pytest.param(name, sample, id=f"{name}-{sample}",
-                                      marks=[pytest.mark.slow] if rank else []))
+            cases.append(
+                pytest.param(name, sample, id=f"{name}-{sample}", marks=[pytest.mark.slow] if rank else [])
+            )
     return cases
 
 
 def refused_cases() -> list:
     """(method, sample) for the sample models a method does not support."""
-    return [pytest.param(m, s, id=f"{m}-{s}") for m in registry.METHODS for s in registry.SAMPLES
-            if s not in registry.samples_for(m)]
+    return [
+        pytest.param(m, s, id=f"{m}-{s}")
+        for m in registry.METHODS
+        for s in registry.SAMPLES
+        if s not in registry.samples_for(m)
+    ]
 
 
 def quick_config(name: str) -> PruneConfig:
     """A run of method ``name`` at the least cost that still goes through all of it."""
     entry = registry.method(name)
-    settings = {"method": name, **({"ratio": RATIO} if entry.kind == "structured" else {"sparsity": SPARSITY})}
+    settings = {
+        "method": name,
+        **({"ratio": RATIO} if entry.kind == "structured" else {"sparsity": SPARSITY}),
+    }
     if entry.needs_data:
         settings.update(data="digits", calib_samples=32, batch_size=64, finetune_batches=2)
     return PruneConfig(**{**settings, **entry.smoke})
@@ -90,8 +98,12 @@ def check_method(name: str, sample: str, tmp_path) -> None:
 def _check_masks_hold_through_a_finetune_step(handle) -> None:
     params = dict(handle.module.named_parameters())
     start = {k: params[k].detach().clone() for k in handle.masks}
-    fit(handle.module, load_data("digits", "train"), TrainConfig(epochs=1, lr=1e-2, max_batches=1, device="cpu"),
-        masks=handle.masks)
+    fit(
+        handle.module,
+        load_data("digits", "train"),
+        TrainConfig(epochs=1, lr=1e-2, max_batches=1, device="cpu"),
+        masks=handle.masks,
+    )
     for key, mask in handle.masks.items():
         assert torch.count_nonzero(params[key].detach()[~mask]) == 0, key  # masked weights stay zero
     moved = [not torch.equal(params[k].detach()[m], start[k][m]) for k, m in handle.masks.items()]
@@ -173,9 +185,15 @@ def test_an_unknown_format_lists_the_registered_ones(tmp_path):
 @pytest.fixture
 def leading(monkeypatch):
     """A method registered at run time: one module in tests/ and one registry entry."""
-    entry = registry.MethodInfo("leading", "unstructured", "tests.registry_method",
-                                "mask the leading weights of each layer", "none: a test method",
-                                samples=("mlp",), sweep={"scope": "layer", "steps": 2})
+    entry = registry.MethodInfo(
+        "leading",
+        "unstructured",
+        "tests.registry_method",
+        "mask the leading weights of each layer",
+        "none: a test method",
+        samples=("mlp",),
+        sweep={"scope": "layer", "steps": 2},
+    )
     monkeypatch.setitem(registry.METHODS, entry.name, entry)
     return entry
 
@@ -189,7 +207,8 @@ def test_a_registered_method_is_validated_listed_run_and_in_the_matrix(leading, 
     listed = invoke("list", "--json")
     assert listed.code == 0
     assert {"name": "leading", "samples": ["mlp"]}.items() <= next(
-        m for m in json.loads(listed.stdout)["methods"] if m["name"] == "leading").items()
+        m for m in json.loads(listed.stdout)["methods"] if m["name"] == "leading"
+    ).items()
 
     typo = invoke("prune", "sample:mlp", "--method", "leadin", "--sparsity", "0.5", "-o", tmp_path / "x.pt")
     assert typo.code == 2 and "did you mean 'leading'" in typo.stderr
@@ -209,16 +228,35 @@ def test_a_registered_method_is_validated_listed_run_and_in_the_matrix(leading, 
     check_method("leading", "mlp", tmp_path)  # the matrix's own check passes for it
 
     # a sweep point takes the entry's settings; one epoch of 10 batches spread over its 2 steps
-    point = model_step("leading", 0.5, SweepConfig("sample:mlp", "digits", str(tmp_path / "sweep"),
-                                                   methods=("leading",)), epoch_batches=10)
-    assert point == {"prune": {"method": "leading", "sparsity": 0.5, "seed": 0, "scope": "layer", "steps": 2,
-                               "finetune_epochs": 1, "finetune_batches": 5}}
+    point = model_step(
+        "leading",
+        0.5,
+        SweepConfig("sample:mlp", "digits", str(tmp_path / "sweep"), methods=("leading",)),
+        epoch_batches=10,
+    )
+    assert point == {
+        "prune": {
+            "method": "leading",
+            "sparsity": 0.5,
+            "seed": 0,
+            "scope": "layer",
+            "steps": 2,
+            "finetune_epochs": 1,
+            "finetune_batches": 5,
+        }
+    }
 
 
 def test_a_registered_format_is_accepted_listed_written_and_read_back(monkeypatch, tmp_path):
     """A second name for the TorchScript module, with its own suffix: one registry entry."""
-    entry = registry.FormatInfo("script-copy", "compressor.export.torchscript", "TorchScript under another name",
-                                (".tsc",), "torch.jit", "TorchScript")
+    entry = registry.FormatInfo(
+        "script-copy",
+        "compressor.export.torchscript",
+        "TorchScript under another name",
+        (".tsc",),
+        "torch.jit",
+        "TorchScript",
+    )
     monkeypatch.setitem(registry.FORMATS, entry.name, entry)
     assert "script-copy" in [f["name"] for f in json.loads(invoke("list", "--json").stdout)["formats"]]
     out = tmp_path / "mlp.tsc"

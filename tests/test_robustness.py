@@ -28,8 +28,10 @@ def test_fgsm_and_pgd_stay_in_the_pixel_budget_and_valid_images():
     low, high, scale = pixel_bounds(data.mean, data.std, 1)
     mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
     cfg = AttackConfig("pgd", eps=0.05, steps=3)
-    for adv in (fgsm(model, x, y, 0.05, low, high, scale),
-                pgd(model, x, y, cfg, low, high, scale, torch.Generator().manual_seed(0))):
+    for adv in (
+        fgsm(model, x, y, 0.05, low, high, scale),
+        pgd(model, x, y, cfg, low, high, scale, torch.Generator().manual_seed(0)),
+    ):
         pixels, clean = adv * std + mean, x * std + mean
         assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
         assert (pixels - clean).abs().max() <= 0.05 + 1e-5
@@ -48,7 +50,9 @@ def test_attacks_lower_accuracy_of_a_trained_model():
     clean = robust_accuracy(model, data, AttackConfig("fgsm", eps=0.0), limit=300)
     assert clean["robust_accuracy"] == clean["clean_accuracy"] > 0.85
     fgsm_acc = robust_accuracy(model, data, AttackConfig("fgsm", eps=0.03), limit=300)["robust_accuracy"]
-    pgd_acc = robust_accuracy(model, data, AttackConfig("pgd", eps=0.03, steps=5), limit=300)["robust_accuracy"]
+    pgd_acc = robust_accuracy(model, data, AttackConfig("pgd", eps=0.03, steps=5), limit=300)[
+        "robust_accuracy"
+    ]
     assert fgsm_acc < clean["clean_accuracy"] - 0.1
     assert pgd_acc <= fgsm_acc + 0.02  # iterating finds at least about as many adversarial inputs
 
@@ -60,8 +64,10 @@ def test_eval_api_reports_robust_accuracy():
     assert set(r.to_json()) >= {"accuracy", "robust_accuracy", "attack", "eps"}
 
 
-@pytest.mark.parametrize("kw,text", [({"name": "fgms"}, "did you mean 'fgsm'"),
-                                     ({"eps": 3.0}, "pixel units"), ({"steps": 0}, "--steps")])
+@pytest.mark.parametrize(
+    "kw,text",
+    [({"name": "fgms"}, "did you mean 'fgsm'"), ({"eps": 3.0}, "pixel units"), ({"steps": 0}, "--steps")],
+)
 def test_bad_attack_settings(kw, text):
     with pytest.raises(UsageError) as err:
         AttackConfig(**kw)

@@ -25,8 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(*args: str) -> subprocess.CompletedProcess:
     """``python -m compressor ARGS`` with this checkout first on the path."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-W", "ignore", "-m", "compressor", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "compressor", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_l1_subgradient_is_lambda_times_sign():
@@ -64,8 +70,12 @@ def test_sparsity_training_shrinks_gammas_more_than_plain_training():
         torch.manual_seed(0)
         model = load_model("sample:vgg_bn").module
         bns = slimming.scaled_batchnorms(model)
-        fit(model, data, TrainConfig(epochs=1, lr=1e-2, batch_size=32, max_batches=6, schedule="none"),
-            after_backward=lambda _, bns=bns, lam=lam: slimming.add_l1_penalty(bns, lam))
+        fit(
+            model,
+            data,
+            TrainConfig(epochs=1, lr=1e-2, batch_size=32, max_batches=6, schedule="none"),
+            after_backward=lambda _, bns=bns, lam=lam: slimming.add_l1_penalty(bns, lam),
+        )
         means.append(torch.cat([b.weight.detach().abs() for b in bns]).mean().item())
     assert means[1] < means[0] - 0.02
 
@@ -94,8 +104,12 @@ def test_sparsity_training_uses_the_chosen_optimizer_and_rate():
     from compressor.pruning.base import PruneConfig, PruneContext
 
     handle = load_model("sample:vgg_bn")
-    cfg = PruneConfig("slim", ratio=0.3, data="random", options={
-        "sparsity_optimizer": "sgd", "sparsity_lr": 0.05, "lam": 1e-2, "max_batches": 3})
+    cfg = PruneConfig(
+        "slim",
+        ratio=0.3,
+        data="random",
+        options={"sparsity_optimizer": "sgd", "sparsity_lr": 0.05, "lam": 1e-2, "max_batches": 3},
+    )
     report = slimming.run(handle, cfg, PruneContext(train=load_data("random:1,28,28:10", "train")))
     step = report.steps[0]
     assert (step["phase"], step["optimizer"], step["lr"]) == ("sparsity", "sgd", 0.05)
@@ -115,9 +129,29 @@ def test_model_without_batchnorm_is_refused():
 
 def test_slim_command_end_to_end(tmp_path):
     out, png = tmp_path / "slim.pt", tmp_path / "gamma.png"
-    proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--ratio", "0.4", "--lambda", "1e-3",
-               "--sparsity-epochs", "1", "--finetune-epochs", "1", "--max-batches", "4",
-               "--weight-threshold", "1e-3", "--gamma-plot", str(png), "-o", str(out), "--json")
+    proc = cli(
+        "slim",
+        "sample:vgg_bn",
+        "--data",
+        "digits",
+        "--ratio",
+        "0.4",
+        "--lambda",
+        "1e-3",
+        "--sparsity-epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--max-batches",
+        "4",
+        "--weight-threshold",
+        "1e-3",
+        "--gamma-plot",
+        str(png),
+        "-o",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["bn_channels_removed"] == pytest.approx(0.4, abs=0.05)
@@ -153,8 +187,17 @@ def test_global_threshold_under_a_layer_cap_still_removes_the_ratio(cap):
     model, example = handle.module.eval(), handle.example_input()
     convs = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     gammas = torch.cat([bn.weight.detach().abs() for bn in slimming.scaled_batchnorms(model)])
-    rows = graph.prune_step(model, example, slimming._importance, ratio=0.5, global_pruning=True,
-                            round_to=None, max_layer_ratio=cap, ignored=["3"], original=graph.out_widths(model))
+    rows = graph.prune_step(
+        model,
+        example,
+        slimming._importance,
+        ratio=0.5,
+        global_pruning=True,
+        round_to=None,
+        max_layer_ratio=cap,
+        ignored=["3"],
+        original=graph.out_widths(model),
+    )
     removed = {r["group"]: r["remove"] for r in rows}
     assert sum(removed.values()) == round(0.5 * sum(convs.values()))  # the ratio is reached
     for name, width in convs.items():
@@ -185,7 +228,21 @@ def test_finetune_schedule_reaches_the_fine_tune_but_not_the_sparsity_phase(monk
 
 def test_unknown_finetune_schedule_exits_2(tmp_path):
     out = tmp_path / "x.pt"
-    proc = cli("prune", "sample:simple_cnn", "--method", "l1", "--ratio", "0.3", "--data", "digits",
-               "--finetune-epochs", "1", "--finetune-schedule", "linear", "-o", str(out))
+    proc = cli(
+        "prune",
+        "sample:simple_cnn",
+        "--method",
+        "l1",
+        "--ratio",
+        "0.3",
+        "--data",
+        "digits",
+        "--finetune-epochs",
+        "1",
+        "--finetune-schedule",
+        "linear",
+        "-o",
+        str(out),
+    )
     assert proc.returncode == 2 and "--finetune-schedule" in proc.stderr and "cosine" in proc.stderr
     assert not out.exists()

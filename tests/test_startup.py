@@ -32,15 +32,20 @@ def _heavy(names: list[str]) -> list[str]:
     return sorted(n for n in names if n.split(".")[0] in HEAVY)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"],
-                                  *([cmd, "--help"] for cmd in _commands())], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["list"], ["list", "--json"], *([cmd, "--help"] for cmd in _commands())],
+    ids=" ".join,
+)
 def test_help_and_list_import_no_torch(argv):
     """``python -X importtime`` names every module imported; none may be torch or onnxruntime."""
     proc = _python("-X", "importtime", "-m", "compressor", *argv)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    imported = [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:") and line.count("|") == 2
-                and not line.endswith("imported package")]
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2 and not line.endswith("imported package")
+    ]
     assert "compressor.cli.app" in imported  # the trace is read correctly
     assert not _heavy(imported), f"compress {' '.join(argv)} imported {_heavy(imported)[:5]}"
 
@@ -101,5 +106,15 @@ def test_public_api_imports_lazily_and_names_functions():
     doc = json.loads(proc.stdout)
     assert doc["light"] and doc["light_config"]
     assert all(doc["functions"]) and all(doc["same"])
-    assert {"prune", "export", "PruneConfig", "ExportConfig", "TrainConfig", "SapConfig", "WandaConfig",
-            "ActivationConfig", "LotteryConfig", "SlimmingConfig"} <= set(doc["all"])
+    assert {
+        "prune",
+        "export",
+        "PruneConfig",
+        "ExportConfig",
+        "TrainConfig",
+        "SapConfig",
+        "WandaConfig",
+        "ActivationConfig",
+        "LotteryConfig",
+        "SlimmingConfig",
+    } <= set(doc["all"])

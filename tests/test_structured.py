@@ -30,8 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(*args: str) -> subprocess.CompletedProcess:
     """``python -m compressor ARGS`` with this checkout first on the path."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-W", "ignore", "-m", "compressor", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "compressor", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def handle_of(module: nn.Module, shape: tuple[int, ...]) -> ModelHandle:
@@ -68,8 +74,9 @@ def test_step_ratio_reaches_the_total_over_equal_steps():
 
 
 def test_output_layer_is_the_last_executed_conv_or_linear():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten())
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
     assert graph.output_layers(model, torch.randn(1, 3, 8, 8)) == [model[2]]
 
 
@@ -221,8 +228,9 @@ def test_tiny_vit_heads_stay_consistent():
     assert handle.module(handle.example_input(2)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("ref,shape", [("torchvision:resnet18", "1,3,32,32"),
-                                       ("torchvision:squeezenet1_1", "1,3,64,64")])
+@pytest.mark.parametrize(
+    "ref,shape", [("torchvision:resnet18", "1,3,32,32"), ("torchvision:squeezenet1_1", "1,3,64,64")]
+)
 def test_torchvision_models_prune_and_export(ref, shape, tmp_path):
     out = tmp_path / "p.pt"
     spec = ModelSpec(ref, input_shape=tuple(int(v) for v in shape.split(",")))
@@ -276,8 +284,18 @@ def test_row_scope_is_a_usage_error():
 
 def test_cli_json_and_dry_run_writes_nothing(tmp_path):
     out = tmp_path / "dry.pt"
-    proc = cli("prune", "sample:resnet_small", "--method", "l1", "--ratio", "0.5", "--dry-run",
-               "-o", str(out), "--json")
+    proc = cli(
+        "prune",
+        "sample:resnet_small",
+        "--method",
+        "l1",
+        "--ratio",
+        "0.5",
+        "--dry-run",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["dry_run"] is True and not out.exists()
@@ -285,11 +303,14 @@ def test_cli_json_and_dry_run_writes_nothing(tmp_path):
     assert any(row["group"] == "fc" and row["status"].startswith("kept") for row in doc["plan"])
 
 
-@pytest.mark.parametrize("args,code,needle", [
-    (["--method", "l1", "--ratio", "1.5"], 2, "between 0 and 1"),
-    (["--method", "l3", "--ratio", "0.5"], 2, "l1"),
-    (["--method", "l1", "--ratio", "0.5", "--input-shape", "1,3,8,8"], 3, "input shape"),
-])
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (["--method", "l1", "--ratio", "1.5"], 2, "between 0 and 1"),
+        (["--method", "l3", "--ratio", "0.5"], 2, "l1"),
+        (["--method", "l1", "--ratio", "0.5", "--input-shape", "1,3,8,8"], 3, "input shape"),
+    ],
+)
 def test_cli_bad_input_exits_without_output(args, code, needle, tmp_path):
     out = tmp_path / "bad.pt"
     proc = cli("prune", "sample:simple_cnn", *args, "-o", str(out))
@@ -301,19 +322,33 @@ def test_cli_bad_input_exits_without_output(args, code, needle, tmp_path):
 
 def test_cli_prune_writes_a_loadable_artifact(tmp_path):
     out = tmp_path / "small.pt"
-    proc = cli("prune", "sample:vgg_bn", "--method", "l2", "--ratio", "0.5", "--round-to", "8",
-               "-o", str(out), "--json")
+    proc = cli(
+        "prune",
+        "sample:vgg_bn",
+        "--method",
+        "l2",
+        "--ratio",
+        "0.5",
+        "--round-to",
+        "8",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["macs_after"] < doc["macs_before"] and doc["size_bytes_after"] == out.stat().st_size
     assert isinstance(load_model(out).module, nn.Module)
 
 
-
 # Smallest inputs each torchvision family accepts (CPU is scarce); ViTs get a matching image_size.
 # AlexNet/VGG: adaptive pooling to 6x6/7x7 exports to ONNX only when the size divides evenly.
-_BREADTH_SHAPES = {"inception_v3": (1, 3, 96, 96), "maxvit_t": (1, 3, 224, 224), "alexnet": (1, 3, 224, 224),
-                   **{f"vgg{d}{bn}": (1, 3, 224, 224) for d in (11, 13, 16, 19) for bn in ("", "_bn")}}
+_BREADTH_SHAPES = {
+    "inception_v3": (1, 3, 96, 96),
+    "maxvit_t": (1, 3, 224, 224),
+    "alexnet": (1, 3, 224, 224),
+    **{f"vgg{d}{bn}": (1, 3, 224, 224) for d in (11, 13, 16, 19) for bn in ("", "_bn")},
+}
 _VIT_SIZE = {"vit_b_16": 32, "vit_b_32": 32, "vit_l_16": 32, "vit_l_32": 32, "vit_h_14": 28}
 
 
@@ -324,7 +359,9 @@ def _prune_save_reload_export(name: str, tmp: Path) -> str:
 
     size = _VIT_SIZE.get(name)
     shape = (1, 3, size, size) if size else _BREADTH_SHAPES.get(name, (1, 3, 64, 64))
-    handle = load_model(f"torchvision:{name}", arch_kwargs={"image_size": size} if size else {}, input_shape=shape)
+    handle = load_model(
+        f"torchvision:{name}", arch_kwargs={"image_size": size} if size else {}, input_shape=shape
+    )
     x = handle.example_input()
     try:
         norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())

@@ -20,8 +20,14 @@ EXACT = ("accuracy", "params", "nonzero_params", "sparsity", "macs")
 
 
 def _config(out, **kw) -> SweepConfig:
-    base = dict(model=MLP, data="digits", output_dir=str(out), methods=("magnitude", "l1"), levels=(0.5,),
-                finetune_epochs=1)
+    base = dict(
+        model=MLP,
+        data="digits",
+        output_dir=str(out),
+        methods=("magnitude", "l1"),
+        levels=(0.5,),
+        finetune_epochs=1,
+    )
     return SweepConfig(**{**base, **kw})
 
 
@@ -50,8 +56,19 @@ def test_csv_json_and_plots_have_the_columns(swept):
     with open(out / "points.csv") as fh:
         table = list(csv.DictReader(fh))
     assert [r["id"] for r in table] == ["baseline", "magnitude_0.5", "l1_0.5"]
-    for col in ("method", "level", "sparsity", "params", "macs", "size_bytes", "compressed_bytes", "accuracy",
-                "accuracy_drop", "robust_accuracy", "latency_ms_p50_mobile"):
+    for col in (
+        "method",
+        "level",
+        "sparsity",
+        "params",
+        "macs",
+        "size_bytes",
+        "compressed_bytes",
+        "accuracy",
+        "accuracy_drop",
+        "robust_accuracy",
+        "latency_ms_p50_mobile",
+    ):
         assert col in table[0]
     assert float(table[1]["latency_ms_p50_mobile"]) > 0
     doc = json.loads((out / "sweep.json").read_text())
@@ -74,8 +91,16 @@ def test_frontier_on_random_points_matches_brute_force():
     rng = random.Random(0)
     pts = [{"id": i, "x": rng.random(), "accuracy": rng.random()} for i in range(60)]
     front = frontier(pts, "x")
-    brute = [p for p in pts if not any(o["x"] >= p["x"] and o["accuracy"] >= p["accuracy"] and
-                                       (o["x"] > p["x"] or o["accuracy"] > p["accuracy"]) for o in pts)]
+    brute = [
+        p
+        for p in pts
+        if not any(
+            o["x"] >= p["x"]
+            and o["accuracy"] >= p["accuracy"]
+            and (o["x"] > p["x"] or o["accuracy"] > p["accuracy"])
+            for o in pts
+        )
+    ]
     assert {p["id"] for p in front} == {p["id"] for p in brute}
     assert [p["x"] for p in front] == sorted(p["x"] for p in front)
     low = frontier(pts, "x", x_higher_is_better=False)  # e.g. latency: lower is better
@@ -92,7 +117,9 @@ def test_rerun_skips_finished_points(tmp_path):
     again = sweep(_config(out, methods=("magnitude",)), on_point=lambda rec: seen.append(rec["id"]))
     assert seen == [] and again.computed == 0 and again.skipped == 2
     assert {f.name: f.stat().st_mtime_ns for f in (out / "points").glob("*.json")} == stamps
-    more = sweep(_config(out, methods=("magnitude",), levels=(0.5, 0.8)), on_point=lambda rec: seen.append(rec["id"]))
+    more = sweep(
+        _config(out, methods=("magnitude",), levels=(0.5, 0.8)), on_point=lambda rec: seen.append(rec["id"])
+    )
     assert seen == ["magnitude_0.8"] and more.skipped == 2
 
 
@@ -126,13 +153,16 @@ def test_iterative_methods_spread_the_epoch_budget():
     assert model_step("wanda", 0.5, cfg, 420)["prune"]["finetune_epochs"] == 1
 
 
-@pytest.mark.parametrize("args,text", [
-    (["--methods", "magnitud"], "did you mean 'magnitude'"),
-    (["--levels", "0.5,1.5"], "between 0 and 1"),
-    (["--levels", "half"], "cannot read --levels"),
-    (["--profiles", "mobil"], "did you mean 'mobile'"),
-    (["--attack", "fgsn"], "did you mean 'fgsm'"),
-])
+@pytest.mark.parametrize(
+    "args,text",
+    [
+        (["--methods", "magnitud"], "did you mean 'magnitude'"),
+        (["--levels", "0.5,1.5"], "between 0 and 1"),
+        (["--levels", "half"], "cannot read --levels"),
+        (["--profiles", "mobil"], "did you mean 'mobile'"),
+        (["--attack", "fgsn"], "did you mean 'fgsm'"),
+    ],
+)
 def test_bad_sweep_flags_exit_2_before_writing(tmp_path, args, text):
     r = invoke("sweep", MLP, "--data", "digits", "-o", tmp_path / "out", *args)
     assert r.code == 2 and text in r.stderr and r.stderr.count("\n") == 1, r.stderr
@@ -176,6 +206,7 @@ def test_missing_model_or_data_fails_once_before_any_point(tmp_path):
 
 # ---------------------------------------------------------------- budgeted points (--targets)
 
+
 @pytest.fixture(scope="module")
 def targeted(tmp_path_factory):
     """l1 at ratio 0.5 and at two parameter budgets, magnitude at 0.5; counted targets, no timing."""
@@ -186,8 +217,13 @@ def targeted(tmp_path_factory):
 
 def test_targets_add_one_budgeted_point_per_structured_method(targeted):
     out, _, result = targeted
-    assert [p["id"] for p in result.points] == ["baseline", "magnitude_0.5", "l1_0.5", "l1@params=0.2",
-                                                 "l1@macs=0.5"]  # no magnitude@...: masks have no budget
+    assert [p["id"] for p in result.points] == [
+        "baseline",
+        "magnitude_0.5",
+        "l1_0.5",
+        "l1@params=0.2",
+        "l1@macs=0.5",
+    ]  # no magnitude@...: masks have no budget
     rows = {p["id"]: p for p in result.points}
     assert all(p["status"] == "ok" for p in result.points)
     small, half = rows["l1@params=0.2"], rows["l1@macs=0.5"]
@@ -221,28 +257,46 @@ def test_rerun_reuses_budgeted_points(targeted):
 def test_timed_targets_are_measured_on_the_first_profile(tmp_path):
     from compressor.sweep.plan import plan
 
-    cfg = _config(tmp_path, methods=("l1", "slim", "wanda"), levels=(), profiles=("edge", "mobile"),
-                  targets=("speedup=2.0", "latency_ms=3", "size=2MB"), cost_cache=str(tmp_path / "cm"))
+    cfg = _config(
+        tmp_path,
+        methods=("l1", "slim", "wanda"),
+        levels=(),
+        profiles=("edge", "mobile"),
+        targets=("speedup=2.0", "latency_ms=3", "size=2MB"),
+        cost_cache=str(tmp_path / "cm"),
+    )
     points = dict(plan(cfg, threads=1, epoch_batches=10))
-    assert list(points) == ["baseline", "l1@speedup=2", "l1@latency_ms=3", "l1@size=2MB", "slim@speedup=2",
-                            "slim@latency_ms=3", "slim@size=2MB"]
+    assert list(points) == [
+        "baseline",
+        "l1@speedup=2",
+        "l1@latency_ms=3",
+        "l1@size=2MB",
+        "slim@speedup=2",
+        "slim@latency_ms=3",
+        "slim@size=2MB",
+    ]
     prune = points["l1@speedup=2"]["steps"][0]["prune"]
     assert prune["budget"] == {"target_speedup": 2.0, "profile": "edge", "cost_cache": str(tmp_path / "cm")}
     assert "ratio" not in prune
     slim = points["slim@size=2MB"]["steps"][0]["slim"]
-    assert slim["budget"] == {"target_size": "2MB", "cost_cache": str(tmp_path / "cm")} and "ratio" not in slim
+    assert (
+        slim["budget"] == {"target_size": "2MB", "cost_cache": str(tmp_path / "cm")} and "ratio" not in slim
+    )
 
 
-@pytest.mark.parametrize("args,text", [
-    (["--methods", "magnitude,wanda", "--targets", "speedup=2"], "masks do not speed up ONNX Runtime"),
-    (["--targets", "speed=2"], "did you mean 'speedup'"),
-    (["--targets", "speedup=1"], "must be > 1"),
-    (["--targets", "macs=1.5"], "fraction"),
-    (["--targets", "macs=half"], "not a number"),
-    (["--targets", "speedup"], "cannot read --targets"),
-    (["--targets", "speedup=2;speedup=2"], "must not repeat"),
-    (["--targets", "latency_ms=3", "--profiles", ""], "add --profiles mobile"),
-])
+@pytest.mark.parametrize(
+    "args,text",
+    [
+        (["--methods", "magnitude,wanda", "--targets", "speedup=2"], "masks do not speed up ONNX Runtime"),
+        (["--targets", "speed=2"], "did you mean 'speedup'"),
+        (["--targets", "speedup=1"], "must be > 1"),
+        (["--targets", "macs=1.5"], "fraction"),
+        (["--targets", "macs=half"], "not a number"),
+        (["--targets", "speedup"], "cannot read --targets"),
+        (["--targets", "speedup=2;speedup=2"], "must not repeat"),
+        (["--targets", "latency_ms=3", "--profiles", ""], "add --profiles mobile"),
+    ],
+)
 def test_bad_targets_exit_2_before_writing(tmp_path, args, text):
     r = invoke("sweep", MLP, "--data", "digits", "-o", tmp_path / "out", "--methods", "l1", *args)
     assert r.code == 2 and text in r.stderr and r.stderr.count("\n") == 1, r.stderr

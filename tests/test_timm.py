@@ -30,7 +30,17 @@ def test_timm_attention_has_the_api_pruning_relies_on():
 
     assert vision_transformer.Attention is Attention
     attn = Attention(48, num_heads=3, qkv_bias=True)
-    for name in ("qkv", "proj", "q_norm", "k_norm", "num_heads", "head_dim", "attn_dim", "scale", "fused_attn"):
+    for name in (
+        "qkv",
+        "proj",
+        "q_norm",
+        "k_norm",
+        "num_heads",
+        "head_dim",
+        "attn_dim",
+        "scale",
+        "fused_attn",
+    ):
         assert hasattr(attn, name), name
     assert isinstance(attn.qkv, nn.Linear) and attn.qkv.out_features == 3 * attn.num_heads * attn.head_dim
     assert {"attn_mask", "is_causal"} <= set(inspect.signature(Attention.forward).parameters)
@@ -44,16 +54,26 @@ class OneAttention(nn.Module):
 
     def __init__(self, qk_norm: bool = False):
         super().__init__()
-        self.attn = Attention(48, num_heads=3, qkv_bias=True, qk_norm=qk_norm,
-                              norm_layer=nn.LayerNorm if qk_norm else None)
+        self.attn = Attention(
+            48, num_heads=3, qkv_bias=True, qk_norm=qk_norm, norm_layer=nn.LayerNorm if qk_norm else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attn(x)
 
 
 def prune_half(model: nn.Module, example: torch.Tensor) -> None:
-    graph.prune_step(model, example, lambda: importance("l1", 0), ratio=0.5, global_pruning=True,
-                     round_to=None, max_layer_ratio=0.9, ignored=["attn.proj"], original=graph.out_widths(model))
+    graph.prune_step(
+        model,
+        example,
+        lambda: importance("l1", 0),
+        ratio=0.5,
+        global_pruning=True,
+        round_to=None,
+        max_layer_ratio=0.9,
+        ignored=["attn.proj"],
+        original=graph.out_widths(model),
+    )
 
 
 def kept_rows(bias: torch.Tensor) -> list[tuple[int, int, int]]:
@@ -81,7 +101,7 @@ def test_heads_are_pruned_alike_in_q_k_and_v():
     with torch.no_grad():
         dense.attn.qkv.weight[~keep] = 0
         dense.attn.qkv.bias.copy_(torch.where(keep, dense.attn.qkv.bias, 0))
-    attn.scale = 16 ** -0.5  # the dense scale: zeroed rows then add nothing to the dot products
+    attn.scale = 16**-0.5  # the dense scale: zeroed rows then add nothing to the dot products
     # equal up to float32 rounding (1e-6 of outputs about 10); a q/k/v mix-up moves them by whole units
     assert torch.allclose(model(x), dense(x), atol=1e-4)
 
@@ -95,7 +115,7 @@ def test_pruned_attention_agrees_fused_and_explicit():
     prune_half(model, x)
     attn = model.attn
     assert attn.head_dim < 16 and attn.attn_dim == 3 * attn.head_dim == attn.proj.in_features
-    assert attn.scale == pytest.approx(attn.head_dim ** -0.5)
+    assert attn.scale == pytest.approx(attn.head_dim**-0.5)
     attn.fused_attn = True
     fused = model(x)
     attn.fused_attn = False
@@ -115,8 +135,9 @@ def test_attention_with_qk_norm_keeps_its_heads_whole():
 
 
 def test_small_vit_prunes_exports_and_keeps_parity(tmp_path):
-    spec = ModelSpec("timm:vit_tiny_patch16_224", arch_kwargs={"img_size": 64, "depth": 2},
-                     input_shape=(1, 3, 64, 64))
+    spec = ModelSpec(
+        "timm:vit_tiny_patch16_224", arch_kwargs={"img_size": 64, "depth": 2}, input_shape=(1, 3, 64, 64)
+    )
     result = prune(spec, PruneConfig("l1", ratio=0.5), str(tmp_path / "vit.pt"), measure_input=False)
     assert result.after["macs"] < 0.6 * result.before["macs"]
     done = export(str(tmp_path / "vit.pt"), ExportConfig(str(tmp_path / "vit.onnx"), samples=4))
@@ -135,13 +156,15 @@ def test_pruned_model_that_breaks_is_refused_with_the_block_named():
     coupling.check_pruned(model, x)  # runs again: passes (output shapes are compared by the caller)
 
 
-FAMILIES = [("vit_tiny_patch16_224", (1, 3, 96, 96), {"img_size": 96}),
-            ("deit_tiny_patch16_224", (1, 3, 96, 96), {"img_size": 96}),
-            ("mobilevit_xxs", (1, 3, 96, 96), {}),
-            ("levit_128s", (1, 3, 224, 224), {}),
-            ("fastvit_t8", (1, 3, 96, 96), {}),
-            ("edgenext_xx_small", (1, 3, 96, 96), {}),
-            ("efficientformer_l1", (1, 3, 224, 224), {})]
+FAMILIES = [
+    ("vit_tiny_patch16_224", (1, 3, 96, 96), {"img_size": 96}),
+    ("deit_tiny_patch16_224", (1, 3, 96, 96), {"img_size": 96}),
+    ("mobilevit_xxs", (1, 3, 96, 96), {}),
+    ("levit_128s", (1, 3, 224, 224), {}),
+    ("fastvit_t8", (1, 3, 96, 96), {}),
+    ("edgenext_xx_small", (1, 3, 96, 96), {}),
+    ("efficientformer_l1", (1, 3, 224, 224), {}),
+]
 
 
 @pytest.mark.slow
@@ -155,8 +178,13 @@ def test_timm_family_prunes_exports_and_keeps_parity(name, shape, kwargs, tmp_pa
     assert all(o["passed"] for o in done.outputs)
 
 
-RESTRICTED_TIMM = ["levit_128s", "edgenext_xx_small", "xcit_nano_12_p16_224", "vit_relpos_small_patch16_224",
-                   "pvt_v2_b0"]
+RESTRICTED_TIMM = [
+    "levit_128s",
+    "edgenext_xx_small",
+    "xcit_nano_12_p16_224",
+    "vit_relpos_small_patch16_224",
+    "pvt_v2_b0",
+]
 
 
 @pytest.mark.parametrize("name", RESTRICTED_TIMM)

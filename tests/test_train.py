@@ -37,11 +37,19 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.parametrize("kwargs, text", [
-    ({"lr": 0}, "learning rate"), ({"lr": -1e-3}, "learning rate"), ({"epochs": -1}, "epochs"),
-    ({"optimizer": "adagrad"}, "optimizer"), ({"schedule": "linear"}, "schedule"),
-    ({"device": "tpu"}, "device"), ({"batch_size": 0}, "batch size"), ({"max_batches": 0}, "max batches"),
-])
+@pytest.mark.parametrize(
+    "kwargs, text",
+    [
+        ({"lr": 0}, "learning rate"),
+        ({"lr": -1e-3}, "learning rate"),
+        ({"epochs": -1}, "epochs"),
+        ({"optimizer": "adagrad"}, "optimizer"),
+        ({"schedule": "linear"}, "schedule"),
+        ({"device": "tpu"}, "device"),
+        ({"batch_size": 0}, "batch size"),
+        ({"max_batches": 0}, "max batches"),
+    ],
+)
 def test_config_rejects_bad_values(kwargs, text):
     with pytest.raises(UsageError, match=text) as info:
         TrainConfig(**kwargs)
@@ -66,7 +74,9 @@ def test_each_optimizer_learns(optimizer):
     model = fresh()
     before = evaluate(model, data)["loss"]
     lr = 0.05 if optimizer == "sgd" else 1e-3
-    result = fit(model, data, TrainConfig(epochs=3, lr=lr, optimizer=optimizer, schedule="none", batch_size=32))
+    result = fit(
+        model, data, TrainConfig(epochs=3, lr=lr, optimizer=optimizer, schedule="none", batch_size=32)
+    )
     assert evaluate(model, data)["loss"] < 0.7 * before
     assert len(result.epochs) == 3 and result.best_epoch == 2
 
@@ -160,6 +170,7 @@ def test_zero_epochs_changes_nothing():
 
 # --- CLI: compress finetune ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def masked_artifact(tmp_path):
     """An mlp artifact with half of its first layer masked."""
@@ -177,8 +188,24 @@ def masked_artifact(tmp_path):
 
 def test_finetune_cli_keeps_masks_and_prints_one_json(masked_artifact, tmp_path):
     out = tmp_path / "ft.pt"
-    res = runner.invoke(app, ["finetune", str(masked_artifact), "--data", "random", "--epochs", "1",
-                              "--lr", "1e-3", "--device", "cpu", "-o", str(out), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "finetune",
+            str(masked_artifact),
+            "--data",
+            "random",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-3",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["command"] == "finetune" and doc["output"] == str(out) and doc["world_size"] == 1
@@ -188,12 +215,17 @@ def test_finetune_cli_keeps_masks_and_prints_one_json(masked_artifact, tmp_path)
     assert handle.history[-1]["command"] == "finetune"
 
 
-@pytest.mark.parametrize("flags, text", [
-    (["--lr", "0"], "learning rate"), (["--epochs", "-2"], "epochs"),
-])
+@pytest.mark.parametrize(
+    "flags, text",
+    [
+        (["--lr", "0"], "learning rate"),
+        (["--epochs", "-2"], "epochs"),
+    ],
+)
 def test_finetune_cli_bad_values_exit_2(flags, text, tmp_path):
-    res = runner.invoke(app, ["finetune", "sample:mlp", "--data", "random", "-o",
-                              str(tmp_path / "x.pt"), *flags])
+    res = runner.invoke(
+        app, ["finetune", "sample:mlp", "--data", "random", "-o", str(tmp_path / "x.pt"), *flags]
+    )
     assert res.exit_code == 2
     assert text in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "x.pt").exists()
@@ -202,30 +234,37 @@ def test_finetune_cli_bad_values_exit_2(flags, text, tmp_path):
 def test_finetune_cli_labels_outside_classes_exit_2(tmp_path):
     x = torch.randn(32, 1, 28, 28)
     torch.save({"x": x, "y": torch.arange(32) % 12}, tmp_path / "d.pt")
-    res = runner.invoke(app, ["finetune", "sample:mlp", "--data", f"tensors:{tmp_path / 'd.pt'}",
-                              "-o", str(tmp_path / "x.pt")])
+    res = runner.invoke(
+        app,
+        ["finetune", "sample:mlp", "--data", f"tensors:{tmp_path / 'd.pt'}", "-o", str(tmp_path / "x.pt")],
+    )
     assert res.exit_code == 2 and "labels 0..11" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("command", [
-    ["finetune", "sample:mlp"],
-    ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],
-    ["slim", "sample:vgg_bn"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["finetune", "sample:mlp"],
+        ["prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],
+        ["slim", "sample:vgg_bn"],
+    ],
+)
 def test_device_cuda_without_gpu_exit_2(command, tmp_path):
-    res = runner.invoke(app, [*command, "--data", "random", "--device", "cuda",
-                              "-o", str(tmp_path / "x.pt")])
+    res = runner.invoke(app, [*command, "--data", "random", "--device", "cuda", "-o", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "no CUDA GPU" in res.stderr, res.stderr
     assert not (tmp_path / "x.pt").exists()
 
 
-@pytest.mark.parametrize("save, stop_at, written", [
-    (False, 3, False),  # in epoch 1, not asked to save: nothing written
-    (True, 3, True),  # in epoch 1, asked: the best finished epoch (0) is saved
-    (True, 1, False),  # in epoch 0, asked: no epoch finished, so nothing to save
-])
+@pytest.mark.parametrize(
+    "save, stop_at, written",
+    [
+        (False, 3, False),  # in epoch 1, not asked to save: nothing written
+        (True, 3, True),  # in epoch 1, asked: the best finished epoch (0) is saved
+        (True, 1, False),  # in epoch 0, asked: no epoch finished, so nothing to save
+    ],
+)
 def test_ctrl_c_exit_130_and_no_partial_file(save, stop_at, written, tmp_path, monkeypatch):
     real_step = loop._Run.step
     calls = {"n": 0}
@@ -239,8 +278,9 @@ def test_ctrl_c_exit_130_and_no_partial_file(save, stop_at, written, tmp_path, m
     monkeypatch.setattr(loop._Run, "step", step)
     out = tmp_path / "x.pt"
     flags = ["--save-on-interrupt"] if save else []
-    res = runner.invoke(app, ["finetune", "sample:mlp", "--data", "random", "--epochs", "3",
-                              "-o", str(out), *flags])
+    res = runner.invoke(
+        app, ["finetune", "sample:mlp", "--data", "random", "--epochs", "3", "-o", str(out), *flags]
+    )
     assert res.exit_code == 130
     assert [p.name for p in tmp_path.iterdir()] == (["x.pt"] if written else [])
     if written:

@@ -97,28 +97,39 @@ def test_wanda_is_deterministic_and_covers_conv():
 
 
 def test_sap_logs_index_and_amount_every_step():
-    handle, report, logs = _run(sap, "sample:mlp", method="sap", sparsity=0.9, steps=3, data=DATA,
-                                scope="layer")
+    handle, report, logs = _run(
+        sap, "sample:mlp", method="sap", sparsity=0.9, steps=3, data=DATA, scope="layer"
+    )
     assert len(report.steps) == 3 and len(logs) == 3
     first = report.steps[0]
     fresh = _fresh("sample:mlp").module
-    expected = sum(M.sap_amounts(layer.weight.numel(), M.pq_index(layer.weight.detach()))[1]
-                   for layer in (fresh[1], fresh[3], fresh[5]))
+    expected = sum(
+        M.sap_amounts(layer.weight.numel(), M.pq_index(layer.weight.detach()))[1]
+        for layer in (fresh[1], fresh[3], fresh[5])
+    )
     assert first["pruned"] == expected and "PQ index" in logs[0]
     assert report.steps[-1]["sparsity"] > first["sparsity"] > 0
     assert report.figures["layer_sparsity"] < 0.9 and any("raise --steps" in n for n in report.notes)
 
 
 def test_sap_stops_at_the_sparsity_ceiling():
-    _, report, _ = _run(sap, "sample:mlp", method="sap", sparsity=0.5, steps=10, data=DATA,
-                        options={"gamma": 3.0})
+    _, report, _ = _run(
+        sap, "sample:mlp", method="sap", sparsity=0.5, steps=10, data=DATA, options={"gamma": 3.0}
+    )
     assert report.figures["layer_sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert len(report.steps) < 10
 
 
 def test_activation_masks_whole_rows_and_keeps_the_output_layer():
-    handle, report, _ = _run(activation, "sample:simple_cnn", method="activation", sparsity=0.5, steps=2,
-                             data=DATA, calib_samples=64)
+    handle, report, _ = _run(
+        activation,
+        "sample:simple_cnn",
+        method="activation",
+        sparsity=0.5,
+        steps=2,
+        data=DATA,
+        calib_samples=64,
+    )
     assert "10.weight" not in handle.masks  # classifier skipped
     for name in ("0.weight", "3.weight", "7.weight"):
         rows = handle.masks[name].reshape(handle.masks[name].shape[0], -1)
@@ -130,8 +141,9 @@ def test_activation_masks_whole_rows_and_keeps_the_output_layer():
 
 
 def test_lottery_reports_ticket_and_control():
-    handle, report, logs = _run(lottery, "sample:mlp", method="lottery", sparsity=0.36, data=DATA,
-                                finetune_epochs=1, batch_size=256)
+    handle, report, logs = _run(
+        lottery, "sample:mlp", method="lottery", sparsity=0.36, data=DATA, finetune_epochs=1, batch_size=256
+    )
     f = report.figures
     assert f["rounds"] == 2 and len(logs) == 2
     assert f["layer_sparsity"] == pytest.approx(0.36, abs=1e-3)
@@ -170,7 +182,9 @@ def test_lottery_prunes_trained_weights_and_rewinds_the_survivors_to_theta_0():
     report = lottery.run(handle, cfg, ctx)
     names = sorted(handle.masks)
     assert names == ["1.weight", "3.weight", "5.weight"] and len(starts) == 4  # 2 rounds, ticket, control
-    (_, round1, none), (_, round2, masks1), (ticket, ticket_start, masks2), (control, control_start, _) = starts
+    (_, round1, none), (_, round2, masks1), (ticket, ticket_start, masks2), (control, control_start, _) = (
+        starts
+    )
     assert none == {} and all(torch.equal(round1[k], theta_0[k]) for k in theta_0)
     pruned = torch.cat([theta_0[k][~masks1[k]].abs() for k in names])
     kept = torch.cat([theta_0[k][masks1[k]].abs() for k in names])
@@ -213,14 +227,17 @@ def _cli(*args):
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--method", "magnitude", "--sparsity", "1.0"], "sparsity"),
-    (["--method", "wanda", "--sparsity", "0.5"], "--data"),
-    (["--method", "wanda", "--sparsity", "0.5", "--data", DATA, "--calib-samples", "100000"], "samples"),
-    (["--method", "magnitude", "--nm", "2:4"], "'0'"),
-    (["--method", "magnitude", "--nm", "4:4"], "N must be smaller"),
-    (["--method", "sap", "--sparsity", "0.5", "--data", DATA, "--opt", "gama=2"], "gamma"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--method", "magnitude", "--sparsity", "1.0"], "sparsity"),
+        (["--method", "wanda", "--sparsity", "0.5"], "--data"),
+        (["--method", "wanda", "--sparsity", "0.5", "--data", DATA, "--calib-samples", "100000"], "samples"),
+        (["--method", "magnitude", "--nm", "2:4"], "'0'"),
+        (["--method", "magnitude", "--nm", "4:4"], "N must be smaller"),
+        (["--method", "sap", "--sparsity", "0.5", "--data", DATA, "--opt", "gama=2"], "gamma"),
+    ],
+)
 def test_cli_bad_input_exits_2_without_output(tmp_path, args, needle):
     out = tmp_path / "out.pt"
     code, _, err = _cli("prune", "sample:simple_cnn", *args, "-o", str(out))
@@ -230,8 +247,19 @@ def test_cli_bad_input_exits_2_without_output(tmp_path, args, needle):
 
 def test_cli_json_one_document(tmp_path):
     out = tmp_path / "out.pt"
-    code, stdout, _ = _cli("prune", "sample:mlp", "--method", "magnitude", "--sparsity", "0.9",
-                           "--scope", "layer", "-o", str(out), "--json")
+    code, stdout, _ = _cli(
+        "prune",
+        "sample:mlp",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.9",
+        "--scope",
+        "layer",
+        "-o",
+        str(out),
+        "--json",
+    )
     assert code == 0 and out.exists()
     doc = json.loads(stdout)
     assert doc["layer_sparsity"] == pytest.approx(0.9, abs=1e-3)

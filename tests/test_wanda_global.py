@@ -17,8 +17,9 @@ from tests.conftest import SAMPLES, needs_fashion
 
 def _prune(model: str, seed: int = 0, **kw):
     handle = load_model(str(SAMPLES / f"{model}.pt"))
-    cfg = PruneConfig("wanda", sparsity=0.6, scope="global", data="fashion-mnist", calib_samples=64,
-                      seed=seed, **kw)
+    cfg = PruneConfig(
+        "wanda", sparsity=0.6, scope="global", data="fashion-mnist", calib_samples=64, seed=seed, **kw
+    )
     return handle, wanda.run(handle, cfg, PruneContext(train=load_data("fashion-mnist", "train")))
 
 
@@ -52,8 +53,12 @@ def test_global_scope_masks_hold_through_finetune_and_repeat_for_a_seed():
     assert all(torch.equal(a.masks[k], b.masks[k]) for k in a.masks)
     assert not all(torch.equal(a.masks[k], other.masks[k]) for k in a.masks)  # other samples
     before = {k: _zeros(a, k) for k in a.masks}
-    fit(a.module, load_data("fashion-mnist", "train"), TrainConfig(epochs=1, lr=1e-3, max_batches=3),
-        masks=a.masks)
+    fit(
+        a.module,
+        load_data("fashion-mnist", "train"),
+        TrainConfig(epochs=1, lr=1e-3, max_batches=3),
+        masks=a.masks,
+    )
     params = dict(a.module.named_parameters())
     assert all(torch.all(params[k][~m] == 0) for k, m in a.masks.items())
     assert all(_zeros(a, k) >= before[k] - 1e-9 for k in a.masks)

@@ -16,8 +16,18 @@ from compressor.bench.gates import GateResult, GateSpec, load_gate_file, parse_s
 from compressor.bench.latency import LatencyStats
 from compressor.bench.profiles import PROFILES, Profile, get_profile
 
-__all__ = ["BenchConfig", "BenchResult", "ModelBench", "bench", "GateSpec", "load_gate_file",
-           "parse_size", "PROFILES", "Profile", "get_profile"]
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "ModelBench",
+    "bench",
+    "GateSpec",
+    "load_gate_file",
+    "parse_size",
+    "PROFILES",
+    "Profile",
+    "get_profile",
+]
 
 RSS_NOTE = "peak RSS is the whole process (Python, libraries and every model loaded in this run)"
 
@@ -40,13 +50,19 @@ class ModelBench:
 
     def flat(self) -> dict[str, Any]:
         """Flat keys with units."""
-        return {"path": self.path, "backend": self.backend, "batch": self.batch,
-                "session_ms": self.session_ms,
-                "first_inference_ms": self.first_inference_ms, **self.stats.to_json(),
-                **{k: v for k, v in self.figures.items() if k in FIGURE_KEYS},
-                "roofline_floor_ms": self.roofline_floor_ms,
-                "roofline_efficiency": self.roofline_efficiency, "accuracy": self.accuracy,
-                "latency_ms_samples": self.samples_ms}
+        return {
+            "path": self.path,
+            "backend": self.backend,
+            "batch": self.batch,
+            "session_ms": self.session_ms,
+            "first_inference_ms": self.first_inference_ms,
+            **self.stats.to_json(),
+            **{k: v for k, v in self.figures.items() if k in FIGURE_KEYS},
+            "roofline_floor_ms": self.roofline_floor_ms,
+            "roofline_efficiency": self.roofline_efficiency,
+            "accuracy": self.accuracy,
+            "latency_ms_samples": self.samples_ms,
+        }
 
 
 FIGURE_KEYS = ("params", "nonzero_params", "sparsity", "macs", "size_bytes", "compressed_bytes")
@@ -76,17 +92,35 @@ class BenchResult:
 
     def to_json(self) -> dict[str, Any]:
         """One flat document: model keys bare, baseline keys prefixed ``baseline_``."""
-        doc = {"profile": self.profile.name, "device": self.device, "threads": self.profile.threads,
-               "warmup": self.profile.warmup, "min_time_s": self.profile.min_time_s,
-               "graph_optimization": self.profile.graph_optimization,
-               **self.model.flat(), "peak_gflops": self.peak_flops / 1e9,
-               "peak_rss_bytes": self.peak_rss_bytes}
+        doc = {
+            "profile": self.profile.name,
+            "device": self.device,
+            "threads": self.profile.threads,
+            "warmup": self.profile.warmup,
+            "min_time_s": self.profile.min_time_s,
+            "graph_optimization": self.profile.graph_optimization,
+            **self.model.flat(),
+            "peak_gflops": self.peak_flops / 1e9,
+            "peak_rss_bytes": self.peak_rss_bytes,
+        }
         if self.baseline:
             doc.update({f"baseline_{k}": v for k, v in self.baseline.flat().items()})
-            doc.update({"speedup": self.speedup, "size_ratio": self.size_ratio,
-                        "accuracy_drop": _drop(self.baseline.accuracy, self.model.accuracy)})
-        doc.update({"gates": [asdict(g) for g in self.gates], "gates_passed": self.passed,
-                    "notes": self.notes, "warnings": self.warnings, "plot": self.plot})
+            doc.update(
+                {
+                    "speedup": self.speedup,
+                    "size_ratio": self.size_ratio,
+                    "accuracy_drop": _drop(self.baseline.accuracy, self.model.accuracy),
+                }
+            )
+        doc.update(
+            {
+                "gates": [asdict(g) for g in self.gates],
+                "gates_passed": self.passed,
+                "notes": self.notes,
+                "warnings": self.warnings,
+                "plot": self.plot,
+            }
+        )
         return doc
 
 
@@ -94,8 +128,13 @@ def _drop(base: float | None, model: float | None) -> float | None:
     return None if base is None or model is None else base - model
 
 
-def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | None = None,
-          output: None = None, *, progress: Progress | None = None) -> BenchResult:
+def bench(
+    model: ModelSpec | str | BenchConfig | None,
+    config: BenchConfig | None = None,
+    output: None = None,
+    *,
+    progress: Progress | None = None,
+) -> BenchResult:
     """Measure ``model`` (and the baseline, interleaved), evaluate the gates, write the plot.
 
     ``bench(config)``, with the model in ``config.model``, is the older call and still works.
@@ -112,7 +151,9 @@ def bench(model: ModelSpec | str | BenchConfig | None, config: BenchConfig | Non
     specs = [spec] + ([cfg.baseline] if cfg.baseline else [])
     from compressor import registry
 
-    device = runner.resolve_device(cfg.profile.device, [registry.backend_for(s.path).onnxruntime for s in specs])
+    device = runner.resolve_device(
+        cfg.profile.device, [registry.backend_for(s.path).onnxruntime for s in specs]
+    )
     backends = [runner.make_backend(s, cfg.profile, device) for s in specs]
     timings = runner.measure(backends, cfg.profile)
     peak = roofline.peak_flops(device, cfg.profile.threads)
@@ -131,9 +172,19 @@ def _model_bench(spec: ModelSpec, backend, timing, peak: float, cfg: BenchConfig
 
     stats = summarize(timing.samples_ms, backend.batch)
     floor = roofline.floor_ms(backend.figures["macs"], backend.batch, peak)
-    return ModelBench(spec.path, backend.name, backend.batch, backend.session_ms, timing.first_inference_ms,
-                      stats, backend.figures, timing.samples_ms, floor,
-                      roofline.efficiency(floor, stats.latency_ms_p50), _accuracy(spec, cfg))
+    return ModelBench(
+        spec.path,
+        backend.name,
+        backend.batch,
+        backend.session_ms,
+        timing.first_inference_ms,
+        stats,
+        backend.figures,
+        timing.samples_ms,
+        floor,
+        roofline.efficiency(floor, stats.latency_ms_p50),
+        _accuracy(spec, cfg),
+    )
 
 
 def _accuracy(spec: ModelSpec, cfg: BenchConfig) -> float | None:
@@ -153,20 +204,38 @@ def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: floa
     ratio = speed = None
     notes = list(dict.fromkeys(n for b in backends for n in b.notes)) + [RSS_NOTE]
     if base:  # per sample, so that a fixed-batch export still compares fairly
-        speed = speedup([t / model.batch for t in model.samples_ms],
-                        [t / base.batch for t in base.samples_ms])
+        speed = speedup(
+            [t / model.batch for t in model.samples_ms], [t / base.batch for t in base.samples_ms]
+        )
         ratio = model.figures["size_bytes"] / max(base.figures["size_bytes"], 1)
         if base.batch != model.batch:
             notes.append(f"batch {model.batch} vs baseline batch {base.batch}: speed-up is per sample")
-    figures = {**model.flat(), "speedup": speed,
-               "accuracy_drop": _drop(base.accuracy, model.accuracy) if base else None}
+    figures = {
+        **model.flat(),
+        "speedup": speed,
+        "accuracy_drop": _drop(base.accuracy, model.accuracy) if base else None,
+    }
     if any(b.figures["sparsity"] > 0.2 for b in benches):
         from compressor.stats import MASK_NOTE
 
         notes.insert(0, MASK_NOTE)
     warnings = [w for b in benches if (w := noisy_warning(b.stats, b.path))]
     if any(b.roofline_efficiency > 1 for b in benches):
-        warnings.append("measured faster than the roofline floor: the peak FLOP/s probe ran on a busy "
-                        "machine, so the floor and efficiency are not meaningful in this run")
-    return BenchResult(cfg.profile, device, model, base, speed, ratio, peak, runner.peak_rss_bytes(),
-                       evaluate_gates(cfg.gates, figures), notes, warnings, cfg.plot)
+        warnings.append(
+            "measured faster than the roofline floor: the peak FLOP/s probe ran on a busy "
+            "machine, so the floor and efficiency are not meaningful in this run"
+        )
+    return BenchResult(
+        cfg.profile,
+        device,
+        model,
+        base,
+        speed,
+        ratio,
+        peak,
+        runner.peak_rss_bytes(),
+        evaluate_gates(cfg.gates, figures),
+        notes,
+        warnings,
+        cfg.plot,
+    )

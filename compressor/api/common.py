@@ -34,8 +34,10 @@ def as_spec(model: ModelSpec | str | Path) -> ModelSpec:
         return model
     if isinstance(model, (str, Path)):
         return ModelSpec(str(model))
-    raise UsageError(f"a model is a ModelSpec, a path or a reference, got {type(model).__name__}",
-                     "e.g. ModelSpec('model.pt', arch='torchvision:resnet18') or 'sample:mlp'")
+    raise UsageError(
+        f"a model is a ModelSpec, a path or a reference, got {type(model).__name__}",
+        "e.g. ModelSpec('model.pt', arch='torchvision:resnet18') or 'sample:mlp'",
+    )
 
 
 def with_model(config: C, field: str, model: ModelSpec | str | None) -> tuple[C, ModelSpec]:

@@ -22,8 +22,30 @@ from compressor.sweep.plan import SweepConfig
 from compressor.sweep.recommend import RecommendConfig
 from compressor.train.config import DistillConfig, EvalConfig, TrainConfig
 
-__all__ = ["BenchConfig", "GateSpec", "PROFILES", "Profile", "ExportConfig", "ModelSpec", "PruneConfig",
-           "SlimConfig", "SweepConfig", "RecommendConfig", "DistillConfig", "EvalConfig", "TrainConfig",
-           "BudgetConfig", "budget_from_options", "SensitivityConfig", "MethodSettings", "NoSettings",
-           "SapConfig", "WandaConfig", "ActivationConfig", "LotteryConfig", "SlimmingConfig", "describe",
-           "options_help"]
+__all__ = [
+    "BenchConfig",
+    "GateSpec",
+    "PROFILES",
+    "Profile",
+    "ExportConfig",
+    "ModelSpec",
+    "PruneConfig",
+    "SlimConfig",
+    "SweepConfig",
+    "RecommendConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "TrainConfig",
+    "BudgetConfig",
+    "budget_from_options",
+    "SensitivityConfig",
+    "MethodSettings",
+    "NoSettings",
+    "SapConfig",
+    "WandaConfig",
+    "ActivationConfig",
+    "LotteryConfig",
+    "SlimmingConfig",
+    "describe",
+    "options_help",
+]

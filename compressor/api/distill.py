@@ -44,9 +44,14 @@ class DistillResult:
         return asdict(self)
 
 
-def distill(model: ModelSpec | str | DistillConfig | None, config: DistillConfig | str | None = None,
-            output: str | None = None, *, progress: Progress | None = None,
-            on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
+def distill(
+    model: ModelSpec | str | DistillConfig | None,
+    config: DistillConfig | str | None = None,
+    output: str | None = None,
+    *,
+    progress: Progress | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> DistillResult:
     """Train ``model`` (against ``config.teacher`` when given); save to ``output`` (rank 0).
 
     ``progress`` gets one line per finished epoch, ``on_epoch`` its figures. ``distill(config,
@@ -74,8 +79,10 @@ def _arguments(model, config, output) -> tuple[DistillConfig, str | None]:
     if isinstance(model, DistillConfig):  # distill(config, output)
         model, config, output = None, model, config if config is not None else output
     if not isinstance(config, DistillConfig):
-        raise UsageError(f"the config is a DistillConfig, got {type(config).__name__}",
-                         "call distill(model, DistillConfig(data=...), output)")
+        raise UsageError(
+            f"the config is a DistillConfig, got {type(config).__name__}",
+            "call distill(model, DistillConfig(data=...), output)",
+        )
     return with_model(config, "student", model)[0], output  # the student is set (or it raised)
 
 
@@ -95,13 +102,20 @@ def _epoch_callback(progress: Progress | None, on_epoch):
 def epoch_line(stats: dict[str, float]) -> str:
     """``epoch 2: loss 0.3121, train accuracy 0.8870, val accuracy 0.8790``."""
     val = f", val accuracy {stats['val_accuracy']:.4f}" if "val_accuracy" in stats else ""
-    return (f"epoch {int(stats['epoch'])}: loss {stats['train_loss']:.4f}, "
-            f"train accuracy {stats['train_accuracy']:.4f}{val}")
+    return (
+        f"epoch {int(stats['epoch'])}: loss {stats['train_loss']:.4f}, "
+        f"train accuracy {stats['train_accuracy']:.4f}{val}"
+    )
 
 
-def finetune(model: ModelSpec | str | DistillConfig | None, config: DistillConfig | str | None = None,
-             output: str | None = None, *, progress: Progress | None = None,
-             on_epoch: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
+def finetune(
+    model: ModelSpec | str | DistillConfig | None,
+    config: DistillConfig | str | None = None,
+    output: str | None = None,
+    *,
+    progress: Progress | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> DistillResult:
     """Fine-tune ``model`` with cross-entropy (the config's teacher, if any, is ignored)."""
     from dataclasses import replace
 
@@ -124,8 +138,17 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
     before = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
     teacher_acc = evaluate(teacher.module, test, limit=cfg.eval_limit)["accuracy"] if teacher else None
     loss_fn = _loss_fn(cfg, teacher)
-    result = fit(student.module, train, cfg.train, val=val, masks=student.masks, loss_fn=loss_fn,
-                 description=cfg.command, stop_on_interrupt=cfg.save_on_interrupt, on_epoch=on_epoch)
+    result = fit(
+        student.module,
+        train,
+        cfg.train,
+        val=val,
+        masks=student.masks,
+        loss_fn=loss_fn,
+        description=cfg.command,
+        stop_on_interrupt=cfg.save_on_interrupt,
+        on_epoch=on_epoch,
+    )
     if result.interrupted and result.best_epoch < 0:
         raise KeyboardInterrupt  # no epoch finished: nothing better than the input to save
     after = evaluate(student.module, test, limit=cfg.eval_limit)["accuracy"]
@@ -135,10 +158,23 @@ def _run(cfg: DistillConfig, output: str, on_epoch) -> DistillResult:
 
         save_artifact(student, output)
     distributed.barrier()
-    return DistillResult(cfg.command, output, _student(cfg).path, cfg.teacher.path if cfg.teacher else None,
-                         test.name, before, after, teacher_acc, result.best_epoch,
-                         result.best_val_accuracy, round(result.seconds, 3), result.device,
-                         result.world_size, result.interrupted, result.epochs)
+    return DistillResult(
+        cfg.command,
+        output,
+        _student(cfg).path,
+        cfg.teacher.path if cfg.teacher else None,
+        test.name,
+        before,
+        after,
+        teacher_acc,
+        result.best_epoch,
+        result.best_val_accuracy,
+        round(result.seconds, 3),
+        result.device,
+        result.world_size,
+        result.interrupted,
+        result.epochs,
+    )
 
 
 def _student(cfg: DistillConfig) -> ModelSpec:
@@ -162,9 +198,11 @@ def _load_teacher(cfg: DistillConfig, student, data):
         try:
             teacher_out = teacher.module.eval()(x)
         except RuntimeError as exc:
-            raise InputError(f"the teacher cannot take {data.name} inputs of shape "
-                             f"{tuple(x.shape[1:])} ({first_line(exc, 120)})",
-                             "distil from a teacher trained on the same data") from None
+            raise InputError(
+                f"the teacher cannot take {data.name} inputs of shape "
+                f"{tuple(x.shape[1:])} ({first_line(exc, 120)})",
+                "distil from a teacher trained on the same data",
+            ) from None
         check_same_outputs(student.module.eval()(x), teacher_out)
     return teacher
 
@@ -183,9 +221,14 @@ def _record(cfg: DistillConfig, student, train, result, accuracy: float, teacher
     params = {**asdict(cfg.train), "data": cfg.data}
     if cfg.teacher is not None:
         params.update(teacher=cfg.teacher.path, temperature=cfg.temperature, alpha=cfg.alpha)
-    metrics = {"accuracy": accuracy, "eval_data": f"{cfg.data}/test", "best_epoch": result.best_epoch,
-               "train_seconds": round(result.seconds, 3), "world_size": result.world_size,
-               "interrupted": result.interrupted}
+    metrics = {
+        "accuracy": accuracy,
+        "eval_data": f"{cfg.data}/test",
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.seconds, 3),
+        "world_size": result.world_size,
+        "interrupted": result.interrupted,
+    }
     if teacher_acc is not None:
         metrics["teacher_accuracy"] = teacher_acc
     student.record(cfg.command, "kd" if cfg.teacher is not None else "ce", params, metrics)

@@ -32,8 +32,13 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | None = None,
-             output: None = None, *, progress: Progress | None = None) -> EvalResult:
+def evaluate(
+    model: ModelSpec | str | EvalConfig | None,
+    config: EvalConfig | None = None,
+    output: None = None,
+    *,
+    progress: Progress | None = None,
+) -> EvalResult:
     """Evaluate ``model`` on ``config.data`` (writes nothing; progress is a bar on a terminal).
 
     A PyTorch model runs in PyTorch; a file in an export format runs on that format's runtime
@@ -60,8 +65,7 @@ def evaluate(model: ModelSpec | str | EvalConfig | None, config: EvalConfig | No
         backend = "pytorch"
         if cfg.attack is not None:
             return _attacked(cfg, spec, handle, data, figures)
-    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"],
-                      figures["samples"], backend)
+    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"], figures["samples"], backend)
 
 
 def _attacked(cfg: EvalConfig, spec: ModelSpec, handle, data, figures: dict[str, Any]) -> EvalResult:
@@ -69,8 +73,17 @@ def _attacked(cfg: EvalConfig, spec: ModelSpec, handle, data, figures: dict[str,
 
     attack = cfg.attack_config()
     robust = robust_accuracy(handle.module, data, attack, cfg.batch_size, cfg.limit)
-    return EvalResult(spec.path, data.name, figures["accuracy"], figures["loss"],
-                      figures["samples"], "pytorch", attack.name, attack.eps, robust["robust_accuracy"])
+    return EvalResult(
+        spec.path,
+        data.name,
+        figures["accuracy"],
+        figures["loss"],
+        figures["samples"],
+        "pytorch",
+        attack.name,
+        attack.eps,
+        robust["robust_accuracy"],
+    )
 
 
 def _eval_file(predictor, data, cfg: EvalConfig) -> dict[str, Any]:

@@ -32,12 +32,22 @@ class ExportResult:
 
     def to_json(self) -> dict[str, Any]:
         """One flat document: output, format, the figures, per-output parity rows, notes."""
-        return {"output": self.output, "format": self.format, **self.figures,
-                "outputs": self.outputs, "notes": self.notes}
+        return {
+            "output": self.output,
+            "format": self.format,
+            **self.figures,
+            "outputs": self.outputs,
+            "notes": self.notes,
+        }
 
 
-def export(model: ModelSpec | str, config: ExportConfig, output: str | None = None, *,
-           progress: Progress | None = None) -> ExportResult:
+def export(
+    model: ModelSpec | str,
+    config: ExportConfig,
+    output: str | None = None,
+    *,
+    progress: Progress | None = None,
+) -> ExportResult:
     """Export ``model`` as ``config`` says, to ``output`` (None: ``config.output``).
 
     Raises CheckFailed (exit 1) when parity fails.
@@ -56,8 +66,10 @@ def export(model: ModelSpec | str, config: ExportConfig, output: str | None = No
     if callable(note):
         notes.append(note())
     if figures.get("sparsity", 0) > 0.2:
-        notes.append("zeros shrink the compressed file, not the run time: dense runtimes such as "
-                     "ONNX Runtime on CPU compute them like any weight")
+        notes.append(
+            "zeros shrink the compressed file, not the run time: dense runtimes such as "
+            "ONNX Runtime on CPU compute them like any weight"
+        )
     return ExportResult(cfg.output, cfg.format, figures, outcome.outputs, notes)
 
 
@@ -86,8 +98,11 @@ def _samples(cfg: ExportConfig, data: str, shape: tuple[int, ...]):
 
     test = load_data(data, "test")
     if tuple(test.input_shape[1:]) != tuple(shape[1:]):
-        raise InputError(f"--data {data} gives inputs {tuple(test.input_shape[1:])} but the model "
-                         f"takes {tuple(shape[1:])}", "pass data the model was made for, or --input-shape")
+        raise InputError(
+            f"--data {data} gives inputs {tuple(test.input_shape[1:])} but the model "
+            f"takes {tuple(shape[1:])}",
+            "pass data the model was made for, or --input-shape",
+        )
     real = test.take(min(cfg.samples, len(test)), cfg.seed)[0].numpy()
     x, y = test.take(min(cfg.eval_samples or len(test), len(test)), cfg.seed + 1)
     calib = None

@@ -56,8 +56,16 @@ def info(model: ModelSpec | str) -> InfoResult:
     notes = [MASK_NOTE] if handle.masks or figures["sparsity"] > 0.2 else []
     notes += [ESTIMATE_NOTE] * (source is not None and compressed_is_estimate(figures["size_bytes"]))
     return InfoResult(
-        path=spec.path, kind=handle.source_kind, ref=handle.ref, **figures,
-        input_shape=list(handle.input_shape), outputs=model_shapes(handle.module, handle.example_input()), layers=layer_table(handle.module),
-        history=handle.history, metrics=handle.metrics, masked_layers=len(handle.masks),
-        integrity=VERIFIED if handle.verified else "no digest", notes=notes)
-
+        path=spec.path,
+        kind=handle.source_kind,
+        ref=handle.ref,
+        **figures,
+        input_shape=list(handle.input_shape),
+        outputs=model_shapes(handle.module, handle.example_input()),
+        layers=layer_table(handle.module),
+        history=handle.history,
+        metrics=handle.metrics,
+        masked_layers=len(handle.masks),
+        integrity=VERIFIED if handle.verified else "no digest",
+        notes=notes,
+    )

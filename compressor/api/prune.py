@@ -41,9 +41,15 @@ class PruneResult:
         return {**body, **flat, **self.figures}
 
 
-def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None, *,
-          progress: Progress | None = None, dry_run: bool = False,
-          measure_input: bool = True) -> PruneResult:
+def prune(
+    model: ModelSpec | str,
+    config: PruneConfig,
+    output: str | None = None,
+    *,
+    progress: Progress | None = None,
+    dry_run: bool = False,
+    measure_input: bool = True,
+) -> PruneResult:
     """Prune ``model`` with ``config``; write the artifact to ``output`` unless ``dry_run``.
 
     With a target (``cfg.budget``) the result's ``landed`` says whether it was met; when it was not,
@@ -77,7 +83,9 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
         if cfg.budget is not None:  # the first plan the budget engine would measure, predicted
             rows, figures = impl.preview(handle, cfg, PruneContext(log=log))
             after = {**before, "macs": figures["predicted_macs"], "params": figures["predicted_params"]}
-            return PruneResult(None, cfg.method, info.kind, before, after, figures=figures, plan=rows, dry_run=True)
+            return PruneResult(
+                None, cfg.method, info.kind, before, after, figures=figures, plan=rows, dry_run=True
+            )
         plan = impl.plan(handle, cfg) if hasattr(impl, "plan") else []
         return PruneResult(None, cfg.method, info.kind, before, before, plan=plan, dry_run=True)
     from compressor.api.distill import device_kind
@@ -88,8 +96,17 @@ def prune(model: ModelSpec | str, config: PruneConfig, output: str | None = None
         return _prune(model, handle, impl, info.kind, cfg, output, log, measure_input, shapes)
 
 
-def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: str,
-           log, measure_input: bool, shapes: dict[str, list[int]]) -> PruneResult:
+def _prune(
+    model: ModelSpec,
+    handle,
+    impl,
+    kind: str,
+    cfg: PruneConfig,
+    output: str,
+    log,
+    measure_input: bool,
+    shapes: dict[str, list[int]],
+) -> PruneResult:
     """Measure, prune (and fine-tune), check every output kept its shape (``shapes``, unless
     allowed to change), record; only rank 0 writes ``output`` under torchrun."""
     from compressor import outputs
@@ -103,21 +120,31 @@ def _prune(model: ModelSpec, handle, impl, kind: str, cfg: PruneConfig, output: 
 
         check_classes(handle.module, ctx.test)
     masked = kind == "unstructured"  # only masks create zeros worth compressing
-    before = measure(handle, ctx.test if measure_input else None, source_file(model, handle),
-                     compressed=masked)
+    before = measure(
+        handle, ctx.test if measure_input else None, source_file(model, handle), compressed=masked
+    )
     widths_before = _widths(handle.module)
     report: MethodReport = impl.run(handle, cfg, ctx)
-    report.notes += outputs.check_kept(shapes, outputs.model_shapes(handle.module, handle.example_input()),
-                                       cfg.allow_output_change)
+    report.notes += outputs.check_kept(
+        shapes, outputs.model_shapes(handle.module, handle.example_input()), cfg.allow_output_change
+    )
     after = measure(handle, ctx.test, sizes=False)
     handle.record("prune", cfg.method, _params(cfg), {**after, **report.figures})
     if distributed.is_main():
         save_artifact(handle, output)
         after.update(file_sizes(output, compressed=masked))
     distributed.barrier()
-    return PruneResult(output, cfg.method, kind, before, after,
-                       _layer_rows(widths_before, _widths(handle.module), report.layers), report.figures,
-                       report.steps, report.notes)
+    return PruneResult(
+        output,
+        cfg.method,
+        kind,
+        before,
+        after,
+        _layer_rows(widths_before, _widths(handle.module), report.layers),
+        report.figures,
+        report.steps,
+        report.notes,
+    )
 
 
 def make_context(cfg: PruneConfig, log) -> PruneContext:
@@ -140,8 +167,15 @@ def make_context(cfg: PruneConfig, log) -> PruneContext:
             tc = cfg.train_config(epochs, seed=seed, max_batches=cfg.finetune_batches)
             # a capped single-epoch fine-tune keeps its only epoch: no held-out pass to choose one
             val = None if cfg.finetune_batches and epochs == 1 else ctx.val
-            result = fit(handle.module, ctx.train, tc, val=val, masks=handle.masks,
-                         loss_fn=teacher_loss, description="fine-tune")
+            result = fit(
+                handle.module,
+                ctx.train,
+                tc,
+                val=val,
+                masks=handle.masks,
+                loss_fn=teacher_loss,
+                description="fine-tune",
+            )
             return {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy}
 
         ctx.finetune = finetune
@@ -163,8 +197,9 @@ def source_file(model: ModelSpec, handle) -> str | None:
     return model.path if handle.source_kind != "reference" else None
 
 
-def measure(handle, data, file: str | None = None, compressed: bool = False,
-            sizes: bool = True) -> dict[str, Any]:
+def measure(
+    handle, data, file: str | None = None, compressed: bool = False, sizes: bool = True
+) -> dict[str, Any]:
     """params, nonzero_params, sparsity, macs, sizes of ``file`` (+ accuracy on ``data``)."""
     from compressor.stats import model_figures
 
@@ -182,10 +217,18 @@ def _widths(module) -> dict[str, int]:
     return {row["name"]: row["shape"][0] for row in layer_table(module)}
 
 
-def _layer_rows(before: dict[str, int], after: dict[str, int],
-                extra: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    return [{"name": name, "channels_before": width, "channels_after": after.get(name, 0),
-             **(extra or {}).get(name, {})} for name, width in before.items()]
+def _layer_rows(
+    before: dict[str, int], after: dict[str, int], extra: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "channels_before": width,
+            "channels_after": after.get(name, 0),
+            **(extra or {}).get(name, {}),
+        }
+        for name, width in before.items()
+    ]
 
 
 def _params(cfg: PruneConfig) -> dict[str, Any]:

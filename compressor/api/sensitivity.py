@@ -8,8 +8,9 @@ from compressor.api.common import ModelSpec
 from compressor.pruning.structured.budget.sensitivity import SensitivityConfig, SensitivityResult
 
 
-def sensitivity(model: ModelSpec, cfg: SensitivityConfig, output: str,
-                log: Callable[[str], None] = lambda line: None) -> SensitivityResult:
+def sensitivity(
+    model: ModelSpec, cfg: SensitivityConfig, output: str, log: Callable[[str], None] = lambda line: None
+) -> SensitivityResult:
     """Scan ``model`` and write ``sensitivity.json``, ``.csv`` and ``.png`` into the folder ``output``."""
     from compressor.pruning.structured.budget import sensitivity as scan_module
 

@@ -15,8 +15,9 @@ from compressor.sweep.plan import SweepConfig
 __all__ = ["SweepConfig", "SweepResult", "sweep", "run_point"]
 
 
-def sweep(cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = None,
-          plan_only: bool = False) -> SweepResult:
+def sweep(
+    cfg: SweepConfig, on_point: Callable[[dict[str, Any]], None] | None = None, plan_only: bool = False
+) -> SweepResult:
     """Run (or resume) the sweep; write points.csv, sweep.json and the plots into ``output_dir``.
 
     ``plan_only`` writes every point's recipe and the tables of what is finished, and runs nothing

@@ -62,8 +62,13 @@ def machine_info() -> dict[str, Any]:
     """What makes measurements from another machine invalid here."""
     import onnxruntime
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count() or 0, "onnxruntime": onnxruntime.__version__,
-            "system": platform.system(), "arch": platform.machine()}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "onnxruntime": onnxruntime.__version__,
+        "system": platform.system(),
+        "arch": platform.machine(),
+    }
 
 
 def cpu_model() -> str:
@@ -79,8 +84,12 @@ def cpu_model() -> str:
 
 def profile_settings(profile: Profile) -> dict[str, Any]:
     """The profile fields a layer's latency depends on (not its run counts)."""
-    return {"batch": profile.batch, "threads": profile.threads, "device": profile.device,
-            "graph_optimization": profile.graph_optimization}
+    return {
+        "batch": profile.batch,
+        "threads": profile.threads,
+        "device": profile.device,
+        "graph_optimization": profile.graph_optimization,
+    }
 
 
 def _digest(value: Any) -> str:
@@ -125,7 +134,9 @@ class CostModel:
     settings: Any = None
     timer: Timer | None = None
 
-    def ensure(self, pairs: dict[str, tuple[int, int]], log: Callable[[str], None] = lambda line: None) -> int:
+    def ensure(
+        self, pairs: dict[str, tuple[int, int]], log: Callable[[str], None] = lambda line: None
+    ) -> int:
         """Measure layers at exact widths (layer -> (cin, cout)) where no point exists; returns how many."""
         wanted = {point_key(self.layers[n], i, o): (self.layers[n], i, o) for n, (i, o) in pairs.items()}
         return measure_points(self, self.profile, wanted, self.settings, self.timer, log)
@@ -164,14 +175,20 @@ def cache_file(folder: Path, layers: dict[str, LayerShape], profile: Profile) ->
     return folder / f"{key}.json"
 
 
-def load_points(path: Path, layers: dict[str, LayerShape], profile: Profile) -> tuple[dict[str, float], float | None]:
+def load_points(
+    path: Path, layers: dict[str, LayerShape], profile: Profile
+) -> tuple[dict[str, float], float | None]:
     """Points of a matching cache file (an unreadable or mismatched one counts as empty)."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}, None
-    expected = {"format": FORMAT, "structure": structure_hash(layers),
-                "profile": profile_settings(profile), "machine": machine_info()}
+    expected = {
+        "format": FORMAT,
+        "structure": structure_hash(layers),
+        "profile": profile_settings(profile),
+        "machine": machine_info(),
+    }
     if any(doc.get(k) != v for k, v in expected.items()):
         return {}, None
     return {str(k): float(v) for k, v in doc.get("points", {}).items()}, doc.get("overhead_ms")
@@ -184,8 +201,14 @@ def save_points(model: CostModel, profile: Profile) -> None:
     if model.path is None:
         return
     model.path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format": FORMAT, "structure": structure_hash(model.layers), "profile": profile_settings(profile),
-           "machine": machine_info(), "overhead_ms": model.overhead_ms, "points": model.points}
+    doc = {
+        "format": FORMAT,
+        "structure": structure_hash(model.layers),
+        "profile": profile_settings(profile),
+        "machine": machine_info(),
+        "overhead_ms": model.overhead_ms,
+        "points": model.points,
+    }
     atomic_write_text(model.path, json.dumps(doc, indent=0, sort_keys=True))
 
 
@@ -207,9 +230,15 @@ class BuildSettings:
     min_time_s: float
 
 
-def build(layers: dict[str, LayerShape], variable: dict[str, tuple[bool, bool]], profile: Profile,
-          settings: BuildSettings, timer: Timer | None = None,
-          log: Callable[[str], None] = lambda line: None, multiples: dict[str, int] | None = None) -> CostModel:
+def build(
+    layers: dict[str, LayerShape],
+    variable: dict[str, tuple[bool, bool]],
+    profile: Profile,
+    settings: BuildSettings,
+    timer: Timer | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    multiples: dict[str, int] | None = None,
+) -> CostModel:
     """The cost model of ``layers``: cached points reused, missing ones measured and cached.
 
     Args:
@@ -222,16 +251,21 @@ def build(layers: dict[str, LayerShape], variable: dict[str, tuple[bool, bool]],
     folder = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
     path = cache_file(folder, layers, profile)
     points, overhead = load_points(path, layers, profile)
-    grids = {name: _grids(shape, variable.get(name, (False, False)), settings,
-                          (multiples or {}).get(name, 1)) for name, shape in layers.items()}
-    model = CostModel(layers, grids, points, overhead or 0.0, path, profile=profile, settings=settings, timer=timer)
+    grids = {
+        name: _grids(shape, variable.get(name, (False, False)), settings, (multiples or {}).get(name, 1))
+        for name, shape in layers.items()
+    }
+    model = CostModel(
+        layers, grids, points, overhead or 0.0, path, profile=profile, settings=settings, timer=timer
+    )
     wanted = {point_key(s, i, o): (s, i, o) for n, s in layers.items() for i, o in grid_points(s, grids[n])}
     model.grid_measured = measure_points(model, profile, wanted, settings, timer, log)
     return model
 
 
-def _grids(shape: LayerShape, variable: tuple[bool, bool], settings: BuildSettings,
-           multiple: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _grids(
+    shape: LayerShape, variable: tuple[bool, bool], settings: BuildSettings, multiple: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     cin_var, cout_var = variable
     if shape.depthwise:
         widths = grid_widths(shape.cout, settings.fractions, settings.unit) if cout_var else (shape.cout,)
@@ -241,9 +275,14 @@ def _grids(shape: LayerShape, variable: tuple[bool, bool], settings: BuildSettin
     return ins, outs
 
 
-def measure_points(model: CostModel, profile: Profile, wanted: dict[str, tuple[LayerShape, int, int]],
-                   settings: BuildSettings, timer: Timer | None = None,
-                   log: Callable[[str], None] = lambda line: None) -> int:
+def measure_points(
+    model: CostModel,
+    profile: Profile,
+    wanted: dict[str, tuple[LayerShape, int, int]],
+    settings: BuildSettings,
+    timer: Timer | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> int:
     """Measure the ``wanted`` points the model lacks, add them and rewrite the cache; returns how many."""
     from compressor.bench.layergraph import PointTimer
     from compressor.progress import progress
@@ -257,8 +296,10 @@ def measure_points(model: CostModel, profile: Profile, wanted: dict[str, tuple[L
         if model.overhead_ms <= 0:  # cached points keep the empty-call cost they were measured with
             model.overhead_ms = default.overhead_ms()
         timer = lambda s, i, o: max(default(s, i, o) - model.overhead_ms, 0.0)  # noqa: E731
-    log(f"cost model: measuring {len(missing)} layer point(s) on ONNX Runtime "
-        f"({profile.threads} thread(s), batch {profile.batch}); cached in {model.path}")
+    log(
+        f"cost model: measuring {len(missing)} layer point(s) on ONNX Runtime "
+        f"({profile.threads} thread(s), batch {profile.batch}); cached in {model.path}"
+    )
     with progress(len(missing), "cost model") as advance:
         for key, (shape, cin, cout) in missing.items():
             model.points[key] = float(timer(shape, cin, cout))

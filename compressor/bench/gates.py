@@ -15,8 +15,16 @@ from typing import Any
 
 from compressor.errors import InputError, UsageError, first_line, unknown_name
 
-SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-              "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -61,8 +69,9 @@ class GateSpec:
         for name in ("min_sparsity", "min_accuracy", "max_accuracy_drop"):
             value = getattr(self, name)
             if value is not None and value > 1:
-                raise UsageError(f"gate {_flag(name)} is a fraction in 0..1, got {value}",
-                                 "write 0.9 for 90%")
+                raise UsageError(
+                    f"gate {_flag(name)} is a fraction in 0..1, got {value}", "write 0.9 for 90%"
+                )
 
     @property
     def requested(self) -> list[str]:
@@ -78,8 +87,9 @@ class GateSpec:
         if self.min_speedup is not None and not has_baseline:
             raise UsageError("--min-speedup needs a model to compare with", "add --baseline OTHER")
         if self.max_accuracy_drop is not None and not (has_baseline and has_data):
-            raise UsageError("--max-accuracy-drop needs a baseline and data",
-                             "add --baseline OTHER --data fashion-mnist")
+            raise UsageError(
+                "--max-accuracy-drop needs a baseline and data", "add --baseline OTHER --data fashion-mnist"
+            )
         if self.min_accuracy is not None and not has_data:
             raise UsageError("--min-accuracy needs data to evaluate on", "add --data fashion-mnist")
 
@@ -103,8 +113,7 @@ def _number(name: str, value: Any) -> float | int:
 def spec_from_mapping(mapping: dict[str, Any], source: str = "gates") -> GateSpec:
     """A GateSpec from ``{"max-size": "5MB", "max_latency_ms": 2, ...}``; unknown keys exit 2."""
     if not isinstance(mapping, dict):
-        raise InputError(f"{source}: gates must be a mapping of name to limit",
-                         "e.g. max-size: 5MB")
+        raise InputError(f"{source}: gates must be a mapping of name to limit", "e.g. max-size: 5MB")
     known = [f.name for f in fields(GateSpec)]
     values = {}
     for key, value in mapping.items():
@@ -137,8 +146,10 @@ def _toml_gates(text: str, file: Path) -> dict[str, Any]:
         raise InputError(f"{file}: not valid TOML ({exc})") from None
     gates = data.get("tool", {}).get("compressor", {}).get("gates")
     if gates is None:
-        raise InputError(f"{file} has no [tool.compressor.gates] table",
-                         "add one, e.g. [tool.compressor.gates] max-size = \"5MB\"")
+        raise InputError(
+            f"{file} has no [tool.compressor.gates] table",
+            'add one, e.g. [tool.compressor.gates] max-size = "5MB"',
+        )
     return gates
 
 

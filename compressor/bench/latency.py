@@ -65,10 +65,17 @@ def summarize(samples_ms: Sequence[float], batch: int = 1) -> LatencyStats:
     arr = np.asarray(samples_ms, dtype=float)
     p50 = percentile(arr, 50)
     return LatencyStats(
-        runs=len(arr), batch=batch, latency_ms_p50=p50, latency_ms_mean=float(arr.mean()),
-        latency_ms_p90=percentile(arr, 90), latency_ms_p99=percentile(arr, 99),
-        latency_ms_min=float(arr.min()), latency_ms_iqr=iqr(arr), latency_cv=cv(arr),
-        throughput_samples_per_s=throughput(p50, batch))
+        runs=len(arr),
+        batch=batch,
+        latency_ms_p50=p50,
+        latency_ms_mean=float(arr.mean()),
+        latency_ms_p90=percentile(arr, 90),
+        latency_ms_p99=percentile(arr, 99),
+        latency_ms_min=float(arr.min()),
+        latency_ms_iqr=iqr(arr),
+        latency_cv=cv(arr),
+        throughput_samples_per_s=throughput(p50, batch),
+    )
 
 
 def paired_ratios(numerator_ms: Sequence[float], denominator_ms: Sequence[float]) -> list[float]:
@@ -90,5 +97,7 @@ def noisy_warning(stats: LatencyStats, label: str = "") -> str | None:
     if stats.latency_cv <= CV_WARNING:
         return None
     who = f"{label}: " if label else ""
-    return (f"{who}latency varies a lot (CV {stats.latency_cv:.0%} > {CV_WARNING:.0%}): the machine is "
-            "busy or the run is short; raise --min-time or close other work before trusting it")
+    return (
+        f"{who}latency varies a lot (CV {stats.latency_cv:.0%} > {CV_WARNING:.0%}): the machine is "
+        "busy or the run is short; raise --min-time or close other work before trusting it"
+    )

@@ -50,8 +50,10 @@ class LayerShape:
 
     def signature(self) -> str:
         """Everything but the widths: layers with one signature share measured points."""
-        return (f"{self.kind}:k{self.kernel}:s{self.stride}:p{self.padding}:d{self.dilation}"
-                f":g{1 if self.depthwise else self.groups}:dw{int(self.depthwise)}:x{self.spatial}")
+        return (
+            f"{self.kind}:k{self.kernel}:s{self.stride}:p{self.padding}:d{self.dilation}"
+            f":g{1 if self.depthwise else self.groups}:dw{int(self.depthwise)}:x{self.spatial}"
+        )
 
     def groups_at(self, cin: int) -> int:
         """The conv's groups at input width ``cin`` (depthwise convs keep one group per channel)."""
@@ -67,20 +69,36 @@ def layer_graph(shape: LayerShape, cin: int, cout: int, batch: int, seed: int = 
     if shape.kind == "conv":
         groups = shape.groups_at(cin)
         w = rng.standard_normal((cout, cin // groups, *shape.kernel), dtype=np.float32) * 0.05
-        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=groups,
-                                kernel_shape=list(shape.kernel), strides=list(shape.stride),
-                                pads=list(shape.padding) * 2, dilations=list(shape.dilation))
+        node = helper.make_node(
+            "Conv",
+            ["x", "w", "b"],
+            ["y"],
+            group=groups,
+            kernel_shape=list(shape.kernel),
+            strides=list(shape.stride),
+            pads=list(shape.padding) * 2,
+            dilations=list(shape.dilation),
+        )
         nodes, x_shape = [node], [batch, cin, *shape.spatial]
     else:
         w = rng.standard_normal((cin, cout), dtype=np.float32) * 0.05
         x_shape = [batch, *shape.spatial, cin]
-        nodes = ([helper.make_node("Gemm", ["x", "w", "b"], ["y"])] if not shape.spatial else
-                 [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])])
+        nodes = (
+            [helper.make_node("Gemm", ["x", "w", "b"], ["y"])]
+            if not shape.spatial
+            else [helper.make_node("MatMul", ["x", "w"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
+        )
     b = rng.standard_normal(cout, dtype=np.float32) * 0.05
-    graph = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    return helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    graph = helper.make_graph(
+        nodes,
+        "layer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    return helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION
+    )
 
 
 def identity_graph():
@@ -88,10 +106,15 @@ def identity_graph():
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "empty",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
-    return helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "empty",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    return helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], ir_version=IR_VERSION
+    )
 
 
 def session(model, profile: Profile):
@@ -104,7 +127,9 @@ def session(model, profile: Profile):
     opts.intra_op_num_threads = profile.threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[profile.graph_optimization])
+    opts.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, ORT_LEVELS[profile.graph_optimization]
+    )
     opts.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 

@@ -70,8 +70,14 @@ PROFILES: dict[str, Profile] = {
         Profile("edge", "batch 1, 2 threads: a small multi-core edge board", threads=2),
         # Throughput serving batches requests and owns the machine; 20 runs of a big batch
         # already take long enough for stable medians.
-        Profile("server", "batch 32, all cores or the GPU: throughput serving", batch=32,
-                threads=os.cpu_count() or 1, device="auto", min_runs=20),
+        Profile(
+            "server",
+            "batch 32, all cores or the GPU: throughput serving",
+            batch=32,
+            threads=os.cpu_count() or 1,
+            device="auto",
+            min_runs=20,
+        ),
     ]
 }
 

@@ -47,16 +47,26 @@ def markdown(doc: dict[str, Any]) -> str:
     """The figures (and the baseline's beside them), the gates and the notes as Markdown."""
     has_base = bool(doc.get("baseline_path"))
     head = f"| figure | {doc['path']} |" + (f" baseline {doc['baseline_path']} |" if has_base else "")
-    lines = [f"### compress bench: profile {doc['profile']}", "", head,
-             "|---|---:|" + ("---:|" if has_base else "")]
+    lines = [
+        f"### compress bench: profile {doc['profile']}",
+        "",
+        head,
+        "|---|---:|" + ("---:|" if has_base else ""),
+    ]
     for label, key, fmt in ROWS:
         row = f"| {label} | {cell(doc, key, fmt)} |"
         lines.append(row + (f" {cell(doc, key, fmt, 'baseline_')} |" if has_base else ""))
     if has_base:
-        lines += ["", f"speed-up (median of pairs, measured): **{doc['speedup']:.3f}x** · "
-                      f"size ratio: **{doc['size_ratio']:.3f}**"]
-    lines += ["", f"peak float32 matmul {doc['peak_gflops']:.1f} GFLOP/s (roofline) · peak RSS "
-                  f"{doc['peak_rss_bytes']:,} B (whole process)"]
+        lines += [
+            "",
+            f"speed-up (median of pairs, measured): **{doc['speedup']:.3f}x** · "
+            f"size ratio: **{doc['size_ratio']:.3f}**",
+        ]
+    lines += [
+        "",
+        f"peak float32 matmul {doc['peak_gflops']:.1f} GFLOP/s (roofline) · peak RSS "
+        f"{doc['peak_rss_bytes']:,} B (whole process)",
+    ]
     lines += _gate_lines(doc.get("gates", []))
     lines += [""] + [f"- note: {n}" for n in doc.get("notes", [])]
     lines += [f"- warning: {w}" for w in doc.get("warnings", [])]

@@ -25,10 +25,20 @@ from compressor import registry
 from compressor.bench.profiles import Profile
 from compressor.errors import InputError, UsageError, first_line
 
-ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
-             "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
+ORT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+}
 
 
 class Backend(Protocol):
@@ -68,8 +78,10 @@ def resolve_device(requested: str, onnx_flags: list[bool]) -> str:
     usable = all(cuda_available(onnx) for onnx in onnx_flags)
     if requested == "cuda" and not usable:
         need = "onnxruntime-gpu and " if any(onnx_flags) else ""
-        raise UsageError("--device cuda: no usable CUDA GPU here",
-                         f"it needs {need}a CUDA GPU; use --device cpu, or --device auto to fall back")
+        raise UsageError(
+            "--device cuda: no usable CUDA GPU here",
+            f"it needs {need}a CUDA GPU; use --device cpu, or --device auto to fall back",
+        )
     return "cuda" if usable else "cpu"
 
 
@@ -111,14 +123,14 @@ class OrtBackend:
         opts.intra_op_num_threads = self.profile.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                                ORT_LEVELS[self.profile.graph_optimization])
+        opts.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, ORT_LEVELS[self.profile.graph_optimization]
+        )
         providers = (["CUDAExecutionProvider"] if self.device == "cuda" else []) + ["CPUExecutionProvider"]
         try:
             return ort.InferenceSession(self.path, opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated types
-            raise InputError(f"{self.path}: ONNX Runtime cannot load it "
-                             f"({first_line(exc, 160)})") from None
+            raise InputError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc, 160)})") from None
 
     def _feed(self) -> dict[str, Any]:
         import numpy as np
@@ -130,17 +142,21 @@ class OrtBackend:
         if fixed:  # onnx_macs counted the fixed batch; keep MACs per sample
             self.figures["macs"] //= fixed
         if fixed and fixed != self.profile.batch:
-            self.notes.append(f"{self.path} has a fixed batch of {fixed}: timed at batch {fixed}, "
-                              f"not {self.profile.batch} (export with a dynamic batch axis)")
+            self.notes.append(
+                f"{self.path} has a fixed batch of {fixed}: timed at batch {fixed}, "
+                f"not {self.profile.batch} (export with a dynamic batch axis)"
+            )
         rng = np.random.default_rng(0)
         feed = {}
         for i, inp in enumerate(inputs):
-            dims = self._dims(inp) if i == 0 else [d if isinstance(d, int) and d > 0 else 1
-                                                   for d in inp.shape]
+            dims = (
+                self._dims(inp) if i == 0 else [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            )
             dtype = np.dtype(ORT_TYPES.get(inp.type, "float32"))
             # random floats; zeros for integer inputs (valid token ids / indices for any vocabulary)
-            feed[inp.name] = (rng.standard_normal(dims).astype(dtype) if dtype.kind == "f"
-                              else np.zeros(dims, dtype))
+            feed[inp.name] = (
+                rng.standard_normal(dims).astype(dtype) if dtype.kind == "f" else np.zeros(dims, dtype)
+            )
         return feed
 
     def _dims(self, inp) -> list[int]:
@@ -148,12 +164,17 @@ class OrtBackend:
         shape = list(inp.shape)
         if self.input_shape is not None:
             if len(self.input_shape) != len(shape):
-                raise UsageError(f"--input-shape {self.input_shape} has {len(self.input_shape)} dims but "
-                                 f"{self.path} input '{inp.name}' has {len(shape)}", f"its shape is {shape}")
+                raise UsageError(
+                    f"--input-shape {self.input_shape} has {len(self.input_shape)} dims but "
+                    f"{self.path} input '{inp.name}' has {len(shape)}",
+                    f"its shape is {shape}",
+                )
             return [self.batch, *self.input_shape[1:]]
         if any(not (isinstance(d, int) and d > 0) for d in shape[1:]):
-            raise UsageError(f"{self.path} input '{inp.name}' has dynamic dimensions {shape}",
-                             "give the shape to time, e.g. --input-shape 1,3,224,224")
+            raise UsageError(
+                f"{self.path} input '{inp.name}' has dynamic dimensions {shape}",
+                "give the shape to time, e.g. --input-shape 1,3,224,224",
+            )
         return [self.batch, *shape[1:]] if shape else []
 
     def run(self) -> float:
@@ -215,11 +236,13 @@ class TorchBackend:
 SETTLE_S = 0.15  # untimed runs after switching models (an idle pool spins for tens of ms)
 BLOCK_S = 0.3  # timed runs per model per block: at least this long for the slowest model
 SLOW_RUN_S = 0.05  # runs this long dwarf a spinning tail: such pairs keep the run-by-run order
-BLOCK_NOTE = ("timed in blocks ({runs} runs of each model in turn, after {settle:.2f} s of untimed runs "
-              "at every switch): with {threads} threads an idle ONNX Runtime or OpenMP pool keeps "
-              "spinning for tens of ms after its model's last run, on a core the next model needs "
-              "(measured on a 2-core machine: the first 5 runs after a switch were up to 2.6x slower; benchmarks/results/switch_profile.md); "
-              "spinning stays on, as in deployment")
+BLOCK_NOTE = (
+    "timed in blocks ({runs} runs of each model in turn, after {settle:.2f} s of untimed runs "
+    "at every switch): with {threads} threads an idle ONNX Runtime or OpenMP pool keeps "
+    "spinning for tens of ms after its model's last run, on a core the next model needs "
+    "(measured on a 2-core machine: the first 5 runs after a switch were up to 2.6x slower; benchmarks/results/switch_profile.md); "
+    "spinning stays on, as in deployment"
+)
 
 
 def make_backend(spec, profile: Profile, device: str) -> Backend:

@@ -34,8 +34,14 @@ document on stdout (--json), and exits 0 ok, 1 a gate or check failed, 2 bad usa
 unreadable input, 3 operation not possible, 130 interrupted.
 """
 
-app = typer.Typer(name="compress", help=HELP, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False, rich_markup_mode=None)
+app = typer.Typer(
+    name="compress",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
 
 
 def _version(value: bool) -> None:
@@ -45,8 +51,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Root options."""
 
 

@@ -36,42 +36,59 @@ def _opt(kind, text: str, *names: str):
     return Annotated[Optional[kind], typer.Option(*names, help=text)]
 
 
-ProfileOpt = Annotated[str, typer.Option(help="mobile (batch 1, 1 thread), edge (batch 1, 2 threads) "
-                                              "or server (batch 32, all cores or the GPU).")]
-DeviceOpt = _opt(str, "cpu, cuda or auto (cuda when a GPU is usable, else cpu); cuda without a GPU "
-                      "is exit 2. Default: the profile's.")
+ProfileOpt = Annotated[
+    str,
+    typer.Option(
+        help="mobile (batch 1, 1 thread), edge (batch 1, 2 threads) "
+        "or server (batch 32, all cores or the GPU)."
+    ),
+]
+DeviceOpt = _opt(
+    str,
+    "cpu, cuda or auto (cuda when a GPU is usable, else cpu); cuda without a GPU "
+    "is exit 2. Default: the profile's.",
+)
 GatesFileOpt = _opt(str, "Gate file: pyproject.toml ([tool.compressor.gates]) or YAML. Flags win.", "--gates")
-MdOpt = Annotated[bool, typer.Option("--md", help="Print a Markdown report on stdout "
-                                                  "(e.g. >> $GITHUB_STEP_SUMMARY).")]
+MdOpt = Annotated[
+    bool, typer.Option("--md", help="Print a Markdown report on stdout (e.g. >> $GITHUB_STEP_SUMMARY).")
+]
 
 
-def bench(path: ModelArg, profile: ProfileOpt = B.profile.name, device: DeviceOpt = None,
-          runs: _opt(int, "Minimum timed runs (default: the profile's).") = None,
-          warmup: _opt(int, "Untimed warm-up runs.") = None,
-          min_time: _opt(float, "Minimum seconds of timed runs.") = None,
-          max_time: _opt(float, "Stop timing after this many seconds even below --runs (0: never).")
-          = None,
-          batch: _opt(int, "Samples per inference.") = None,
-          threads: _opt(int, "Intra-op CPU threads.") = None,
-          graph_opt: _opt(str, "ONNX Runtime graph optimisation: disable, basic, extended, all.",
-                          "--graph-opt") = None,
-          baseline: _opt(str, "A model to compare with, timed interleaved (A B A B ...) in this run.")
-          = B.baseline,
-          gates_file: GatesFileOpt = None,
-          max_size: _gate(str, "largest file size: 5MB, 5MiB or 5000000.") = G.max_size,
-          max_latency_ms: _gate(float, "largest median latency in ms.") = G.max_latency_ms,
-          min_speedup: _gate(float, "smallest measured speed-up over --baseline.") = G.min_speedup,
-          max_params: _gate(int, "most parameters.") = G.max_params,
-          min_sparsity: _gate(float, "smallest share of zero parameters (0..1).") = G.min_sparsity,
-          min_accuracy: _gate(float, "smallest accuracy on --data (0..1).") = G.min_accuracy,
-          max_accuracy_drop: _gate(float, "largest accuracy drop from --baseline on --data "
-                                          "(0.01 = one point).") = G.max_accuracy_drop,
-          data: _opt(str, "Data for the accuracy gates (see compress list).") = B.data,
-          eval_limit: _opt(int, "Evaluate accuracy on at most N samples.") = B.eval_limit,
-          md: MdOpt = False,
-          plot: _opt(str, "Write a PNG of the latency distribution (both models with --baseline).") = B.plot,
-          arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None, trust_pickle: TrustPickleOpt = False,
-          input_shape: InputShapeOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+def bench(
+    path: ModelArg,
+    profile: ProfileOpt = B.profile.name,
+    device: DeviceOpt = None,
+    runs: _opt(int, "Minimum timed runs (default: the profile's).") = None,
+    warmup: _opt(int, "Untimed warm-up runs.") = None,
+    min_time: _opt(float, "Minimum seconds of timed runs.") = None,
+    max_time: _opt(float, "Stop timing after this many seconds even below --runs (0: never).") = None,
+    batch: _opt(int, "Samples per inference.") = None,
+    threads: _opt(int, "Intra-op CPU threads.") = None,
+    graph_opt: _opt(
+        str, "ONNX Runtime graph optimisation: disable, basic, extended, all.", "--graph-opt"
+    ) = None,
+    baseline: _opt(str, "A model to compare with, timed interleaved (A B A B ...) in this run.") = B.baseline,
+    gates_file: GatesFileOpt = None,
+    max_size: _gate(str, "largest file size: 5MB, 5MiB or 5000000.") = G.max_size,
+    max_latency_ms: _gate(float, "largest median latency in ms.") = G.max_latency_ms,
+    min_speedup: _gate(float, "smallest measured speed-up over --baseline.") = G.min_speedup,
+    max_params: _gate(int, "most parameters.") = G.max_params,
+    min_sparsity: _gate(float, "smallest share of zero parameters (0..1).") = G.min_sparsity,
+    min_accuracy: _gate(float, "smallest accuracy on --data (0..1).") = G.min_accuracy,
+    max_accuracy_drop: _gate(
+        float, "largest accuracy drop from --baseline on --data (0.01 = one point)."
+    ) = G.max_accuracy_drop,
+    data: _opt(str, "Data for the accuracy gates (see compress list).") = B.data,
+    eval_limit: _opt(int, "Evaluate accuracy on at most N samples.") = B.eval_limit,
+    md: MdOpt = False,
+    plot: _opt(str, "Write a PNG of the latency distribution (both models with --baseline).") = B.plot,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    input_shape: InputShapeOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
     """Measure latency, size and cost of a .onnx (ONNX Runtime) or .pt (PyTorch) model, with gates.
 
     Examples:
@@ -90,12 +107,25 @@ def bench(path: ModelArg, profile: ProfileOpt = B.profile.name, device: DeviceOp
 
         if md and json_out:
             raise UsageError("--md and --json both print on stdout", "choose one")
-        prof = get_profile(profile).override(device=device, min_runs=runs, warmup=warmup,
-                                             min_time_s=min_time, max_time_s=max_time, batch=batch,
-                                             threads=threads,
-                                             graph_optimization=graph_opt)
-        flags = GateSpec(parse_size(max_size) if max_size is not None else None, max_latency_ms,
-                         min_speedup, max_params, min_sparsity, min_accuracy, max_accuracy_drop)
+        prof = get_profile(profile).override(
+            device=device,
+            min_runs=runs,
+            warmup=warmup,
+            min_time_s=min_time,
+            max_time_s=max_time,
+            batch=batch,
+            threads=threads,
+            graph_optimization=graph_opt,
+        )
+        flags = GateSpec(
+            parse_size(max_size) if max_size is not None else None,
+            max_latency_ms,
+            min_speedup,
+            max_params,
+            min_sparsity,
+            min_accuracy,
+            max_accuracy_drop,
+        )
         gates = load_gate_file(gates_file).merged(flags) if gates_file else flags
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         base = model_spec(baseline, arch, arch_kwargs, trust_pickle, input_shape) if baseline else None
@@ -133,11 +163,15 @@ def _render(result) -> None:
             row = [cell(doc, key, fmt)] + ([cell(doc, key, fmt, "baseline_")] if has_base else [])
         table.add_row(label, *row)
     out.print(table)
-    out.print(f"peak float32 matmul {doc['peak_gflops']:.1f} GFLOP/s · peak RSS "
-              f"{human_bytes(doc['peak_rss_bytes'])}")
+    out.print(
+        f"peak float32 matmul {doc['peak_gflops']:.1f} GFLOP/s · peak RSS "
+        f"{human_bytes(doc['peak_rss_bytes'])}"
+    )
     if has_base:
-        out.print(f"speed-up (median of interleaved pairs, measured): [bold]{doc['speedup']:.3f}x[/] · "
-                  f"size ratio {doc['size_ratio']:.3f}")
+        out.print(
+            f"speed-up (median of interleaved pairs, measured): [bold]{doc['speedup']:.3f}x[/] · "
+            f"size ratio {doc['size_ratio']:.3f}"
+        )
     _render_gates(out, result.gates)
     for note in doc["notes"]:
         out.print(f"note: {note}")

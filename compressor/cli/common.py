@@ -12,39 +12,74 @@ import typer
 
 from compressor.errors import EXIT_INTERRUPTED, EXIT_UNSUPPORTED, CompressorError, first_line
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout "
-                                                       "(tables and logs go to stderr).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (tables and logs go to stderr).")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
-ArchOpt = Annotated[Optional[str], typer.Option(
-    "--arch", help="Architecture of a plain state_dict: torchvision:NAME, sample:NAME, timm:NAME "
-                   "or package.module:factory.")]
-ArchKwargsOpt = Annotated[Optional[str], typer.Option(
-    "--arch-kwargs", help="Keyword arguments for --arch, e.g. num_classes=10,width_mult=0.5.")]
-TrustPickleOpt = Annotated[bool, typer.Option(
-    "--trust-pickle", help="Allow a full pickled nn.Module. Unpickling runs code from the file: "
-                           "only for files you trust.")]
-InputShapeOpt = Annotated[Optional[str], typer.Option(
-    "--input-shape", help="Example input shape with batch, e.g. 1,3,224,224 (default: the model's).")]
-DataOpt = Annotated[Optional[str], typer.Option(
-    "--data", help="Data: fashion-mnist, digits, cifar10:ROOT, imagefolder:PATH, tensors:FILE, "
-                   "random[:C,H,W[:CLASSES]].")]
-DeviceOpt = Annotated[str, typer.Option(
-    help="Where training runs: auto (CUDA when present), cpu or cuda.")]
-ModelArg = Annotated[str, typer.Argument(
-    help="Model: a .pt artifact or state_dict, .safetensors, .onnx, or a reference such as "
-         "sample:simple_cnn.", show_default=False)]
+ArchOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--arch",
+        help="Architecture of a plain state_dict: torchvision:NAME, sample:NAME, timm:NAME "
+        "or package.module:factory.",
+    ),
+]
+ArchKwargsOpt = Annotated[
+    Optional[str],
+    typer.Option("--arch-kwargs", help="Keyword arguments for --arch, e.g. num_classes=10,width_mult=0.5."),
+]
+TrustPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="Allow a full pickled nn.Module. Unpickling runs code from the file: only for files you trust.",
+    ),
+]
+InputShapeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--input-shape", help="Example input shape with batch, e.g. 1,3,224,224 (default: the model's)."
+    ),
+]
+DataOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--data",
+        help="Data: fashion-mnist, digits, cifar10:ROOT, imagefolder:PATH, tensors:FILE, "
+        "random[:C,H,W[:CLASSES]].",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option(help="Where training runs: auto (CUDA when present), cpu or cuda.")]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Model: a .pt artifact or state_dict, .safetensors, .onnx, or a reference such as "
+        "sample:simple_cnn.",
+        show_default=False,
+    ),
+]
 
 
-def model_spec(path: str, arch: str | None = None, arch_kwargs: str | None = None,
-               trust_pickle: bool = False, input_shape: str | None = None):
+def model_spec(
+    path: str,
+    arch: str | None = None,
+    arch_kwargs: str | None = None,
+    trust_pickle: bool = False,
+    input_shape: str | None = None,
+):
     """Build the API's ModelSpec from the shared flags."""
     from compressor.api.common import ModelSpec, parse_kwargs, parse_shape
 
     return ModelSpec(path, arch, parse_kwargs(arch_kwargs), trust_pickle, parse_shape(input_shape))
 
 
-def execute(action: Callable[[], Any], render: Callable[[Any], None], as_json: bool, debug: bool,
-            exit_code: Callable[[Any], int] | None = None) -> None:
+def execute(
+    action: Callable[[], Any],
+    render: Callable[[Any], None],
+    as_json: bool,
+    debug: bool,
+    exit_code: Callable[[Any], int] | None = None,
+) -> None:
     """Run ``action``; print its result as JSON (stdout) or via ``render`` (stderr); exit.
 
     CompressorError -> its exit code with one line on stderr; Ctrl-C -> 130; any other
@@ -64,8 +99,11 @@ def execute(action: Callable[[], Any], render: Callable[[Any], None], as_json: b
         if debug and main:
             raise
         first = first_line(exc, empty="")
-        _fail(f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug and report it)",
-              EXIT_UNSUPPORTED, main)
+        _fail(
+            f"error: unexpected {type(exc).__name__}: {first} (rerun with --debug and report it)",
+            EXIT_UNSUPPORTED,
+            main,
+        )
     if main and as_json:
         sys.stdout.write(json.dumps(result.to_json(), default=str) + "\n")
         sys.stdout.flush()

@@ -20,23 +20,29 @@ from compressor.cli.common import (
 )
 
 
-def evaluate(path: ModelArg,
-             data: Annotated[str, typer.Option("--data", help="Data to evaluate on (see compress list).")]
-             = E.data,
-             split: Annotated[str, typer.Option(help="train, val or test.")] = E.split,
-             batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = E.batch_size,
-             limit: Annotated[Optional[int], typer.Option(help="Evaluate at most N samples.")] = E.limit,
-             attack: Annotated[Optional[str], typer.Option(
-                 help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only).")]
-             = E.attack,
-             eps: Annotated[float, typer.Option(
-                 help="Attack budget (L-inf) in [0, 1] pixel units; 0.03 is about 8/255.")] = E.eps,
-             steps: Annotated[int, typer.Option(help="PGD iterations.")] = E.steps,
-             alpha: Annotated[Optional[float], typer.Option(
-                 help="PGD step in pixel units (default 2.5 * eps / steps).")] = E.alpha,
-             arch: ArchOpt = None, arch_kwargs: ArchKwargsOpt = None,
-             trust_pickle: TrustPickleOpt = False, json_out: JsonOpt = False,
-             debug: DebugOpt = False) -> None:
+def evaluate(
+    path: ModelArg,
+    data: Annotated[str, typer.Option("--data", help="Data to evaluate on (see compress list).")] = E.data,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = E.split,
+    batch_size: Annotated[int, typer.Option(help="Samples per batch.")] = E.batch_size,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate at most N samples.")] = E.limit,
+    attack: Annotated[
+        Optional[str],
+        typer.Option(help="Also measure accuracy under an adversarial attack: fgsm or pgd (.pt only)."),
+    ] = E.attack,
+    eps: Annotated[
+        float, typer.Option(help="Attack budget (L-inf) in [0, 1] pixel units; 0.03 is about 8/255.")
+    ] = E.eps,
+    steps: Annotated[int, typer.Option(help="PGD iterations.")] = E.steps,
+    alpha: Annotated[
+        Optional[float], typer.Option(help="PGD step in pixel units (default 2.5 * eps / steps).")
+    ] = E.alpha,
+    arch: ArchOpt = None,
+    arch_kwargs: ArchKwargsOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
     """Top-1 accuracy and loss of a .pt or .onnx model on a data split, optionally under attack.
 
     --attack fgsm|pgd perturbs each (normalised) input within --eps in pixel space, clamped to
@@ -62,7 +68,9 @@ def evaluate(path: ModelArg,
 
 
 def _render(r) -> None:
-    console().print(f"{r.path} on {r.data} ({r.samples} samples, {r.backend}): "
-                    f"accuracy [bold]{r.accuracy:.4f}[/], loss {r.loss:.4f}")
+    console().print(
+        f"{r.path} on {r.data} ({r.samples} samples, {r.backend}): "
+        f"accuracy [bold]{r.accuracy:.4f}[/], loss {r.loss:.4f}"
+    )
     if r.attack:
         console().print(f"under {r.attack} eps={r.eps}: robust accuracy [bold]{r.robust_accuracy:.4f}[/]")

@@ -30,9 +30,15 @@ def _render(r) -> None:
     for col in ("name", "kind", "data", "N:M", "what", "paper", "own settings (defaults)"):
         methods.add_column(col)
     for m in r["methods"]:
-        methods.add_row(m["name"], m["kind"], "yes" if m["needs_data"] else "",
-                        "yes" if m["supports_nm"] else "", m["summary"], m["paper"],
-                        " ".join(f"{s['name']}={_spelled(s['default'])}" for s in m["settings"]))
+        methods.add_row(
+            m["name"],
+            m["kind"],
+            "yes" if m["needs_data"] else "",
+            "yes" if m["supports_nm"] else "",
+            m["summary"],
+            m["paper"],
+            " ".join(f"{s['name']}={_spelled(s['default'])}" for s in m["settings"]),
+        )
     out.print(methods)
     formats = Table(title="export formats (compress export --format NAME)")
     for col in ("name", "file", "runs on", "what"):
@@ -47,8 +53,11 @@ def _render(r) -> None:
         times = [f"{name} files" for name in b["formats"]] + ["PyTorch models"] * b["models"]
         backends.add_row(b["name"], ", ".join(times), b["summary"])
     out.print(backends)
-    for key, title in (("profiles", "bench profiles (--profile)"), ("samples", "sample models (sample:NAME)"),
-                       ("data_sources", "data sources (--data)")):
+    for key, title in (
+        ("profiles", "bench profiles (--profile)"),
+        ("samples", "sample models (sample:NAME)"),
+        ("data_sources", "data sources (--data)"),
+    ):
         _names(out, r[key], title, "name")
     _names(out, r["model_sources"], "model sources (a model named by reference)", "example")
 

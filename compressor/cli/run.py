@@ -9,16 +9,31 @@ import typer
 from compressor.cli.common import DebugOpt, JsonOpt, console, execute
 
 
-def run(recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_default=False)],
-        output_dir: Annotated[Optional[str], typer.Option(
-            "--output-dir", "-o", help="Folder for the steps' outputs (default: the recipe's "
-                                       "output_dir, else RECIPE_out beside the file).")] = None,
-        check: Annotated[bool, typer.Option(
-            "--check", help="Only validate the recipe (keys, types, values); run nothing.")] = False,
-        record: Annotated[bool, typer.Option(
-            "--record", help="A sweep point (SWEEP_DIR/points/ID.yaml): also store its result as "
-                             "points/ID.json, so compress sweep collects it (cluster runs).")] = False,
-        json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+def run(
+    recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_default=False)],
+    output_dir: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output-dir",
+            "-o",
+            help="Folder for the steps' outputs (default: the recipe's "
+            "output_dir, else RECIPE_out beside the file).",
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only validate the recipe (keys, types, values); run nothing.")
+    ] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="A sweep point (SWEEP_DIR/points/ID.yaml): also store its result as "
+            "points/ID.json, so compress sweep collects it (cluster runs).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
     """Run a recipe: prune -> fine-tune or distill -> eval -> export -> bench with gates, in one go.
 
     Each step takes exactly the settings of its command's config; unknown keys are exit 2 with the
@@ -57,8 +72,9 @@ def run(recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_
             return _record(recipe, parsed)
         return run_recipe(parsed, log=lambda line: console().print(line))
 
-    execute(action, _render, json_out, debug,
-            exit_code=lambda r: 0 if isinstance(r, _Checked) or r.passed else 1)
+    execute(
+        action, _render, json_out, debug, exit_code=lambda r: 0 if isinstance(r, _Checked) or r.passed else 1
+    )
 
 
 def _record(path: str, parsed):
@@ -75,8 +91,9 @@ def _record(path: str, parsed):
         raise UsageError("--record keeps the sweep's own output folder", "drop -o")
     record = run_point(pid, parsed.source, str(Path(path).parent))
     if record["status"] != "ok":  # stored as such; the sweep shows it too
-        raise CompressorError(f"point {pid} {record['status']}: {record.get('error')}",
-                              exit_code=EXIT_UNSUPPORTED)
+        raise CompressorError(
+            f"point {pid} {record['status']}: {record.get('error')}", exit_code=EXIT_UNSUPPORTED
+        )
     return _Recorded(record)
 
 
@@ -99,8 +116,11 @@ class _Checked:
         self.recipe = recipe
 
     def to_json(self) -> dict:
-        return {"valid": True, "output_dir": self.recipe.output_dir,
-                "steps": [s.kind for s in self.recipe.steps]}
+        return {
+            "valid": True,
+            "output_dir": self.recipe.output_dir,
+            "steps": [s.kind for s in self.recipe.steps],
+        }
 
 
 def _render(r) -> None:
@@ -108,28 +128,49 @@ def _render(r) -> None:
 
     out = console()
     if isinstance(r, _Recorded):
-        out.print(f"point {r.record['id']}: {r.record['status']} in {r.record['seconds']:.0f} s, "
-                  f"accuracy {r.record['metrics'].get('accuracy')}; recorded for compress sweep")
+        out.print(
+            f"point {r.record['id']}: {r.record['status']} in {r.record['seconds']:.0f} s, "
+            f"accuracy {r.record['metrics'].get('accuracy')}; recorded for compress sweep"
+        )
         return
     if isinstance(r, _Checked):
-        out.print(f"recipe is valid: {' -> '.join(s.kind for s in r.recipe.steps)} "
-                  f"(outputs in {r.recipe.output_dir})")
+        out.print(
+            f"recipe is valid: {' -> '.join(s.kind for s in r.recipe.steps)} "
+            f"(outputs in {r.recipe.output_dir})"
+        )
         return
     table = Table(title=f"compress run -> {r.output_dir}")
     for col in ("step", "kind", "output", "figures"):
         table.add_column(col)
     for row in r.steps:
         shown = {k: v for k, v in row.items() if k in _SHOWN}
-        table.add_row(str(row["step"]), row["kind"], str(row["output"] or ""),
-                      ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()))
+        table.add_row(
+            str(row["step"]),
+            row["kind"],
+            str(row["output"] or ""),
+            ", ".join(f"{k}={_fmt(v)}" for k, v in shown.items()),
+        )
     out.print(table)
     for g in r.gates:
         verdict = "[green]pass[/]" if g["passed"] else "[red bold]FAIL[/]"
-        out.print(f"gate {g['name']} ({g['profile']}): limit {g['limit']}, value {_fmt(g['value'])}: {verdict}")
+        out.print(
+            f"gate {g['name']} ({g['profile']}): limit {g['limit']}, value {_fmt(g['value'])}: {verdict}"
+        )
 
 
-_SHOWN = ("accuracy", "sparsity", "params", "macs", "size_bytes", "compressed_bytes", "robust_accuracy",
-          "onnx_size_bytes", "latency_ms_p50_mobile", "latency_ms_p50_edge", "latency_ms_p50_server")
+_SHOWN = (
+    "accuracy",
+    "sparsity",
+    "params",
+    "macs",
+    "size_bytes",
+    "compressed_bytes",
+    "robust_accuracy",
+    "onnx_size_bytes",
+    "latency_ms_p50_mobile",
+    "latency_ms_p50_edge",
+    "latency_ms_p50_server",
+)
 
 
 def _fmt(value) -> str:

@@ -74,16 +74,20 @@ class ExportConfig:
         if self.exporter not in EXPORTERS:
             raise unknown_name("exporter", self.exporter, EXPORTERS)
         if self.batch != "dynamic" and self.fixed_batch is None:
-            raise UsageError(f"--batch must be 'dynamic' or a positive integer, got '{self.batch}'",
-                             "e.g. --batch dynamic or --batch 1")
+            raise UsageError(
+                f"--batch must be 'dynamic' or a positive integer, got '{self.batch}'",
+                "e.g. --batch dynamic or --batch 1",
+            )
 
     def _check_numbers(self) -> None:
         import onnx
 
         newest = onnx.defs.onnx_opset_version()
         if not MIN_OPSET <= self.opset <= newest:
-            raise UsageError(f"opset {self.opset} is not supported (onnx {onnx.__version__} "
-                             f"knows {MIN_OPSET}..{newest})", f"use e.g. --opset {DEFAULT_OPSET}")
+            raise UsageError(
+                f"opset {self.opset} is not supported (onnx {onnx.__version__} knows {MIN_OPSET}..{newest})",
+                f"use e.g. --opset {DEFAULT_OPSET}",
+            )
         if self.rtol < 0 or self.atol < 0:
             raise UsageError(f"tolerances must be >= 0, got rtol={self.rtol} atol={self.atol}")
         for name in ("samples", "calib_samples"):
@@ -95,15 +99,26 @@ class ExportConfig:
     def _check_combinations(self) -> None:
         if self.quantize and self.fp16:
             raise UsageError("--quantize int8 and --fp16 exclude each other", "pick one")
-        onnx_only = [flag for flag, on in (("--quantize", self.quantize), ("--fp16", self.fp16),
-                                           ("--sparse-storage", self.sparse_storage)) if on]
+        onnx_only = [
+            flag
+            for flag, on in (
+                ("--quantize", self.quantize),
+                ("--fp16", self.fp16),
+                ("--sparse-storage", self.sparse_storage),
+            )
+            if on
+        ]
         if onnx_only and not registry.export_format(self.format).onnx_flags:
             takes = [f.name for f in registry.FORMATS.values() if f.onnx_flags]
-            raise UsageError(f"{', '.join(onnx_only)} only apply to --format {' or '.join(takes)}",
-                             "drop them or export to ONNX")
+            raise UsageError(
+                f"{', '.join(onnx_only)} only apply to --format {' or '.join(takes)}",
+                "drop them or export to ONNX",
+            )
         if self.quant_mode == "static" and not self.data:
-            raise UsageError("static int8 quantization needs calibration data",
-                             "add --data SPEC, e.g. --data fashion-mnist")
+            raise UsageError(
+                "static int8 quantization needs calibration data",
+                "add --data SPEC, e.g. --data fashion-mnist",
+            )
 
     @property
     def fixed_batch(self) -> int | None:

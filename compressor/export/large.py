@@ -24,7 +24,9 @@ def data_name(name: str) -> str:
 
 def weight_bytes(ir_model) -> int:
     """Bytes of the initializers of an ``onnx_ir`` model (what decides whether it is large)."""
-    return sum(v.const_value.nbytes for v in ir_model.graph.initializers.values() if v.const_value is not None)
+    return sum(
+        v.const_value.nbytes for v in ir_model.graph.initializers.values() if v.const_value is not None
+    )
 
 
 def is_large(ir_model) -> bool:

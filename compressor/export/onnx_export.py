@@ -60,8 +60,9 @@ def output_names(out: Any) -> list[str]:
     return [name for name, _ in named_tensors(out)]
 
 
-def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
-                exporter: str = "auto") -> Exported:
+def export_onnx(
+    module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, exporter: str = "auto"
+) -> Exported:
     """Export ``module`` traced on ``example``; ``dynamic`` makes the batch axis symbolic."""
     names = output_names(forward_outputs(module, example))
     errors: list[str] = []
@@ -76,22 +77,35 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: b
     if exporter in ("auto", "torchscript"):
         try:
             model = _torchscript(module, example, opset, dynamic, names)
-            notes = [f"the dynamo exporter failed ({errors[0]}); used the TorchScript-based exporter"] \
-                if errors else []
+            notes = (
+                [f"the dynamo exporter failed ({errors[0]}); used the TorchScript-based exporter"]
+                if errors
+                else []
+            )
             return Exported(model, "torchscript", notes)
         except Exception as exc:  # noqa: BLE001
             errors.append(f"torchscript: {first_line(exc)}")
     others = "/".join(name for name in registry.FORMATS if name != "onnx")
-    raise UnsupportedError(f"ONNX export failed at opset {opset}: {'; '.join(errors)}",
-                           f"try another --opset, --exporter, or --format {others}")
+    raise UnsupportedError(
+        f"ONNX export failed at opset {opset}: {'; '.join(errors)}",
+        f"try another --opset, --exporter, or --format {others}",
+    )
 
 
 def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, names: list[str]):
     shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
     with quiet():
-        program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=names,
-                                    dynamic_shapes=shapes, verbose=False)
+        program = torch.onnx.export(
+            module,
+            (example,),
+            None,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_shapes=shapes,
+            verbose=False,
+        )
     got = program.model.opset_imports.get("", program.model.opset_imports.get("ai.onnx", 0))
     if got != opset:
         raise UnsupportedError(f"asked for opset {opset}, the exporter produced {got}")
@@ -101,16 +115,23 @@ def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
     return program
 
 
-def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
-                 names: list[str]):
+def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, names: list[str]):
     import onnx
 
     axes = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if dynamic else None
     buf = io.BytesIO()
     with quiet():
-        torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=names, dynamic_axes=axes,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (example,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -148,14 +169,29 @@ def history_summary(history: list[dict[str, Any]]) -> list[str]:
     """One line per step: ``prune l1 ratio=0.5 -> accuracy=0.91``."""
     lines = []
     for step in history:
-        params = " ".join(f"{k}={v}" for k, v in step.get("params", {}).items()
-                          if k in ("ratio", "sparsity", "method", "nm", "scope", "steps"))
-        metrics = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in step.get("metrics", {}).items()
-                           if k in ("accuracy", "sparsity", "params", "macs"))
-        lines.append(" ".join(p for p in (step.get("time", ""), step.get("command", ""),
-                                          step.get("method", ""), params,
-                                          f"-> {metrics}" if metrics else "") if p))
+        params = " ".join(
+            f"{k}={v}"
+            for k, v in step.get("params", {}).items()
+            if k in ("ratio", "sparsity", "method", "nm", "scope", "steps")
+        )
+        metrics = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in step.get("metrics", {}).items()
+            if k in ("accuracy", "sparsity", "params", "macs")
+        )
+        lines.append(
+            " ".join(
+                p
+                for p in (
+                    step.get("time", ""),
+                    step.get("command", ""),
+                    step.get("method", ""),
+                    params,
+                    f"-> {metrics}" if metrics else "",
+                )
+                if p
+            )
+        )
     return lines
 
 
@@ -178,5 +214,7 @@ def check(model, full: bool = True) -> None:
     try:
         onnx.checker.check_model(model, full_check=full)
     except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
-        raise UnsupportedError(f"the exported graph fails onnx.checker: {first_line(exc)}",
-                               "try another --opset or --exporter torchscript") from None
+        raise UnsupportedError(
+            f"the exported graph fails onnx.checker: {first_line(exc)}",
+            "try another --opset or --exporter torchscript",
+        ) from None

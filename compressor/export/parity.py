@@ -49,27 +49,43 @@ class Parity:
 
     def flat(self, prefix: str = "") -> dict[str, Any]:
         """Flat keys, e.g. ``max_abs_error`` or with a prefix ``int8_max_abs_error``."""
-        flat = {f"{prefix}max_abs_error": self.max_abs_error,
-                f"{prefix}max_rel_error": self.max_rel_error,
-                f"{prefix}top1_agreement": self.top1_agreement}
-        return flat if prefix else {**flat, "parity_passed": self.passed,
-                                    "output_max_abs": self.reference_max_abs}
+        flat = {
+            f"{prefix}max_abs_error": self.max_abs_error,
+            f"{prefix}max_rel_error": self.max_rel_error,
+            f"{prefix}top1_agreement": self.top1_agreement,
+        }
+        return (
+            flat
+            if prefix
+            else {**flat, "parity_passed": self.passed, "output_max_abs": self.reference_max_abs}
+        )
 
 
 def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
     """Errors of one output: max abs, max rel, mismatch share, top-1 agreement, passed."""
     if reference.shape != actual.shape:
-        return {"shape": list(actual.shape), "max_abs_error": float("inf"), "max_rel_error": float("inf"),
-                "mismatch_fraction": 1.0, "top1_agreement": None, "passed": False}
+        return {
+            "shape": list(actual.shape),
+            "max_abs_error": float("inf"),
+            "max_rel_error": float("inf"),
+            "mismatch_fraction": 1.0,
+            "top1_agreement": None,
+            "passed": False,
+        }
     ref, act = reference.astype(np.float64), actual.astype(np.float64)
     diff = np.abs(act - ref)
     big = np.abs(ref) > atol
     rel = float((diff[big] / np.abs(ref[big])).max()) if big.any() else 0.0
     bad = ~(diff <= atol + rtol * np.abs(ref))
-    return {"shape": list(ref.shape), "reference_max_abs": float(np.abs(ref).max()) if ref.size else 0.0,
-            "max_abs_error": float(diff.max()) if diff.size else 0.0,
-            "max_rel_error": rel, "mismatch_fraction": float(bad.mean()) if bad.size else 0.0,
-            "top1_agreement": top1_agreement(ref, act), "passed": not bool(bad.any())}
+    return {
+        "shape": list(ref.shape),
+        "reference_max_abs": float(np.abs(ref).max()) if ref.size else 0.0,
+        "max_abs_error": float(diff.max()) if diff.size else 0.0,
+        "max_rel_error": rel,
+        "mismatch_fraction": float(bad.mean()) if bad.size else 0.0,
+        "top1_agreement": top1_agreement(ref, act),
+        "passed": not bool(bad.any()),
+    }
 
 
 def top1_agreement(reference: np.ndarray, actual: np.ndarray) -> float | None:
@@ -82,11 +98,16 @@ def top1_agreement(reference: np.ndarray, actual: np.ndarray) -> float | None:
 def summarise(rows: list[dict[str, Any]], samples: int, batch_sizes: Sequence[int]) -> Parity:
     """Worst figures over outputs."""
     tops = [r["top1_agreement"] for r in rows if r["top1_agreement"] is not None]
-    return Parity(max((r["max_abs_error"] for r in rows), default=0.0),
-                  max((r["max_rel_error"] for r in rows), default=0.0),
-                  min(tops) if tops else None, all(r["passed"] for r in rows),
-                  max((r.get("reference_max_abs", 0.0) for r in rows), default=0.0), samples,
-                  sorted(set(batch_sizes)), rows)
+    return Parity(
+        max((r["max_abs_error"] for r in rows), default=0.0),
+        max((r["max_rel_error"] for r in rows), default=0.0),
+        min(tops) if tops else None,
+        all(r["passed"] for r in rows),
+        max((r.get("reference_max_abs", 0.0) for r in rows), default=0.0),
+        samples,
+        sorted(set(batch_sizes)),
+        rows,
+    )
 
 
 def batch_plan(total: int, fixed: int | None) -> list[int]:
@@ -106,7 +127,7 @@ def run_batches(run: Runner, inputs: np.ndarray, sizes: Sequence[int]) -> list[n
     """Feed ``inputs`` in batches of ``sizes``; concatenate each output over batches."""
     chunks, start = [], 0
     for size in sizes:
-        chunks.append(run(inputs[start:start + size]))
+        chunks.append(run(inputs[start : start + size]))
         start += size
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
@@ -134,25 +155,42 @@ def ort_runner(session) -> Runner:
     return run
 
 
-def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int | None,
-          rtol: float, atol: float, names: Sequence[str] = ()) -> Parity:
+def check(
+    reference: Runner,
+    candidate: Runner,
+    inputs: np.ndarray,
+    fixed: int | None,
+    rtol: float,
+    atol: float,
+    names: Sequence[str] = (),
+) -> Parity:
     """Compare ``candidate`` with ``reference`` on ``inputs`` fed in the planned batch sizes, every
     output; ``names`` (the outputs' names, :mod:`compressor.outputs`) label the rows."""
     sizes = batch_plan(len(inputs), fixed)
-    used = inputs[:sum(sizes)]
+    used = inputs[: sum(sizes)]
     expected = run_batches(reference, used, sizes)
     try:
         got = run_batches(candidate, used, sizes)
     except Exception as exc:  # noqa: BLE001 - a runtime failure is a parity failure
         from compressor.export.onnx_export import first_line
 
-        row = {"error": first_line(exc),
-               "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
-               "mismatch_fraction": 1.0, "passed": False}
+        row = {
+            "error": first_line(exc),
+            "max_abs_error": float("inf"),
+            "max_rel_error": float("inf"),
+            "top1_agreement": None,
+            "mismatch_fraction": 1.0,
+            "passed": False,
+        }
         return summarise([row], len(used), sizes)
     if len(got) != len(expected):
-        row = {"error": f"{len(got)} outputs, PyTorch gives {len(expected)}", "max_abs_error": float("inf"),
-               "max_rel_error": float("inf"), "top1_agreement": None, "passed": False}
+        row = {
+            "error": f"{len(got)} outputs, PyTorch gives {len(expected)}",
+            "max_abs_error": float("inf"),
+            "max_rel_error": float("inf"),
+            "top1_agreement": None,
+            "passed": False,
+        }
         return summarise([row], len(used), sizes)
     rows = [compare_output(e, g, rtol, atol) for e, g in zip(expected, got)]
     if len(names) == len(rows):
@@ -163,8 +201,13 @@ def check(reference: Runner, candidate: Runner, inputs: np.ndarray, fixed: int |
 DIAGNOSIS_MAX_PARAMS = 200_000_000  # a float64 copy beside the float32 model and ORT: skip above
 
 
-def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.ndarray,
-                      fixed: int | None, disagreement: float = 0.0) -> dict[str, float] | None:
+def float64_diagnosis(
+    module: torch.nn.Module,
+    candidate: Runner,
+    inputs: np.ndarray,
+    fixed: int | None,
+    disagreement: float = 0.0,
+) -> dict[str, float] | None:
     """How far PyTorch float32 and ``candidate`` each are from a float64 run of ``module``.
 
     A disagreement beyond the tolerances can be float32 rounding that PyTorch itself shows (deep
@@ -179,12 +222,19 @@ def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.nda
         return None
 
     sizes = batch_plan(len(inputs), fixed)
-    used = inputs[:sum(sizes)]
+    used = inputs[: sum(sizes)]
     try:
         f32 = run_batches(torch_runner(module), used, sizes)
         again = run_batches(torch_runner(module), used, sizes)
-        drift = max((float(np.nanmax(np.abs(a - b))) if a.size and not np.array_equal(a, b, equal_nan=True)
-                     else 0.0 for a, b in zip(f32, again)), default=0.0)
+        drift = max(
+            (
+                float(np.nanmax(np.abs(a - b)))
+                if a.size and not np.array_equal(a, b, equal_nan=True)
+                else 0.0
+                for a, b in zip(f32, again)
+            ),
+            default=0.0,
+        )
         if drift > 0 and drift >= 0.1 * disagreement:
             return {"nondeterministic": 1.0}
         wide = torch_runner(copy.deepcopy(module).double().eval(), torch.float64)
@@ -196,7 +246,9 @@ def float64_diagnosis(module: torch.nn.Module, candidate: Runner, inputs: np.nda
         return None
 
     def worst(outs: list[np.ndarray]) -> float:
-        return max(float(np.abs(o.astype(np.float64) - r.astype(np.float64)).max()) for o, r in zip(outs, ref))
+        return max(
+            float(np.abs(o.astype(np.float64) - r.astype(np.float64)).max()) for o, r in zip(outs, ref)
+        )
 
     return {"torch_fp32_vs_fp64_max_abs": worst(f32), "exported_vs_fp64_max_abs": worst(got)}
 

@@ -64,12 +64,23 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
     try:
         candidate = parity.ort_runner(session(model))
     except Exception as exc:  # noqa: BLE001 - a graph ORT cannot load fails parity
-        row = {"error": f"ONNX Runtime cannot load it: {first_line(exc)}",
-               "max_abs_error": float("inf"), "max_rel_error": float("inf"), "top1_agreement": None,
-               "passed": False}
+        row = {
+            "error": f"ONNX Runtime cannot load it: {first_line(exc)}",
+            "max_abs_error": float("inf"),
+            "max_rel_error": float("inf"),
+            "top1_agreement": None,
+            "passed": False,
+        }
         return parity.summarise([row], 0, [])
-    return parity.check(parity.torch_runner(inp.handle.module), candidate, inp.parity_inputs,
-                        cfg.fixed_batch, cfg.rtol, cfg.atol, inp.output_names)
+    return parity.check(
+        parity.torch_runner(inp.handle.module),
+        candidate,
+        inp.parity_inputs,
+        cfg.fixed_batch,
+        cfg.rtol,
+        cfg.atol,
+        inp.output_names,
+    )
 
 
 def _ort_or_none(model) -> parity.Runner | None:
@@ -102,7 +113,9 @@ def run_onnx(inp: Inputs, cfg: ExportConfig) -> Outcome:
     atomic_write(cfg.output, lambda tmp: tmp.write_bytes(data))
     for file in stale:
         file.unlink(missing_ok=True)
-        out.notes.append(f"removed {file.name}: the external data of the {Path(cfg.output).name} this replaces")
+        out.notes.append(
+            f"removed {file.name}: the external data of the {Path(cfg.output).name} this replaces"
+        )
     out.figures.update(**written([Path(cfg.output)], out), **weight_figures(final))
     return out
 
@@ -115,17 +128,24 @@ def written(files: list[Path], out: Outcome) -> dict[str, Any]:
     return figures
 
 
-def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_export.Exported | None = None,
-              exporter: str | None = None):
+def _exported(
+    inp: Inputs,
+    cfg: ExportConfig,
+    out: Outcome,
+    exported: onnx_export.Exported | None = None,
+    exporter: str | None = None,
+):
     """Stamp, check and simplify; a dynamo graph that fails parity is retried with TorchScript."""
-    exported = exported or onnx_export.export_onnx(inp.handle.module, inp.example, cfg.opset, cfg.dynamic,
-                                                   exporter or cfg.exporter)
+    exported = exported or onnx_export.export_onnx(
+        inp.handle.module, inp.example, cfg.opset, cfg.dynamic, exporter or cfg.exporter
+    )
     props = onnx_export.metadata(inp.handle, exported.exporter, extra_metadata(cfg))
     model = _finish(exported.model, props)
     inp.log(f"exported with the {exported.exporter} exporter: {simplify.node_count(model)} nodes")
     model, fp32 = _simplified(model, props, inp, cfg, out)
-    out.figures.update(exporter=exported.exporter, opset=cfg.opset,
-                       batch="dynamic" if cfg.dynamic else cfg.fixed_batch)
+    out.figures.update(
+        exporter=exported.exporter, opset=cfg.opset, batch="dynamic" if cfg.dynamic else cfg.fixed_batch
+    )
     if fp32 is None or fp32.passed or exporter or cfg.exporter != "auto" or exported.exporter != "dynamo":
         out.notes += exported.notes
         return model, props, fp32
@@ -137,20 +157,32 @@ def _exported(inp: Inputs, cfg: ExportConfig, out: Outcome, exported: onnx_expor
     if not retry[2].passed:
         return model, props, fp32
     out.figures.update(fresh.figures)
-    out.notes += fresh.notes + [f"the dynamo graph failed parity (max abs error {fp32.max_abs_error:.3g}); "
-                                "used the TorchScript-based exporter, whose graph passes"]
+    out.notes += fresh.notes + [
+        f"the dynamo graph failed parity (max abs error {fp32.max_abs_error:.3g}); "
+        "used the TorchScript-based exporter, whose graph passes"
+    ]
     return retry
 
 
 def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, out: Outcome) -> Outcome:
     """A graph over 2 GiB: files from the start (see :mod:`compressor.export.large`)."""
     size = large.weight_bytes(exported.program.model) / 2**30
-    asked = [flag for flag, on in (("--quantize", cfg.quantize), ("--fp16", cfg.fp16),
-                                   ("--sparse-storage", cfg.sparse_storage)) if on]
+    asked = [
+        flag
+        for flag, on in (
+            ("--quantize", cfg.quantize),
+            ("--fp16", cfg.fp16),
+            ("--sparse-storage", cfg.sparse_storage),
+        )
+        if on
+    ]
     if asked:
         flag = asked[0]
-        raise UnsupportedError(f"the ONNX graph's weights are {size:.1f} GiB, over protobuf's 2 GiB limit; "
-                               f"{flag} needs them in one protobuf", f"export without {flag}, or prune the model first")
+        raise UnsupportedError(
+            f"the ONNX graph's weights are {size:.1f} GiB, over protobuf's 2 GiB limit; "
+            f"{flag} needs them in one protobuf",
+            f"export without {flag}, or prune the model first",
+        )
     output = check_writable(cfg.output)
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         graph_file, data_file = large.save(exported.program.model, Path(tmp) / output.name)
@@ -160,14 +192,23 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
         large.rewrite(graph, graph_file)
         onnx_export.check(graph_file)
         nodes = simplify.node_count(graph)
-        inp.log(f"exported with the {exported.exporter} exporter: {nodes} nodes, {size:.1f} GiB of weights "
-                "as external data")
-        out.figures.update(exporter=exported.exporter, opset=cfg.opset, batch="dynamic" if cfg.dynamic else
-                           cfg.fixed_batch, nodes_before=nodes, nodes_after=nodes, simplified=False)
+        inp.log(
+            f"exported with the {exported.exporter} exporter: {nodes} nodes, {size:.1f} GiB of weights "
+            "as external data"
+        )
+        out.figures.update(
+            exporter=exported.exporter,
+            opset=cfg.opset,
+            batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
+            nodes_before=nodes,
+            nodes_after=nodes,
+            simplified=False,
+        )
         out.notes += exported.notes + [
             f"the graph's weights are over protobuf's 2 GiB limit: they are in {data_file.name} beside "
             f"{output.name} (ONNX external data); keep the two files together",
-            "onnxslim skipped: it needs the graph in one protobuf"]
+            "onnxslim skipped: it needs the graph in one protobuf",
+        ]
         if cfg.verify:
             gate(verify(graph_file, inp, cfg), cfg, out, inp, lambda: _ort_or_none(graph_file))
         if inp.test is not None:
@@ -179,8 +220,10 @@ def _run_large(exported: onnx_export.Exported, inp: Inputs, cfg: ExportConfig, o
 
 
 def extra_metadata(cfg: ExportConfig) -> dict[str, Any]:
-    return {"compressor.batch": str(cfg.batch), "compressor.quantize": cfg.quantize or
-            ("fp16" if cfg.fp16 else "none")}
+    return {
+        "compressor.batch": str(cfg.batch),
+        "compressor.quantize": cfg.quantize or ("fp16" if cfg.fp16 else "none"),
+    }
 
 
 def _finish(model, props: dict[str, str]):
@@ -210,8 +253,13 @@ def _simplified(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
     return candidate, checked
 
 
-def gate(result: parity.Parity, cfg: ExportConfig, out: Outcome, inp: Inputs | None = None,
-          candidate: Callable[[], parity.Runner | None] | None = None) -> None:
+def gate(
+    result: parity.Parity,
+    cfg: ExportConfig,
+    out: Outcome,
+    inp: Inputs | None = None,
+    candidate: Callable[[], parity.Runner | None] | None = None,
+) -> None:
     """Record the parity figures; on failure raise CheckFailed with a float64 diagnosis when one can
     be made (``candidate`` builds the exported model's runner only then)."""
     out.figures.update(result.flat(), parity_samples=result.samples, parity_batch_sizes=result.batch_sizes)
@@ -220,16 +268,23 @@ def gate(result: parity.Parity, cfg: ExportConfig, out: Outcome, inp: Inputs | N
         return
     hint = "loosen --rtol/--atol, try another --exporter or --no-simplify, or pass --no-verify"
     why = ""
-    runner = candidate() if inp is not None and candidate is not None and np.isfinite(result.max_abs_error) else None
+    runner = (
+        candidate()
+        if inp is not None and candidate is not None and np.isfinite(result.max_abs_error)
+        else None
+    )
     if runner is not None:
-        diag = parity.float64_diagnosis(inp.handle.module, runner, inp.parity_inputs, cfg.fixed_batch,
-                                        result.max_abs_error)
+        diag = parity.float64_diagnosis(
+            inp.handle.module, runner, inp.parity_inputs, cfg.fixed_batch, result.max_abs_error
+        )
         if diag:
             out.figures.update(diag)
             why, hint = _rounding_verdict(diag, result, hint)
     raise CheckFailed(
         f"ONNX Runtime and PyTorch disagree beyond rtol={cfg.rtol} atol={cfg.atol}: max abs error "
-        f"{result.max_abs_error:.3g}, max rel error {result.max_rel_error:.3g}{why}; nothing written", hint)
+        f"{result.max_abs_error:.3g}, max rel error {result.max_rel_error:.3g}{why}; nothing written",
+        hint,
+    )
 
 
 ROUNDING_FACTOR = 3.0  # exported within this many times PyTorch float32's own error: rounding
@@ -238,17 +293,24 @@ ROUNDING_FACTOR = 3.0  # exported within this many times PyTorch float32's own e
 def _rounding_verdict(diag: dict[str, float], result: parity.Parity, hint: str) -> tuple[str, str]:
     """A clause for the error line and the hint, from :func:`parity.float64_diagnosis`."""
     if diag.get("nondeterministic"):
-        return (" (PyTorch itself gives different outputs on two runs of the same input: the model is "
-                "not deterministic)", "make the forward pass deterministic (eval mode, no random ops), "
-                "or pass --no-verify")
+        return (
+            " (PyTorch itself gives different outputs on two runs of the same input: the model is "
+            "not deterministic)",
+            "make the forward pass deterministic (eval mode, no random ops), or pass --no-verify",
+        )
     own, exported = diag["torch_fp32_vs_fp64_max_abs"], diag["exported_vs_fp64_max_abs"]
     if exported <= ROUNDING_FACTOR * max(own, 1e-12):
         atol = float(f"{2 * result.max_abs_error:.0e}")
-        return (f" (float32 rounding: against a float64 run of the model, PyTorch float32 is off by "
-                f"{own:.2g} and the export by {exported:.2g})",
-                f"the export is as exact as PyTorch float32 here; --atol {atol:g} accepts it")
-    return (f" (not rounding: against a float64 run, the export is off by {exported:.2g}, PyTorch "
-            f"float32 by {own:.2g})", hint)
+        return (
+            f" (float32 rounding: against a float64 run of the model, PyTorch float32 is off by "
+            f"{own:.2g} and the export by {exported:.2g})",
+            f"the export is as exact as PyTorch float32 here; --atol {atol:g} accepts it",
+        )
+    return (
+        f" (not rounding: against a float64 run, the export is off by {exported:.2g}, PyTorch "
+        f"float32 by {own:.2g})",
+        hint,
+    )
 
 
 def _reduced(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
@@ -263,16 +325,29 @@ def _reduced(model, props, inp: Inputs, cfg: ExportConfig, out: Outcome):
     reduced = _finish(reduced, props)
     result = verify(reduced, inp, cfg)
     tag = "int8" if cfg.quantize else "fp16"
-    out.figures.update({**result.flat(f"{tag}_"), "fp32_size_bytes": fp32_bytes,
-                        "size_ratio": len(reduced.SerializeToString()) / fp32_bytes})
-    out.notes.append(f"{tag} outputs differ from PyTorch by design (max abs error "
-                     f"{result.max_abs_error:.3g}, top-1 agreement {result.top1_agreement} on the parity inputs, random "
-                     "ones included); not gated: the accuracy change on --data is the figure to judge")
+    out.figures.update(
+        {
+            **result.flat(f"{tag}_"),
+            "fp32_size_bytes": fp32_bytes,
+            "size_ratio": len(reduced.SerializeToString()) / fp32_bytes,
+        }
+    )
+    out.notes.append(
+        f"{tag} outputs differ from PyTorch by design (max abs error "
+        f"{result.max_abs_error:.3g}, top-1 agreement {result.top1_agreement} on the parity inputs, random "
+        "ones included); not gated: the accuracy change on --data is the figure to judge"
+    )
     if inp.test is not None:
         full, small = predictions(model, inp, cfg), predictions(reduced, inp, cfg)
         before, after = accuracy(full, inp), accuracy(small, inp)
-        out.figures.update({"accuracy_fp32": before, "accuracy": after, "accuracy_delta": after - before,
-                            f"{tag}_top1_agreement_data": float((full == small).mean())})
+        out.figures.update(
+            {
+                "accuracy_fp32": before,
+                "accuracy": after,
+                "accuracy_delta": after - before,
+                f"{tag}_top1_agreement_data": float((full == small).mean()),
+            }
+        )
     return reduced
 
 
@@ -297,23 +372,39 @@ def _sparse(model, inp: Inputs, cfg: ExportConfig, out: Outcome):
     dense_size = len(model.SerializeToString())
     out.figures.update(dense_size_bytes=dense_size, sparse_tensors=0)
     if result.tensors == 0:
-        out.notes.append("--sparse-storage: no weight is sparse enough (density must be < 1/3 for "
-                         "float32); stored dense")
+        out.notes.append(
+            "--sparse-storage: no weight is sparse enough (density must be < 1/3 for float32); stored dense"
+        )
         return model
     candidate = _loads(result.model)
-    check = parity.check(parity.ort_runner(session(model)), candidate, inp.parity_inputs,
-                         cfg.fixed_batch, cfg.rtol, cfg.atol, inp.output_names) if candidate else None
+    check = (
+        parity.check(
+            parity.ort_runner(session(model)),
+            candidate,
+            inp.parity_inputs,
+            cfg.fixed_batch,
+            cfg.rtol,
+            cfg.atol,
+            inp.output_names,
+        )
+        if candidate
+        else None
+    )
     smaller = len(result.model.SerializeToString()) < dense_size
     if check is None or not check.passed or not smaller:
-        why = "not smaller" if check is not None and check.passed else "ONNX Runtime could not run it unchanged"
+        why = (
+            "not smaller" if check is not None and check.passed else "ONNX Runtime could not run it unchanged"
+        )
         out.notes.append(f"--sparse-storage: {why}; stored dense")
         return model
     onnx_export.check(result.model, full=False)
     out.figures["sparse_tensors"] = result.tensors
-    out.notes.append(f"--sparse-storage: {result.tensors} tensors stored sparse; ONNX Runtime "
-                     "densifies them on load, so run time and memory are unchanged; onnx.checker's "
-                     "full check (type inference) rejects sparse inputs to dense operators, the "
-                     "structural check passes")
+    out.notes.append(
+        f"--sparse-storage: {result.tensors} tensors stored sparse; ONNX Runtime "
+        "densifies them on load, so run time and memory are unchanged; onnx.checker's "
+        "full check (type inference) rejects sparse inputs to dense operators, the "
+        "structural check passes"
+    )
     return result.model
 
 
@@ -326,7 +417,7 @@ def _loads(model):
 
 def accuracy(pred: np.ndarray, inp: Inputs) -> float:
     """Top-1 accuracy of predictions on the test samples."""
-    return float((pred == inp.test[1][:len(pred)]).mean())
+    return float((pred == inp.test[1][: len(pred)]).mean())
 
 
 def predictions(model, inp: Inputs, cfg: ExportConfig) -> np.ndarray:
@@ -357,12 +448,24 @@ def describe(path: str) -> dict[str, Any]:
     notes = [MASK_NOTE] if fig["sparsity"] > 0.2 else []
     history = [{"command": "export", "metadata": fig["metadata"]}] if fig["metadata"] else []
     return dict(
-        kind="onnx", ref=fig["metadata"].get("compressor.ref"),
-        params=fig["params"], nonzero_params=fig["nonzero_params"], sparsity=fig["sparsity"],
-        macs=fig["macs"], size_bytes=fig["size_bytes"], compressed_bytes=fig["compressed_bytes"],
-        input_shape=[d if isinstance(d, int) else 1 for d in shape], history=history,
+        kind="onnx",
+        ref=fig["metadata"].get("compressor.ref"),
+        params=fig["params"],
+        nonzero_params=fig["nonzero_params"],
+        sparsity=fig["sparsity"],
+        macs=fig["macs"],
+        size_bytes=fig["size_bytes"],
+        compressed_bytes=fig["compressed_bytes"],
+        input_shape=[d if isinstance(d, int) else 1 for d in shape],
+        history=history,
         outputs={o["name"]: o["shape"] for o in fig["outputs"]},
         integrity=integrity.VERIFIED if integrity.ONNX_KEY in fig["metadata"] else "no digest",
-        notes=notes + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
-        + [f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
-           "both)"] * bool(fig["external_data"]) + [ESTIMATE_NOTE] * fig["compressed_estimated"])
+        notes=notes
+        + [f"opset {fig['opset']}, {fig['nodes']} nodes"]
+        + [
+            f"weights in {', '.join(fig['external_data'])} beside it (ONNX external data; file size counts "
+            "both)"
+        ]
+        * bool(fig["external_data"])
+        + [ESTIMATE_NOTE] * fig["compressed_estimated"],
+    )

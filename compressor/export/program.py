@@ -46,17 +46,28 @@ def write(inputs: Inputs, cfg: ExportConfig, save: Save, load: Load) -> Outcome:
                 save(inputs.handle.module, inputs.example, saved, cfg.dynamic, {META_FILE: json.dumps(props)})
         except Exception as exc:  # noqa: BLE001 - tracers raise many types
             others = [name for name in registry.FORMATS if name != cfg.format]
-            raise UnsupportedError(f"{cfg.format} export failed: {first_line(exc)}",
-                                   f"try another --format: {', '.join(others)}") from None
+            raise UnsupportedError(
+                f"{cfg.format} export failed: {first_line(exc)}", f"try another --format: {', '.join(others)}"
+            ) from None
         if cfg.verify:
             with quiet():
                 runner = parity.torch_runner(load(saved, {}))
-            result = parity.check(parity.torch_runner(inputs.handle.module), runner,
-                                  inputs.parity_inputs, cfg.fixed_batch, cfg.rtol, cfg.atol, inputs.output_names)
+            result = parity.check(
+                parity.torch_runner(inputs.handle.module),
+                runner,
+                inputs.parity_inputs,
+                cfg.fixed_batch,
+                cfg.rtol,
+                cfg.atol,
+                inputs.output_names,
+            )
             gate(result, cfg, out, inputs, lambda: runner)
         atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))
-    out.figures.update(exporter=cfg.format, batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
-                       **written([Path(cfg.output)], out))
+    out.figures.update(
+        exporter=cfg.format,
+        batch="dynamic" if cfg.dynamic else cfg.fixed_batch,
+        **written([Path(cfg.output)], out),
+    )
     return out
 
 
@@ -107,8 +118,16 @@ def describe(path: str | Path, load: Load, kind: str) -> dict[str, Any]:
     sparsity = 1.0 - nonzero / max(params, 1)
     notes = [MASK_NOTE] * (sparsity > 0.2) + [ESTIMATE_NOTE] * sizes["compressed_estimated"]
     notes += [] if shape else ["no input shape in the file's metadata: MACs not counted"]
-    return {"kind": kind, "ref": meta.get("compressor.ref") or None, "params": params,
-            "nonzero_params": nonzero, "sparsity": sparsity, "macs": macs,
-            "size_bytes": sizes["size_bytes"], "compressed_bytes": sizes["compressed_bytes"],
-            "input_shape": list(shape), "history": [{"command": "export", "metadata": meta}] if meta else [],
-            "notes": notes}
+    return {
+        "kind": kind,
+        "ref": meta.get("compressor.ref") or None,
+        "params": params,
+        "nonzero_params": nonzero,
+        "sparsity": sparsity,
+        "macs": macs,
+        "size_bytes": sizes["size_bytes"],
+        "compressed_bytes": sizes["compressed_bytes"],
+        "input_shape": list(shape),
+        "history": [{"command": "export", "metadata": meta}] if meta else [],
+        "notes": notes,
+    }

@@ -35,8 +35,11 @@ def layer_macs(module: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         else:
             totals["linear"] += out.numel() * sub.in_features
 
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+    ]
     try:
         with torch.no_grad():
             module(example)
@@ -55,22 +58,25 @@ def choose_mode(requested: str, conv_macs: int, linear_macs: int, has_data: bool
         return "dynamic", f"dynamic int8: {1 - share:.0%} of the MACs are in linear layers"
     if has_data:
         return "static", f"static QDQ int8 calibrated on --data: {share:.0%} of the MACs are in convolutions"
-    return "dynamic", (f"dynamic int8 although {share:.0%} of the MACs are in convolutions: "
-                       "add --data to calibrate static QDQ int8, which suits conv nets better")
+    return "dynamic", (
+        f"dynamic int8 although {share:.0%} of the MACs are in convolutions: "
+        "add --data to calibrate static QDQ int8, which suits conv nets better"
+    )
 
 
 class _Reader:
     """A CalibrationDataReader over fixed numpy batches."""
 
     def __init__(self, name: str, samples: np.ndarray, batch: int):
-        self._batches = iter([{name: samples[i:i + batch]} for i in range(0, len(samples) - batch + 1, batch)])
+        self._batches = iter(
+            [{name: samples[i : i + batch]} for i in range(0, len(samples) - batch + 1, batch)]
+        )
 
     def get_next(self):
         return next(self._batches, None)
 
 
-def quantize_int8(src: Path, dst: Path, mode: str, calib: np.ndarray | None = None,
-                  batch: int = 32) -> None:
+def quantize_int8(src: Path, dst: Path, mode: str, calib: np.ndarray | None = None, batch: int = 32) -> None:
     """Write an int8 model of ``src`` to ``dst`` (dynamic, or static QDQ calibrated on ``calib``)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
@@ -82,13 +88,25 @@ def quantize_int8(src: Path, dst: Path, mode: str, calib: np.ndarray | None = No
             else:
                 import onnxruntime as ort
 
-                name = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-                quantize_static(prepared, dst, _Reader(name, calib, min(batch, len(calib))),
-                                quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                name = (
+                    ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
+                    .get_inputs()[0]
+                    .name
+                )
+                quantize_static(
+                    prepared,
+                    dst,
+                    _Reader(name, calib, min(batch, len(calib))),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                )
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
-        raise UnsupportedError(f"int8 {mode} quantization failed: {first_line(exc)}",
-                               "try --quant-mode dynamic, or export without --quantize") from None
+        raise UnsupportedError(
+            f"int8 {mode} quantization failed: {first_line(exc)}",
+            "try --quant-mode dynamic, or export without --quantize",
+        ) from None
 
 
 def _preprocess(src: Path) -> Path:
@@ -112,7 +130,9 @@ def to_fp16(model):
         with quiet():
             half = convert_float_to_float16(model, keep_io_types=True)
     except Exception as exc:  # noqa: BLE001
-        raise UnsupportedError(f"float16 conversion failed: {first_line(exc)}", "export without --fp16") from None
+        raise UnsupportedError(
+            f"float16 conversion failed: {first_line(exc)}", "export without --fp16"
+        ) from None
     topological_sort(half.graph)
     return half
 
@@ -136,8 +156,11 @@ def topological_sort(graph) -> None:
                 order.append(nodes[j])
                 continue
             stack.append((j, True))
-            stack.extend((produced_by[n], False) for n in nodes[j].input
-                         if n in produced_by and produced_by[n] not in done)
+            stack.extend(
+                (produced_by[n], False)
+                for n in nodes[j].input
+                if n in produced_by and produced_by[n] not in done
+            )
 
     for i in range(len(nodes)):
         visit(i)

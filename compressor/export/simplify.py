@@ -39,7 +39,9 @@ def simplify(model) -> Simplified:
         with quiet():
             slim = onnxslim.slim(copy)
     except Exception as exc:  # noqa: BLE001 - onnxslim raises many types; keep the original
-        return Simplified(model, before, before, f"onnxslim failed ({first_line(exc)}); kept the exported graph")
+        return Simplified(
+            model, before, before, f"onnxslim failed ({first_line(exc)}); kept the exported graph"
+        )
     if slim is None:
         return Simplified(model, before, before, "onnxslim returned nothing; kept the exported graph")
     return Simplified(slim, before, node_count(slim))

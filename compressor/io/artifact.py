@@ -43,7 +43,8 @@ def save_artifact(handle: ModelHandle, path: str | Path) -> Path:
     if not handle.ref:
         raise UnsupportedError(
             f"cannot save '{handle.source}' as an artifact: its architecture has no reference",
-            "load it with --arch REF so the artifact can rebuild it without pickle")
+            "load it with --arch REF so the artifact can rebuild it without pickle",
+        )
     payload = integrity.seal(to_payload(handle))
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -89,8 +90,11 @@ def structure_manifest(module: nn.Module) -> dict[str, dict[str, Any]]:
     """Simple attributes of every submodule: what a pruner changes besides tensor shapes."""
     manifest: dict[str, dict[str, Any]] = {}
     for name, sub in module.named_modules():
-        attrs = {k: _simple(v) for k, v in vars(sub).items()
-                 if k not in _SKIP_ATTRS and not k.startswith("__") and _is_simple(v)}
+        attrs = {
+            k: _simple(v)
+            for k, v in vars(sub).items()
+            if k not in _SKIP_ATTRS and not k.startswith("__") and _is_simple(v)
+        }
         if attrs:
             manifest[name] = attrs
     return manifest
@@ -108,8 +112,13 @@ def _simple(value: Any) -> Any:
     return next(kind(value) for kind in (bool, int, float, str) if isinstance(value, kind))
 
 
-def load_model(path: str | Path, arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
-               trust_pickle: bool = False, input_shape: tuple[int, ...] | None = None) -> ModelHandle:
+def load_model(
+    path: str | Path,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    trust_pickle: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+) -> ModelHandle:
     """Load any PyTorch model file: artifact, state_dict (+ ``arch``) or trusted pickle.
 
     A model reference (``sample:simple_cnn``) in place of a path builds a fresh model.
@@ -121,8 +130,10 @@ def load_model(path: str | Path, arch: str | None = None, arch_kwargs: dict[str,
     file = _check_file(text)
     exported = registry.format_of(str(file))
     if exported is not None:
-        raise InputError(f"{file} is in the {exported.title} format; this command needs a PyTorch model (.pt)",
-                         "pass the .pt artifact it was exported from")
+        raise InputError(
+            f"{file} is in the {exported.title} format; this command needs a PyTorch model (.pt)",
+            "pass the .pt artifact it was exported from",
+        )
     if file.suffix == ".safetensors":
         obj: Any = _read_safetensors(file)
     else:
@@ -148,10 +159,13 @@ def _check_file(text: str) -> Path:
     if not file.exists():
         near = zoo.closest_models(text) if not file.suffix and "/" not in text else []
         if near:
-            raise InputError(f"{file}: no such file", f"to build a model, name it with its zoo: "
-                             f"{' or '.join(near)}")
-        raise InputError(f"{file}: no such file", "check the path, or name a model reference "
-                         "such as sample:simple_cnn or torchvision:resnet18")
+            raise InputError(
+                f"{file}: no such file", f"to build a model, name it with its zoo: {' or '.join(near)}"
+            )
+        raise InputError(
+            f"{file}: no such file",
+            "check the path, or name a model reference such as sample:simple_cnn or torchvision:resnet18",
+        )
     if file.is_dir():
         raise InputError(f"{file} is a folder, not a model file")
     if file.stat().st_size == 0:
@@ -179,14 +193,26 @@ def _torch_load(file: Path, trust_pickle: bool) -> Any:
             raise InputError(
                 f"{file} holds pickled Python objects (e.g. a whole nn.Module); unpickling runs "
                 "arbitrary code from the file",
-                "pass --trust-pickle only if you trust its source, or save a state_dict and use "
-                "--arch REF") from None
+                "pass --trust-pickle only if you trust its source, or save a state_dict and use --arch REF",
+            ) from None
     # random bytes can also trip the weights-only unpickler's own bookkeeping (IndexError, TypeError,
     # AttributeError, UnicodeDecodeError, ...): any failure to read is the file's fault, not ours
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError,
-            TypeError, AttributeError, MemoryError, OverflowError) as exc:
-        raise InputError(f"{file}: not a readable PyTorch checkpoint, truncated or corrupt "
-                         f"({first_line(exc, 160)})") from None
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        zipfile.BadZipFile,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        MemoryError,
+        OverflowError,
+    ) as exc:
+        raise InputError(
+            f"{file}: not a readable PyTorch checkpoint, truncated or corrupt ({first_line(exc, 160)})"
+        ) from None
     try:
         return torch.load(file, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - user's pickle may raise anything
@@ -204,11 +230,15 @@ def _interpret(obj: Any, file: Path, arch: str | None, kwargs: dict[str, Any] | 
         return handle
     state = _find_state_dict(obj)
     if state is None:
-        raise InputError(f"{file}: not a model (found {type(obj).__name__} without tensors)",
-                         "pass a compressor artifact, a state_dict with --arch, or an .onnx file")
+        raise InputError(
+            f"{file}: not a model (found {type(obj).__name__} without tensors)",
+            "pass a compressor artifact, a state_dict with --arch, or an .onnx file",
+        )
     if not arch:
-        raise InputError(f"{file} is a plain state_dict without its architecture",
-                         "pass --arch REF, e.g. --arch sample:simple_cnn or torchvision:resnet18")
+        raise InputError(
+            f"{file} is a plain state_dict without its architecture",
+            "pass --arch REF, e.g. --arch sample:simple_cnn or torchvision:resnet18",
+        )
     module = refs.build(arch, kwargs)
     _load_state(module, state, file)
     return _from_module(module, arch, kwargs, str(file), "state_dict")
@@ -225,7 +255,7 @@ def _find_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
     if not tensors:
         return None
     if all(k.startswith("module.") for k in tensors):  # saved from DataParallel / DDP
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -233,14 +263,21 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], file: Path) -
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    problems = ([f"missing {_few(missing)}"] if missing else []) + \
-        ([f"unexpected {_few(unexpected)}"] if unexpected else []) + \
-        ([f"shape {_few(wrong)}"] if wrong else [])
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = (
+        ([f"missing {_few(missing)}"] if missing else [])
+        + ([f"unexpected {_few(unexpected)}"] if unexpected else [])
+        + ([f"shape {_few(wrong)}"] if wrong else [])
+    )
     if problems:
-        raise InputError(f"{file} does not match the architecture: {'; '.join(problems)}",
-                         "check --arch and --arch-kwargs (e.g. num_classes)")
+        raise InputError(
+            f"{file} does not match the architecture: {'; '.join(problems)}",
+            "check --arch and --arch-kwargs (e.g. num_classes)",
+        )
     module.load_state_dict(state, strict=True)
 
 
@@ -249,10 +286,17 @@ def _few(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + more
 
 
-def _from_module(module: nn.Module, ref: str | None, kwargs: dict[str, Any] | None, source: str,
-                 kind: str) -> ModelHandle:
-    return ModelHandle(module=module.eval(), ref=ref, arch_kwargs=dict(kwargs or {}),
-                       input_shape=refs.default_input_shape(ref), source=source, source_kind=kind)
+def _from_module(
+    module: nn.Module, ref: str | None, kwargs: dict[str, Any] | None, source: str, kind: str
+) -> ModelHandle:
+    return ModelHandle(
+        module=module.eval(),
+        ref=ref,
+        arch_kwargs=dict(kwargs or {}),
+        input_shape=refs.default_input_shape(ref),
+        source=source,
+        source_kind=kind,
+    )
 
 
 def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
@@ -265,22 +309,33 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         apply_structure(module, payload.get("structure", {}), state)
         module.load_state_dict(_with_metadata(state, module), strict=True)
     except (KeyError, RuntimeError, AttributeError, TypeError, ValueError) as exc:
-        raise InputError(f"{source}: artifact is damaged or does not match its architecture "
-                         f"({first_line(exc, 160)})") from None
+        raise InputError(
+            f"{source}: artifact is damaged or does not match its architecture ({first_line(exc, 160)})"
+        ) from None
     meta = payload.get("input", {})
     return ModelHandle(
-        module=module.eval(), ref=arch["ref"], arch_kwargs=dict(arch.get("kwargs") or {}),
+        module=module.eval(),
+        ref=arch["ref"],
+        arch_kwargs=dict(arch.get("kwargs") or {}),
         input_shape=tuple(meta.get("shape") or refs.default_input_shape(arch["ref"])),
-        mean=meta.get("mean"), std=meta.get("std"), masks=masks,
-        history=list(payload.get("history", [])), metrics=dict(payload.get("metrics", {})),
-        source=source, source_kind="artifact")
+        mean=meta.get("mean"),
+        std=meta.get("std"),
+        masks=masks,
+        history=list(payload.get("history", [])),
+        metrics=dict(payload.get("metrics", {})),
+        source=source,
+        source_kind="artifact",
+    )
 
 
 def _check_version(payload: dict[str, Any], source: str) -> None:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
-        raise InputError(f"{source}: artifact format version {version} is not supported "
-                         f"(this compressor reads {FORMAT_VERSION})", "upgrade compressor")
+        raise InputError(
+            f"{source}: artifact format version {version} is not supported "
+            f"(this compressor reads {FORMAT_VERSION})",
+            "upgrade compressor",
+        )
 
 
 def _with_metadata(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
@@ -295,8 +350,9 @@ def _with_metadata(state: dict[str, torch.Tensor], module: nn.Module) -> dict[st
     return full
 
 
-def apply_structure(module: nn.Module, manifest: dict[str, dict[str, Any]],
-                    state: dict[str, torch.Tensor]) -> None:
+def apply_structure(
+    module: nn.Module, manifest: dict[str, dict[str, Any]], state: dict[str, torch.Tensor]
+) -> None:
     """Replay attribute changes and resize parameters/buffers to the saved shapes."""
     modules = dict(module.named_modules())
     for name, attrs in manifest.items():

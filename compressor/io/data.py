@@ -68,8 +68,14 @@ class Data:
     def __len__(self) -> int:
         return dataset_size(self.dataset)
 
-    def loader(self, batch_size: int = 256, shuffle: bool = False, seed: int = 0,
-               limit: int | None = None, sampler=None) -> DataLoader:
+    def loader(
+        self,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        sampler=None,
+    ) -> DataLoader:
         """A DataLoader over (at most ``limit``, chosen by ``seed``) samples."""
         if batch_size <= 0:
             raise UsageError(f"batch size must be positive, got {batch_size}")
@@ -78,14 +84,22 @@ class Data:
             idx = torch.randperm(dataset_size(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
             dataset = Subset(dataset, idx.sort().values.tolist())
         gen = torch.Generator().manual_seed(seed)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                          generator=gen, sampler=sampler, num_workers=0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            generator=gen,
+            sampler=sampler,
+            num_workers=0,
+        )
 
     def take(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Exactly ``n`` samples (x, y), fixed for a seed; fewer available is an error."""
         if n > len(self):
-            raise UsageError(f"asked for {n} samples but {self.name} has {len(self)}",
-                             "lower --calib-samples or use a larger split")
+            raise UsageError(
+                f"asked for {n} samples but {self.name} has {len(self)}",
+                "lower --calib-samples or use a larger split",
+            )
         xs, ys = zip(*(batch for batch in self.loader(batch_size=n, limit=n, seed=seed)))
         return torch.cat(xs), torch.cat(ys)
 
@@ -120,8 +134,10 @@ def _normalise(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Te
 
 # --- Fashion-MNIST -------------------------------------------------------------------------
 
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def fashion_mnist(arg: str, split: str) -> Data:
@@ -129,8 +145,7 @@ def fashion_mnist(arg: str, split: str) -> Data:
     x, y = _fashion_arrays(arg, "test" if split == "test" else "train")
     if split != "test":
         x, y = _split_train(x, y, split)
-    return Data(TensorDataset(x, y), (1, 1, 28, 28), 10, FASHION_MEAN, FASHION_STD,
-                f"fashion-mnist/{split}")
+    return Data(TensorDataset(x, y), (1, 1, 28, 28), 10, FASHION_MEAN, FASHION_STD, f"fashion-mnist/{split}")
 
 
 @lru_cache(maxsize=4)
@@ -156,7 +171,8 @@ def _find_fashion(root: str) -> Path:
     raise InputError(
         f"Fashion-MNIST not found (looked in {', '.join(c for c in candidates if c)})",
         "install it: sudo apt-get install -y dataset-fashion-mnist; or download with "
-        "COMPRESSOR_ALLOW_DOWNLOAD=1 and --data fashion-mnist:ROOT")
+        "COMPRESSOR_ALLOW_DOWNLOAD=1 and --data fashion-mnist:ROOT",
+    )
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
@@ -179,13 +195,14 @@ def _read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as fh:
             raw = fh.read()
         ndim = raw[3]
-        dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+        dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
         return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
     except (OSError, ValueError, IndexError, EOFError) as exc:
         raise InputError(f"{path}: not a readable IDX file ({exc})") from None
 
 
 # --- scikit-learn digits ---------------------------------------------------------------------
+
 
 def digits(arg: str, split: str) -> Data:
     """scikit-learn's 8x8 digits upscaled to 28x28: 20% test, 10% of the rest held out."""
@@ -207,12 +224,12 @@ def _digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
 
     bunch = load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
-    images = torch.nn.functional.interpolate(images, size=(28, 28), mode="bilinear",
-                                             align_corners=False)
+    images = torch.nn.functional.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
     return _normalise(images, [0.5], [0.5]), torch.from_numpy(bunch.target.astype(np.int64))
 
 
 # --- torchvision-backed ----------------------------------------------------------------------
+
 
 def cifar10(arg: str, split: str) -> Data:
     """CIFAR-10 under the folder ``arg`` (downloaded only with COMPRESSOR_ALLOW_DOWNLOAD=1)."""
@@ -224,8 +241,9 @@ def cifar10(arg: str, split: str) -> Data:
     try:
         ds = datasets.CIFAR10(arg, train=split != "test", transform=tf, download=download)
     except RuntimeError as exc:
-        raise InputError(f"CIFAR-10 not found under {arg} ({exc})",
-                         "download it with COMPRESSOR_ALLOW_DOWNLOAD=1 set") from None
+        raise InputError(
+            f"CIFAR-10 not found under {arg} ({exc})", "download it with COMPRESSOR_ALLOW_DOWNLOAD=1 set"
+        ) from None
     return Data(_subset_split(ds, split), (1, 3, 32, 32), 10, mean, std, f"cifar10/{split}")
 
 
@@ -234,8 +252,14 @@ def imagefolder(arg: str, split: str) -> Data:
     from torchvision import datasets, transforms
 
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224),
-                             transforms.ToTensor(), transforms.Normalize(mean, std)])
+    tf = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
     folder = Path(arg) / split if (Path(arg) / split).is_dir() else Path(arg)
     if not folder.is_dir():
         raise InputError(f"{arg}: no such folder", "imagefolder:PATH needs class sub-folders")
@@ -256,6 +280,7 @@ def _subset_split(ds: Dataset, split: str) -> Dataset:
 
 
 # --- tensors and random ----------------------------------------------------------------------
+
 
 def tensors(arg: str, split: str) -> Data:
     """x and y from a .pt (weights only) or .npz file; every split is the whole file."""
@@ -287,11 +312,12 @@ def random_data(arg: str, split: str) -> Data:
         shape = tuple(int(v) for v in shape_text.split(",")) if shape_text else (1, 28, 28)
         classes = int(classes_text) if classes_text else 10
     except ValueError:
-        raise UsageError(f"cannot read random data spec 'random:{arg}'",
-                         "write random:C,H,W:CLASSES, e.g. random:3,224,224:1000") from None
+        raise UsageError(
+            f"cannot read random data spec 'random:{arg}'",
+            "write random:C,H,W:CLASSES, e.g. random:3,224,224:1000",
+        ) from None
     gen = torch.Generator().manual_seed({"train": 1, "val": 2, "test": 3}[split])
     n = 256
     x = torch.randn((n, *shape), generator=gen)
     y = torch.randint(0, classes, (n,), generator=gen)
     return Data(TensorDataset(x, y), (1, *shape), classes, None, None, f"random/{split}")
-

@@ -60,8 +60,10 @@ FLOW_UPDATES = 12  # RAFT's recurrent refinements (torchvision's default)
 # torch-pruning's trace of these crashes the process (a segmentation fault inside torchvision's
 # roi_align; the v2 variants prune): refused before the trace starts
 RESNET_RCNN_CRASH = {"fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"}
-RESNET_RCNN = ("structured pruning of this ResNet-50 R-CNN detector is refused: tracing its graph for "
-               "torch-pruning crashes inside torchvision's roi_align (the _v2 variants prune)")
+RESNET_RCNN = (
+    "structured pruning of this ResNet-50 R-CNN detector is refused: tracing its graph for "
+    "torch-pruning crashes inside torchvision's roi_align (the _v2 variants prune)"
+)
 HEAD = "detection head (makes the outputs)"
 FEATURES = "feature width shared by the heads (kept)"
 
@@ -123,8 +125,11 @@ def _own(own: dict[str, Any], family: str) -> dict[str, int]:
     takes = {"flow": {"flow_updates": FLOW_UPDATES}, "rcnn": {"rois": ROIS}}.get(family, {})
     extra = sorted(set(own) - set(takes))
     if extra:
-        hint = f"this model's adapter takes {', '.join(f'{k}=N' for k in takes)}" if takes else \
-            "this model's adapter takes none of its own"
+        hint = (
+            f"this model's adapter takes {', '.join(f'{k}=N' for k in takes)}"
+            if takes
+            else "this model's adapter takes none of its own"
+        )
         raise UsageError(f"--arch-kwargs {', '.join(extra)} does not apply to this model", hint)
     values = {**takes, **own}
     for key, value in values.items():
@@ -150,9 +155,11 @@ class Adapter(nn.Module):
 
     def export_note(self) -> str:
         """What an exported graph of this adapter computes (for the export report)."""
-        return (f"{self.task} model exported through its adapter: one input tensor, the raw head "
-                f"outputs ({', '.join(self.output_names())}) with fixed shapes; post-processing "
-                "(box decoding, score threshold, NMS) is not in the graph")
+        return (
+            f"{self.task} model exported through its adapter: one input tensor, the raw head "
+            f"outputs ({', '.join(self.output_names())}) with fixed shapes; post-processing "
+            "(box decoding, score threshold, NMS) is not in the graph"
+        )
 
     def kept_layers(self) -> dict[str, str]:
         """Qualified name (in this adapter) -> why its output channels are never pruned."""
@@ -190,11 +197,17 @@ class DenseAdapter(Adapter):
             sub = getattr(head, branch)
             lists = getattr(sub, "module_list", None)
             if lists is not None:  # SSD: one predictor per feature map (SSDlite: the last conv of each)
-                kept.update({f"model.head.{branch}.module_list.{i}{_last_conv(m)}": HEAD
-                             for i, m in enumerate(lists)})
+                kept.update(
+                    {f"model.head.{branch}.module_list.{i}{_last_conv(m)}": HEAD for i, m in enumerate(lists)}
+                )
             else:
-                kept.update({f"model.head.{branch}.{n}": HEAD for n in ("cls_logits", "bbox_reg", "bbox_ctrness")
-                             if isinstance(getattr(sub, n, None), nn.Conv2d)})
+                kept.update(
+                    {
+                        f"model.head.{branch}.{n}": HEAD
+                        for n in ("cls_logits", "bbox_reg", "bbox_ctrness")
+                        if isinstance(getattr(sub, n, None), nn.Conv2d)
+                    }
+                )
         kept.update(_fpn_outputs(self.model.backbone))
         return kept
 
@@ -218,23 +231,36 @@ class TwoStageAdapter(DenseAdapter):
         heads = self.model.roi_heads
         pooled = roi_pool(heads.box_roi_pool, features, boxes, batch, (height, width))
         logits, regression = heads.box_predictor(heads.box_head(pooled))
-        out = [torch.cat([o.flatten(1) for o in objectness], 1), torch.cat([d.flatten(1) for d in deltas], 1),
-               logits.reshape(batch, self.rois, -1), regression.reshape(batch, self.rois, -1)]
+        out = [
+            torch.cat([o.flatten(1) for o in objectness], 1),
+            torch.cat([d.flatten(1) for d in deltas], 1),
+            logits.reshape(batch, self.rois, -1),
+            regression.reshape(batch, self.rois, -1),
+        ]
         if heads.mask_roi_pool is not None:
-            masks = heads.mask_predictor(heads.mask_head(
-                roi_pool(heads.mask_roi_pool, features, boxes, batch, (height, width))))
+            masks = heads.mask_predictor(
+                heads.mask_head(roi_pool(heads.mask_roi_pool, features, boxes, batch, (height, width)))
+            )
             out.append(masks.reshape(batch, self.rois, *masks.shape[1:]))
         if heads.keypoint_roi_pool is not None:
-            points = heads.keypoint_predictor(heads.keypoint_head(
-                roi_pool(heads.keypoint_roi_pool, features, boxes, batch, (height, width))))
+            points = heads.keypoint_predictor(
+                heads.keypoint_head(
+                    roi_pool(heads.keypoint_roi_pool, features, boxes, batch, (height, width))
+                )
+            )
             out.append(points.reshape(batch, self.rois, *points.shape[1:]))
         return tuple(out)
 
     def output_names(self) -> list[str]:
         heads = self.model.roi_heads
-        return ["rpn_objectness", "rpn_box_deltas", "class_logits", "box_regression",
-                *(["mask_logits"] if heads.mask_roi_pool is not None else []),
-                *(["keypoint_logits"] if heads.keypoint_roi_pool is not None else [])]
+        return [
+            "rpn_objectness",
+            "rpn_box_deltas",
+            "class_logits",
+            "box_regression",
+            *(["mask_logits"] if heads.mask_roi_pool is not None else []),
+            *(["keypoint_logits"] if heads.keypoint_roi_pool is not None else []),
+        ]
 
     def kept_layers(self) -> dict[str, str]:
         heads = self.model.roi_heads
@@ -281,17 +307,29 @@ class FlowAdapter(Adapter):
             self.flow_updates = updates
 
     def export_note(self) -> str:
-        return (f"optical-flow model exported through its adapter: the two frames stacked on the channel "
-                f"axis in, the flow after {self.flow_updates} refinements out")
+        return (
+            f"optical-flow model exported through its adapter: the two frames stacked on the channel "
+            f"axis in, the flow after {self.flow_updates} refinements out"
+        )
 
     def kept_layers(self) -> dict[str, str]:
         update = self.model.update_block
         kept = self._named("", "feature_encoder.conv", "context_encoder.conv")
-        kept.update({f"model.update_block.{n}": "recurrent state width (kept)" for n, m in update.named_modules()
-                     if isinstance(m, nn.Conv2d) and n.startswith("recurrent_block")})
+        kept.update(
+            {
+                f"model.update_block.{n}": "recurrent state width (kept)"
+                for n, m in update.named_modules()
+                if isinstance(m, nn.Conv2d) and n.startswith("recurrent_block")
+            }
+        )
         kept.update(self._named("update_block.flow_head.", "conv2"))
-        kept.update({f"model.{n}": HEAD for n, m in self.model.named_modules()
-                     if n.startswith("mask_predictor") and isinstance(m, nn.Conv2d)})
+        kept.update(
+            {
+                f"model.{n}": HEAD
+                for n, m in self.model.named_modules()
+                if n.startswith("mask_predictor") and isinstance(m, nn.Conv2d)
+            }
+        )
         return kept
 
 
@@ -310,7 +348,9 @@ def _fpn_outputs(backbone: nn.Module) -> dict[str, str]:
         return {}
     kept = {}
     for name, sub in fpn.named_modules():
-        if isinstance(sub, nn.Conv2d) and (name.startswith("layer_blocks") or name.startswith("extra_blocks")):
+        if isinstance(sub, nn.Conv2d) and (
+            name.startswith("layer_blocks") or name.startswith("extra_blocks")
+        ):
             kept[f"model.backbone.fpn.{name}"] = FEATURES
     return kept
 
@@ -320,12 +360,20 @@ def fixed_regions(anchors: torch.Tensor, count: int, height: int, width: int) ->
     the image size only."""
     index = torch.linspace(0, anchors.shape[0] - 1, count).round().long()
     boxes = anchors[index]
-    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
-                        boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], 1)
+    return torch.stack(
+        [
+            boxes[:, 0].clamp(0, width),
+            boxes[:, 1].clamp(0, height),
+            boxes[:, 2].clamp(0, width),
+            boxes[:, 3].clamp(0, height),
+        ],
+        1,
+    )
 
 
-def roi_pool(pooler: Any, features: dict[str, torch.Tensor], boxes: torch.Tensor, batch: int,
-             size: tuple[int, int]) -> torch.Tensor:
+def roi_pool(
+    pooler: Any, features: dict[str, torch.Tensor], boxes: torch.Tensor, batch: int, size: tuple[int, int]
+) -> torch.Tensor:
     """torchvision's ``MultiScaleRoIAlign`` on the same ``boxes`` in every image of the batch.
 
     Written with tensor operations only (the batch index is a tensor, the level of each region a

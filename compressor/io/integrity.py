@@ -35,11 +35,15 @@ _CHUNK = 1 << 24
 
 def corrupt(path: str | Path) -> InputError:
     """The error for a file whose content does not match its digest (exit 2)."""
-    return InputError(f"{path} is corrupt (checksum mismatch): its content does not match the "
-                      "SHA-256 digest written with it", "re-create it, or restore it from a good copy")
+    return InputError(
+        f"{path} is corrupt (checksum mismatch): its content does not match the "
+        "SHA-256 digest written with it",
+        "re-create it, or restore it from a good copy",
+    )
 
 
 # --- artifacts ---------------------------------------------------------------------------------
+
 
 def payload_digest(payload: dict[str, Any]) -> str:
     """The SHA-256 of an artifact dict, its ``integrity`` entry left out."""
@@ -60,7 +64,9 @@ def checking(payload: dict[str, Any], path: str | Path) -> contextlib.AbstractCo
     """Check ``payload``'s digest while a block runs (see :func:`_checked_while`)."""
     entry = payload.get(ARTIFACT_KEY)
     if entry is not None and (not isinstance(entry, dict) or entry.get("algorithm") != ALGORITHM):
-        raise InputError(f"{path}: unknown integrity entry {entry!r}", "re-create the file with this compressor")
+        raise InputError(
+            f"{path}: unknown integrity entry {entry!r}", "re-create the file with this compressor"
+        )
     expected = None if entry is None else str(entry.get("digest"))
     return _checked_while(expected, lambda: payload_digest(payload), path)
 
@@ -108,6 +114,7 @@ def _tensor_bytes(tensor: Any) -> memoryview:
 
 # --- ONNX --------------------------------------------------------------------------------------
 
+
 def onnx_digest(model, folder: str | Path | None = None) -> str:
     """The SHA-256 of an ONNX model, its own digest property left out.
 
@@ -148,8 +155,15 @@ def _onnx_parts(model, folder: Path) -> Iterator[bytes]:
     yield f"ir{model.ir_version}".encode()
     props = sorted((p.key, p.value) for p in model.metadata_props if p.key != ONNX_KEY)
     yield json.dumps(props).encode()
-    for group in (model.opset_import, model.functions, graph.node, graph.input, graph.output,
-                  graph.value_info, graph.sparse_initializer):
+    for group in (
+        model.opset_import,
+        model.functions,
+        graph.node,
+        graph.input,
+        graph.output,
+        graph.value_info,
+        graph.sparse_initializer,
+    ):
         for item in group:
             yield item.SerializeToString(deterministic=True)
     for init in graph.initializer:
@@ -179,5 +193,7 @@ def _external_bytes(init, folder: Path) -> Iterator[bytes]:
                     left -= len(block)
                 yield block
     except OSError as exc:
-        raise InputError(f"{file}: the external data of the ONNX graph cannot be read ({exc.strerror})",
-                         "keep the .onnx file and its .data file together") from None
+        raise InputError(
+            f"{file}: the external data of the ONNX graph cannot be read ({exc.strerror})",
+            "keep the .onnx file and its .data file together",
+        ) from None

@@ -40,10 +40,15 @@ def onnx_figures(path: str | Path) -> dict[str, Any]:
     folder = Path(path).parent
     files = [Path(path), *external_files(model, folder)]
     return {
-        **weight_figures(model, folder), "macs": onnx_macs(model), **files_figures(files),
+        **weight_figures(model, folder),
+        "macs": onnx_macs(model),
+        **files_figures(files),
         "external_data": [f.name for f in files[1:]],
-        "nodes": len(model.graph.node), "opset": max((o.version for o in model.opset_import), default=0),
-        "inputs": [_io(v) for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}],
+        "nodes": len(model.graph.node),
+        "opset": max((o.version for o in model.opset_import), default=0),
+        "inputs": [
+            _io(v) for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}
+        ],
         "outputs": [_io(v) for v in model.graph.output],
         "metadata": {p.key: p.value for p in model.metadata_props},
     }
@@ -74,7 +79,9 @@ def external_files(model, folder: Path) -> list[Path]:
     """The external-data files ``model`` (loaded without them) names, in ``folder``, in order of use."""
     from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
-    names = dict.fromkeys(ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t))
+    names = dict.fromkeys(
+        ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)
+    )
     return [folder / name for name in names]
 
 
@@ -92,9 +99,10 @@ def onnx_macs(model) -> int:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - figures stay best-effort for exotic graphs
         return 0
-    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
-              for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-              + list(inferred.graph.output)}
+    shapes = {
+        v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     shapes.update({i.name: list(i.dims) for i in inferred.graph.initializer})
     total = 0
     for node in inferred.graph.node:

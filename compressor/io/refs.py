@@ -134,8 +134,9 @@ def _call_factory(ref: str, kwargs: dict[str, Any]):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InputError(f"cannot import '{module_name}' for model '{ref}': {exc}",
-                         "check the module path and PYTHONPATH") from None
+        raise InputError(
+            f"cannot import '{module_name}' for model '{ref}': {exc}", "check the module path and PYTHONPATH"
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise InputError(f"'{module_name}' has no callable '{attr}'", "name a function or class")
@@ -143,4 +144,3 @@ def _call_factory(ref: str, kwargs: dict[str, Any]):
     if not isinstance(model, nn.Module):
         raise UnsupportedError(f"'{ref}' returned {type(model).__name__}, not a torch nn.Module")
     return model
-

@@ -30,8 +30,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.input_shape is not None and (len(self.input_shape) < 2 or min(self.input_shape) <= 0):
-            raise UsageError(f"input shape {self.input_shape} is not valid",
-                             "write it with the batch first, e.g. --input-shape 1,3,224,224")
+            raise UsageError(
+                f"input shape {self.input_shape} is not valid",
+                "write it with the batch first, e.g. --input-shape 1,3,224,224",
+            )
 
     @property
     def format(self) -> registry.FormatInfo | None:
@@ -50,8 +52,10 @@ class ModelSpec:
         if fmt is None:
             raise UsageError(f"{self.path} is not an exported file")
         if fmt.runs_code and not self.trust_pickle:
-            raise InputError(f"{self.path} is a {fmt.title} program: reading it runs code from the file",
-                             "pass --trust-pickle only if you trust its source")
+            raise InputError(
+                f"{self.path} is a {fmt.title} program: reading it runs code from the file",
+                "pass --trust-pickle only if you trust its source",
+            )
         return fmt.load()
 
     def load(self):

@@ -72,18 +72,43 @@ def _most_specific(table: Mapping[str, Any], model: str, default: Any) -> Any:
 
 
 TASKS: tuple[Task, ...] = (
-    Task("classification", "", (1, 3, 224, 224), shapes={"inception_v3": (1, 3, 299, 299)},
-         kwargs={"inception_v3": {"init_weights": False, "aux_logits": False},
-                 "googlenet": {"init_weights": False, "aux_logits": False}}),
-    Task("semantic segmentation", "segmentation", (1, 3, 520, 520),
-         # the published weights have the auxiliary head: outputs {"out", "aux"} (lraspp: {"out"})
-         kwargs={"*": {"weights_backbone": None}, "fcn_*": {"aux_loss": True},
-                 "deeplabv3_*": {"aux_loss": True}}),
-    Task("video classification", "video", (1, 3, 16, 112, 112),
-         shapes={"s3d": (1, 3, 16, 224, 224), "mvit_*": (1, 3, 16, 224, 224), "swin3d_*": (1, 3, 16, 224, 224)}),
-    Task("quantized classification", "quantization", (1, 3, 224, 224),
-         refused="its weights are packed int8 tensors for inference kernels, whose channels cannot "
-                 "be removed"),
+    Task(
+        "classification",
+        "",
+        (1, 3, 224, 224),
+        shapes={"inception_v3": (1, 3, 299, 299)},
+        kwargs={
+            "inception_v3": {"init_weights": False, "aux_logits": False},
+            "googlenet": {"init_weights": False, "aux_logits": False},
+        },
+    ),
+    Task(
+        "semantic segmentation",
+        "segmentation",
+        (1, 3, 520, 520),
+        # the published weights have the auxiliary head: outputs {"out", "aux"} (lraspp: {"out"})
+        kwargs={
+            "*": {"weights_backbone": None},
+            "fcn_*": {"aux_loss": True},
+            "deeplabv3_*": {"aux_loss": True},
+        },
+    ),
+    Task(
+        "video classification",
+        "video",
+        (1, 3, 16, 112, 112),
+        shapes={
+            "s3d": (1, 3, 16, 224, 224),
+            "mvit_*": (1, 3, 16, 224, 224),
+            "swin3d_*": (1, 3, 16, 224, 224),
+        },
+    ),
+    Task(
+        "quantized classification",
+        "quantization",
+        (1, 3, 224, 224),
+        refused="its weights are packed int8 tensors for inference kernels, whose channels cannot be removed",
+    ),
 )
 
 
@@ -93,7 +118,9 @@ def models(task: Task) -> list[str]:
 
     import torchvision
 
-    package = importlib.import_module(f"torchvision.models.{task.package}") if task.package else torchvision.models
+    package = (
+        importlib.import_module(f"torchvision.models.{task.package}") if task.package else torchvision.models
+    )
     return sorted(torchvision.models.list_models(module=package))
 
 
@@ -114,9 +141,11 @@ def task_of(name: str) -> Task:
     task = found[0]
     if task.refused:
         usable = name.removeprefix("quantized_")
-        raise UnsupportedError(f"torchvision:{name} is a {task.name} model: {task.refused}",
-                               f"prune the float model torchvision:{usable}, then compress export "
-                               "--quantize int8 for an int8 file")
+        raise UnsupportedError(
+            f"torchvision:{name} is a {task.name} model: {task.refused}",
+            f"prune the float model torchvision:{usable}, then compress export "
+            "--quantize int8 for an int8 file",
+        )
     return task
 
 

@@ -128,23 +128,24 @@ class PruneConfig:
         if self.finetune_batches is not None and self.finetune_batches < 1:
             raise UsageError(f"--finetune-batches must be >= 1, got {self.finetune_batches}")
         if not self.finetune_lr > 0:  # checked before loading and pruning, not after
-            raise UsageError(f"--finetune-lr must be > 0, got {self.finetune_lr}",
-                             "try 1e-4 (the default)")
+            raise UsageError(f"--finetune-lr must be > 0, got {self.finetune_lr}", "try 1e-4 (the default)")
         if self.batch_size <= 0:
             raise UsageError(f"--batch-size must be > 0, got {self.batch_size}")
         from compressor.train.config import SCHEDULES
 
         if self.finetune_schedule not in SCHEDULES:
-            raise UsageError(f"unknown --finetune-schedule '{self.finetune_schedule}'",
-                             f"valid: {', '.join(SCHEDULES)}")
+            raise UsageError(
+                f"unknown --finetune-schedule '{self.finetune_schedule}'", f"valid: {', '.join(SCHEDULES)}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown device '{self.device}'", "valid: auto, cpu, cuda")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         if info.needs_data and not self.data:
-            raise UsageError(f"method '{self.method}' needs calibration data",
-                             "add --data fashion-mnist (or digits, cifar10:ROOT, imagefolder:PATH, "
-                             "tensors:FILE)")
+            raise UsageError(
+                f"method '{self.method}' needs calibration data",
+                "add --data fashion-mnist (or digits, cifar10:ROOT, imagefolder:PATH, tensors:FILE)",
+            )
         if self.recalibrate_bn is not None:
             self._check_recalibrate_bn(info)
         if self.finetune_epochs and not self.data:
@@ -155,21 +156,26 @@ class PruneConfig:
     def settings_as(self, cls: type[S]) -> S:
         """The method's settings, as the class its module reads."""
         if not isinstance(self.settings, cls):
-            raise UsageError(f"method '{self.method}' carries {type(self.settings).__name__} settings, "
-                             f"its module reads {cls.__name__}", "register the method with settings="
-                             f"'{cls.__module__}:{cls.__name__}'")
+            raise UsageError(
+                f"method '{self.method}' carries {type(self.settings).__name__} settings, "
+                f"its module reads {cls.__name__}",
+                f"register the method with settings='{cls.__module__}:{cls.__name__}'",
+            )
         return self.settings
 
     def _resolve_settings(self, info: registry.MethodInfo) -> None:
         """``settings`` as the method's typed settings, ``options`` applied over them."""
         cls = info.settings_class()
         if self.settings is not None and not isinstance(self.settings, cls):
-            raise UsageError(f"method '{self.method}' takes {cls.__name__} settings, got "
-                             f"{type(self.settings).__name__}",
-                             f"pass settings={cls.__name__}(...), or options={{NAME: VALUE}}")
+            raise UsageError(
+                f"method '{self.method}' takes {cls.__name__} settings, got {type(self.settings).__name__}",
+                f"pass settings={cls.__name__}(...), or options={{NAME: VALUE}}",
+            )
         if not isinstance(self.options, Mapping):
-            raise UsageError(f"options of method '{self.method}' must be a mapping of NAME: VALUE, "
-                             f"got {self.options!r}", "e.g. options={'gamma': 4.0}")
+            raise UsageError(
+                f"options of method '{self.method}' must be a mapping of NAME: VALUE, got {self.options!r}",
+                "e.g. options={'gamma': 4.0}",
+            )
         base = self.settings if self.settings is not None else cls()
         object.__setattr__(self, "settings", from_options(cls, self.options, self.method, base))
         object.__setattr__(self, "options", {})
@@ -178,8 +184,14 @@ class PruneConfig:
         """The shared loop's :class:`~compressor.train.TrainConfig` for a training phase."""
         from compressor.train import TrainConfig
 
-        settings = {"lr": self.finetune_lr, "schedule": self.finetune_schedule, "batch_size": self.batch_size,
-                    "seed": self.seed, "device": self.device, **overrides}
+        settings = {
+            "lr": self.finetune_lr,
+            "schedule": self.finetune_schedule,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "device": self.device,
+            **overrides,
+        }
         return TrainConfig(epochs=epochs, **settings)
 
     def _check_distill(self) -> None:
@@ -193,26 +205,35 @@ class PruneConfig:
         flag = "--recalibrate-bn" if self.recalibrate_bn else "--no-recalibrate-bn"
         if not info.recalibrates_bn:
             valid = [m.name for m in registry.METHODS.values() if m.recalibrates_bn]
-            raise UsageError(f"method '{self.method}' does not take {flag}",
-                             f"it applies to {', '.join(valid)}; structured methods always "
-                             "recalibrate BatchNorm when --data is given")
+            raise UsageError(
+                f"method '{self.method}' does not take {flag}",
+                f"it applies to {', '.join(valid)}; structured methods always "
+                "recalibrate BatchNorm when --data is given",
+            )
         if self.recalibrate_bn and not self.data:
             raise UsageError("--recalibrate-bn needs calibration data", "add --data fashion-mnist")
 
     def _check_structured(self) -> None:
         if self.keep_first_last:
-            raise UsageError(f"--keep-first-last applies to masked methods, not '{self.method}'",
-                             "keep layers of a structured method with --ignore NAME")
+            raise UsageError(
+                f"--keep-first-last applies to masked methods, not '{self.method}'",
+                "keep layers of a structured method with --ignore NAME",
+            )
         if self.ratio is None and self.budget is None:
-            raise UsageError(f"method '{self.method}' needs --ratio or a target",
-                             "e.g. --ratio 0.5 removes half of the channels, --target-speedup 2 "
-                             "prunes to a measured speed-up")
+            raise UsageError(
+                f"method '{self.method}' needs --ratio or a target",
+                "e.g. --ratio 0.5 removes half of the channels, --target-speedup 2 "
+                "prunes to a measured speed-up",
+            )
         if self.ratio is not None and self.budget is not None:
-            raise UsageError(f"--ratio and {self.budget.option()} both set how much to prune",
-                             "give --ratio or a target, not both")
+            raise UsageError(
+                f"--ratio and {self.budget.option()} both set how much to prune",
+                "give --ratio or a target, not both",
+            )
         if self.budget is not None and self.steps > 1:
-            raise UsageError("--steps applies to --ratio; a target is planned and measured as a whole",
-                             "drop --steps")
+            raise UsageError(
+                "--steps applies to --ratio; a target is planned and measured as a whole", "drop --steps"
+            )
         if self.ratio is not None and not 0 < self.ratio < 1:
             raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}")
         if not 0 < self.max_layer_ratio <= 1:
@@ -222,20 +243,26 @@ class PruneConfig:
 
     def _check_unstructured(self, info: registry.MethodInfo) -> None:
         if self.budget is not None:
-            raise UsageError(f"{self.budget.option()}: targets need a structured method; '{self.method}' "
-                             "masks weights, and masks do not speed up ONNX Runtime or shrink the "
-                             "exported file", "use --method l1, l2 or random (or compress slim) with a target, "
-                             "or --sparsity with a masked method")
+            raise UsageError(
+                f"{self.budget.option()}: targets need a structured method; '{self.method}' "
+                "masks weights, and masks do not speed up ONNX Runtime or shrink the "
+                "exported file",
+                "use --method l1, l2 or random (or compress slim) with a target, "
+                "or --sparsity with a masked method",
+            )
         if self.sparsity is None and not self.nm:
-            raise UsageError(f"method '{self.method}' needs --sparsity (or --nm)",
-                             "e.g. --sparsity 0.8 zeroes 80% of the weights")
+            raise UsageError(
+                f"method '{self.method}' needs --sparsity (or --nm)",
+                "e.g. --sparsity 0.8 zeroes 80% of the weights",
+            )
         if self.sparsity is not None and not 0 <= self.sparsity < 1:
             raise UsageError(f"--sparsity must be in [0, 1), got {self.sparsity}")
         if self.nm:
             if not info.supports_nm:
                 valid = [m.name for m in registry.METHODS.values() if m.supports_nm]
-                raise UsageError(f"method '{self.method}' does not support --nm",
-                                 f"use one of: {', '.join(valid)}")
+                raise UsageError(
+                    f"method '{self.method}' does not support --nm", f"use one of: {', '.join(valid)}"
+                )
             n, m = parse_nm(self.nm)
             if n >= m:
                 raise UsageError(f"--nm {self.nm}: N must be smaller than M", "e.g. --nm 2:4")
@@ -300,19 +327,35 @@ class SlimConfig:
 
     def to_prune_config(self) -> PruneConfig:
         """The shared :class:`PruneConfig` with the slimming settings."""
-        settings = SlimmingConfig(lam=self.lam, sparsity_epochs=self.sparsity_epochs,
-                                  sparsity_lr=self.lr if self.sparsity_lr is None else self.sparsity_lr,
-                                  sparsity_optimizer=self.sparsity_optimizer,
-                                  weight_threshold=self.weight_threshold, gamma_plot=self.gamma_plot,
-                                  max_batches=self.max_batches)
+        settings = SlimmingConfig(
+            lam=self.lam,
+            sparsity_epochs=self.sparsity_epochs,
+            sparsity_lr=self.lr if self.sparsity_lr is None else self.sparsity_lr,
+            sparsity_optimizer=self.sparsity_optimizer,
+            weight_threshold=self.weight_threshold,
+            gamma_plot=self.gamma_plot,
+            max_batches=self.max_batches,
+        )
         ratio = SLIM_RATIO if self.ratio is None and self.budget is None else self.ratio
-        return PruneConfig(method="slim", ratio=ratio, budget=self.budget, data=self.data, round_to=self.round_to,
-                           max_layer_ratio=self.max_layer_ratio, keep_residual=self.keep_residual,
-                           ignore=self.ignore, allow_output_change=self.allow_output_change,
-                           finetune_epochs=self.finetune_epochs, finetune_lr=self.lr,
-                           finetune_schedule=self.finetune_schedule,
-                           finetune_batches=self.max_batches,
-                           batch_size=self.batch_size, seed=self.seed, device=self.device, settings=settings)
+        return PruneConfig(
+            method="slim",
+            ratio=ratio,
+            budget=self.budget,
+            data=self.data,
+            round_to=self.round_to,
+            max_layer_ratio=self.max_layer_ratio,
+            keep_residual=self.keep_residual,
+            ignore=self.ignore,
+            allow_output_change=self.allow_output_change,
+            finetune_epochs=self.finetune_epochs,
+            finetune_lr=self.lr,
+            finetune_schedule=self.finetune_schedule,
+            finetune_batches=self.max_batches,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+            settings=settings,
+        )
 
 
 def parse_nm(text: str) -> tuple[int, int]:

@@ -49,8 +49,10 @@ class MethodSettings:
             try:
                 converted = convert(value, hints[f.name])
             except _Mismatch:
-                raise UsageError(f"{self.title} option '{f.name}' expects {kind(hints[f.name])}, got {value!r}",
-                                 f"default: {f.name}={spelled(f.default)}") from None
+                raise UsageError(
+                    f"{self.title} option '{f.name}' expects {kind(hints[f.name])}, got {value!r}",
+                    f"default: {f.name}={spelled(f.default)}",
+                ) from None
             object.__setattr__(self, f.name, converted)
         self.check()
 
@@ -64,8 +66,9 @@ class NoSettings(MethodSettings):
     these methods is shared, in :class:`~compressor.pruning.base.PruneConfig`."""
 
 
-def from_options(cls: type[MethodSettings], options: Mapping[str, Any], method: str,
-                 base: MethodSettings | None = None) -> MethodSettings:
+def from_options(
+    cls: type[MethodSettings], options: Mapping[str, Any], method: str, base: MethodSettings | None = None
+) -> MethodSettings:
     """``base`` (default: ``cls()``) with the fields named in ``options`` replaced, each value
     converted by its field's type; an unknown name is an error naming the closest valid one."""
     names = [f.name for f in dataclasses.fields(cls)]
@@ -73,8 +76,11 @@ def from_options(cls: type[MethodSettings], options: Mapping[str, Any], method: 
         if key not in names:
             near = closest(str(key), names)
             hint = f"did you mean '{near}'? " if near else ""
-            valid = f"{hint}valid: {', '.join(sorted(names))}" if names else \
-                "it has no options of its own; its settings are flags (compress prune --help)"
+            valid = (
+                f"{hint}valid: {', '.join(sorted(names))}"
+                if names
+                else "it has no options of its own; its settings are flags (compress prune --help)"
+            )
             raise UsageError(f"unknown option '{key}' for method '{method}'", valid)
     return dataclasses.replace(base if base is not None else cls(), **options)
 
@@ -82,8 +88,10 @@ def from_options(cls: type[MethodSettings], options: Mapping[str, Any], method: 
 def describe(cls: type[MethodSettings]) -> list[dict[str, Any]]:
     """Each field of ``cls`` as ``{"name", "type", "default"}`` (``compress list --json``)."""
     hints = typing.get_type_hints(cls)
-    return [{"name": f.name, "type": type_name(hints[f.name]), "default": f.default}
-            for f in dataclasses.fields(cls)]
+    return [
+        {"name": f.name, "type": type_name(hints[f.name]), "default": f.default}
+        for f in dataclasses.fields(cls)
+    ]
 
 
 def defaults_line(cls: type[MethodSettings]) -> str:
@@ -95,8 +103,10 @@ def options_help(command: str) -> str:
     """The ``--opt`` help of ``command`` (prune): each of its methods' settings with their defaults."""
     from compressor import registry
 
-    lines = [f"{name}: {defaults_line(registry.method(name).settings_class())}"
-             for name in registry.methods_for(command)]
+    lines = [
+        f"{name}: {defaults_line(registry.method(name).settings_class())}"
+        for name in registry.methods_for(command)
+    ]
     return "; ".join(line for line in lines if not line.endswith(": "))
 
 
@@ -127,7 +137,9 @@ def convert(value: Any, hint: Any) -> Any:
     """``value`` as the type ``hint`` names (float, int, bool, str, or one of them | None)."""
     if typing.get_origin(hint) in (Union, types.UnionType):
         args = typing.get_args(hint)
-        if type(None) in args and (value is None or isinstance(value, str) and value.strip().lower() in _NONE):
+        if type(None) in args and (
+            value is None or isinstance(value, str) and value.strip().lower() in _NONE
+        ):
             return None
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -180,6 +192,7 @@ def _exact(hint: Any):
         if isinstance(hint, type) and isinstance(value, hint):
             return value
         raise _Mismatch
+
     return check
 
 

@@ -87,8 +87,10 @@ def load_recipe(path: str | Path, output_dir: str | None = None) -> Recipe:
 def parse_recipe(mapping: Any, output_dir: str | None = None, where: str = "recipe") -> Recipe:
     """Validate a recipe mapping into typed steps (nothing runs, nothing is written)."""
     if not isinstance(mapping, dict):
-        raise InputError(f"{where}: a recipe is a mapping with 'model' and 'steps'",
-                         "see compress run --help for an example")
+        raise InputError(
+            f"{where}: a recipe is a mapping with 'model' and 'steps'",
+            "see compress run --help for an example",
+        )
     check_keys(mapping, list(TOP_KEYS), where)
     for key in ("model", "steps"):
         if key not in mapping:
@@ -117,14 +119,17 @@ class _Parser:
 
     def step(self, index: int, raw: Any) -> Step:
         if not isinstance(raw, dict) or len(raw) != 1:
-            raise UsageError(f"{self.where}: step {index} must be one mapping {{KIND: {{settings}}}}",
-                             f"KIND is one of {', '.join(STEP_KINDS)}")
+            raise UsageError(
+                f"{self.where}: step {index} must be one mapping {{KIND: {{settings}}}}",
+                f"KIND is one of {', '.join(STEP_KINDS)}",
+            )
         kind, settings = next(iter(raw.items()))
         if kind not in STEP_KINDS:
             raise unknown_name(f"step kind in {self.where} step {index}", str(kind), STEP_KINDS)
         if not isinstance(settings or {}, dict):
-            raise UsageError(f"{self.where} step {index} ({kind}): settings must be a mapping",
-                             f"e.g. - {kind}: {{...}}")
+            raise UsageError(
+                f"{self.where} step {index} ({kind}): settings must be a mapping", f"e.g. - {kind}: {{...}}"
+            )
         settings = dict(settings or {})
         where = f"{self.where} step {index} ({kind})"
         step = getattr(self, f"_{kind}")(settings, where, self._path(f"{index:02d}_{kind}"))
@@ -142,8 +147,10 @@ class _Parser:
         from compressor.pruning.base import PruneConfig
 
         if "settings" in settings:  # the typed object of the Python API; a recipe names the fields
-            raise UsageError(f"{where}: a method's own settings go under 'options'",
-                             "e.g. options: {gamma: 4.0} (compress list shows each method's)")
+            raise UsageError(
+                f"{where}: a method's own settings go under 'options'",
+                "e.g. options: {gamma: 4.0} (compress list shows each method's)",
+            )
         return Step("prune", build(PruneConfig, self._with_data(settings), where), self.current, out)
 
     def _slim(self, settings, where, out) -> Step:
@@ -174,8 +181,9 @@ class _Parser:
     def _eval(self, settings, where, out) -> Step:
         from compressor.train.config import EvalConfig
 
-        return Step("eval", build(EvalConfig, self._with_data(settings), where, model=self.current),
-                    self.current)
+        return Step(
+            "eval", build(EvalConfig, self._with_data(settings), where, model=self.current), self.current
+        )
 
     def _info(self, settings, where, out) -> Step:
         check_keys(settings, [], where)
@@ -200,15 +208,28 @@ class _Parser:
         overrides = field_names(Profile, ("name", "summary"))
         check_keys(settings, list(BENCH_KEYS) + overrides, where)
         profile = get_profile(str(settings.get("profile", "mobile")))
-        build(Profile, {k: v for k, v in settings.items() if k in overrides}, where,
-              name=profile.name, summary=profile.summary)  # type-checks the overrides
+        build(
+            Profile,
+            {k: v for k, v in settings.items() if k in overrides},
+            where,
+            name=profile.name,
+            summary=profile.summary,
+        )  # type-checks the overrides
         profile = replace(profile, **{k: settings[k] for k in overrides if k in settings})
         gates = spec_from_mapping(settings.get("gates") or {}, where)
-        data = settings.get("data") or (self.data if (gates.min_accuracy is not None or
-                                                      gates.max_accuracy_drop is not None) else None)
+        data = settings.get("data") or (
+            self.data if (gates.min_accuracy is not None or gates.max_accuracy_drop is not None) else None
+        )
         base = settings.get("baseline")
         baseline = None if base is None else (self.input if base == "input" else ModelSpec(str(base)))
         model = ModelSpec(self.onnx) if self.onnx else self.current
-        cfg = BenchConfig(model, profile, baseline, gates, data, settings.get("eval_limit"),
-                          str(Path(self.out) / settings["plot"]) if settings.get("plot") else None)
+        cfg = BenchConfig(
+            model,
+            profile,
+            baseline,
+            gates,
+            data,
+            settings.get("eval_limit"),
+            str(Path(self.out) / settings["plot"]) if settings.get("plot") else None,
+        )
         return Step("bench", cfg, model)

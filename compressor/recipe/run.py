@@ -38,12 +38,20 @@ class RecipeResult:
 
     def to_json(self) -> dict[str, Any]:
         """Flat metrics first, then the steps and gates."""
-        return {"output_dir": self.output_dir, "model": self.model, **self.metrics, "meta": self.meta,
-                "steps": self.steps, "gates": self.gates, "gates_passed": self.passed}
+        return {
+            "output_dir": self.output_dir,
+            "model": self.model,
+            **self.metrics,
+            "meta": self.meta,
+            "steps": self.steps,
+            "gates": self.gates,
+            "gates_passed": self.passed,
+        }
 
 
-def run_steps(recipe: Recipe, runners: Mapping[str, StepRunner],
-              log: Callable[[str], None] = lambda line: None) -> RecipeResult:
+def run_steps(
+    recipe: Recipe, runners: Mapping[str, StepRunner], log: Callable[[str], None] = lambda line: None
+) -> RecipeResult:
     """Run every step in order with ``runners[step.kind]``; a failing step's error names the step.
 
     The exit code of a step's error is kept. A run that fails before writing anything leaves no
@@ -67,8 +75,7 @@ def run_steps(recipe: Recipe, runners: Mapping[str, StepRunner],
         raise
 
 
-def _run_steps(recipe: Recipe, runners: Mapping[str, StepRunner],
-               log: Callable[[str], None]) -> RecipeResult:
+def _run_steps(recipe: Recipe, runners: Mapping[str, StepRunner], log: Callable[[str], None]) -> RecipeResult:
     metrics: dict[str, Any] = {}
     rows, gates, model = [], [], recipe.model.path
     for index, step in enumerate(recipe.steps, 1):
@@ -80,8 +87,15 @@ def _run_steps(recipe: Recipe, runners: Mapping[str, StepRunner],
             raise type(exc)(f"step {index} ({step.kind}): {exc.message}", exc.hint, exc.exit_code) from exc
         metrics.update(figures)
         gates += step_gates
-        rows.append({"step": index, "kind": step.kind, "output": step.output, **figures,
-                     "seconds": round(time.perf_counter() - start, 2)})
+        rows.append(
+            {
+                "step": index,
+                "kind": step.kind,
+                "output": step.output,
+                **figures,
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
         if step.kind in MODEL_STEPS:
             model = step.output
     return RecipeResult(recipe.output_dir, model, rows, metrics, gates, recipe.meta)

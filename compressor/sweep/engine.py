@@ -44,8 +44,9 @@ class SweepResult:
         return {**asdict(self), "failed": self.failed}
 
 
-def record_point(pid: str, mapping: dict[str, Any], points_dir: str,
-                 run_recipe: Callable[[Recipe], RecipeResult]) -> dict[str, Any]:
+def record_point(
+    pid: str, mapping: dict[str, Any], points_dir: str, run_recipe: Callable[[Recipe], RecipeResult]
+) -> dict[str, Any]:
     """Run one point's recipe with ``run_recipe`` and store its result as points_dir/ID.json (atomically).
 
     A failure is recorded, not raised: one broken point must not end the sweep.
@@ -54,12 +55,19 @@ def record_point(pid: str, mapping: dict[str, Any], points_dir: str,
     from compressor.sweep.report import write_json
 
     start = time.perf_counter()
-    record: dict[str, Any] = {"id": pid, **_labels(mapping),
-                              "recipe": str(Path(points_dir) / f"{pid}.yaml"), "recipe_mapping": mapping}
+    record: dict[str, Any] = {
+        "id": pid,
+        **_labels(mapping),
+        "recipe": str(Path(points_dir) / f"{pid}.yaml"),
+        "recipe_mapping": mapping,
+    }
     try:
         result = run_recipe(parse_recipe(mapping, where=f"point {pid}"))
-        record.update(status="ok", metrics=result.metrics,
-                      step_seconds={f"{r['step']}_{r['kind']}": r["seconds"] for r in result.steps})
+        record.update(
+            status="ok",
+            metrics=result.metrics,
+            step_seconds={f"{r['step']}_{r['kind']}": r["seconds"] for r in result.steps},
+        )
     except CompressorError as exc:
         status = "unsupported" if exc.exit_code == EXIT_UNSUPPORTED else "failed"
         record.update(status=status, error=exc.one_line(), metrics={})
@@ -81,9 +89,12 @@ def finished(points_dir: Path, pid: str, mapping: dict[str, Any]) -> dict[str, A
     return record if same and record.get("status") in DONE else None
 
 
-def run_sweep(cfg: SweepConfig, run_point: PointRunner,
-              on_point: Callable[[dict[str, Any]], None] | None = None,
-              plan_only: bool = False) -> SweepResult:
+def run_sweep(
+    cfg: SweepConfig,
+    run_point: PointRunner,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+    plan_only: bool = False,
+) -> SweepResult:
     """Run (or resume) the sweep; write points.csv, sweep.json and the plots into ``output_dir``.
 
     ``run_point`` runs and records one point (in worker processes with ``cfg.jobs > 1``).
@@ -98,15 +109,28 @@ def run_sweep(cfg: SweepConfig, run_point: PointRunner,
     records = {pid: rec for pid, mapping in planned if (rec := finished(points_dir, pid, mapping))}
     todo = [(pid, mapping) for pid, mapping in planned if pid not in records]
     load_before = os.getloadavg()
-    for record in run_all([] if plan_only else todo, str(points_dir), cfg.jobs, len(planned), run_point,
-                          on_point):
+    for record in run_all(
+        [] if plan_only else todo, str(points_dir), cfg.jobs, len(planned), run_point, on_point
+    ):
         records[record["id"]] = record
     ordered = [records.get(pid) or _pending(pid, mapping, points_dir) for pid, mapping in planned]
     rows = rows_from(ordered, list(cfg.profiles) if cfg.bench else [])
-    machine = {"cpu_count": os.cpu_count(), "torch_threads": threads, "jobs": cfg.jobs,
-               "loadavg_start": load_before, "loadavg_end": os.getloadavg()}
-    return _write_outputs(cfg, Path(cfg.output_dir), rows, 0 if plan_only else len(todo),
-                          len(planned) - len(todo), machine, start)
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "jobs": cfg.jobs,
+        "loadavg_start": load_before,
+        "loadavg_end": os.getloadavg(),
+    }
+    return _write_outputs(
+        cfg,
+        Path(cfg.output_dir),
+        rows,
+        0 if plan_only else len(todo),
+        len(planned) - len(todo),
+        machine,
+        start,
+    )
 
 
 def _prepare(cfg: SweepConfig, points_dir: Path) -> tuple[list[tuple[str, dict[str, Any]]], int]:
@@ -131,8 +155,7 @@ def _prepare(cfg: SweepConfig, points_dir: Path) -> tuple[list[tuple[str, dict[s
 
 
 def _pending(pid: str, mapping: dict[str, Any], points_dir: Path) -> dict[str, Any]:
-    return {"id": pid, **_labels(mapping), "status": "pending",
-            "recipe": str(points_dir / f"{pid}.yaml")}
+    return {"id": pid, **_labels(mapping), "status": "pending", "recipe": str(points_dir / f"{pid}.yaml")}
 
 
 def _labels(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -162,9 +185,25 @@ def rows_from(records: list[dict[str, Any]], profiles: list[str]) -> list[dict[s
     rows = []
     for rec in records:
         m = rec.get("metrics") or {}
-        row = {k: rec.get(k) for k in ("id", "method", "level", "target", "status", "seconds", "recipe", "error")}
-        row.update({k: m.get(k) for k in ("params", "nonzero_params", "macs", "size_bytes", "compressed_bytes",
-                                          "onnx_size_bytes", "accuracy", "robust_accuracy", *TARGET_FIGURES)})
+        row = {
+            k: rec.get(k) for k in ("id", "method", "level", "target", "status", "seconds", "recipe", "error")
+        }
+        row.update(
+            {
+                k: m.get(k)
+                for k in (
+                    "params",
+                    "nonzero_params",
+                    "macs",
+                    "size_bytes",
+                    "compressed_bytes",
+                    "onnx_size_bytes",
+                    "accuracy",
+                    "robust_accuracy",
+                    *TARGET_FIGURES,
+                )
+            }
+        )
         for p in profiles:
             ms, base_ms = m.get(f"latency_ms_p50_{p}"), base.get(f"latency_ms_p50_{p}")
             row[f"latency_ms_p50_{p}"] = ms
@@ -178,21 +217,38 @@ def rows_from(records: list[dict[str, Any]], profiles: list[str]) -> list[dict[s
     return rows
 
 
-def _write_outputs(cfg: SweepConfig, out: Path, rows: list[dict[str, Any]], computed: int, skipped: int,
-                   machine: dict[str, Any], start: float) -> SweepResult:
+def _write_outputs(
+    cfg: SweepConfig,
+    out: Path,
+    rows: list[dict[str, Any]],
+    computed: int,
+    skipped: int,
+    machine: dict[str, Any],
+    start: float,
+) -> SweepResult:
     from compressor.sweep import report
 
     profiles = list(cfg.profiles) if cfg.bench else []
     fronts = report.frontiers(rows, profiles)
-    files = {"csv": str(out / "points.csv"), "json": str(out / "sweep.json"),
-             "plot_sparsity": str(out / "accuracy_vs_sparsity.png")}
+    files = {
+        "csv": str(out / "points.csv"),
+        "json": str(out / "sweep.json"),
+        "plot_sparsity": str(out / "accuracy_vs_sparsity.png"),
+    }
     report.write_csv(rows, Path(files["csv"]), profiles)
     report.plot_sparsity(rows, fronts["accuracy_vs_sparsity"], Path(files["plot_sparsity"]))
     if profiles:
         files["plot_latency"] = str(out / "accuracy_vs_latency.png")
         report.plot_latency(rows, fronts, profiles, Path(files["plot_latency"]))
     wall = round(time.perf_counter() - start, 2)
-    doc = {"config": {**asdict(cfg), "model": cfg.spec.path}, "machine": machine, "wall_s": wall,
-           "computed": computed, "skipped": skipped, "frontiers": fronts, "points": rows}
+    doc = {
+        "config": {**asdict(cfg), "model": cfg.spec.path},
+        "machine": machine,
+        "wall_s": wall,
+        "computed": computed,
+        "skipped": skipped,
+        "frontiers": fronts,
+        "points": rows,
+    }
     report.write_json(doc, Path(files["json"]))
     return SweepResult(str(out), rows, fronts, computed, skipped, files, wall)

@@ -10,8 +10,9 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] >= b[0] and a[1] >= b[1] and (a[0] > b[0] or a[1] > b[1])
 
 
-def frontier(points: list[dict[str, Any]], x: str, y: str = "accuracy",
-             x_higher_is_better: bool = True) -> list[dict[str, Any]]:
+def frontier(
+    points: list[dict[str, Any]], x: str, y: str = "accuracy", x_higher_is_better: bool = True
+) -> list[dict[str, Any]]:
     """The non-dominated points on (``x``, ``y``), ``y`` maximised, sorted by ``x``.
 
     Points missing either value are left out; equal duplicates all stay on the frontier.

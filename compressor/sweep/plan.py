@@ -91,19 +91,24 @@ class SweepConfig:
         for m in self.methods:
             registry.method(m)
         if not self.methods or not (self.levels or self.targets):
-            raise UsageError("a sweep needs at least one method and one level or target", "e.g. --levels 0.5,0.9")
+            raise UsageError(
+                "a sweep needs at least one method and one level or target", "e.g. --levels 0.5,0.9"
+            )
         if len(set(self.methods)) != len(self.methods) or len(set(self.levels)) != len(self.levels):
             raise UsageError("methods and levels must not repeat")
         for level in self.levels:
             if not 0 < level < 1:
-                raise UsageError(f"level {level} must be between 0 and 1 (exclusive)", "e.g. --levels 0.5,0.9")
+                raise UsageError(
+                    f"level {level} must be between 0 and 1 (exclusive)", "e.g. --levels 0.5,0.9"
+                )
         for p in self.profiles:
             get_profile(p)
         if self.attack is not None:
             AttackConfig(self.attack, self.eps)
         if self.jobs < 1 or self.finetune_epochs < 0:
-            raise UsageError(f"--jobs must be >= 1 and --finetune-epochs >= 0, got {self.jobs}, "
-                             f"{self.finetune_epochs}")
+            raise UsageError(
+                f"--jobs must be >= 1 and --finetune-epochs >= 0, got {self.jobs}, {self.finetune_epochs}"
+            )
         if self.attack_limit is not None and self.attack_limit < 1:
             raise UsageError(f"--attack-limit must be >= 1, got {self.attack_limit}")
         object.__setattr__(self, "targets", tuple(normal_target(t) for t in self.targets))
@@ -115,13 +120,17 @@ class SweepConfig:
         if len(set(self.targets)) != len(self.targets):
             raise UsageError("targets must not repeat", f"got {', '.join(self.targets)}")
         if not self.target_methods:
-            raise UsageError(f"--targets need a structured method; {', '.join(self.methods)} mask weights, "
-                             "and masks do not speed up ONNX Runtime or shrink the exported file",
-                             f"add one of {', '.join(STRUCTURED)} to --methods")
+            raise UsageError(
+                f"--targets need a structured method; {', '.join(self.methods)} mask weights, "
+                "and masks do not speed up ONNX Runtime or shrink the exported file",
+                f"add one of {', '.join(STRUCTURED)} to --methods",
+            )
         timed = [t for t in self.targets if target_kind(t) in MEASURED_KINDS]
         if timed and not self.profiles:
-            raise UsageError(f"{timed[0]} is measured on a bench profile, and --profiles is empty",
-                             "add --profiles mobile (or edge, server)")
+            raise UsageError(
+                f"{timed[0]} is measured on a bench profile, and --profiles is empty",
+                "add --profiles mobile (or edge, server)",
+            )
         for target in self.targets:
             budget_mapping(target, self)  # the budget engine's own checks of the value
 
@@ -143,12 +152,17 @@ class SweepConfig:
         else:
             spec = self.model
             if spec.trust_pickle or spec.input_shape is not None:
-                raise UsageError("a sweep's points are recipes, which take a model's path, arch and "
-                                 "arch_kwargs only", "drop trust_pickle and input_shape from the ModelSpec")
+                raise UsageError(
+                    "a sweep's points are recipes, which take a model's path, arch and arch_kwargs only",
+                    "drop trust_pickle and input_shape from the ModelSpec",
+                )
             if (self.arch or self.arch_kwargs) and (self.arch, dict(self.arch_kwargs)) != (
-                    spec.arch, dict(spec.arch_kwargs)):
-                raise UsageError("the sweep's arch differs from its model's",
-                                 "give arch in the ModelSpec only")
+                spec.arch,
+                dict(spec.arch_kwargs),
+            ):
+                raise UsageError(
+                    "the sweep's arch differs from its model's", "give arch in the ModelSpec only"
+                )
         object.__setattr__(self, "model", spec)
         object.__setattr__(self, "arch", spec.arch)
         object.__setattr__(self, "arch_kwargs", dict(spec.arch_kwargs))
@@ -183,8 +197,9 @@ def normal_target(text: str) -> str:
     try:
         return f"{kind}={float(value):g}"
     except ValueError:
-        raise UsageError(f"cannot read target '{text}': '{value}' is not a number",
-                         f"e.g. {kind}=0.5") from None
+        raise UsageError(
+            f"cannot read target '{text}': '{value}' is not a number", f"e.g. {kind}=0.5"
+        ) from None
 
 
 def budget_mapping(target: str, cfg: SweepConfig) -> dict[str, Any]:
@@ -201,20 +216,35 @@ def budget_mapping(target: str, cfg: SweepConfig) -> dict[str, Any]:
     return mapping
 
 
-def model_step(method: str, level: float | None, cfg: SweepConfig, epoch_batches: int,
-               budget: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_step(
+    method: str,
+    level: float | None,
+    cfg: SweepConfig,
+    epoch_batches: int,
+    budget: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The prune (or slim) step of one point, with the fine-tune budget spread over its steps;
     with ``budget``, pruned to it instead of to ``level``."""
     epochs = cfg.finetune_epochs
     how = {"budget": budget} if budget is not None else None
     if registry.method(method).command == "slim":  # half an epoch of sparsity training, half of fine-tuning
-        return {"slim": {**(how or {"ratio": level}), "sparsity_epochs": epochs, "finetune_epochs": epochs,
-                         "max_batches": math.ceil(epoch_batches / 2) if epochs else None,
-                         "seed": cfg.seed}}
+        return {
+            "slim": {
+                **(how or {"ratio": level}),
+                "sparsity_epochs": epochs,
+                "finetune_epochs": epochs,
+                "max_batches": math.ceil(epoch_batches / 2) if epochs else None,
+                "seed": cfg.seed,
+            }
+        }
     entry = registry.method(method)
     key = "ratio" if entry.kind == "structured" else "sparsity"
-    settings: dict[str, Any] = {"method": method, **(how or {key: level}), "seed": cfg.seed,
-                                **{k: v for k, v in entry.sweep.items() if k != "steps"}}
+    settings: dict[str, Any] = {
+        "method": method,
+        **(how or {key: level}),
+        "seed": cfg.seed,
+        **{k: v for k, v in entry.sweep.items() if k != "steps"},
+    }
     steps = entry.sweep.get("steps", 1)
     if steps > 1:
         settings["steps"] = steps
@@ -237,15 +267,21 @@ def measure_steps(cfg: SweepConfig) -> list[dict[str, Any]]:
     return steps
 
 
-def point_recipe(cfg: SweepConfig, pid: str, first: dict[str, Any], threads: int,
-                 meta: dict[str, Any]) -> dict[str, Any]:
+def point_recipe(
+    cfg: SweepConfig, pid: str, first: dict[str, Any], threads: int, meta: dict[str, Any]
+) -> dict[str, Any]:
     """The recipe mapping of one point (what OUT/points/ID.yaml holds)."""
     path = cfg.spec.path
     model = str(Path(path).resolve()) if Path(path).is_file() else path
     points = Path(cfg.output_dir).resolve() / "points"
-    recipe: dict[str, Any] = {"model": model, "data": cfg.data, "threads": threads,
-                              "output_dir": str(points / pid), "meta": {"sweep_point": pid, **meta},
-                              "steps": [first, *measure_steps(cfg)]}
+    recipe: dict[str, Any] = {
+        "model": model,
+        "data": cfg.data,
+        "threads": threads,
+        "output_dir": str(points / pid),
+        "meta": {"sweep_point": pid, **meta},
+        "steps": [first, *measure_steps(cfg)],
+    }
     if cfg.arch:
         recipe.update(arch=cfg.arch, arch_kwargs=dict(cfg.arch_kwargs))
     return recipe
@@ -254,16 +290,36 @@ def point_recipe(cfg: SweepConfig, pid: str, first: dict[str, Any], threads: int
 def plan(cfg: SweepConfig, threads: int, epoch_batches: int) -> list[tuple[str, dict[str, Any]]]:
     """(id, recipe mapping) of the baseline, of every method x level and of every structured
     method x target."""
-    points = [("baseline", point_recipe(cfg, "baseline", {"eval": {}}, threads,
-                                        {"method": "baseline", "level": 0.0}))]
+    points = [
+        (
+            "baseline",
+            point_recipe(cfg, "baseline", {"eval": {}}, threads, {"method": "baseline", "level": 0.0}),
+        )
+    ]
     for method in cfg.methods:
         for level in sorted(cfg.levels):
             pid = point_id(method, level)
-            points.append((pid, point_recipe(cfg, pid, model_step(method, level, cfg, epoch_batches),
-                                             threads, {"method": method, "level": level})))
+            points.append(
+                (
+                    pid,
+                    point_recipe(
+                        cfg,
+                        pid,
+                        model_step(method, level, cfg, epoch_batches),
+                        threads,
+                        {"method": method, "level": level},
+                    ),
+                )
+            )
         for target in cfg.targets if method in cfg.target_methods else ():
             pid = target_id(method, target)
             step = model_step(method, None, cfg, epoch_batches, budget_mapping(target, cfg))
-            points.append((pid, point_recipe(cfg, pid, step, threads,
-                                             {"method": method, "level": None, "target": target})))
+            points.append(
+                (
+                    pid,
+                    point_recipe(
+                        cfg, pid, step, threads, {"method": method, "level": None, "target": target}
+                    ),
+                )
+            )
     return points

@@ -16,8 +16,20 @@ from typing import Any
 
 from compressor.errors import InputError, UsageError
 
-SHOWN = ("id", "method", "level", "target", "landed", "accuracy", "accuracy_drop", "sparsity", "compressed_bytes",
-         "params", "macs", "recipe")
+SHOWN = (
+    "id",
+    "method",
+    "level",
+    "target",
+    "landed",
+    "accuracy",
+    "accuracy_drop",
+    "sparsity",
+    "compressed_bytes",
+    "params",
+    "macs",
+    "recipe",
+)
 
 
 @dataclass(frozen=True)
@@ -61,16 +73,23 @@ def recommend(cfg: RecommendConfig) -> RecommendResult:
     rows = [r for r in doc["points"] if r.get("status") == "ok" and r.get("accuracy") is not None]
     base = next((r for r in rows if r["id"] == "baseline"), None)
     if base is None:
-        raise InputError(f"{cfg.sweep_dir}: the sweep has no finished baseline point",
-                         "rerun compress sweep to finish it")
+        raise InputError(
+            f"{cfg.sweep_dir}: the sweep has no finished baseline point", "rerun compress sweep to finish it"
+        )
     measured = list(doc["config"]["profiles"]) if doc["config"].get("bench") else []
     profiles = list(cfg.profiles) if cfg.profiles else measured
     for p in profiles:
         if p not in measured:
-            raise UsageError(f"the sweep did not measure profile '{p}' (measured: {', '.join(measured) or 'none'})",
-                             f"rerun compress sweep with --profiles {','.join(measured + [p])}")
+            raise UsageError(
+                f"the sweep did not measure profile '{p}' (measured: {', '.join(measured) or 'none'})",
+                f"rerun compress sweep with --profiles {','.join(measured + [p])}",
+            )
     ok = [r for r in rows if base["accuracy"] - r["accuracy"] <= cfg.max_drop + 1e-12]
-    notes = [] if len(ok) > 1 else [f"no pruned point is within {cfg.max_drop} of the baseline: keep the baseline"]
+    notes = (
+        []
+        if len(ok) > 1
+        else [f"no pruned point is within {cfg.max_drop} of the baseline: keep the baseline"]
+    )
     answers = [_answer(ok, p) for p in profiles] or [_answer(ok, None)]
     return RecommendResult(cfg.sweep_dir, cfg.max_drop, base["accuracy"], len(ok) - 1, answers, notes)
 
@@ -81,7 +100,9 @@ def _answer(ok: list[dict[str, Any]], profile: str | None) -> dict[str, Any]:
     if profile is not None:
         key = f"latency_ms_p50_{profile}"
         timed = [r for r in ok if r.get(key) is not None]
-        answer["fastest"] = _brief(min(timed, key=lambda r: (r[key], -r["accuracy"])), profile) if timed else None
+        answer["fastest"] = (
+            _brief(min(timed, key=lambda r: (r[key], -r["accuracy"])), profile) if timed else None
+        )
     return answer
 
 

@@ -11,9 +11,27 @@ from typing import Any
 from compressor.io.atomic import atomic_write, atomic_write_text
 from compressor.sweep.pareto import frontier
 
-BASE_COLUMNS = ("id", "method", "level", "target", "status", "sparsity", "zero_fraction", "params", "nonzero_params",
-                "macs", "size_bytes", "compressed_bytes", "onnx_size_bytes", "accuracy", "accuracy_drop",
-                "robust_accuracy", "landed", "target_factor", "target_measured_factor")
+BASE_COLUMNS = (
+    "id",
+    "method",
+    "level",
+    "target",
+    "status",
+    "sparsity",
+    "zero_fraction",
+    "params",
+    "nonzero_params",
+    "macs",
+    "size_bytes",
+    "compressed_bytes",
+    "onnx_size_bytes",
+    "accuracy",
+    "accuracy_drop",
+    "robust_accuracy",
+    "landed",
+    "target_factor",
+    "target_measured_factor",
+)
 TAIL_COLUMNS = ("seconds", "recipe", "error")
 
 
@@ -54,8 +72,12 @@ def plot_sparsity(rows: list[dict[str, Any]], front: list[str], path: Path) -> N
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ok = [r for r in rows if r.get("status") == "ok"]
     for method in sorted({r["method"] for r in ok if r["method"] != "baseline"}):
-        pts = sorted((r for r in ok if r["method"] == method and not r.get("target")), key=lambda r: r["sparsity"])
-        line = ax.plot([r["sparsity"] for r in pts], [r["accuracy"] for r in pts], "o-", label=method, alpha=0.8)
+        pts = sorted(
+            (r for r in ok if r["method"] == method and not r.get("target")), key=lambda r: r["sparsity"]
+        )
+        line = ax.plot(
+            [r["sparsity"] for r in pts], [r["accuracy"] for r in pts], "o-", label=method, alpha=0.8
+        )
         _targets(ax, ok, method, "sparsity", line[0].get_color() if line else None)
     _baseline_and_frontier(ax, ok, front, "sparsity")
     ax.set_xlabel("sparsity (share of the baseline's weights removed or zero)")
@@ -63,8 +85,9 @@ def plot_sparsity(rows: list[dict[str, Any]], front: list[str], path: Path) -> N
     _save(plt, fig, ax, path)
 
 
-def plot_latency(rows: list[dict[str, Any]], fronts: dict[str, list[str]], profiles: list[str],
-                 path: Path) -> None:
+def plot_latency(
+    rows: list[dict[str, Any]], fronts: dict[str, list[str]], profiles: list[str], path: Path
+) -> None:
     """Accuracy against measured median latency, one panel per profile, frontier dashed."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(profiles), figsize=(6 * len(profiles), 4.5), squeeze=False)
@@ -86,8 +109,15 @@ def _targets(ax, ok: list[dict[str, Any]], method: str, x: str, color) -> None:
     pts = [r for r in ok if r["method"] == method and r.get("target") and r.get(x) is not None]
     if not pts:
         return
-    ax.scatter([r[x] for r in pts], [r["accuracy"] for r in pts], marker="^", s=60, color=color,
-               label=f"{method} @ target", alpha=0.9)
+    ax.scatter(
+        [r[x] for r in pts],
+        [r["accuracy"] for r in pts],
+        marker="^",
+        s=60,
+        color=color,
+        label=f"{method} @ target",
+        alpha=0.9,
+    )
     for r in pts:
         ax.annotate(r["target"], (r[x], r["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
 

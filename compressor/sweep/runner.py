@@ -9,8 +9,14 @@ Todo = list[tuple[str, dict[str, Any]]]
 PointRunner = Callable[[str, dict[str, Any], str], dict[str, Any]]
 
 
-def run_all(todo: Todo, points_dir: str, jobs: int, total: int, run_point: PointRunner,
-            on_point: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
+def run_all(
+    todo: Todo,
+    points_dir: str,
+    jobs: int,
+    total: int,
+    run_point: PointRunner,
+    on_point: Callable[[dict[str, Any]], None] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Yield each point's record as it finishes; the bar counts all ``total`` points of the sweep.
 
     ``run_point(pid, mapping, points_dir)`` runs one point; with ``jobs > 1`` it is sent to
@@ -20,8 +26,11 @@ def run_all(todo: Todo, points_dir: str, jobs: int, total: int, run_point: Point
 
     with progress(total, "sweep") as advance:
         advance(total - len(todo), point="resumed" if len(todo) < total else "")
-        runs = (_serial(todo, points_dir, run_point) if jobs == 1 or len(todo) <= 1
-                else _pool(todo, points_dir, jobs, run_point))
+        runs = (
+            _serial(todo, points_dir, run_point)
+            if jobs == 1 or len(todo) <= 1
+            else _pool(todo, points_dir, jobs, run_point)
+        )
         for record in runs:
             advance(1, point=record["id"], status=record["status"])
             if on_point is not None:
@@ -38,8 +47,9 @@ def _pool(todo: Todo, points_dir: str, jobs: int, run_point: PointRunner) -> Ite
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
+    pool = ProcessPoolExecutor(
+        min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+    )
     try:
         futures = [pool.submit(run_point, pid, mapping, points_dir) for pid, mapping in todo]
         for future in as_completed(futures):

@@ -11,9 +11,13 @@ from typing import Any
 
 from compressor.train.config import TrainConfig
 
-_LAZY = {"TrainResult": "compressor.train.loop", "evaluate": "compressor.train.loop",
-         "fit": "compressor.train.loop", "distill_loss_fn": "compressor.train.distill",
-         "kd_loss": "compressor.train.distill"}
+_LAZY = {
+    "TrainResult": "compressor.train.loop",
+    "evaluate": "compressor.train.loop",
+    "fit": "compressor.train.loop",
+    "distill_loss_fn": "compressor.train.distill",
+    "kd_loss": "compressor.train.distill",
+}
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "distill_loss_fn", "kd_loss"]
 

@@ -59,16 +59,20 @@ class TrainConfig:
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}", "pass --epochs 1 or more")
         if not self.lr > 0:
-            raise UsageError(f"learning rate must be > 0, got {self.lr}", f"the default is {TrainConfig.lr:g}")
+            raise UsageError(
+                f"learning rate must be > 0, got {self.lr}", f"the default is {TrainConfig.lr:g}"
+            )
         if self.weight_decay < 0:
             raise UsageError(f"weight decay must be >= 0, got {self.weight_decay}")
         if self.batch_size <= 0:
             raise UsageError(f"batch size must be > 0, got {self.batch_size}")
         if self.max_batches is not None and self.max_batches <= 0:
             raise UsageError(f"max batches must be > 0, got {self.max_batches}")
-        for kind, value, valid in (("optimizer", self.optimizer, OPTIMIZERS),
-                                   ("schedule", self.schedule, SCHEDULES),
-                                   ("device", self.device, DEVICES)):
+        for kind, value, valid in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("schedule", self.schedule, SCHEDULES),
+            ("device", self.device, DEVICES),
+        ):
             if value not in valid:
                 raise UsageError(f"unknown {kind} '{value}'", f"valid: {', '.join(valid)}")
 
@@ -143,9 +147,11 @@ class EvalConfig:
         if self.attack is not None:
             self.attack_config()  # validates
             if self.model is not None and self.model.format is not None:
-                raise UsageError(f"--attack needs gradients, which the {self.model.format.title} file "
-                                 f"{self.model.path} does not give",
-                                 "attack the .pt model the file was exported from")
+                raise UsageError(
+                    f"--attack needs gradients, which the {self.model.format.title} file "
+                    f"{self.model.path} does not give",
+                    "attack the .pt model the file was exported from",
+                )
 
     def attack_config(self):
         """The :class:`compressor.robustness.AttackConfig` (None without --attack)."""

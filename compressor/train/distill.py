@@ -26,22 +26,27 @@ def check_kd(temperature: float, alpha: float) -> None:
     if not temperature > 0:
         raise UsageError(f"--temperature must be > 0, got {temperature}", "T = 4 is common")
     if not 0 <= alpha <= 1:
-        raise UsageError(f"--alpha must be in [0, 1], got {alpha}",
-                         "alpha weighs the teacher term; 0.5-0.9 is common")
+        raise UsageError(
+            f"--alpha must be in [0, 1], got {alpha}", "alpha weighs the teacher term; 0.5-0.9 is common"
+        )
 
 
-def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-            temperature: float) -> torch.Tensor:
+def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean over the batch of KL(softmax(z_t/T) || softmax(z_s/T))."""
     log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = KD_TEMPERATURE,
+    alpha: float = KD_ALPHA,
+) -> torch.Tensor:
     """Hinton's loss: ``alpha * T^2 * KL(p_t || p_s) + (1 - alpha) * CE(z_s, y)``."""
-    soft = soft_kl(student_logits, teacher_logits, temperature) * temperature ** 2
+    soft = soft_kl(student_logits, teacher_logits, temperature) * temperature**2
     hard = F.cross_entropy(student_logits.float(), targets)
     return alpha * soft + (1 - alpha) * hard
 
@@ -49,13 +54,16 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 def check_same_outputs(student_out: torch.Tensor, teacher_out: torch.Tensor) -> None:
     """Teacher and student must give logits of the same shape (exit 2 otherwise)."""
     if student_out.shape != teacher_out.shape:
-        raise InputError(f"teacher outputs shape {tuple(teacher_out.shape)} but the student "
-                         f"outputs {tuple(student_out.shape)}",
-                         "distil from a teacher trained on the same classes (same head size)")
+        raise InputError(
+            f"teacher outputs shape {tuple(teacher_out.shape)} but the student "
+            f"outputs {tuple(student_out.shape)}",
+            "distil from a teacher trained on the same classes (same head size)",
+        )
 
 
-def distill_loss_fn(teacher: nn.Module, temperature: float, alpha: float
-                    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+def distill_loss_fn(
+    teacher: nn.Module, temperature: float, alpha: float
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """A ``loss_fn(logits, targets, inputs)`` for :func:`compressor.train.fit`.
 
     The teacher is frozen: eval mode, no gradients; it runs on the same inputs as the student.

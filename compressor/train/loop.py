@@ -61,12 +61,19 @@ def resolve_device(name: str) -> torch.device:
     return distributed.local_device(name)
 
 
-def fit(model: nn.Module, train: Data, cfg: TrainConfig, val: Data | None = None,
-        masks: dict[str, torch.Tensor] | None = None, loss_fn: LossFn | None = None,
-        after_backward: Callable[[nn.Module], None] | None = None,
-        batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        description: str = "train", stop_on_interrupt: bool = False,
-        on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+def fit(
+    model: nn.Module,
+    train: Data,
+    cfg: TrainConfig,
+    val: Data | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
+    after_backward: Callable[[nn.Module], None] | None = None,
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    description: str = "train",
+    stop_on_interrupt: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
     """Train ``model`` in place; keep the best epoch on ``val`` (else the last epoch).
 
     Args:
@@ -110,8 +117,9 @@ def fit(model: nn.Module, train: Data, cfg: TrainConfig, val: Data | None = None
     return result
 
 
-def _keep(result: TrainResult, stats: dict[str, float], epoch: int, val: Data | None,
-          model: nn.Module) -> bool:
+def _keep(
+    result: TrainResult, stats: dict[str, float], epoch: int, val: Data | None, model: nn.Module
+) -> bool:
     """Evaluate on ``val``; record and return whether this epoch is the best so far."""
     if val is not None:
         stats.update({f"val_{k}": v for k, v in evaluate(model, val, progress_bar=False).items()})
@@ -125,15 +133,23 @@ def _keep(result: TrainResult, stats: dict[str, float], epoch: int, val: Data | 
 class _Run:
     """One training run's fixed parts: loader, optimizer, schedule, masks, precision."""
 
-    def __init__(self, model: nn.Module, train: Data, cfg: TrainConfig, device: torch.device,
-                 masks: dict[str, torch.Tensor], loss_fn: LossFn | None,
-                 after_backward: Callable[[nn.Module], None] | None,
-                 batch_transform: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Data,
+        cfg: TrainConfig,
+        device: torch.device,
+        masks: dict[str, torch.Tensor],
+        loss_fn: LossFn | None,
+        after_backward: Callable[[nn.Module], None] | None,
+        batch_transform: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> None:
         self.model, self.cfg, self.device = model, cfg, device
         self.net = distributed.wrap(model, device)
         self.sampler = distributed.sampler(train.dataset, cfg.seed)
-        self.loader = train.loader(batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                   sampler=self.sampler)
+        self.loader = train.loader(
+            batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed, sampler=self.sampler
+        )
         self.steps = min(len(self.loader), cfg.max_batches or len(self.loader))
         self.optimizer = make_optimizer(model, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
@@ -200,17 +216,21 @@ def check_classes(model: nn.Module, data: Data) -> None:
     out = model(x)
     model.train(was_training)
     if out.ndim != 2 or out.shape[1] < data.num_classes:
-        raise InputError(f"{data.name} has labels 0..{data.num_classes - 1} but the model outputs "
-                         f"shape {tuple(out.shape)}",
-                         "train on data with the model's classes, or rebuild the head "
-                         "(e.g. --arch-kwargs num_classes=N)")
+        raise InputError(
+            f"{data.name} has labels 0..{data.num_classes - 1} but the model outputs "
+            f"shape {tuple(out.shape)}",
+            "train on data with the model's classes, or rebuild the head (e.g. --arch-kwargs num_classes=N)",
+        )
 
 
 def masked_params(model: nn.Module, masks: dict[str, torch.Tensor]) -> Masked:
     """(parameter, float mask on its device) pairs for the masks naming a parameter."""
     params = dict(model.named_parameters())
-    return [(params[name], mask.to(device=params[name].device, dtype=params[name].dtype))
-            for name, mask in masks.items() if name in params]
+    return [
+        (params[name], mask.to(device=params[name].device, dtype=params[name].dtype))
+        for name, mask in masks.items()
+        if name in params
+    ]
 
 
 _masked_params = masked_params  # the foundation's name
@@ -227,8 +247,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named in the config."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -246,8 +267,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Data, batch_size: int = 512, limit: int | None = None,
-             description: str = "eval", progress_bar: bool | None = None) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    data: Data,
+    batch_size: int = 512,
+    limit: int | None = None,
+    description: str = "eval",
+    progress_bar: bool | None = None,
+) -> dict[str, Any]:
     """Top-1 accuracy and mean cross-entropy loss of ``model`` on ``data`` (on its device)."""
     was_training = model.training
     model.eval()

@@ -22,9 +22,11 @@ from torch import nn
 
 def is_qkv_attention(module: nn.Module) -> bool:
     """A fused-qkv attention layer: a linear ``qkv`` and integer ``num_heads`` and ``head_dim``."""
-    return (isinstance(getattr(module, "qkv", None), nn.Linear)
-            and isinstance(getattr(module, "num_heads", None), int)
-            and isinstance(getattr(module, "head_dim", None), int))
+    return (
+        isinstance(getattr(module, "qkv", None), nn.Linear)
+        and isinstance(getattr(module, "num_heads", None), int)
+        and isinstance(getattr(module, "head_dim", None), int)
+    )
 
 
 def attention_heads(model: nn.Module) -> dict[nn.Module, int]:

@@ -31,8 +31,9 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
 
     probe = tp.importance.MagnitudeImportance(p=1)  # deterministic: a random score would draw numbers
     bad: list[nn.Module] = []
-    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
-                                          root_module_types=pruner.root_module_types):
+    for group in pruner.DG.get_all_groups(
+        ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+    ):
         try:
             probe(group)
         except IndexError:
@@ -59,9 +60,15 @@ def check_pruned(model: nn.Module, example: Any) -> None:
     :func:`compressor.outputs.check_kept` (which knows ``--allow-output-change``).
     """
     stack: list[str] = []
-    hooks = [h for name, m in model.named_modules() if name
-             for h in (m.register_forward_pre_hook(lambda mod, args, n=name: stack.append(n)),
-                       m.register_forward_hook(lambda mod, args, out: _pop(stack)))]
+    hooks = [
+        h
+        for name, m in model.named_modules()
+        if name
+        for h in (
+            m.register_forward_pre_hook(lambda mod, args, n=name: stack.append(n)),
+            m.register_forward_hook(lambda mod, args, out: _pop(stack)),
+        )
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -72,7 +79,8 @@ def check_pruned(model: nn.Module, example: Any) -> None:
         raise UnsupportedError(
             f"the pruned model no longer runs: torch-pruning coupled the channels of '{where}' wrongly "
             f"({type(exc).__name__}: {first_line(exc, 120)})",
-            f"--ignore '{where}*', or use an unstructured method such as --method magnitude") from None
+            f"--ignore '{where}*', or use an unstructured method such as --method magnitude",
+        ) from None
     finally:
         model.train(was_training)
         for h in hooks:

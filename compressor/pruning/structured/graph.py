@@ -54,22 +54,49 @@ class Restriction:
 
 
 RESTRICTED: dict[str, Restriction] = {
-    "ShuffleNetV2": Restriction(("*.branch2",), "ShuffleNetV2: the channel shuffle couples block "
-                                "outputs, so only channels inside each branch are pruned"),
-    "SwinTransformer": Restriction(("*.mlp",), "Swin: window attention keeps per-head position "
-                                   "tables, so only the MLP hidden channels are pruned"),
-    "MaxVit": Restriction(("*.mlp_layer",), "MaxViT: grid/block attention keeps per-head position "
-                          "tables, so only the MLP hidden channels are pruned"),
-    **{name: Restriction(("*.mlp",), "LeViT: attention keeps per-head position tables and fixed "
-                         "key/value reshapes, so only the MLP hidden channels are pruned")
-       for name in ("Levit", "LevitDistilled")},
-    "EdgeNeXt": Restriction(("*.mlp",), "EdgeNeXt: split depthwise convolutions and cross-covariance "
-                            "attention couple channel chunks, so only the MLP hidden channels are pruned"),
-    "Xcit": Restriction(("*.mlp",), "XCiT: class attention reshapes by the input width and XCA keeps a "
-                        "per-head temperature, so only the MLP hidden channels are pruned"),
-    **{name: Restriction(("*.mlp",), f"{label}: attention reshapes its output to the input width, "
-                         "so only the MLP hidden channels are pruned")
-       for name, label in (("VisionTransformerRelPos", "ViT-RelPos"), ("PyramidVisionTransformerV2", "PVTv2"))},
+    "ShuffleNetV2": Restriction(
+        ("*.branch2",),
+        "ShuffleNetV2: the channel shuffle couples block "
+        "outputs, so only channels inside each branch are pruned",
+    ),
+    "SwinTransformer": Restriction(
+        ("*.mlp",),
+        "Swin: window attention keeps per-head position tables, so only the MLP hidden channels are pruned",
+    ),
+    "MaxVit": Restriction(
+        ("*.mlp_layer",),
+        "MaxViT: grid/block attention keeps per-head position "
+        "tables, so only the MLP hidden channels are pruned",
+    ),
+    **{
+        name: Restriction(
+            ("*.mlp",),
+            "LeViT: attention keeps per-head position tables and fixed "
+            "key/value reshapes, so only the MLP hidden channels are pruned",
+        )
+        for name in ("Levit", "LevitDistilled")
+    },
+    "EdgeNeXt": Restriction(
+        ("*.mlp",),
+        "EdgeNeXt: split depthwise convolutions and cross-covariance "
+        "attention couple channel chunks, so only the MLP hidden channels are pruned",
+    ),
+    "Xcit": Restriction(
+        ("*.mlp",),
+        "XCiT: class attention reshapes by the input width and XCA keeps a "
+        "per-head temperature, so only the MLP hidden channels are pruned",
+    ),
+    **{
+        name: Restriction(
+            ("*.mlp",),
+            f"{label}: attention reshapes its output to the input width, "
+            "so only the MLP hidden channels are pruned",
+        )
+        for name, label in (
+            ("VisionTransformerRelPos", "ViT-RelPos"),
+            ("PyramidVisionTransformerV2", "PVTv2"),
+        )
+    },
 }
 
 
@@ -98,11 +125,13 @@ def units(model: nn.Module, example: torch.Tensor) -> list[Unit]:
     rule = restriction(model)
     if rule is None:
         return [Unit(model, example)]
-    blocks = [(n, m) for n, m in model.named_modules()
-              if n and any(fnmatch.fnmatch(n, p) for p in rule.blocks)]
+    blocks = [
+        (n, m) for n, m in model.named_modules() if n and any(fnmatch.fnmatch(n, p) for p in rule.blocks)
+    ]
     captured: dict[str, tuple] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: captured.setdefault(n, args))
-             for n, m in blocks]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, n=n: captured.setdefault(n, args)) for n, m in blocks
+    ]
     try:
         run_forward(model, example)
     finally:
@@ -119,22 +148,27 @@ def check_supported(model: nn.Module) -> None:
             raise UnsupportedError(
                 f"structured pruning cannot handle {type(sub).__name__} at '{name}': {reason}",
                 "use an unstructured method (e.g. --method magnitude --sparsity 0.5), "
-                "or --ignore the blocks that hold it")
+                "or --ignore the blocks that hold it",
+            )
 
 
 def check_scope(scope: str) -> bool:
     """``global`` -> True, ``layer`` -> False; ``row`` is a masked-method scope."""
     if scope not in ("global", "layer"):
-        raise UsageError(f"scope '{scope}' is not available for structured pruning",
-                         "use --scope global or --scope layer")
+        raise UsageError(
+            f"scope '{scope}' is not available for structured pruning", "use --scope global or --scope layer"
+        )
     return scope == "global"
 
 
 def output_layers(model: nn.Module, example: Any) -> list[nn.Module]:
     """The classifier head: the last conv/linear executed in a forward pass (it makes the outputs)."""
     order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
-             for m in model.modules() if isinstance(m, PRUNABLE)]
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o: order.append(mod))
+        for m in model.modules()
+        if isinstance(m, PRUNABLE)
+    ]
     try:
         run_forward(model, example)
     finally:
@@ -159,8 +193,9 @@ def run_forward(model: nn.Module, example: Any) -> torch.Tensor:
 def matched_layers(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module]:
     """Modules whose qualified name matches one of the fnmatch ``patterns`` (and their children)."""
     patterns = list(patterns)
-    hits = [sub for name, sub in model.named_modules()
-            if name and any(fnmatch.fnmatch(name, p) for p in patterns)]
+    hits = [
+        sub for name, sub in model.named_modules() if name and any(fnmatch.fnmatch(name, p) for p in patterns)
+    ]
     return [m for hit in hits for m in hit.modules()]
 
 
@@ -178,9 +213,16 @@ def channel_groups(model: nn.Module) -> dict[nn.Module, int]:
     return {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
 
 
-def make_pruners(model: nn.Module, example: torch.Tensor, importance: Callable, *, ratio: float,
-                 round_to: int | None = None, ignored: Iterable[str] = (),
-                 ratios: dict[nn.Module, float] | None = None) -> list[tp.pruner.BasePruner]:
+def make_pruners(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Callable,
+    *,
+    ratio: float,
+    round_to: int | None = None,
+    ignored: Iterable[str] = (),
+    ratios: dict[nn.Module, float] | None = None,
+) -> list[tp.pruner.BasePruner]:
     """One torch-pruning pruner per unit (the whole model, or each sub-block of a restricted one).
 
     Every pruner ranks within each layer; a global ranking is ours (:func:`capped_global_plan`).
@@ -194,22 +236,46 @@ def make_pruners(model: nn.Module, example: torch.Tensor, importance: Callable, 
     pruners = []
     for u in units(model, example):
         inside = {id(m) for m in u.module.modules()}
-        pruners.append(make_pruner(
-            u.module, u.example, importance, ratio=ratio, round_to=round_to, ignored=[m for m in ignored_modules if id(m) in inside],
-            ratios={m: r for m, r in (ratios or {}).items() if id(m) in inside} or None))
+        pruners.append(
+            make_pruner(
+                u.module,
+                u.example,
+                importance,
+                ratio=ratio,
+                round_to=round_to,
+                ignored=[m for m in ignored_modules if id(m) in inside],
+                ratios={m: r for m, r in (ratios or {}).items() if id(m) in inside} or None,
+            )
+        )
     return pruners
 
 
-def make_pruner(model: nn.Module, example: Any, importance: Callable, *, ratio: float,
-                round_to: int | None = None, ignored: list[nn.Module] | None = None,
-                ratios: dict[nn.Module, float] | None = None) -> tp.pruner.BasePruner:
+def make_pruner(
+    model: nn.Module,
+    example: Any,
+    importance: Callable,
+    *,
+    ratio: float,
+    round_to: int | None = None,
+    ignored: list[nn.Module] | None = None,
+    ratios: dict[nn.Module, float] | None = None,
+) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
     with adapter_tracing(model), tracer_errors():
         pruner = tp.pruner.BasePruner(
-            model, example, importance=importance, global_pruning=False, pruning_ratio=ratio,
-            pruning_ratio_dict=ratios, ignored_layers=ignored or [], round_to=round_to, num_heads=heads,
-            out_channel_groups=channel_groups(model), in_channel_groups=channel_groups(model))
+            model,
+            example,
+            importance=importance,
+            global_pruning=False,
+            pruning_ratio=ratio,
+            pruning_ratio_dict=ratios,
+            ignored_layers=ignored or [],
+            round_to=round_to,
+            num_heads=heads,
+            out_channel_groups=channel_groups(model),
+            in_channel_groups=channel_groups(model),
+        )
         coupling.keep_unmapped(pruner)
         return pruner
 
@@ -221,9 +287,18 @@ def capped_ratio(width: int, original: int, remove: int, max_layer_ratio: float)
     return max(0, min(remove, width - floor)) / width if width else 0.0
 
 
-def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
-               ratio: float, global_pruning: bool, round_to: int | None, max_layer_ratio: float,
-               ignored: Iterable[str], original: dict[str, int]) -> list[dict[str, Any]]:
+def prune_step(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Callable[[], Any],
+    *,
+    ratio: float,
+    global_pruning: bool,
+    round_to: int | None,
+    max_layer_ratio: float,
+    ignored: Iterable[str],
+    original: dict[str, int],
+) -> list[dict[str, Any]]:
     """One pruning step: rank (globally or per layer), cap every layer, remove the channels.
 
     Global ranking is :func:`capped_global_plan` (torch-pruning's own global step skips a group
@@ -237,18 +312,32 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
     ignored = list(ignored)
     names = {m: n for n, m in model.named_modules()}
     if global_pruning:
-        taken = capped_global_plan(model, example, importance, ratio=ratio, max_layer_ratio=max_layer_ratio,
-                                   ignored=ignored, original=original)
+        taken = capped_global_plan(
+            model,
+            example,
+            importance,
+            ratio=ratio,
+            max_layer_ratio=max_layer_ratio,
+            ignored=ignored,
+            original=original,
+        )
         rows = plan_rows(model, taken)  # before pruning: "channels" is the width the plan saw
-        _prune_ratios(model, example, importance, {m: n / out_channels(m) for m, n in taken.items() if n},
-                      round_to, ignored)
+        _prune_ratios(
+            model,
+            example,
+            importance,
+            {m: n / out_channels(m) for m, n in taken.items() if n},
+            round_to,
+            ignored,
+        )
         sync_attributes(model)
         coupling.check_pruned(model, example)
         return rows
     rows, capped = [], {}
     with tracer_errors():
-        for pruner in make_pruners(model, example, importance(), ratio=ratio, round_to=round_to,
-                                   ignored=ignored):
+        for pruner in make_pruners(
+            model, example, importance(), ratio=ratio, round_to=round_to, ignored=ignored
+        ):
             for group in pruner.step(interactive=True):
                 root, idxs = _out_root(pruner, group)
                 if root is None:
@@ -266,9 +355,16 @@ def prune_step(model: nn.Module, example: torch.Tensor, importance: Callable[[],
     return rows
 
 
-def capped_global_plan(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any], *,
-                       ratio: float, max_layer_ratio: float, ignored: Iterable[str],
-                       original: dict[str, int]) -> dict[nn.Module, int]:
+def capped_global_plan(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Callable[[], Any],
+    *,
+    ratio: float,
+    max_layer_ratio: float,
+    ignored: Iterable[str],
+    original: dict[str, int],
+) -> dict[nn.Module, int]:
     """One global ranking in which no layer passes its cap: which layers give how many channels.
 
     Channels are taken from the lowest score up until ``ratio`` of all channels are taken; a layer
@@ -284,8 +380,9 @@ def capped_global_plan(model: nn.Module, example: torch.Tensor, importance: Call
     room: dict[nn.Module, int] = {}
     with tracer_errors():
         for pruner in make_pruners(model, example, importance(), ratio=ratio, ignored=ignored):
-            for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
-                                                  root_module_types=pruner.root_module_types):
+            for group in pruner.DG.get_all_groups(
+                ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+            ):
                 root = group[0].dep.target.module
                 scores = pruner.importance(group)
                 if scores is None or root in room:
@@ -308,17 +405,26 @@ def capped_global_plan(model: nn.Module, example: torch.Tensor, importance: Call
 def plan_rows(model: nn.Module, taken: dict[nn.Module, int]) -> list[dict[str, Any]]:
     """Dry-run rows (group, channels, remove) of a :func:`capped_global_plan`."""
     names = {m: n for n, m in model.named_modules()}
-    return [{"group": names[m], "channels": out_channels(m), "remove": n, "status": "prune"}
-            for m, n in taken.items()]
+    return [
+        {"group": names[m], "channels": out_channels(m), "remove": n, "status": "prune"}
+        for m, n in taken.items()
+    ]
 
 
-def _prune_ratios(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any],
-                  ratios: dict[nn.Module, float], round_to: int | None, ignored: list[str]) -> None:
+def _prune_ratios(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Callable[[], Any],
+    ratios: dict[nn.Module, float],
+    round_to: int | None,
+    ignored: list[str],
+) -> None:
     """Remove ``ratios[layer]`` of each layer's current channels (its lowest-scored ones)."""
     if ratios:
         with tracer_errors():
-            for pruner in make_pruners(model, example, importance(), ratio=0.0, round_to=round_to,
-                                       ignored=ignored, ratios=ratios):
+            for pruner in make_pruners(
+                model, example, importance(), ratio=0.0, round_to=round_to, ignored=ignored, ratios=ratios
+            ):
                 pruner.step()
 
 
@@ -329,8 +435,7 @@ def out_channels(m: nn.Module) -> int:
 
 def out_widths(model: nn.Module) -> dict[str, int]:
     """Output channels of every conv/linear layer, by name."""
-    return {n: out_channels(m) for n, m in model.named_modules()
-            if isinstance(m, PRUNABLE)}
+    return {n: out_channels(m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
 
 
 @contextmanager
@@ -342,9 +447,11 @@ def tracer_errors() -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 - the tracer raises anything on unknown graphs
         first = first_line(exc, 160, empty="")
-        raise UnsupportedError(f"torch-pruning cannot prune this model ({type(exc).__name__}: {first})",
-                               "--ignore the blocks that hold the failing part, or use an "
-                               "unstructured method such as --method magnitude") from exc
+        raise UnsupportedError(
+            f"torch-pruning cannot prune this model ({type(exc).__name__}: {first})",
+            "--ignore the blocks that hold the failing part, or use an "
+            "unstructured method such as --method magnitude",
+        ) from exc
 
 
 def describe_kept(reasons: dict[str, str]) -> list[str]:
@@ -371,8 +478,14 @@ def adapter_tracing(model: nn.Module) -> Iterator[None]:
         yield
 
 
-def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Iterable[str],
-                   keep_residual: bool = False, allow: Iterable[str] = (), ref: str | None = None) -> dict[str, str]:
+def ignored_layers(
+    model: nn.Module,
+    example: torch.Tensor,
+    patterns: Iterable[str],
+    keep_residual: bool = False,
+    allow: Iterable[str] = (),
+    ref: str | None = None,
+) -> dict[str, str]:
     """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, the model
     table's layers for the reference ``ref``, residual stream).
 
@@ -428,9 +541,12 @@ def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
     returned: list[Any] = []
     with adapter_tracing(model), tracer_errors():
         dg = tp.DependencyGraph().build_dependency(
-            model, example_inputs=example, verbose=False,
+            model,
+            example_inputs=example,
+            verbose=False,
             forward_fn=lambda m, x: m(*x) if isinstance(x, tuple) else m(x),
-            output_transform=lambda out: returned.append(out) or out)
+            output_transform=lambda out: returned.append(out) or out,
+        )
     by_grad_fn = {node.grad_fn: node for node in dg.module2node.values() if node.grad_fn is not None}
     at_node: dict[Any, list[str]] = {}
     for name, tensor in named_tensors(returned[0]) if returned else []:
@@ -478,8 +594,11 @@ def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
             continue
         for dep in deps:
             layer = dep.target.module
-            if isinstance(layer, PRUNABLE) and dg.is_out_channel_pruning_fn(dep.handler) \
-                    and names.get(layer) not in (None, *found):
+            if (
+                isinstance(layer, PRUNABLE)
+                and dg.is_out_channel_pruning_fn(dep.handler)
+                and names.get(layer) not in (None, *found)
+            ):
                 found.append(names[layer])
     return found
 
@@ -497,10 +616,18 @@ def group_rows(pruners: list[tp.pruner.BasePruner], model: nn.Module) -> list[di
     for pruner, group in groups:
         root, idxs = _out_root(pruner, group)
         width = out_channels(root) if root is not None else None
-        layers = sorted({names.get(d.target.module, "?") for d, _ in group
-                         if isinstance(d.target.module, PRUNABLE)})
-        rows.append({"group": names.get(root, str(root)), "channels": width, "remove": len(idxs),
-                     "coupled_layers": len(layers), "status": "prune"})
+        layers = sorted(
+            {names.get(d.target.module, "?") for d, _ in group if isinstance(d.target.module, PRUNABLE)}
+        )
+        rows.append(
+            {
+                "group": names.get(root, str(root)),
+                "channels": width,
+                "remove": len(idxs),
+                "coupled_layers": len(layers),
+                "status": "prune",
+            }
+        )
     return rows
 
 

@@ -49,27 +49,40 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     graph.check_supported(model)
     if cfg.budget is not None:
         return preview(handle, cfg, PruneContext())[0]
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
-                                   handle.ref)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
-                  allowed=cfg.allow_output_change)
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
     ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
-        taken = graph.capped_global_plan(model, example, lambda: importance(cfg.method, cfg.seed),
-                                         ratio=ratio, max_layer_ratio=cfg.max_layer_ratio,
-                                         ignored=list(reasons), original=original)
-        return graph.plan_rows(model, taken) + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
-    pruners = graph.make_pruners(model, example, importance(cfg.method, cfg.seed), ratio=ratio,
-                                 ignored=list(reasons))
+        taken = graph.capped_global_plan(
+            model,
+            example,
+            lambda: importance(cfg.method, cfg.seed),
+            ratio=ratio,
+            max_layer_ratio=cfg.max_layer_ratio,
+            ignored=list(reasons),
+            original=original,
+        )
+        return graph.plan_rows(model, taken) + [
+            {"group": name, "status": f"kept: {why}"} for name, why in reasons.items()
+        ]
+    pruners = graph.make_pruners(
+        model, example, importance(cfg.method, cfg.seed), ratio=ratio, ignored=list(reasons)
+    )
     rows = graph.group_rows(pruners, model)
     for row in rows:
-        row["remove"] = round(row["channels"] * graph.capped_ratio(
-            row["channels"], original[row["group"]], row["remove"], cfg.max_layer_ratio))
+        row["remove"] = round(
+            row["channels"]
+            * graph.capped_ratio(row["channels"], original[row["group"]], row["remove"], cfg.max_layer_ratio)
+        )
     rows += [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
     return rows
 
 
-def preview(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def preview(
+    handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Dry run with a target: the budget engine's first plan, predicted by its cost model (per-layer
     widths and cost, predicted figure, MACs and parameters); nothing pruned, nothing written."""
     from compressor.pruning.structured.budget import land
@@ -77,13 +90,21 @@ def preview(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> tuple[l
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
-                                   handle.ref)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
-                  allowed=cfg.allow_output_change)
-    rows, figures = land.preview(handle, cfg.budget, lambda: importance(cfg.method, cfg.seed), list(reasons),
-                                 max_layer_ratio=cfg.max_layer_ratio, round_to=cfg.round_to,
-                                 latency_model=ctx.latency_model, meter=ctx.budget_meter, log=ctx.log)
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    rows, figures = land.preview(
+        handle,
+        cfg.budget,
+        lambda: importance(cfg.method, cfg.seed),
+        list(reasons),
+        max_layer_ratio=cfg.max_layer_ratio,
+        round_to=cfg.round_to,
+        latency_model=ctx.latency_model,
+        meter=ctx.budget_meter,
+        log=ctx.log,
+    )
     return with_kept(rows, reasons), figures
 
 
@@ -101,10 +122,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
-                                   handle.ref)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
-                  allowed=cfg.allow_output_change)
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:
@@ -119,19 +140,31 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     else:
         _prune_steps(handle, cfg, ctx, list(reasons), report)
     if cfg.finetune_epochs and ctx.finetune is not None:
-        report.figures.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
+        report.figures.update(
+            {f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()}
+        )
     return report
 
 
-def _step(handle: ModelHandle, cfg: PruneConfig, ratio: float, ignored: list[str],
-          original: dict[str, int]) -> None:
-    graph.prune_step(handle.module, handle.example_input(), lambda: importance(cfg.method, cfg.seed),
-                     ratio=ratio, global_pruning=graph.check_scope(cfg.scope), round_to=cfg.round_to,
-                     max_layer_ratio=cfg.max_layer_ratio, ignored=ignored, original=original)
+def _step(
+    handle: ModelHandle, cfg: PruneConfig, ratio: float, ignored: list[str], original: dict[str, int]
+) -> None:
+    graph.prune_step(
+        handle.module,
+        handle.example_input(),
+        lambda: importance(cfg.method, cfg.seed),
+        ratio=ratio,
+        global_pruning=graph.check_scope(cfg.scope),
+        round_to=cfg.round_to,
+        max_layer_ratio=cfg.max_layer_ratio,
+        ignored=ignored,
+        original=original,
+    )
 
 
-def _prune_steps(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str],
-                 report: MethodReport) -> None:
+def _prune_steps(
+    handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, ignored: list[str], report: MethodReport
+) -> None:
     original = graph.out_widths(handle.module)
     for step in range(cfg.steps):
         _step(handle, cfg, step_ratio(cfg.ratio, step + 1, cfg.steps), ignored, original)
@@ -148,7 +181,8 @@ def _after_step(handle: ModelHandle, ctx: PruneContext, step: int) -> dict[str, 
     model, example = handle.module, handle.example_input()
     row: dict[str, Any] = {"step": step + 1}
     if ctx.train is not None:
-        row["bn_batches"] = graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True,
-                                                                           seed=step), BN_BATCHES)
+        row["bn_batches"] = graph.recalibrate_bn(
+            model, ctx.train.loader(batch_size=64, shuffle=True, seed=step), BN_BATCHES
+        )
     row.update({"params": count_params(model)[0], "macs": count_macs(model, example)})
     return row

@@ -84,12 +84,22 @@ def check_ignore_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
         if not any(fnmatch.fnmatch(n, pattern) for n in names):
             near = closest(pattern, names)
             hint = f"did you mean '{near}'? " if near else ""
-            raise UsageError(f"--ignore '{pattern}' matches no layer of the model",
-                             f"{hint}compress info MODEL lists the layer names")
+            raise UsageError(
+                f"--ignore '{pattern}' matches no layer of the model",
+                f"{hint}compress info MODEL lists the layer names",
+            )
 
 
-def run(model: nn.Module, example: Any, ignored: Iterable[str], patterns: Iterable[str] = (), *,
-        round_to: int | None = None, allowed: Iterable[str] = (), seconds: float = PREFLIGHT_SECONDS) -> None:
+def run(
+    model: nn.Module,
+    example: Any,
+    ignored: Iterable[str],
+    patterns: Iterable[str] = (),
+    *,
+    round_to: int | None = None,
+    allowed: Iterable[str] = (),
+    seconds: float = PREFLIGHT_SECONDS,
+) -> None:
     """Refuse (exit 3, or 2 for bad ``--ignore`` patterns) when the model cannot be pruned as asked.
 
     Args:
@@ -104,13 +114,16 @@ def run(model: nn.Module, example: Any, ignored: Iterable[str], patterns: Iterab
     check_ignore_patterns(model, patterns)
     ignored = list(ignored)
     allowed = set(allowed)
-    reference = {n: shape for n, shape in outputs.shapes(graph.run_forward(model, example)).items()
-                 if n not in allowed}
+    reference = {
+        n: shape for n, shape in outputs.shapes(graph.run_forward(model, example)).items() if n not in allowed
+    }
     kept = set(ignored)
     if not any(isinstance(m, graph.PRUNABLE) and n not in kept for n, m in model.named_modules()):
-        raise UnsupportedError("the model has no layer structured pruning can cut (no conv or linear "
-                               "layer outside the kept ones)",
-                               "check --ignore, or use an unstructured method for other layer types")
+        raise UnsupportedError(
+            "the model has no layer structured pruning can cut (no conv or linear "
+            "layer outside the kept ones)",
+            "check --ignore, or use an unstructured method for other layer types",
+        )
     deadline = Deadline(seconds)
     try:
         with alarm(deadline):
@@ -125,17 +138,27 @@ def run(model: nn.Module, example: Any, ignored: Iterable[str], patterns: Iterab
 
 def _refuse(failure: str, culprit: str | None) -> None:
     if culprit is None:
-        raise UnsupportedError(f"structured pruning would break this model: {failure}",
-                               "--ignore the blocks that hold the failing part, or use an unstructured "
-                               "method such as --method magnitude")
-    raise UnsupportedError(f"cutting channels of '{culprit}' breaks the model: {failure}",
-                           f"add --ignore '{culprit}' (its group is then kept), or use an unstructured "
-                           "method such as --method magnitude")
+        raise UnsupportedError(
+            f"structured pruning would break this model: {failure}",
+            "--ignore the blocks that hold the failing part, or use an unstructured "
+            "method such as --method magnitude",
+        )
+    raise UnsupportedError(
+        f"cutting channels of '{culprit}' breaks the model: {failure}",
+        f"add --ignore '{culprit}' (its group is then kept), or use an unstructured "
+        "method such as --method magnitude",
+    )
 
 
-def _trial(model: nn.Module, example: Any, ignored: list[str], round_to: int | None,
-           reference: dict[str, list[int]], deadline: Deadline,
-           stop_after: Callable[[str], bool] | None) -> str | None:
+def _trial(
+    model: nn.Module,
+    example: Any,
+    ignored: list[str],
+    round_to: int | None,
+    reference: dict[str, list[int]],
+    deadline: Deadline,
+    stop_after: Callable[[str], bool] | None,
+) -> str | None:
     """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure, if any.
 
     ``stop_after(group_name)`` is called after each single cut; it returns True to stop there.
@@ -143,8 +166,9 @@ def _trial(model: nn.Module, example: Any, ignored: list[str], round_to: int | N
     trial = copy.deepcopy(model)
     importance = _first_channels
     with graph.tracer_errors():
-        pruners = graph.make_pruners(trial, example, importance, ratio=TRIAL_RATIO, round_to=round_to,
-                                     ignored=ignored)
+        pruners = graph.make_pruners(
+            trial, example, importance, ratio=TRIAL_RATIO, round_to=round_to, ignored=ignored
+        )
     names = {m: n for n, m in trial.named_modules()}
     for pruner in pruners:
         for group in pruner.step(interactive=True):
@@ -160,8 +184,14 @@ def _trial(model: nn.Module, example: Any, ignored: list[str], round_to: int | N
     return _runs(trial, example, reference)
 
 
-def _locate(model: nn.Module, example: Any, ignored: list[str], round_to: int | None,
-            reference: dict[str, list[int]], deadline: Deadline) -> str | None:
+def _locate(
+    model: nn.Module,
+    example: Any,
+    ignored: list[str],
+    round_to: int | None,
+    reference: dict[str, list[int]],
+    deadline: Deadline,
+) -> str | None:
     """The first group whose cut alone breaks the model (cuts applied one by one on a fresh copy)."""
     found: list[str] = []
 

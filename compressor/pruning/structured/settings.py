@@ -56,8 +56,10 @@ class SlimmingConfig(MethodSettings):
         if self.weight_threshold < 0:
             raise UsageError(f"--weight-threshold must be >= 0, got {self.weight_threshold}")
         if self.sparsity_optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown --sparsity-optimizer '{self.sparsity_optimizer}'",
-                             f"use one of {', '.join(OPTIMIZERS)}")
+            raise UsageError(
+                f"unknown --sparsity-optimizer '{self.sparsity_optimizer}'",
+                f"use one of {', '.join(OPTIMIZERS)}",
+            )
         if self.sparsity_lr is not None and not self.sparsity_lr > 0:
             raise UsageError(f"--sparsity-lr must be > 0, got {self.sparsity_lr}")
         if self.max_batches is not None and self.max_batches < 1:

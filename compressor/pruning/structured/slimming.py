@@ -43,8 +43,9 @@ def gamma_threshold(gammas: torch.Tensor, ratio: float) -> float:
 
 def scaled_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """BatchNorm layers with a learnable scale."""
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+    return [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None
+    ]
 
 
 def add_l1_penalty(bns: list[nn.Module], lam: float) -> None:
@@ -56,8 +57,11 @@ def add_l1_penalty(bns: list[nn.Module], lam: float) -> None:
 
 def threshold_masks(model: nn.Module, threshold: float) -> dict[str, torch.Tensor]:
     """Masks keeping conv/linear weights with |w| >= threshold."""
-    return {f"{name}.weight": m.weight.detach().abs() >= threshold
-            for name, m in model.named_modules() if isinstance(m, graph.PRUNABLE)}
+    return {
+        f"{name}.weight": m.weight.detach().abs() >= threshold
+        for name, m in model.named_modules()
+        if isinstance(m, graph.PRUNABLE)
+    }
 
 
 def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
@@ -67,17 +71,27 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     _need_batchnorm(model)
     if cfg.budget is not None:
         return preview(handle, cfg, PruneContext())[0]
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
-                                   handle.ref)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
-                  allowed=cfg.allow_output_change)
-    taken = graph.capped_global_plan(model, example, _importance, ratio=cfg.ratio,
-                                     max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
-                                     original=graph.out_widths(model))
-    return graph.plan_rows(model, taken) + [{"group": name, "status": f"kept: {why}"} for name, why in reasons.items()]
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    taken = graph.capped_global_plan(
+        model,
+        example,
+        _importance,
+        ratio=cfg.ratio,
+        max_layer_ratio=cfg.max_layer_ratio,
+        ignored=list(reasons),
+        original=graph.out_widths(model),
+    )
+    return graph.plan_rows(model, taken) + [
+        {"group": name, "status": f"kept: {why}"} for name, why in reasons.items()
+    ]
 
 
-def preview(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def preview(
+    handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Dry run with a target, on the current gammas (before sparsity training, which changes them):
     the budget engine's first plan, predicted by its cost model; nothing trained or written."""
     from compressor.pruning.structured.budget import land
@@ -86,13 +100,21 @@ def preview(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> tuple[l
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
     _need_batchnorm(model)
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
-                                   handle.ref)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
-                  allowed=cfg.allow_output_change)
-    rows, figures = land.preview(handle, cfg.budget, _importance, list(reasons), max_layer_ratio=cfg.max_layer_ratio,
-                                 round_to=cfg.round_to, latency_model=ctx.latency_model,
-                                 meter=ctx.budget_meter, log=ctx.log)
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    rows, figures = land.preview(
+        handle,
+        cfg.budget,
+        _importance,
+        list(reasons),
+        max_layer_ratio=cfg.max_layer_ratio,
+        round_to=cfg.round_to,
+        latency_model=ctx.latency_model,
+        meter=ctx.budget_meter,
+        log=ctx.log,
+    )
     return with_kept(rows, reasons), figures
 
 
@@ -104,10 +126,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     _need_batchnorm(model)
     if ctx.train is None:
         raise UsageError("slim needs training data", "add --data fashion-mnist")
-    reasons = graph.ignored_layers(model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change,
-                                   handle.ref)
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to,
-                  allowed=cfg.allow_output_change)
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])
@@ -120,16 +142,26 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
         model = handle.module
     else:
         report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
-        graph.prune_step(model, example, _importance, ratio=cfg.ratio, global_pruning=True,
-                         round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, ignored=list(reasons),
-                         original=graph.out_widths(model))
+        graph.prune_step(
+            model,
+            example,
+            _importance,
+            ratio=cfg.ratio,
+            global_pruning=True,
+            round_to=cfg.round_to,
+            max_layer_ratio=cfg.max_layer_ratio,
+            ignored=list(reasons),
+            original=graph.out_widths(model),
+        )
     if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
         write_gamma_plot(gammas, report.figures.get("gamma_threshold"), opts.gamma_plot)
     graph.run_forward(model, example)
     report.figures["bn_channels_removed"] = 1 - _bn_channels(model) / max(channels_before, 1)
     graph.recalibrate_bn(model, ctx.train.loader(batch_size=64, shuffle=True, seed=cfg.seed), BN_BATCHES)
     if cfg.finetune_epochs and ctx.finetune is not None:
-        report.figures.update({f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()})
+        report.figures.update(
+            {f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()}
+        )
     if opts.weight_threshold > 0:
         _threshold_weights(handle, opts.weight_threshold, report)
     return report
@@ -137,8 +169,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
 
 def _need_batchnorm(model: nn.Module) -> None:
     if not scaled_batchnorms(model):
-        raise UnsupportedError("slim scores channels by BatchNorm scales, and this model has no BatchNorm",
-                               "use compress prune --method l1 instead")
+        raise UnsupportedError(
+            "slim scores channels by BatchNorm scales, and this model has no BatchNorm",
+            "use compress prune --method l1 instead",
+        )
 
 
 def _importance() -> Any:
@@ -146,19 +180,38 @@ def _importance() -> Any:
     return tp.importance.BNScaleImportance(normalizer=None)
 
 
-def _sparsity_training(handle: ModelHandle, cfg: PruneConfig, opts: SlimmingConfig,
-                       ctx: PruneContext) -> dict[str, Any]:
+def _sparsity_training(
+    handle: ModelHandle, cfg: PruneConfig, opts: SlimmingConfig, ctx: PruneContext
+) -> dict[str, Any]:
     from compressor.train import fit
 
     bns = scaled_batchnorms(handle.module)
-    tc = cfg.train_config(opts.sparsity_epochs, lr=cfg.finetune_lr if opts.sparsity_lr is None else opts.sparsity_lr,
-                          optimizer=opts.sparsity_optimizer, schedule="none", max_batches=opts.max_batches)
-    result = fit(handle.module, ctx.train, tc, val=ctx.val,
-                 after_backward=lambda _: add_l1_penalty(bns, opts.lam), description="sparsity")
-    ctx.log(f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}, {tc.optimizer} lr {tc.lr}")
-    return {"phase": "sparsity", "epochs": opts.sparsity_epochs, "lambda": opts.lam,
-            "optimizer": tc.optimizer, "lr": tc.lr,
-            "val_accuracy": result.best_val_accuracy}
+    tc = cfg.train_config(
+        opts.sparsity_epochs,
+        lr=cfg.finetune_lr if opts.sparsity_lr is None else opts.sparsity_lr,
+        optimizer=opts.sparsity_optimizer,
+        schedule="none",
+        max_batches=opts.max_batches,
+    )
+    result = fit(
+        handle.module,
+        ctx.train,
+        tc,
+        val=ctx.val,
+        after_backward=lambda _: add_l1_penalty(bns, opts.lam),
+        description="sparsity",
+    )
+    ctx.log(
+        f"sparsity training: {opts.sparsity_epochs} epoch(s), lambda {opts.lam}, {tc.optimizer} lr {tc.lr}"
+    )
+    return {
+        "phase": "sparsity",
+        "epochs": opts.sparsity_epochs,
+        "lambda": opts.lam,
+        "optimizer": tc.optimizer,
+        "lr": tc.lr,
+        "val_accuracy": result.best_val_accuracy,
+    }
 
 
 def _bn_channels(model: nn.Module) -> int:

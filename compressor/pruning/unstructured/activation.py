@@ -38,10 +38,19 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
         removed = _prune_units(handle, prunable, means, fraction, opts.threshold)
         tuned = L.finetune(handle, ctx, cfg.finetune_epochs)
         figures = L.base_figures(handle, layers)
-        report.steps.append({"step": step, "units_removed": removed, "sparsity": figures["layer_sparsity"],
-                             **({"val_accuracy": tuned["val_accuracy"]} if tuned else {})})
+        report.steps.append(
+            {
+                "step": step,
+                "units_removed": removed,
+                "sparsity": figures["layer_sparsity"],
+                **({"val_accuracy": tuned["val_accuracy"]} if tuned else {}),
+            }
+        )
         ctx.log(f"activation step {step}: removed {removed} units, sparsity {figures['layer_sparsity']:.4f}")
-    report.figures = {**L.base_figures(handle, layers), "units_removed": sum(s["units_removed"] for s in report.steps)}
+    report.figures = {
+        **L.base_figures(handle, layers),
+        "units_removed": sum(s["units_removed"] for s in report.steps),
+    }
     if opts.skip_last:
         report.notes.append(f"output layer '{order[-1]}' kept whole (--opt skip_last=false prunes it)")
     return report
@@ -59,8 +68,9 @@ def unit_stat(y: torch.Tensor, conv: bool, stat: str) -> tuple[torch.Tensor, int
 
 
 @torch.no_grad()
-def mean_activations(model: nn.Module, layers: list, x: torch.Tensor,
-                     stat: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+def mean_activations(
+    model: nn.Module, layers: list, x: torch.Tensor, stat: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Mean activation per output unit of every selected layer, and the layers' call order."""
     sums: dict[str, list] = {}
 
@@ -69,6 +79,7 @@ def mean_activations(model: nn.Module, layers: list, x: torch.Tensor,
             total, count = unit_stat(out, conv, stat)
             prev = sums.setdefault(name, [0, 0])
             prev[0], prev[1] = prev[0] + total, prev[1] + count
+
         return hook
 
     hooks = [m.register_forward_hook(make_hook(n, L.layer_kind(m) == "conv")) for n, m in layers]
@@ -87,8 +98,9 @@ def unit_fraction(layers: list, prunable: list, sparsity: float) -> float:
     return min(sparsity * total / max(part, 1), 1.0)
 
 
-def low_units(means: torch.Tensor, alive: torch.Tensor, fraction: float,
-              threshold: float | None) -> torch.Tensor:
+def low_units(
+    means: torch.Tensor, alive: torch.Tensor, fraction: float, threshold: float | None
+) -> torch.Tensor:
     """Bool mask of units kept: the lowest-mean alive units go (at least one unit stays).
 
     Percentile: the ``fraction`` of units with the lowest means. With ``threshold`` only those of
@@ -98,7 +110,7 @@ def low_units(means: torch.Tensor, alive: torch.Tensor, fraction: float,
     target = min(int(round(rows * fraction)), rows - 1) - int((~alive).sum())
     order = torch.argsort(torch.where(alive, means, torch.full_like(means, float("inf"))), stable=True)
     drop = torch.zeros(rows, dtype=torch.bool)
-    drop[order[:max(target, 0)]] = True
+    drop[order[: max(target, 0)]] = True
     if threshold is not None:  # fixed threshold; the percentile (from --sparsity) is its ceiling
         drop &= means < threshold
     keep = alive & ~drop
@@ -107,8 +119,13 @@ def low_units(means: torch.Tensor, alive: torch.Tensor, fraction: float,
     return keep
 
 
-def _prune_units(handle: ModelHandle, prunable: list, means: dict[str, torch.Tensor], fraction: float,
-                 threshold: float | None) -> int:
+def _prune_units(
+    handle: ModelHandle,
+    prunable: list,
+    means: dict[str, torch.Tensor],
+    fraction: float,
+    threshold: float | None,
+) -> int:
     removed = 0
     for name, mod in prunable:
         w = mod.weight

@@ -19,9 +19,11 @@ from compressor.pruning.batchnorm import batchnorms
 from compressor.pruning.unstructured.masks import sparsity_of
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-SPEED_NOTE = ("masked zeros do not speed up dense runtimes (PyTorch or ONNX Runtime on CPU); the "
-              "gain is the compact file. 2:4 (--nm 2:4) is the pattern a GPU can accelerate "
-              "(semi-structured sparsity on linear layers); compressor's benchmarks do not measure it")
+SPEED_NOTE = (
+    "masked zeros do not speed up dense runtimes (PyTorch or ONNX Runtime on CPU); the "
+    "gain is the compact file. 2:4 (--nm 2:4) is the pattern a GPU can accelerate "
+    "(semi-structured sparsity on linear layers); compressor's benchmarks do not measure it"
+)
 
 
 def layer_kind(module: nn.Module) -> str | None:
@@ -38,29 +40,38 @@ def select_layers(handle: ModelHandle, cfg: PruneConfig) -> list[tuple[str, nn.M
     in definition order."""
     model = handle.module
     ends = end_layers(handle) if cfg.keep_first_last else set()
-    chosen = [(name, mod) for name, mod in model.named_modules()
-              if layer_kind(mod) and cfg.selects(name, layer_kind(mod)) and name not in ends]
+    chosen = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if layer_kind(mod) and cfg.selects(name, layer_kind(mod)) and name not in ends
+    ]
     if not chosen:
         extra = " --keep-first-last" if ends else ""
-        raise UsageError(f"no layer matches --layers {','.join(cfg.layers)}{extra}",
-                         "use conv, linear or a name pattern such as 'features.*'")
+        raise UsageError(
+            f"no layer matches --layers {','.join(cfg.layers)}{extra}",
+            "use conv, linear or a name pattern such as 'features.*'",
+        )
     return chosen
 
 
 def end_layers(handle: ModelHandle) -> set[str]:
     """Names of the first and last conv/linear layers to run on the example input."""
     order: list[str] = []
-    hooks = [mod.register_forward_pre_hook(lambda _m, _a, name=name: order.append(name))
-             for name, mod in handle.module.named_modules() if layer_kind(mod)]
+    hooks = [
+        mod.register_forward_pre_hook(lambda _m, _a, name=name: order.append(name))
+        for name, mod in handle.module.named_modules()
+        if layer_kind(mod)
+    ]
     was_training = handle.module.training
     try:
         with torch.no_grad():
             handle.module.eval()(handle.example_input())
     except (RuntimeError, ValueError, TypeError) as err:
-        raise UsageError(f"--keep-first-last runs the model once on a {tuple(handle.input_shape)} input "
-                         f"to find its first and last layers, and that failed: {err}",
-                         "give the model's input shape with --input-shape, or name the layers "
-                         "with --ignore instead") from None
+        raise UsageError(
+            f"--keep-first-last runs the model once on a {tuple(handle.input_shape)} input "
+            f"to find its first and last layers, and that failed: {err}",
+            "give the model's input shape with --input-shape, or name the layers with --ignore instead",
+        ) from None
     finally:
         for h in hooks:
             h.remove()
@@ -76,8 +87,10 @@ def check_nm(layers: list[tuple[str, nn.Module]], cfg: PruneConfig) -> tuple[int
     for name, mod in layers:
         width = mod.weight[0].numel()
         if width % m:
-            raise UsageError(f"--nm {cfg.nm}: layer '{name}' has {width} inputs per row, not "
-                             f"divisible by {m}", f"skip it with --ignore '{name}' or use --layers linear")
+            raise UsageError(
+                f"--nm {cfg.nm}: layer '{name}' has {width} inputs per row, not divisible by {m}",
+                f"skip it with --ignore '{name}' or use --layers linear",
+            )
     return n, m
 
 
@@ -95,9 +108,10 @@ def install_masks(handle: ModelHandle, masks: dict[str, torch.Tensor]) -> None:
 
 def weight_masks(handle: ModelHandle, layers: list[tuple[str, nn.Module]]) -> dict[str, torch.Tensor]:
     """Current kept-weight masks of the selected layers' weights (all True when unmasked)."""
-    return {f"{name}.weight": handle.masks.get(f"{name}.weight",
-                                               torch.ones_like(mod.weight, dtype=torch.bool))
-            for name, mod in layers}
+    return {
+        f"{name}.weight": handle.masks.get(f"{name}.weight", torch.ones_like(mod.weight, dtype=torch.bool))
+        for name, mod in layers
+    }
 
 
 def base_figures(handle: ModelHandle, layers: list[tuple[str, nn.Module]]) -> dict[str, Any]:
@@ -119,11 +133,15 @@ def recalibrates_bn(handle: ModelHandle, cfg: PruneConfig) -> bool:
 def bn_note(handle: ModelHandle, cfg: PruneConfig, layers: int, samples: int) -> str | None:
     """What happened to the BatchNorm statistics, for the report (None: nothing worth saying)."""
     if layers:
-        return (f"BatchNorm running statistics of {layers} layers re-estimated on {samples} "
-                "calibration samples after masking (--no-recalibrate-bn keeps the trained ones)")
+        return (
+            f"BatchNorm running statistics of {layers} layers re-estimated on {samples} "
+            "calibration samples after masking (--no-recalibrate-bn keeps the trained ones)"
+        )
     if batchnorms(handle.module) and cfg.recalibrate_bn is None and not cfg.finetune_epochs:
-        return ("BatchNorm statistics kept from the dense model; --recalibrate-bn --data ... "
-                "re-estimates them for the masked weights (usually much higher accuracy without fine-tuning)")
+        return (
+            "BatchNorm statistics kept from the dense model; --recalibrate-bn --data ... "
+            "re-estimates them for the masked weights (usually much higher accuracy without fine-tuning)"
+        )
     return None
 
 

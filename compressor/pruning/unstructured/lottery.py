@@ -74,8 +74,10 @@ def reinitialise(module: nn.Module, seed: int) -> None:
 def _init_note(handle: ModelHandle) -> str:
     if handle.source_kind == "reference":
         return "theta_0 = the freshly initialised reference model"
-    return ("the input file carries no initial weights: theta_0 is a seeded re-initialisation of "
-            "its architecture, and the input's trained weights are not used")
+    return (
+        "the input file carries no initial weights: theta_0 is a seeded re-initialisation of "
+        "its architecture, and the input's trained weights are not used"
+    )
 
 
 def _rewind_point(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, steps: int) -> dict:
@@ -83,8 +85,13 @@ def _rewind_point(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, step
         from compressor.train import fit
 
         # the rewind point is k ordinary steps: no fine-tune schedule annealing them
-        fit(handle.module, ctx.train, cfg.train_config(1, max_batches=steps, schedule="none"), masks=handle.masks,
-            description="rewind point")
+        fit(
+            handle.module,
+            ctx.train,
+            cfg.train_config(1, max_batches=steps, schedule="none"),
+            masks=handle.masks,
+            description="rewind point",
+        )
     return copy.deepcopy(handle.module.state_dict())
 
 

@@ -42,8 +42,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     return report
 
 
-def magnitude_masks(layers: list, sparsity: float, scope: str,
-                    nm: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+def magnitude_masks(
+    layers: list, sparsity: float, scope: str, nm: tuple[int, int] | None = None
+) -> dict[str, torch.Tensor]:
     """Kept-weight masks by |W| for ``layers`` (name, module) at ``scope`` or N:M."""
     scores = {f"{name}.weight": mod.weight.detach().abs() for name, mod in layers}
     if nm:
@@ -58,6 +59,11 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict]:
     layers = L.select_layers(handle, cfg)
     nm = L.check_nm(layers, cfg)
     masks = magnitude_masks(layers, cfg.sparsity or 0.0, cfg.scope, nm)
-    return [{"layer": name, "shape": list(mod.weight.shape),
-             "sparsity": round(1 - masks[f"{name}.weight"].float().mean().item(), 4)}
-            for name, mod in layers]
+    return [
+        {
+            "layer": name,
+            "shape": list(mod.weight.shape),
+            "sparsity": round(1 - masks[f"{name}.weight"].float().mean().item(), 4),
+        }
+        for name, mod in layers
+    ]

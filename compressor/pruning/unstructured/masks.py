@@ -51,13 +51,17 @@ def global_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, 
     out, start = {}, 0
     for name in names:
         size = scores[name].numel()
-        out[name] = mask[start:start + size].view(scores[name].shape)
+        out[name] = mask[start : start + size].view(scores[name].shape)
         start += size
     return out
 
 
-def global_allocation(scores: dict[str, torch.Tensor], sparsity: float, normalize: str = "mean",
-                      max_layer_sparsity: float = 0.99) -> dict[str, float]:
+def global_allocation(
+    scores: dict[str, torch.Tensor],
+    sparsity: float,
+    normalize: str = "mean",
+    max_layer_sparsity: float = 0.99,
+) -> dict[str, float]:
     """Per-tensor sparsity from one threshold over all ``scores`` (overall: ``sparsity``).
 
     Args:
@@ -149,8 +153,15 @@ def pq_index(w: torch.Tensor, p: float = 0.5, q: float = 1.0) -> float:
     return 1.0 - d ** (1 / q - 1 / p) * norm_p / norm_q
 
 
-def sap_amounts(d: int, index: float, p: float = 0.5, q: float = 1.0, eta_r: float = 0.0,
-                gamma: float = 1.0, beta: float = 0.9) -> tuple[float, int]:
+def sap_amounts(
+    d: int,
+    index: float,
+    p: float = 0.5,
+    q: float = 1.0,
+    eta_r: float = 0.0,
+    gamma: float = 1.0,
+    beta: float = 0.9,
+) -> tuple[float, int]:
     """SAP's weights to keep r and to prune c at one step, for ``d`` unpruned weights.
 
     r = d * (1 + eta_r)^(-q/(q-p)) * (1 - I)^(q*p/(q-p));

@@ -35,20 +35,29 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
         tuned = L.finetune(handle, ctx, cfg.finetune_epochs)
         stats = {"step": step, **stats, **({"val_accuracy": tuned["val_accuracy"]} if tuned else {})}
         report.steps.append(stats)
-        ctx.log(f"SAP step {step}: PQ index {stats['pq_index']:.4f}, keep {stats['keep']:.0f}, "
-                f"prune {stats['pruned']}, sparsity {stats['sparsity']:.4f}")
+        ctx.log(
+            f"SAP step {step}: PQ index {stats['pq_index']:.4f}, keep {stats['keep']:.0f}, "
+            f"prune {stats['pruned']}, sparsity {stats['sparsity']:.4f}"
+        )
         if cfg.sparsity is not None and stats["sparsity"] >= cfg.sparsity - 1e-6:
             break
-    report.figures = {**L.base_figures(handle, layers), "sap_steps": len(report.steps),
-                      "pq_index_final": report.steps[-1]["pq_index"], **asdict(opts)}
+    report.figures = {
+        **L.base_figures(handle, layers),
+        "sap_steps": len(report.steps),
+        "pq_index_final": report.steps[-1]["pq_index"],
+        **asdict(opts),
+    }
     if cfg.sparsity is not None and report.figures["layer_sparsity"] < cfg.sparsity - 1e-3:
-        report.notes.append(f"SAP's adaptive amount reached sparsity {report.figures['layer_sparsity']:.3f} "
-                            f"< {cfg.sparsity} in {cfg.steps} steps: raise --steps or --opt gamma")
+        report.notes.append(
+            f"SAP's adaptive amount reached sparsity {report.figures['layer_sparsity']:.3f} "
+            f"< {cfg.sparsity} in {cfg.steps} steps: raise --steps or --opt gamma"
+        )
     return report
 
 
-def prune_step(handle: ModelHandle, layers: list, scope: str, opts: SapConfig,
-               ceiling: float | None) -> dict[str, Any]:
+def prune_step(
+    handle: ModelHandle, layers: list, scope: str, opts: SapConfig, ceiling: float | None
+) -> dict[str, Any]:
     """One SAP step over the selected layers; masks installed, figures returned."""
     masks = L.weight_masks(handle, layers)
     names = list(masks)
@@ -60,7 +69,7 @@ def prune_step(handle: ModelHandle, layers: list, scope: str, opts: SapConfig,
     start = 0
     for n in names:
         size = masks[n].numel()
-        L.install_masks(handle, {n: new_alive[start:start + size].view(masks[n].shape)})
+        L.install_masks(handle, {n: new_alive[start : start + size].view(masks[n].shape)})
         start += size
     return {**stats, "sparsity": 1 - new_alive.float().mean().item()}
 
@@ -79,8 +88,13 @@ def group_ranges(layers: list, scope: str) -> list[tuple[int, int]]:
     return [(0, start)] if scope == "global" else ranges
 
 
-def sap_step(magnitude: torch.Tensor, alive: torch.Tensor, ranges: list[tuple[int, int]],
-             opts: SapConfig, budget: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+def sap_step(
+    magnitude: torch.Tensor,
+    alive: torch.Tensor,
+    ranges: list[tuple[int, int]],
+    opts: SapConfig,
+    budget: int | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """Apply SAP's amounts to every group; ``budget`` caps the total pruned (scaled down evenly).
 
     Returns the new alive mask and: pq_index (over all alive weights), pq_index_mean (over
@@ -101,8 +115,12 @@ def sap_step(magnitude: torch.Tensor, alive: torch.Tensor, ranges: list[tuple[in
     for (s, e), c in zip(ranges, amounts):
         out[s:e] = prune_smallest(magnitude[s:e], alive[s:e], c)
     overall = pq_index(magnitude[alive], p, q)
-    return out, {"pq_index": overall, "pq_index_mean": sum(indices) / max(len(indices), 1),
-                 "keep": keep, "pruned": int(alive.sum() - out.sum())}
+    return out, {
+        "pq_index": overall,
+        "pq_index_mean": sum(indices) / max(len(indices), 1),
+        "keep": keep,
+        "pruned": int(alive.sum() - out.sum()),
+    }
 
 
 def _scale(amounts: list[int], budget: int) -> list[int]:

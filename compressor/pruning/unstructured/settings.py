@@ -40,14 +40,19 @@ class WandaConfig(MethodSettings):
 
     def check(self) -> None:
         if self.global_normalize not in WANDA_NORMALIZE:
-            raise UsageError(f"unknown wanda global_normalize '{self.global_normalize}'",
-                             f"valid: {', '.join(WANDA_NORMALIZE)}")
+            raise UsageError(
+                f"unknown wanda global_normalize '{self.global_normalize}'",
+                f"valid: {', '.join(WANDA_NORMALIZE)}",
+            )
         if self.global_ranking not in WANDA_RANKING:
-            raise UsageError(f"unknown wanda global_ranking '{self.global_ranking}'",
-                             f"valid: {', '.join(WANDA_RANKING)}")
+            raise UsageError(
+                f"unknown wanda global_ranking '{self.global_ranking}'", f"valid: {', '.join(WANDA_RANKING)}"
+            )
         if not 0 < self.max_layer_sparsity <= 1:
-            raise UsageError(f"wanda max_layer_sparsity must be in (0, 1], got {self.max_layer_sparsity}",
-                             "e.g. --opt max_layer_sparsity=0.99 (the default)")
+            raise UsageError(
+                f"wanda max_layer_sparsity must be in (0, 1], got {self.max_layer_sparsity}",
+                "e.g. --opt max_layer_sparsity=0.99 (the default)",
+            )
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,9 @@ class SapConfig(MethodSettings):
         if not self.gamma > 0:
             raise UsageError(f"SAP needs gamma > 0, got {self.gamma}", "e.g. --opt gamma=1 (the default)")
         if not 0 < self.beta <= 1:
-            raise UsageError(f"SAP needs beta in (0, 1], got {self.beta}", "e.g. --opt beta=0.9 (the default)")
+            raise UsageError(
+                f"SAP needs beta in (0, 1], got {self.beta}", "e.g. --opt beta=0.9 (the default)"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,10 @@ class ActivationConfig(MethodSettings):
         if self.stat not in ACTIVATION_STATS:
             raise UsageError(f"unknown stat '{self.stat}'", f"valid: {', '.join(ACTIVATION_STATS)}")
         if self.threshold is not None and not self.threshold >= 0:
-            raise UsageError(f"activation threshold must be >= 0 (mean activations are), got {self.threshold}",
-                             "e.g. --opt threshold=0.01, or leave it out for a percentile")
+            raise UsageError(
+                f"activation threshold must be >= 0 (mean activations are), got {self.threshold}",
+                "e.g. --opt threshold=0.01, or leave it out for a percentile",
+            )
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,11 @@ class LotteryConfig(MethodSettings):
 
     def check(self) -> None:
         if not 0 < self.rate < 1:
-            raise UsageError(f"lottery needs 0 < rate < 1, got {self.rate}", "e.g. --opt rate=0.2 (the default)")
+            raise UsageError(
+                f"lottery needs 0 < rate < 1, got {self.rate}", "e.g. --opt rate=0.2 (the default)"
+            )
         if self.rewind_steps < 0:
-            raise UsageError(f"lottery needs rewind_steps >= 0, got {self.rewind_steps}",
-                             "e.g. --opt rewind_steps=0 (the default: rewind to theta_0)")
+            raise UsageError(
+                f"lottery needs rewind_steps >= 0, got {self.rewind_steps}",
+                "e.g. --opt rewind_steps=0 (the default: rewind to theta_0)",
+            )

@@ -57,7 +57,9 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     missed, bn_layers = prune_in_forward(handle, layers, x, allocation or sparsity, scope, nm, recal)
     report = MethodReport(figures=L.base_figures(handle, layers), notes=[L.SPEED_NOTE])
     label = "nm" if nm else f"global-{scope}" if allocation else scope
-    report.figures.update({"calib_samples": len(x), "wanda_scope": label, "bn_recalibrated_layers": bn_layers})
+    report.figures.update(
+        {"calib_samples": len(x), "wanda_scope": label, "bn_recalibrated_layers": bn_layers}
+    )
     if allocation:
         report.figures["wanda_layer_allocation"] = {n: round(v, 4) for n, v in allocation.items()}
         report.notes.append(allocation_note(allocation, scope))
@@ -65,8 +67,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if note:
         report.notes.append(note)
     if nm and cfg.scope in ("global", "layer"):
-        report.notes.append(f"--scope {cfg.scope} does not apply with --nm {nm[0]}:{nm[1]}: every block of "
-                            f"{nm[1]} inputs keeps its {nm[0]} best")
+        report.notes.append(
+            f"--scope {cfg.scope} does not apply with --nm {nm[0]}:{nm[1]}: every block of "
+            f"{nm[1]} inputs keeps its {nm[0]} best"
+        )
     if missed:
         report.notes.append(f"not reached by the forward pass, pruned by |W| only: {', '.join(missed)}")
     tuned = L.finetune(handle, ctx, cfg.finetune_epochs)
@@ -78,22 +82,36 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
 def allocation_note(allocation: dict[str, float], ranking: str) -> str:
     """The per-layer sparsity a global threshold gave, for the report."""
     per_layer = ", ".join(f"{name} {value:.1%}" for name, value in allocation.items())
-    return (f"scope global: one threshold over the dense network's Wanda scores (each layer's "
-            f"divided by its mean) set each layer's sparsity, then each layer was pruned ranked per "
-            f"{ranking} on the already-pruned network: {per_layer}")
+    return (
+        f"scope global: one threshold over the dense network's Wanda scores (each layer's "
+        f"divided by its mean) set each layer's sparsity, then each layer was pruned ranked per "
+        f"{ranking} on the already-pruned network: {per_layer}"
+    )
 
 
-def dense_allocation(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x: torch.Tensor,
-                     sparsity: float, recalibrate_bn: bool, opts: WandaConfig) -> dict[str, float]:
+def dense_allocation(
+    handle: ModelHandle,
+    layers: list[tuple[str, nn.Module]],
+    x: torch.Tensor,
+    sparsity: float,
+    recalibrate_bn: bool,
+    opts: WandaConfig,
+) -> dict[str, float]:
     """Each layer's sparsity from one threshold over the Wanda scores of the dense network.
 
     Layers the forward pass does not reach get ``sparsity`` itself (they are pruned by |W|).
     """
     scores: dict[str, torch.Tensor] = {}
-    missed, _ = each_layer_once(handle, layers, x, recalibrate_bn,
-                                lambda name, mod, inp: scores.__setitem__(name, layer_scores(mod, inp)))
-    allocation = (global_allocation(scores, sparsity, opts.global_normalize, opts.max_layer_sparsity)
-                  if scores else {})
+    missed, _ = each_layer_once(
+        handle,
+        layers,
+        x,
+        recalibrate_bn,
+        lambda name, mod, inp: scores.__setitem__(name, layer_scores(mod, inp)),
+    )
+    allocation = (
+        global_allocation(scores, sparsity, opts.global_normalize, opts.max_layer_sparsity) if scores else {}
+    )
     allocation.update({name: sparsity for name in missed})
     return {name: allocation[name] for name, _ in layers}
 
@@ -104,9 +122,15 @@ def layer_scores(mod: nn.Module, inp: torch.Tensor) -> torch.Tensor:
     return wanda_scores(mod.weight.detach(), norm, getattr(mod, "groups", 1))
 
 
-def prune_in_forward(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x: torch.Tensor,
-                     sparsity: float | dict[str, float], scope: str, nm: tuple[int, int] | None,
-                     recalibrate_bn: bool = False) -> tuple[list[str], int]:
+def prune_in_forward(
+    handle: ModelHandle,
+    layers: list[tuple[str, nn.Module]],
+    x: torch.Tensor,
+    sparsity: float | dict[str, float],
+    scope: str,
+    nm: tuple[int, int] | None,
+    recalibrate_bn: bool = False,
+) -> tuple[list[str], int]:
     """Mask each layer just before it runs during one pass over ``x``.
 
     ``sparsity`` is one fraction for every layer or one per layer name. Returns the layers the
@@ -126,9 +150,13 @@ def prune_in_forward(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x
     return missed, bns
 
 
-def each_layer_once(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x: torch.Tensor,
-                    recalibrate_bn: bool, visit: Callable[[str, nn.Module, torch.Tensor], None]
-                    ) -> tuple[list[str], int]:
+def each_layer_once(
+    handle: ModelHandle,
+    layers: list[tuple[str, nn.Module]],
+    x: torch.Tensor,
+    recalibrate_bn: bool,
+    visit: Callable[[str, nn.Module, torch.Tensor], None],
+) -> tuple[list[str], int]:
     """One eval-mode pass over ``x``; ``visit(name, module, input)`` runs before each selected
     layer's first call (a pre-forward hook, so it may mask the layer it visits).
 
@@ -142,6 +170,7 @@ def each_layer_once(handle: ModelHandle, layers: list[tuple[str, nn.Module]], x:
             if name not in done:
                 visit(name, mod, args[0])
                 done.add(name)
+
         return hook
 
     hooks = [mod.register_forward_pre_hook(make_hook(name, mod)) for name, mod in layers]

@@ -118,13 +118,18 @@ class PlanCost:
 
     def __post_init__(self) -> None:
         for g in self.groups:
-            self._touching[g.name] = [lay for lay in self.layers
-                                      if lay.out_group == g.name or g.name in lay.in_groups]
+            self._touching[g.name] = [
+                lay for lay in self.layers if lay.out_group == g.name or g.name in lay.in_groups
+            ]
         self._dense = {g.name: g.width for g in self.groups}
 
     def widths(self, layer: Layer, plan: dict[str, int]) -> tuple[int, int]:
         """(input width, output width) of ``layer`` under ``plan`` (group -> width)."""
-        cout = layer.cout - (self._dense[layer.out_group] - plan[layer.out_group]) if layer.out_group else layer.cout
+        cout = (
+            layer.cout - (self._dense[layer.out_group] - plan[layer.out_group])
+            if layer.out_group
+            else layer.cout
+        )
         if layer.depthwise:
             return cout, cout
         cin = layer.cin - layer.in_scale * sum(self._dense[g] - plan[g] for g in layer.in_groups)
@@ -148,8 +153,10 @@ class PlanCost:
         for name, layers in self._touching.items():
             for lay in layers:
                 owners.setdefault(lay.name, set()).add(name)
-        return {name: set().union(*(owners[lay.name] for lay in layers)) | {name}
-                for name, layers in self._touching.items()}
+        return {
+            name: set().union(*(owners[lay.name] for lay in layers)) | {name}
+            for name, layers in self._touching.items()
+        }
 
 
 @dataclass(frozen=True)

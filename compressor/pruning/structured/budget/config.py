@@ -77,9 +77,11 @@ class BudgetConfig:
     def __post_init__(self) -> None:
         given = [name for name in TARGETS if getattr(self, name) is not None]
         if len(given) != 1:
-            raise UsageError(f"a budget takes exactly one target, got {len(given)}"
-                             + (f" ({', '.join(flag(n) for n in given)})" if given else ""),
-                             f"give one of {', '.join(flag(n) for n in TARGETS)}")
+            raise UsageError(
+                f"a budget takes exactly one target, got {len(given)}"
+                + (f" ({', '.join(flag(n) for n in given)})" if given else ""),
+                f"give one of {', '.join(flag(n) for n in TARGETS)}",
+            )
         self._check_target()
         from compressor.bench.profiles import get_profile
 
@@ -88,21 +90,26 @@ class BudgetConfig:
 
     def _check_target(self) -> None:
         if self.target_speedup is not None and not self.target_speedup > 1:
-            raise UsageError(f"--target-speedup must be > 1, got {self.target_speedup}", "e.g. --target-speedup 2")
+            raise UsageError(
+                f"--target-speedup must be > 1, got {self.target_speedup}", "e.g. --target-speedup 2"
+            )
         if self.target_latency_ms is not None and not self.target_latency_ms > 0:
             raise UsageError(f"--target-latency-ms must be > 0, got {self.target_latency_ms}")
         for name in ("target_macs", "target_params"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
-                raise UsageError(f"{flag(name)} must be a fraction in (0, 1), got {value}",
-                                 f"e.g. {flag(name)} 0.5 keeps half")
+                raise UsageError(
+                    f"{flag(name)} must be a fraction in (0, 1), got {value}",
+                    f"e.g. {flag(name)} 0.5 keeps half",
+                )
         if self.target_size is not None and not self.size_bytes > 0:
             raise UsageError(f"--target-size must be > 0, got {self.target_size}", "e.g. --target-size 2MB")
 
     def _check_settings(self) -> None:
         if not 0 < self.speedup_low <= 1 <= self.speedup_high:
-            raise UsageError(f"the landing band needs 0 < low <= 1 <= high, got "
-                             f"[{self.speedup_low}, {self.speedup_high}]")
+            raise UsageError(
+                f"the landing band needs 0 < low <= 1 <= high, got [{self.speedup_low}, {self.speedup_high}]"
+            )
         for name in ("retries", "warmup"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -147,16 +154,21 @@ class BudgetConfig:
 
     def describe(self) -> str:
         """``speed-up 2x``, ``latency 3.5 ms``, ``MACs 0.5 of dense`` ... for reports."""
-        return {"speedup": f"speed-up {self.value:g}x", "latency_ms": f"latency {self.value:g} ms",
-                "macs": f"MACs at most {self.value:g} of dense", "params": f"params at most {self.value:g} of dense",
-                "size": f"ONNX file at most {int(self.value):,} bytes"}[self.kind]
+        return {
+            "speedup": f"speed-up {self.value:g}x",
+            "latency_ms": f"latency {self.value:g} ms",
+            "macs": f"MACs at most {self.value:g} of dense",
+            "params": f"params at most {self.value:g} of dense",
+            "size": f"ONNX file at most {int(self.value):,} bytes",
+        }[self.kind]
 
     def bench_profile(self):
         """The profile with the run overrides applied."""
         from compressor.bench.profiles import get_profile
 
-        return get_profile(self.profile).override(min_runs=self.runs, warmup=self.warmup,
-                                                  min_time_s=self.min_time_s)
+        return get_profile(self.profile).override(
+            min_runs=self.runs, warmup=self.warmup, min_time_s=self.min_time_s
+        )
 
 
 def from_options(settings: dict[str, object]) -> BudgetConfig | None:

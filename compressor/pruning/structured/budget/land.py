@@ -61,9 +61,16 @@ class Attempt:
 
     def row(self, number: int, target: float) -> dict[str, Any]:
         """One flat row for the report."""
-        return {"attempt": number, "internal_target": self.internal, "estimated_factor": self.estimate,
-                "measured_factor": self.reading.factor, "target_factor": target, "at_floor": self.at_floor,
-                "landed": self.landed, **self.reading.figures}
+        return {
+            "attempt": number,
+            "internal_target": self.internal,
+            "estimated_factor": self.estimate,
+            "measured_factor": self.reading.factor,
+            "target_factor": target,
+            "at_floor": self.at_floor,
+            "landed": self.landed,
+            **self.reading.figures,
+        }
 
 
 @dataclass
@@ -95,9 +102,18 @@ LatencyModel = Callable[[Structure, BudgetConfig, int, Callable[[str], None]], A
 MeterFactory = Callable[[BudgetConfig, Any, Path], meters.Meter]
 
 
-def land(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: list[str], *,
-         max_layer_ratio: float, round_to: int | None, latency_model: LatencyModel | None = None,
-         meter: MeterFactory | None = None, log: Callable[[str], None] = lambda line: None) -> Landing:
+def land(
+    handle,
+    budget: BudgetConfig,
+    importance: Callable[[], Any],
+    ignored: list[str],
+    *,
+    max_layer_ratio: float,
+    round_to: int | None,
+    latency_model: LatencyModel | None = None,
+    meter: MeterFactory | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> Landing:
     """Prune a copy of ``handle.module`` to ``budget`` (see the module docstring); ``handle`` is
     left as it was."""
     model, example = handle.module, handle.example_input()
@@ -106,8 +122,10 @@ def land(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: l
     if budget.sensitivity:
         structure = _with_sensitivity(structure, budget.sensitivity)
     if not structure.groups:
-        raise UnsupportedError("no prunable group is left to meet the budget",
-                               "check --ignore and --keep-residual: every layer is kept")
+        raise UnsupportedError(
+            "no prunable group is left to meet the budget",
+            "check --ignore and --keep-residual: every layer is kept",
+        )
     with tempfile.TemporaryDirectory(prefix="compressor-budget-") as tmp:
         gauge = (meter or meters.default_meter)(budget, handle, Path(tmp))
         dense = gauge.dense()
@@ -121,10 +139,18 @@ def land(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: l
     return landing
 
 
-def preview(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored: list[str], *,
-            max_layer_ratio: float, round_to: int | None, latency_model: LatencyModel | None = None,
-            meter: MeterFactory | None = None, log: Callable[[str], None] = lambda line: None
-            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def preview(
+    handle,
+    budget: BudgetConfig,
+    importance: Callable[[], Any],
+    ignored: list[str],
+    *,
+    max_layer_ratio: float,
+    round_to: int | None,
+    latency_model: LatencyModel | None = None,
+    meter: MeterFactory | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The first plan :func:`land` would measure, predicted by the cost model and not measured:
     per-layer rows (widths, predicted cost before and after) and flat figures (the predicted
     figure and factor, and the MACs and parameters of the planned model, counted on a pruned copy).
@@ -142,8 +168,10 @@ def preview(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored
     if budget.sensitivity:
         structure = _with_sensitivity(structure, budget.sensitivity)
     if not structure.groups:
-        raise UnsupportedError("no prunable group is left to meet the budget",
-                               "check --ignore and --keep-residual: every layer is kept")
+        raise UnsupportedError(
+            "no prunable group is left to meet the budget",
+            "check --ignore and --keep-residual: every layer is kept",
+        )
     with tempfile.TemporaryDirectory(prefix="compressor-budget-") as tmp:
         dense = (meter or meters.default_meter)(budget, handle, Path(tmp)).dense()
     model_cost = _layer_cost(structure, budget, unit, latency_model, log)
@@ -157,12 +185,20 @@ def preview(handle, budget: BudgetConfig, importance: Callable[[], Any], ignored
     predicted = cost.total(plan.plan)
     unit_name = meters.UNITS[budget.kind]
     figures: dict[str, Any] = {
-        "target": budget.describe(), "target_kind": budget.kind, "target_value": budget.value,
-        "target_factor": _target(budget, dense), "predicted_factor": dense / predicted if predicted else 0.0,
-        "unit": unit_name, f"dense_{unit_name}": dense, f"predicted_{unit_name}": predicted,
+        "target": budget.describe(),
+        "target_kind": budget.kind,
+        "target_value": budget.value,
+        "target_factor": _target(budget, dense),
+        "predicted_factor": dense / predicted if predicted else 0.0,
+        "unit": unit_name,
+        f"dense_{unit_name}": dense,
+        f"predicted_{unit_name}": predicted,
         "predicted_reaches_target": plan.reached and internal < ceiling,
-        "dense_macs": count_macs(model, example), "predicted_macs": count_macs(pruned, example),
-        "dense_params": count_params(model)[0], "predicted_params": count_params(pruned)[0]}
+        "dense_macs": count_macs(model, example),
+        "predicted_macs": count_macs(pruned, example),
+        "dense_params": count_params(model)[0],
+        "predicted_params": count_params(pruned)[0],
+    }
     if hasattr(model_cost, "measured"):
         figures.update(costmodel_grid_measured=model_cost.grid_measured, costmodel_cache=str(model_cost.path))
     return plan_rows(structure, cost, model_cost, plan.plan, unit_name), figures
@@ -179,8 +215,13 @@ def _with_sensitivity(structure: Structure, path: str) -> Structure:
     return dataclasses.replace(structure, groups=pricing.priced(structure.groups, document))
 
 
-def _layer_cost(structure: Structure, budget: BudgetConfig, unit: int, latency_model: LatencyModel | None,
-                log: Callable[[str], None]) -> Any:
+def _layer_cost(
+    structure: Structure,
+    budget: BudgetConfig,
+    unit: int,
+    latency_model: LatencyModel | None,
+    log: Callable[[str], None],
+) -> Any:
     """The cost model (an object with ``layer_ms``) for latency, else a counting function."""
     if not budget.measured:
         return meters.count_fn(budget.kind, structure.shapes)
@@ -216,8 +257,17 @@ def landed(budget: BudgetConfig, reading: meters.Reading) -> bool:
     return low * target <= reading.factor <= budget.speedup_high * target
 
 
-def _attempts(handle, structure: Structure, cost: PlanCost, gauge: meters.Meter, budget: BudgetConfig,
-              importance, ignored: list[str], dense: float, log) -> tuple[list[Attempt], tuple[Attempt, nn.Module]]:
+def _attempts(
+    handle,
+    structure: Structure,
+    cost: PlanCost,
+    gauge: meters.Meter,
+    budget: BudgetConfig,
+    importance,
+    ignored: list[str],
+    dense: float,
+    log,
+) -> tuple[list[Attempt], tuple[Attempt, nn.Module]]:
     dense_plan = {g.name: g.width for g in structure.groups}
     dense_total = cost.total(dense_plan)
     ceiling = dense_total / max(cost.total(floor_plan(structure.groups)), 1e-12)
@@ -234,9 +284,11 @@ def _attempts(handle, structure: Structure, cost: PlanCost, gauge: meters.Meter,
         at_floor = not plan.reached or internal >= ceiling
         attempt = Attempt(internal, plan.factor, at_floor, plan.plan, reading, landed(budget, reading))
         attempts.append(attempt)
-        log(f"budget attempt {number + 1}: planned {plan.factor:.3f}x (aimed {internal:.3f}x), measured "
+        log(
+            f"budget attempt {number + 1}: planned {plan.factor:.3f}x (aimed {internal:.3f}x), measured "
             f"{reading.factor:.3f}x, target {_target(budget, reading.dense):.3f}x"
-            + (" - landed" if attempt.landed else ""))
+            + (" - landed" if attempt.landed else "")
+        )
         kept = _closer(kept, (attempt, module), budget)
         if attempt.landed:
             break
@@ -262,8 +314,9 @@ def _rescale(attempts: list[Attempt], budget: BudgetConfig) -> float:
     return math.exp(x1 + (goal - y1) / slope)
 
 
-def _closer(kept: tuple[Attempt, nn.Module] | None, new: tuple[Attempt, nn.Module],
-            budget: BudgetConfig) -> tuple[Attempt, nn.Module]:
+def _closer(
+    kept: tuple[Attempt, nn.Module] | None, new: tuple[Attempt, nn.Module], budget: BudgetConfig
+) -> tuple[Attempt, nn.Module]:
     """The better of two attempts: landed; else meeting the budget with the least over-shoot;
     else the nearest below it."""
     if kept is None:
@@ -280,10 +333,21 @@ def _closer(kept: tuple[Attempt, nn.Module] | None, new: tuple[Attempt, nn.Modul
 def run(handle, cfg, ctx, importance: Callable[[], Any], ignored: list[str], report) -> Landing:
     """Land ``cfg.budget`` for a structured method: swap the kept pruned model into ``handle`` and
     put the attempts, figures, notes and per-layer rows into the method's ``report``."""
-    landing = land(handle, cfg.budget, importance, ignored, max_layer_ratio=cfg.max_layer_ratio,
-                   round_to=cfg.round_to, latency_model=ctx.latency_model, meter=ctx.budget_meter, log=ctx.log)
+    landing = land(
+        handle,
+        cfg.budget,
+        importance,
+        ignored,
+        max_layer_ratio=cfg.max_layer_ratio,
+        round_to=cfg.round_to,
+        latency_model=ctx.latency_model,
+        meter=ctx.budget_meter,
+        log=ctx.log,
+    )
     handle.module = landing.module
-    report.steps += [a.row(i + 1, _target(cfg.budget, a.reading.dense)) for i, a in enumerate(landing.attempts)]
+    report.steps += [
+        a.row(i + 1, _target(cfg.budget, a.reading.dense)) for i, a in enumerate(landing.attempts)
+    ]
     report.figures.update(landing.figures)
     report.notes += landing.notes
     report.layers.update(landing.layers)

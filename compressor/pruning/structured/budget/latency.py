@@ -17,12 +17,16 @@ def build_latency_model(structure: Structure, budget: BudgetConfig, unit: int, l
 
     profile = budget.bench_profile()
     if runner.resolve_device(profile.device, [True]) != "cpu":
-        raise UnsupportedError(f"latency targets are measured on the CPU; profile '{profile.name}' runs on CUDA here",
-                               "use --profile mobile or edge (or a target of --target-macs/--target-params)")
-    settings = costmodel.BuildSettings(tuple(budget.grid), unit, budget.cost_cache, budget.point_runs,
-                                       budget.point_time_s)
-    return costmodel.build(structure.shapes, structure.variable(), profile, settings, log=log,
-                           multiples=structure.multiples())
+        raise UnsupportedError(
+            f"latency targets are measured on the CPU; profile '{profile.name}' runs on CUDA here",
+            "use --profile mobile or edge (or a target of --target-macs/--target-params)",
+        )
+    settings = costmodel.BuildSettings(
+        tuple(budget.grid), unit, budget.cost_cache, budget.point_runs, budget.point_time_s
+    )
+    return costmodel.build(
+        structure.shapes, structure.variable(), profile, settings, log=log, multiples=structure.multiples()
+    )
 
 
 def layer_fn(model_cost: Any) -> Callable[[str, int, int], float]:

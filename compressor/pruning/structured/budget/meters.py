@@ -23,8 +23,13 @@ from torch import nn
 from compressor.bench.layergraph import LayerShape
 from compressor.pruning.structured.budget.config import BudgetConfig
 
-UNITS = {"speedup": "latency_ms", "latency_ms": "latency_ms", "macs": "macs", "params": "params",
-         "size": "bytes"}
+UNITS = {
+    "speedup": "latency_ms",
+    "latency_ms": "latency_ms",
+    "macs": "macs",
+    "params": "params",
+    "size": "bytes",
+}
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,22 @@ class LatencyMeter:
         t_pruned, t_dense = runner.measure([pruned, self._dense], profile)
         s_pruned, s_dense = summarize(t_pruned.samples_ms), summarize(t_dense.samples_ms)
         factor = speedup(t_pruned.samples_ms, t_dense.samples_ms)
-        notes = list(dict.fromkeys(pruned.notes + [w for w in (noisy_warning(s_pruned, "pruned"),
-                                                                noisy_warning(s_dense, "dense")) if w]))
-        figures = {"dense_latency_ms_p50": s_dense.latency_ms_p50, "latency_ms_p50": s_pruned.latency_ms_p50,
-                   "dense_latency_cv": s_dense.latency_cv, "latency_cv": s_pruned.latency_cv,
-                   "runs": s_pruned.runs, "speedup": factor, "dense_onnx_bytes": self.dense_bytes,
-                   "onnx_bytes": size}
+        notes = list(
+            dict.fromkeys(
+                pruned.notes
+                + [w for w in (noisy_warning(s_pruned, "pruned"), noisy_warning(s_dense, "dense")) if w]
+            )
+        )
+        figures = {
+            "dense_latency_ms_p50": s_dense.latency_ms_p50,
+            "latency_ms_p50": s_pruned.latency_ms_p50,
+            "dense_latency_cv": s_dense.latency_cv,
+            "latency_cv": s_pruned.latency_cv,
+            "runs": s_pruned.runs,
+            "speedup": factor,
+            "dense_onnx_bytes": self.dense_bytes,
+            "onnx_bytes": size,
+        }
         return Reading(s_dense.latency_ms_p50, s_pruned.latency_ms_p50, factor, figures, notes)
 
 
@@ -126,13 +141,16 @@ class SizeMeter:
 
     def dense(self) -> float:
         if self._dense is None:
-            self._dense = export_file(self.handle, self.handle.module, self.folder / "dense.onnx",
-                                      self.budget.exporter)
+            self._dense = export_file(
+                self.handle, self.handle.module, self.folder / "dense.onnx", self.budget.exporter
+            )
         return float(self._dense)
 
     def compare(self, module: nn.Module) -> Reading:
         self._count += 1
-        size = export_file(self.handle, module, self.folder / f"pruned_{self._count}.onnx", self.budget.exporter)
+        size = export_file(
+            self.handle, module, self.folder / f"pruned_{self._count}.onnx", self.budget.exporter
+        )
         dense = self.dense()
         return Reading(dense, float(size), dense / size, {"dense_onnx_bytes": int(dense), "onnx_bytes": size})
 
@@ -173,15 +191,19 @@ def default_meter(budget: BudgetConfig, handle, folder: Path) -> Meter:
 
 def out_spatial(shape: LayerShape) -> tuple[int, ...]:
     """A conv's output spatial dims."""
-    return tuple((d + 2 * p - dl * (k - 1) - 1) // s + 1 for d, k, s, p, dl in
-                 zip(shape.spatial, shape.kernel, shape.stride, shape.padding, shape.dilation))
+    return tuple(
+        (d + 2 * p - dl * (k - 1) - 1) // s + 1
+        for d, k, s, p, dl in zip(shape.spatial, shape.kernel, shape.stride, shape.padding, shape.dilation)
+    )
 
 
 def layer_macs(shape: LayerShape, cin: int, cout: int) -> float:
     """Multiply-accumulates of one layer at widths (cin, cout), batch 1."""
     if shape.kind == "linear":
         return float(cin * cout * math.prod(shape.spatial))
-    return float(cout * (cin // shape.groups_at(cin)) * math.prod(shape.kernel) * math.prod(out_spatial(shape)))
+    return float(
+        cout * (cin // shape.groups_at(cin)) * math.prod(shape.kernel) * math.prod(out_spatial(shape))
+    )
 
 
 def layer_params(shape: LayerShape, cin: int, cout: int) -> float:
@@ -205,6 +227,9 @@ def intensity(shape: LayerShape, cin: int, cout: int) -> float:
     if shape.kind == "linear":
         moved = math.prod(shape.spatial) * (cin + cout) + cin * cout
     else:
-        moved = (cin * math.prod(shape.spatial) + cout * math.prod(out_spatial(shape))
-                 + cout * (cin // shape.groups_at(cin)) * math.prod(shape.kernel))
+        moved = (
+            cin * math.prod(shape.spatial)
+            + cout * math.prod(out_spatial(shape))
+            + cout * (cin // shape.groups_at(cin)) * math.prod(shape.kernel)
+        )
     return layer_macs(shape, cin, cout) / max(4.0 * moved, 1.0)

@@ -21,13 +21,19 @@ def load(path: str, structure_key: str) -> dict[str, Any]:
     try:
         document = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read sensitivity file {path} ({type(exc).__name__})",
-                         "pass the sensitivity.json written by compress sensitivity") from None
+        raise InputError(
+            f"cannot read sensitivity file {path} ({type(exc).__name__})",
+            "pass the sensitivity.json written by compress sensitivity",
+        ) from None
     if document.get("format") != FORMAT or "groups" not in document:
-        raise InputError(f"{path} is not a sensitivity file", "pass the sensitivity.json written by compress sensitivity")
+        raise InputError(
+            f"{path} is not a sensitivity file", "pass the sensitivity.json written by compress sensitivity"
+        )
     if document.get("structure") != structure_key:
-        raise InputError(f"{path} was measured on another model (its layer shapes differ)",
-                         "run compress sensitivity on this model first")
+        raise InputError(
+            f"{path} was measured on another model (its layer shapes differ)",
+            "run compress sensitivity on this model first",
+        )
     return document
 
 

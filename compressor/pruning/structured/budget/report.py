@@ -18,8 +18,14 @@ MEMORY_BOUND = 8.0  # MACs per byte moved below which a layer waits on memory
 NAMED = 6  # layers named in a note (the rest are counted)
 
 
-def describe(landing, structure: Structure, cost: PlanCost, model_cost: Any, budget: BudgetConfig,
-             max_layer_ratio: float) -> None:
+def describe(
+    landing,
+    structure: Structure,
+    cost: PlanCost,
+    model_cost: Any,
+    budget: BudgetConfig,
+    max_layer_ratio: float,
+) -> None:
     """Fill ``landing.layers``, ``landing.figures`` and ``landing.notes`` for the kept attempt."""
 
     attempt = landing.attempt
@@ -31,10 +37,16 @@ def describe(landing, structure: Structure, cost: PlanCost, model_cost: Any, bud
     reading = attempt.reading
     for name, shape in structure.shapes.items():
         before, after = fn(name, shape.cin, shape.cout), fn(name, *widths[name])
-        landing.layers[name] = {"cin_before": shape.cin, "cout_before": shape.cout, "cin_after": widths[name][0],
-                                "cout_after": widths[name][1], f"{unit}_before": before, f"{unit}_after": after,
-                                "share_before": before / reading.dense if reading.dense else 0.0,
-                                "share_after": after / reading.pruned if reading.pruned else 0.0}
+        landing.layers[name] = {
+            "cin_before": shape.cin,
+            "cout_before": shape.cout,
+            "cin_after": widths[name][0],
+            "cout_after": widths[name][1],
+            f"{unit}_before": before,
+            f"{unit}_after": after,
+            "share_before": before / reading.dense if reading.dense else 0.0,
+            "share_after": after / reading.pruned if reading.pruned else 0.0,
+        }
     landing.figures.update(_figures(landing, budget, model_cost, unit))
     landing.notes += _landing_notes(landing, budget, max_layer_ratio)
     if budget.measured:
@@ -43,17 +55,24 @@ def describe(landing, structure: Structure, cost: PlanCost, model_cost: Any, bud
             landing.notes.append(note)
 
 
-def plan_rows(structure: Structure, cost: PlanCost, model_cost: Any, plan: dict[str, int],
-              unit: str) -> list[dict[str, Any]]:
+def plan_rows(
+    structure: Structure, cost: PlanCost, model_cost: Any, plan: dict[str, int], unit: str
+) -> list[dict[str, Any]]:
     """One row per layer of a plan that is not measured: its widths and its cost before and after
     by the cost model (``latency_ms``: the measured per-layer model, interpolated between points)."""
     fn = layer_fn(model_cost)
     rows = []
     for name, shape in structure.shapes.items():
         cin, cout = cost.widths(structure.layers[name], plan)
-        rows.append({"layer": name, "in": f"{shape.cin}->{cin}", "out": f"{shape.cout}->{cout}",
-                     f"{unit}_before": _rounded(fn(name, shape.cin, shape.cout), unit),
-                     f"{unit}_after": _rounded(fn(name, cin, cout), unit)})
+        rows.append(
+            {
+                "layer": name,
+                "in": f"{shape.cin}->{cin}",
+                "out": f"{shape.cout}->{cout}",
+                f"{unit}_before": _rounded(fn(name, shape.cin, shape.cout), unit),
+                f"{unit}_after": _rounded(fn(name, cin, cout), unit),
+            }
+        )
     return rows
 
 
@@ -64,17 +83,30 @@ def _rounded(value: float, unit: str) -> float | int:
 def _figures(landing, budget: BudgetConfig, model_cost: Any, unit: str) -> dict[str, Any]:
     reading = landing.attempt.reading
     figures: dict[str, Any] = {
-        "target": budget.describe(), "target_kind": budget.kind, "target_value": budget.value,
-        "target_factor": landing.target, "landed": landing.landed, "attempts": len(landing.attempts),
-        "band_low": budget.speedup_low if budget.measured else 1.0, "band_high": budget.speedup_high,
-        "estimated_factor": landing.attempt.estimate, "measured_factor": reading.factor,
-        f"dense_{unit}": reading.dense, f"pruned_{unit}": reading.pruned, **reading.figures}
+        "target": budget.describe(),
+        "target_kind": budget.kind,
+        "target_value": budget.value,
+        "target_factor": landing.target,
+        "landed": landing.landed,
+        "attempts": len(landing.attempts),
+        "band_low": budget.speedup_low if budget.measured else 1.0,
+        "band_high": budget.speedup_high,
+        "estimated_factor": landing.attempt.estimate,
+        "measured_factor": reading.factor,
+        f"dense_{unit}": reading.dense,
+        f"pruned_{unit}": reading.pruned,
+        **reading.figures,
+    }
     if not budget.measured:
         figures[f"{unit}_kept"] = reading.pruned / reading.dense if reading.dense else 0.0
     if hasattr(model_cost, "measured"):
-        figures.update(costmodel_grid_measured=model_cost.grid_measured,
-                       costmodel_points_measured=model_cost.measured, costmodel_seconds=model_cost.seconds,
-                       costmodel_points=len(model_cost.points), costmodel_cache=str(model_cost.path))
+        figures.update(
+            costmodel_grid_measured=model_cost.grid_measured,
+            costmodel_points_measured=model_cost.measured,
+            costmodel_seconds=model_cost.seconds,
+            costmodel_points=len(model_cost.points),
+            costmodel_cache=str(model_cost.path),
+        )
     return figures
 
 
@@ -83,13 +115,17 @@ def _landing_notes(landing, budget: BudgetConfig, max_layer_ratio: float) -> lis
     notes = list(dict.fromkeys(n for a in landing.attempts for n in a.reading.notes))
     if landing.landed:
         return notes
-    got = (f"{reading.factor:.3f}x" if budget.kind != "latency_ms" else f"{reading.pruned:.3f} ms")
-    notes.append(f"not landed: {budget.describe()} asked, measured {got} after {len(landing.attempts)} "
-                 f"attempt(s); the closest plan is kept")
+    got = f"{reading.factor:.3f}x" if budget.kind != "latency_ms" else f"{reading.pruned:.3f} ms"
+    notes.append(
+        f"not landed: {budget.describe()} asked, measured {got} after {len(landing.attempts)} "
+        f"attempt(s); the closest plan is kept"
+    )
     if attempt.at_floor and reading.factor < landing.target:
-        notes.append(f"the target needs more than {flag('max_layer_ratio')} {max_layer_ratio} allows "
-                     "(every group that saves anything is at its floor): raise it, prune more layers "
-                     "(fewer --ignore, no --keep-residual) or relax the target")
+        notes.append(
+            f"the target needs more than {flag('max_layer_ratio')} {max_layer_ratio} allows "
+            "(every group that saves anything is at its floor): raise it, prune more layers "
+            "(fewer --ignore, no --keep-residual) or relax the target"
+        )
     return notes
 
 
@@ -104,8 +140,10 @@ def where_time_went(structure: Structure, rows: dict[str, dict[str, Any]]) -> st
     if not idle:
         return None
     more = f" and {len(idle) - NAMED} more" if len(idle) > NAMED else ""
-    return (f"where the time went: {len(idle)} layer(s) were narrowed (as neighbours of cut groups) but "
-            f"their measured time hardly fell: {', '.join(idle[:NAMED])}{more}")
+    return (
+        f"where the time went: {len(idle)} layer(s) were narrowed (as neighbours of cut groups) but "
+        f"their measured time hardly fell: {', '.join(idle[:NAMED])}{more}"
+    )
 
 
 def reason(structure: Structure, name: str, row: dict[str, Any]) -> str:

@@ -56,7 +56,9 @@ class SensitivityConfig:
         from compressor.bench.profiles import get_profile
 
         if not self.ratios or any(not 0 < r < 1 for r in self.ratios):
-            raise UsageError(f"--ratios must be fractions in (0, 1), got {list(self.ratios)}", "e.g. --ratios 0.2,0.4")
+            raise UsageError(
+                f"--ratios must be fractions in (0, 1), got {list(self.ratios)}", "e.g. --ratios 0.2,0.4"
+            )
         if self.method not in ("l1", "l2", "random"):
             raise UsageError(f"sensitivity orders channels by l1, l2 or random scores, not '{self.method}'")
         if self.eval_limit is not None and self.eval_limit < 1:
@@ -115,15 +117,37 @@ def scan(handle, cfg: SensitivityConfig, log: Callable[[str], None] = lambda lin
     groups = []
     with progress(len(structure.groups) * len(cfg.ratios), "sensitivity") as advance:
         for g in structure.groups:
-            groups.append(_group_rows(g, cfg, handle, importance, ignored, cost, model_cost, dense, val, base, advance))
-    return {"format": FORMAT, "model": handle.source or handle.ref, "structure": structure_hash(structure.shapes),
-            "method": cfg.method, "profile": cfg.profile, "ratios": list(cfg.ratios), "round_to": cfg.round_to,
-            "eval_samples": min(cfg.eval_limit or len(val), len(val)), "baseline_accuracy": base,
-            "dense_layers_ms": cost.total(dense), "groups": groups}
+            groups.append(
+                _group_rows(g, cfg, handle, importance, ignored, cost, model_cost, dense, val, base, advance)
+            )
+    return {
+        "format": FORMAT,
+        "model": handle.source or handle.ref,
+        "structure": structure_hash(structure.shapes),
+        "method": cfg.method,
+        "profile": cfg.profile,
+        "ratios": list(cfg.ratios),
+        "round_to": cfg.round_to,
+        "eval_samples": min(cfg.eval_limit or len(val), len(val)),
+        "baseline_accuracy": base,
+        "dense_layers_ms": cost.total(dense),
+        "groups": groups,
+    }
 
 
-def _group_rows(g: Group, cfg: SensitivityConfig, handle, importance, ignored, cost, model_cost, dense, val,
-                base: float, advance) -> dict[str, Any]:
+def _group_rows(
+    g: Group,
+    cfg: SensitivityConfig,
+    handle,
+    importance,
+    ignored,
+    cost,
+    model_cost,
+    dense,
+    val,
+    base: float,
+    advance,
+) -> dict[str, Any]:
     from compressor.pruning.structured.budget.structure import apply_plan
     from compressor.train.loop import evaluate
 
@@ -137,8 +161,15 @@ def _group_rows(g: Group, cfg: SensitivityConfig, handle, importance, ignored, c
         pruned = copy.deepcopy(handle.module)
         apply_plan(pruned, handle.example_input(), importance, {g.name: width}, ignored)
         acc = evaluate(pruned, val, limit=cfg.eval_limit, progress_bar=False)["accuracy"]
-        rows.append({"ratio": ratio, "width": width, "accuracy": acc, "accuracy_drop": base - acc,
-                     "latency_saved_ms": saved})
+        rows.append(
+            {
+                "ratio": ratio,
+                "width": width,
+                "accuracy": acc,
+                "accuracy_drop": base - acc,
+                "latency_saved_ms": saved,
+            }
+        )
         advance(1, group=g.name)
     return {"group": g.name, "width": g.width, "layers": [lay.name for lay in touched], "points": rows}
 
@@ -161,11 +192,22 @@ def write(document: dict[str, Any], folder: str) -> list[str]:
 def _csv(document: dict[str, Any]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["group", "width", "ratio", "kept_width", "accuracy", "accuracy_drop", "latency_saved_ms"])
+    writer.writerow(
+        ["group", "width", "ratio", "kept_width", "accuracy", "accuracy_drop", "latency_saved_ms"]
+    )
     for g in document["groups"]:
         for p in g["points"]:
-            writer.writerow([g["group"], g["width"], p["ratio"], p["width"], p["accuracy"], p["accuracy_drop"],
-                             p["latency_saved_ms"]])
+            writer.writerow(
+                [
+                    g["group"],
+                    g["width"],
+                    p["ratio"],
+                    p["width"],
+                    p["accuracy"],
+                    p["accuracy_drop"],
+                    p["latency_saved_ms"],
+                ]
+            )
     return buf.getvalue()
 
 
@@ -177,8 +219,12 @@ def _plot(document: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for g in document["groups"]:
-        ax.plot([0] + [p["ratio"] for p in g["points"]],
-                [document["baseline_accuracy"]] + [p["accuracy"] for p in g["points"]], marker="o", label=g["group"])
+        ax.plot(
+            [0] + [p["ratio"] for p in g["points"]],
+            [document["baseline_accuracy"]] + [p["accuracy"] for p in g["points"]],
+            marker="o",
+            label=g["group"],
+        )
     ax.set_xlabel("fraction of the group's channels removed (that group alone)")
     ax.set_ylabel("validation accuracy")
     if len(document["groups"]) <= 20:

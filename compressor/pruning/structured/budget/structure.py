@@ -32,8 +32,13 @@ class Structure:
 
     def variable(self) -> dict[str, tuple[bool, bool]]:
         """Layer -> (its input width can change, its output width can change)."""
-        return {n: (bool(lay.in_groups) or (lay.depthwise and lay.out_group is not None), lay.out_group is not None)
-                for n, lay in self.layers.items()}
+        return {
+            n: (
+                bool(lay.in_groups) or (lay.depthwise and lay.out_group is not None),
+                lay.out_group is not None,
+            )
+            for n, lay in self.layers.items()
+        }
 
     def multiples(self) -> dict[str, int]:
         """Layer -> its widths must be multiples of this (a grouped, not depthwise, conv)."""
@@ -47,8 +52,11 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, LayerShap
     def record(name: str, args: tuple) -> None:  # a pre-hook returning a value would replace the input
         seen.setdefault(name, tuple(args[0].shape))
 
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: record(n, args))
-             for n, m in model.named_modules() if isinstance(m, graph.PRUNABLE)]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, n=n: record(n, args))
+        for n, m in model.named_modules()
+        if isinstance(m, graph.PRUNABLE)
+    ]
     try:
         graph.run_forward(model, example)
     finally:
@@ -62,18 +70,36 @@ def _shape(m: nn.Module, dims: tuple[int, ...]) -> LayerShape:
     if isinstance(m, nn.Linear):
         return LayerShape("linear", m.in_features, m.out_features, spatial=tuple(dims[1:-1]))
     depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-    return LayerShape("conv", m.in_channels, m.out_channels, tuple(m.kernel_size), tuple(m.stride),
-                      _padding(m), tuple(m.dilation), m.groups, depthwise, tuple(dims[2:]))
+    return LayerShape(
+        "conv",
+        m.in_channels,
+        m.out_channels,
+        tuple(m.kernel_size),
+        tuple(m.stride),
+        _padding(m),
+        tuple(m.dilation),
+        m.groups,
+        depthwise,
+        tuple(dims[2:]),
+    )
 
 
 def _padding(m: nn.Module) -> tuple[int, ...]:
     if isinstance(m.padding, str):  # "valid" or "same" (stride 1): symmetric as far as it goes
-        return tuple(0 if m.padding == "valid" else d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation))
+        return tuple(
+            0 if m.padding == "valid" else d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation)
+        )
     return tuple(m.padding)
 
 
-def find_structure(model: nn.Module, example: torch.Tensor, importance: Any, ignored: Iterable[str],
-                   max_layer_ratio: float, step: int) -> Structure:
+def find_structure(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Any,
+    ignored: Iterable[str],
+    max_layer_ratio: float,
+    step: int,
+) -> Structure:
     """Layers, shapes and the prunable groups (roots not in ``ignored``) with ascending scores."""
     shapes = layer_shapes(model, example)
     names = {m: n for n, m in model.named_modules()}
@@ -82,15 +108,25 @@ def find_structure(model: nn.Module, example: torch.Tensor, importance: Any, ign
     groups: list[Group] = []
     with graph.tracer_errors():
         for pruner in graph.make_pruners(model, example, importance, ratio=0.0, ignored=list(ignored)):
-            for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
-                                                  root_module_types=pruner.root_module_types):
+            for group in pruner.DG.get_all_groups(
+                ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+            ):
                 found = _group(pruner, group, names, shapes, max_layer_ratio, step, outs, ins)
                 if found is not None:
                     groups.append(found)
     widths = {g.name: g.width for g in groups}
-    layers = {n: Layer(n, s.cin, s.cout, outs.get(n), tuple(ins.get(n, ())), s.depthwise,
-                       _in_scale(s.cin, [widths[g] for g in ins.get(n, ()) if g in widths]))
-              for n, s in shapes.items()}
+    layers = {
+        n: Layer(
+            n,
+            s.cin,
+            s.cout,
+            outs.get(n),
+            tuple(ins.get(n, ())),
+            s.depthwise,
+            _in_scale(s.cin, [widths[g] for g in ins.get(n, ()) if g in widths]),
+        )
+        for n, s in shapes.items()
+    }
     return Structure(shapes, layers, groups)
 
 
@@ -101,8 +137,16 @@ def _in_scale(cin: int, feeding: list[int]) -> int:
     return 1
 
 
-def _group(pruner, group, names: dict, shapes: dict[str, LayerShape], max_layer_ratio: float, step: int,
-           outs: dict[str, str], ins: dict[str, list[str]]) -> Group | None:
+def _group(
+    pruner,
+    group,
+    names: dict,
+    shapes: dict[str, LayerShape],
+    max_layer_ratio: float,
+    step: int,
+    outs: dict[str, str],
+    ins: dict[str, list[str]],
+) -> Group | None:
     """One torch-pruning group as a :class:`Group`; records which layers it sets."""
     root = group[0].dep.target.module
     name = names.get(root)
@@ -134,8 +178,13 @@ def _group(pruner, group, names: dict, shapes: dict[str, LayerShape], max_layer_
     return Group(name, width, floor, math.lcm(step, multiple), shares, relative=True)
 
 
-def apply_plan(model: nn.Module, example: torch.Tensor, importance: Callable[[], Any],
-               plan: dict[str, int], ignored: Iterable[str]) -> None:
+def apply_plan(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Callable[[], Any],
+    plan: dict[str, int],
+    ignored: Iterable[str],
+) -> None:
     """Prune each group of ``plan`` (group -> width) to its width, lowest-scored channels first."""
     table = dict(model.named_modules())
     ratios = {}
@@ -145,7 +194,8 @@ def apply_plan(model: nn.Module, example: torch.Tensor, importance: Callable[[],
             ratios[table[name]] = (dense - width - 0.5) / dense
     if ratios:
         with graph.tracer_errors():
-            for pruner in graph.make_pruners(model, example, importance(), ratio=0.0, ignored=list(ignored),
-                                             ratios=ratios):
+            for pruner in graph.make_pruners(
+                model, example, importance(), ratio=0.0, ignored=list(ignored), ratios=ratios
+            ):
                 pruner.step()
     graph.sync_attributes(model)
