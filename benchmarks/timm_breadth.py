@@ -62,8 +62,8 @@ FIRST = (
 )
 SMALL = 96
 COMMAND = (
-    "nice -n 10 python benchmarks/timm_breadth.py --shard 0/2 & "
-    "nice -n 10 python benchmarks/timm_breadth.py --shard 1/2"
+    "python -m benchmarks run timm_breadth (resumes; first run as two workers: "
+    "python -m benchmarks.timm_breadth --shard 0/2 & python -m benchmarks.timm_breadth --shard 1/2)"
 )
 # Name parts that mark the small members of a family, smallest first.
 SMALL_WORDS = (
