@@ -79,8 +79,8 @@ def shapes(out: Any) -> dict[str, list[int]]:
     return {name: list(t.shape) for name, t in named_tensors(out)}
 
 
-def model_shapes(model: Any, example: Any) -> dict[str, list[int]]:
-    """Output name -> shape of one eval-mode forward pass of ``model`` on ``example``; a failure on
+def run_forward(model: Any, example: Any) -> Any:
+    """One eval-mode forward pass without gradients (the model's mode is restored); a failure on
     this input shape is exit 3 with the fix."""
     import torch
 
@@ -88,12 +88,16 @@ def model_shapes(model: Any, example: Any) -> dict[str, list[int]]:
     model.eval()
     try:
         with torch.no_grad():
-            out = model(*example) if isinstance(example, tuple) else model(example)
+            return model(*example) if isinstance(example, tuple) else model(example)
     except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
         raise forward_failure(exc, tuple(getattr(example, "shape", ()))) from None
     finally:
         model.train(was_training)
-    return shapes(out)
+
+
+def model_shapes(model: Any, example: Any) -> dict[str, list[int]]:
+    """Output name -> shape of one eval-mode forward pass of ``model`` on ``example``."""
+    return shapes(run_forward(model, example))
 
 
 def changes(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, str]:

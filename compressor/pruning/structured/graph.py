@@ -24,9 +24,10 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compressor.errors import UnsupportedError, UsageError, first_line, forward_failure
+from compressor.errors import UnsupportedError, UsageError, first_line
 from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
+from compressor.outputs import run_forward as outputs_run_forward
 from compressor.pruning.structured import coupling
 from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
 
@@ -177,17 +178,10 @@ def output_layers(model: nn.Module, example: Any) -> list[nn.Module]:
     return order[-1:]
 
 
-def run_forward(model: nn.Module, example: Any) -> torch.Tensor:
-    """One eval-mode forward pass; a failure on this input shape is exit 3 with the fix."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(*example) if isinstance(example, tuple) else model(example)
-    except Exception as exc:  # noqa: BLE001 - any failure means the shape does not fit
-        raise forward_failure(exc, tuple(getattr(example, "shape", ()))) from None
-    finally:
-        model.train(was_training)
+def run_forward(model: nn.Module, example: Any) -> Any:
+    """One eval-mode forward pass; a failure on this input shape is exit 3 with the fix
+    (:func:`compressor.outputs.run_forward`)."""
+    return outputs_run_forward(model, example)
 
 
 def matched_layers(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module]:

@@ -180,7 +180,6 @@ def _trial(
             failure = _runs(trial, example, reference)
             if failure is not None and stop_after(names.get(root, "?")):
                 return failure
-    graph.sync_attributes(trial)
     return _runs(trial, example, reference)
 
 
