@@ -179,6 +179,33 @@ STUDIES: tuple[Study, ...] = (
         },
     ),
     Study(
+        "accuracy_at_latency",
+        "accuracy_at_latency",
+        "accuracy at equal measured latency: budgeted l1 against uniform l1 (bare torch-pruning) and FastNAS",
+        {
+            "resnet_wide": Config(
+                _r("accuracy_at_latency.md"),
+                ("--out", "{results}/accuracy_at_latency"),
+                (
+                    "--model",
+                    "sample_models/resnet_small.pt",
+                    "--targets",
+                    "2",
+                    "--seeds",
+                    "0",
+                    "--methods",
+                    "ours",
+                    "uniform",
+                    "--max-batches",
+                    "5",
+                    "--min-time",
+                    "0.3",
+                    "--no-sensitivity",
+                ),
+            ),
+        },
+    ),
+    Study(
         "costmodel_build",
         "costmodel_build",
         "seconds to build the per-layer latency cost model, fresh and from the cache",
