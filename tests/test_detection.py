@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from compressor import outputs
 from compressor.errors import UsageError
 from compressor.io import detection
 from tests.conftest import invoke, seed_all
@@ -78,10 +79,17 @@ def test_pruning_keeps_heads_and_output_shapes(pruned_faster):
         assert widths[name][0] == widths[name][1], name
     assert layers["model.backbone.body.1.block.0.0"].out_channels < 64  # an inverted residual shrank
     x = dense.example_input(batch=2)
-    with torch.no_grad():
-        before, after = dense.module(x), pruned.module(x)
-    assert [tuple(t.shape) for t in after] == [tuple(t.shape) for t in before]
-    assert [tuple(t.shape[1:]) for t in before] == [(540,), (2160,), (8, 3), (8, 12)]
+    before, after = outputs.model_shapes(dense.module, x), outputs.model_shapes(pruned.module, x)
+    assert (
+        after
+        == before
+        == {
+            "rpn_objectness": [2, 540],
+            "rpn_box_deltas": [2, 2160],
+            "class_logits": [2, 8, 3],
+            "box_regression": [2, 8, 12],
+        }
+    )
 
 
 def test_artifact_rebuilds_the_pruned_adapter(pruned_faster):
@@ -94,19 +102,28 @@ def test_artifact_rebuilds_the_pruned_adapter(pruned_faster):
     assert isinstance(first.module, detection.TwoStageAdapter) and first.input_shape == FASTER_SHAPE
     x = first.example_input(batch=2)
     with torch.no_grad():
-        for a, b in zip(first.module(x), second.module(x)):
-            assert torch.equal(a, b)
+        a, b = first.module(x), second.module(x)
+    assert list(a) == list(b) == first.module.output_names()
+    assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_export_parity_per_output(pruned_faster, tmp_path):
     """The pruned detector exports to ONNX with a dynamic batch and matches PyTorch on every output;
-    the outputs are far above the absolute tolerance, so parity compares values, not zeros."""
+    the outputs are far above the absolute tolerance, so parity compares values, not zeros. The
+    graph's outputs, the parity rows and ``compress info`` carry the heads' names."""
+    import onnx
+
     from compressor import api
 
     _, _, out = pruned_faster
-    result = api.export(str(out), api.ExportConfig(str(tmp_path / "faster.onnx"), samples=8, simplify=False))
+    onnx_file = tmp_path / "faster.onnx"
+    result = api.export(str(out), api.ExportConfig(str(onnx_file), samples=8, simplify=False))
     assert result.figures["parity_passed"]
+    names = ["rpn_objectness", "rpn_box_deltas", "class_logits", "box_regression"]
+    assert [o.name for o in onnx.load(str(onnx_file)).graph.output] == names
+    assert [row["name"] for row in result.outputs] == names
     assert [row["shape"][1:] for row in result.outputs] == [[540], [2160], [8, 3], [8, 12]]
+    assert list(api.info(str(onnx_file)).outputs) == names
     assert all(row["reference_max_abs"] > 1e3 * 1e-5 for row in result.outputs)  # atol 1e-5
     assert any("post-processing" in note for note in result.notes)
 
@@ -116,8 +133,9 @@ def test_batchnorm_statistics_give_unit_scale_outputs():
     init), and parity on them would compare nothing; with it they are of order 1."""
     model = detection.build("ssdlite320_mobilenet_v3_large", {"num_classes": 3})
     with torch.no_grad():
-        outputs = model(torch.rand(1, 3, 160, 160))
-    assert min(float(o.abs().max()) for o in outputs) > 0.1
+        heads = model(torch.rand(1, 3, 160, 160))
+    assert list(heads) == ["bbox_regression", "cls_logits"]  # the output names
+    assert min(float(o.abs().max()) for o in heads.values()) > 0.1
 
 
 @pytest.mark.slow
@@ -131,8 +149,7 @@ def test_raft_small_prunes_and_keeps_the_flow_shape(tmp_path):
     assert result.after["macs"] < 0.8 * result.before["macs"]
     pruned = api.ModelSpec(str(tmp_path / "raft.pt")).load()
     assert pruned.module.flow_updates == 2
-    with torch.no_grad():
-        assert tuple(pruned.module(pruned.example_input()).shape) == (1, 2, 128, 128)
+    assert outputs.model_shapes(pruned.module, pruned.example_input()) == {"flow": [1, 2, 128, 128]}
 
 
 @pytest.mark.slow
