@@ -4,6 +4,7 @@ output, clean refusals of bad adapter arguments."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -197,3 +198,43 @@ def test_an_adapter_that_refuses_structured_pruning_is_exit_3_before_any_trace()
     with pytest.raises(UnsupportedError, match="roi_align") as caught:
         graph.adapter_kept(model)
     assert caught.value.exit_code == 3
+
+
+def test_flow_parity_is_on_the_scale_of_the_flow():
+    """RAFT's refinements spread float32 rounding over the flow field at the field's scale, so a
+    pixel whose flow is near 0 has as large an error as its neighbours. Element by element, 2e-5 px
+    on a pixel of flow 0 fails atol 1e-5; on the flow's scale (largest |flow| 30 px) it passes,
+    and an error of 0.1 px (beyond rtol 1e-3 x 30) still fails."""
+    from compressor.export import parity
+
+    flow = np.linspace(-30, 30, 64, dtype=np.float32).reshape(1, 2, 4, 8)
+    flow[0, 0, 0, 0] = 0.0
+    far = flow.copy()
+    far[0, 1, 2, 3] += 0.1
+    inputs = np.zeros((1, 1), np.float32)
+
+    def compare(candidate: np.ndarray, scaled: tuple[str, ...]) -> parity.Parity:
+        return parity.check(lambda x: [flow], lambda x: [candidate], inputs, 1, 1e-3, 1e-5, ["flow"], scaled)
+
+    assert not compare(flow + 2e-5, ()).passed
+    assert compare(flow + 2e-5, ("flow",)).passed
+    assert not compare(far, ("flow",)).passed
+    assert detection.FlowAdapter.parity_scaled == ("flow",)
+
+
+class _Scaled(torch.nn.Linear):
+    parity_scaled = ("output",)
+
+
+def build_scaled() -> torch.nn.Module:
+    """A linear layer whose output parity compares on its own scale, as a flow adapter's."""
+    return _Scaled(4, 3)
+
+
+def test_export_compares_an_adapters_scaled_outputs_on_their_scale(tmp_path):
+    """The export's parity check takes the outputs a model names in ``parity_scaled``."""
+    from compressor import api
+
+    spec = api.ModelSpec("tests.test_detection:build_scaled", input_shape=(1, 4))
+    result = api.export(spec, api.ExportConfig(str(tmp_path / "s.onnx"), samples=2, simplify=False))
+    assert result.outputs[0]["tolerance_scale"] == "largest |output|"

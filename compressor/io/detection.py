@@ -280,9 +280,16 @@ class TwoStageAdapter(DenseAdapter):
 
 
 class FlowAdapter(Adapter):
-    """RAFT: two frames stacked on the channel axis in, the final flow field out."""
+    """RAFT: two frames stacked on the channel axis in, the final flow field out.
+
+    ``flow`` is in pixels, refined by twelve recurrent updates that each look up the correlation
+    volume at the current estimate: float32 rounding reaches every pixel's flow at the scale of the
+    field (1e-6 of its largest magnitude), whatever the pixel's own value. Parity compares it on
+    that scale (``parity_scaled``, see :mod:`compressor.export.parity`).
+    """
 
     task = "optical flow"
+    parity_scaled = ("flow",)
 
     def __init__(self, model: nn.Module, flow_updates: int = FLOW_UPDATES) -> None:
         super().__init__(model)
@@ -312,7 +319,8 @@ class FlowAdapter(Adapter):
     def export_note(self) -> str:
         return (
             f"optical-flow model exported through its adapter: the two frames stacked on the channel "
-            f"axis in, the flow after {self.flow_updates} refinements out"
+            f"axis in, the flow after {self.flow_updates} refinements out; parity compares the flow "
+            "on its own scale (|ort - torch| <= atol + rtol * max|flow|)"
         )
 
     def kept_layers(self) -> dict[str, str]:
