@@ -153,7 +153,9 @@ def _in_channels(module: Any) -> int | None:
     """The channels a model's first convolution reads (timm's ``in_chans``), None without one."""
     import torch.nn as nn
 
-    first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if module is not None else None
+    first = (
+        next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if module is not None else None
+    )
     return first.in_channels if first is not None else None
 
 
