@@ -100,6 +100,30 @@ def model_shapes(model: Any, example: Any) -> dict[str, list[int]]:
     return shapes(run_forward(model, example))
 
 
+def scored(names: list[str], wanted: str | None) -> tuple[int, list[str]]:
+    """Which output an accuracy scores (``compress eval`` and ``compress bench``'s accuracy gates):
+    the index in ``names`` (the model's outputs in order) and the notes to report.
+
+    ``wanted`` (``--output``) when given, else the only output, else the first of several, which a
+    note names. A name that is not an output is exit 2 listing the outputs.
+    """
+    if wanted is not None:
+        if wanted not in names:
+            raise unknown_name("output (for --output)", wanted, names)
+        return names.index(wanted), []
+    if len(names) > 1:
+        return 0, [
+            f"scored output '{names[0]}', the first of {len(names)} ({', '.join(names)}); "
+            "choose another with --output NAME"
+        ]
+    return 0, []
+
+
+def pick(out: Any, index: int) -> Any:
+    """The ``index``-th tensor of a model output, in :func:`named_tensors` order."""
+    return named_tensors(out)[index][1]
+
+
 def changes(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, str]:
     """Output name -> ``"[1, 64] -> [1, 30]"`` for every output whose shape changed (``gone`` /
     ``new`` when the structure changed)."""

@@ -335,15 +335,18 @@ class ModelSourceInfo:
     builder: str  # "module:function"; function(name, kwargs) -> nn.Module
     summary: str
     example: str
-    shape: str | None = None  # "module:function"; function(name) -> input shape (None: 1x3x224x224)
+    # "module:function"; function(name, module) -> input shape (None: 1x3x224x224); module is the
+    # built model (its configured size), or None when only the name is known
+    shape: str | None = None
 
     def load(self) -> Any:
         """The builder function."""
         return _attribute(self.builder)
 
-    def input_shape(self, name: str) -> tuple[int, ...] | None:
-        """The example input shape the source gives ``name`` (None: the default image shape)."""
-        return _attribute(self.shape)(name) if self.shape else None
+    def input_shape(self, name: str, module: Any = None) -> tuple[int, ...] | None:
+        """The example input shape the source gives ``name`` built as ``module`` (None: the
+        default image shape)."""
+        return _attribute(self.shape)(name, module) if self.shape else None
 
 
 USER_CODE = "python"  # the scheme of package.module:factory references
@@ -370,6 +373,7 @@ MODEL_SOURCES: dict[str, ModelSourceInfo] = {
             "compressor.io.refs:build_timm",
             "a timm model (pip install 'compressor[timm]')",
             "timm:resnet18",
+            shape="compressor.io.refs:timm_shape",
         ),
         ModelSourceInfo(
             USER_CODE,

@@ -4,9 +4,11 @@ output, clean refusals of bad adapter arguments."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from compressor import outputs
 from compressor.errors import UsageError
 from compressor.io import detection
 from tests.conftest import invoke, seed_all
@@ -78,10 +80,17 @@ def test_pruning_keeps_heads_and_output_shapes(pruned_faster):
         assert widths[name][0] == widths[name][1], name
     assert layers["model.backbone.body.1.block.0.0"].out_channels < 64  # an inverted residual shrank
     x = dense.example_input(batch=2)
-    with torch.no_grad():
-        before, after = dense.module(x), pruned.module(x)
-    assert [tuple(t.shape) for t in after] == [tuple(t.shape) for t in before]
-    assert [tuple(t.shape[1:]) for t in before] == [(540,), (2160,), (8, 3), (8, 12)]
+    before, after = outputs.model_shapes(dense.module, x), outputs.model_shapes(pruned.module, x)
+    assert (
+        after
+        == before
+        == {
+            "rpn_objectness": [2, 540],
+            "rpn_box_deltas": [2, 2160],
+            "class_logits": [2, 8, 3],
+            "box_regression": [2, 8, 12],
+        }
+    )
 
 
 def test_artifact_rebuilds_the_pruned_adapter(pruned_faster):
@@ -94,19 +103,28 @@ def test_artifact_rebuilds_the_pruned_adapter(pruned_faster):
     assert isinstance(first.module, detection.TwoStageAdapter) and first.input_shape == FASTER_SHAPE
     x = first.example_input(batch=2)
     with torch.no_grad():
-        for a, b in zip(first.module(x), second.module(x)):
-            assert torch.equal(a, b)
+        a, b = first.module(x), second.module(x)
+    assert list(a) == list(b) == first.module.output_names()
+    assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_export_parity_per_output(pruned_faster, tmp_path):
     """The pruned detector exports to ONNX with a dynamic batch and matches PyTorch on every output;
-    the outputs are far above the absolute tolerance, so parity compares values, not zeros."""
+    the outputs are far above the absolute tolerance, so parity compares values, not zeros. The
+    graph's outputs, the parity rows and ``compress info`` carry the heads' names."""
+    import onnx
+
     from compressor import api
 
     _, _, out = pruned_faster
-    result = api.export(str(out), api.ExportConfig(str(tmp_path / "faster.onnx"), samples=8, simplify=False))
+    onnx_file = tmp_path / "faster.onnx"
+    result = api.export(str(out), api.ExportConfig(str(onnx_file), samples=8, simplify=False))
     assert result.figures["parity_passed"]
+    names = ["rpn_objectness", "rpn_box_deltas", "class_logits", "box_regression"]
+    assert [o.name for o in onnx.load(str(onnx_file)).graph.output] == names
+    assert [row["name"] for row in result.outputs] == names
     assert [row["shape"][1:] for row in result.outputs] == [[540], [2160], [8, 3], [8, 12]]
+    assert list(api.info(str(onnx_file)).outputs) == names
     assert all(row["reference_max_abs"] > 1e3 * 1e-5 for row in result.outputs)  # atol 1e-5
     assert any("post-processing" in note for note in result.notes)
 
@@ -116,8 +134,9 @@ def test_batchnorm_statistics_give_unit_scale_outputs():
     init), and parity on them would compare nothing; with it they are of order 1."""
     model = detection.build("ssdlite320_mobilenet_v3_large", {"num_classes": 3})
     with torch.no_grad():
-        outputs = model(torch.rand(1, 3, 160, 160))
-    assert min(float(o.abs().max()) for o in outputs) > 0.1
+        heads = model(torch.rand(1, 3, 160, 160))
+    assert list(heads) == ["bbox_regression", "cls_logits"]  # the output names
+    assert min(float(o.abs().max()) for o in heads.values()) > 0.1
 
 
 @pytest.mark.slow
@@ -131,8 +150,7 @@ def test_raft_small_prunes_and_keeps_the_flow_shape(tmp_path):
     assert result.after["macs"] < 0.8 * result.before["macs"]
     pruned = api.ModelSpec(str(tmp_path / "raft.pt")).load()
     assert pruned.module.flow_updates == 2
-    with torch.no_grad():
-        assert tuple(pruned.module(pruned.example_input()).shape) == (1, 2, 128, 128)
+    assert outputs.model_shapes(pruned.module, pruned.example_input()) == {"flow": [1, 2, 128, 128]}
 
 
 @pytest.mark.slow
@@ -180,3 +198,43 @@ def test_an_adapter_that_refuses_structured_pruning_is_exit_3_before_any_trace()
     with pytest.raises(UnsupportedError, match="roi_align") as caught:
         graph.adapter_kept(model)
     assert caught.value.exit_code == 3
+
+
+def test_flow_parity_is_on_the_scale_of_the_flow():
+    """RAFT's refinements spread float32 rounding over the flow field at the field's scale, so a
+    pixel whose flow is near 0 has as large an error as its neighbours. Element by element, 2e-5 px
+    on a pixel of flow 0 fails atol 1e-5; on the flow's scale (largest |flow| 30 px) it passes,
+    and an error of 0.1 px (beyond rtol 1e-3 x 30) still fails."""
+    from compressor.export import parity
+
+    flow = np.linspace(-30, 30, 64, dtype=np.float32).reshape(1, 2, 4, 8)
+    flow[0, 0, 0, 0] = 0.0
+    far = flow.copy()
+    far[0, 1, 2, 3] += 0.1
+    inputs = np.zeros((1, 1), np.float32)
+
+    def compare(candidate: np.ndarray, scaled: tuple[str, ...]) -> parity.Parity:
+        return parity.check(lambda x: [flow], lambda x: [candidate], inputs, 1, 1e-3, 1e-5, ["flow"], scaled)
+
+    assert not compare(flow + 2e-5, ()).passed
+    assert compare(flow + 2e-5, ("flow",)).passed
+    assert not compare(far, ("flow",)).passed
+    assert detection.FlowAdapter.parity_scaled == ("flow",)
+
+
+class _Scaled(torch.nn.Linear):
+    parity_scaled = ("output",)
+
+
+def build_scaled() -> torch.nn.Module:
+    """A linear layer whose output parity compares on its own scale, as a flow adapter's."""
+    return _Scaled(4, 3)
+
+
+def test_export_compares_an_adapters_scaled_outputs_on_their_scale(tmp_path):
+    """The export's parity check takes the outputs a model names in ``parity_scaled``."""
+    from compressor import api
+
+    spec = api.ModelSpec("tests.test_detection:build_scaled", input_shape=(1, 4))
+    result = api.export(spec, api.ExportConfig(str(tmp_path / "s.onnx"), samples=2, simplify=False))
+    assert result.outputs[0]["tolerance_scale"] == "largest |output|"

@@ -290,3 +290,75 @@ def test_a_task_row_can_keep_layers(monkeypatch):
     assert "layer1.0.conv1" not in graph.ignored_layers(
         resnet18(num_classes=4), torch.randn(1, 3, 32, 32), []
     )
+
+
+# ---------------------------------------------------------------- eval picks one output
+
+NESTED = "tests.multi_output_models:build_nested"
+RANDOM_DATA = "random:3,16,16:4"
+
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    accuracy = float((logits.argmax(1) == labels).float().mean())
+    return accuracy, float(torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_eval_scores_the_output_it_is_given():
+    """``--output`` picks the output scored; without it the first, named in a note. Accuracy and
+    loss are those of that output's logits, computed here from the same seeded model."""
+    from compressor.api import EvalConfig, evaluate
+    from compressor.io.data import load_data
+    from tests.conftest import seed_all
+
+    x, labels = load_data(RANDOM_DATA, "test").dataset.tensors
+    seed_all()
+    with torch.no_grad():
+        first, rest = build_nested().eval()(x)
+    for name, logits, wanted in (
+        ("output_0", first, None),
+        ("output_0", first, "output_0"),
+        ("output_1.out.1", rest["out"][1], "output_1.out.1"),
+    ):
+        seed_all()
+        result = evaluate(NESTED, EvalConfig(data=RANDOM_DATA, output=wanted))
+        assert result.output == name
+        assert (result.accuracy, result.loss) == pytest.approx(_scores(logits, labels), rel=1e-5)
+        if wanted is None:
+            assert result.notes == (
+                "scored output 'output_0', the first of 4 (output_0, output_1.feat_map, "
+                "output_1.out.0, output_1.out.1); choose another with --output NAME",
+            )
+        else:
+            assert result.notes == ()
+
+
+def test_eval_of_an_onnx_file_scores_the_named_output(tmp_path):
+    import onnxruntime as ort
+
+    from compressor.api import ExportConfig, export
+    from compressor.api.common import ModelSpec
+    from compressor.io.data import load_data
+    from tests.conftest import seed_all
+
+    seed_all()
+    onnx_file = tmp_path / "nested.onnx"
+    spec = ModelSpec(NESTED, input_shape=(1, 3, 16, 16))
+    export(spec, ExportConfig(str(onnx_file), samples=2, simplify=False, exporter="torchscript"))
+    x, labels = load_data(RANDOM_DATA, "test").dataset.tensors
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    logits = torch.from_numpy(
+        session.run(None, {session.get_inputs()[0].name: x.numpy()})[names.index("output_1.out.1")]
+    )
+    r = invoke("eval", onnx_file, "--data", RANDOM_DATA, "--output", "output_1.out.1", "--json")
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert doc["output"] == "output_1.out.1" and doc["notes"] == []
+    assert (doc["accuracy"], doc["loss"]) == pytest.approx(_scores(logits, labels), rel=1e-5)
+
+
+def test_eval_of_an_unknown_output_is_exit_2_listing_the_outputs():
+    r = invoke("eval", NESTED, "--data", RANDOM_DATA, "--output", "logits")
+    assert r.code == 2
+    assert "unknown output (for --output) 'logits'" in r.stderr and "output_1.out.0" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -129,3 +129,22 @@ def test_torchvision_unknown_name_is_matched_across_tasks_and_quantized_is_refus
     with pytest.raises(UnsupportedError, match="quantized classification") as err:
         refs.build("torchvision:quantized_resnet18")
     assert err.value.exit_code == 3 and "torchvision:resnet18" in err.value.hint
+
+
+def test_timm_example_input_follows_the_configured_size():
+    """``img_size`` goes to timm, and the example input follows it (the model's ``pretrained_cfg``
+    keeps 224); an explicit input shape still wins. A 224 input would fail the 64 model's forward."""
+    pytest.importorskip("timm")
+    from compressor.io.artifact import load_model
+    from tests.conftest import invoke
+
+    ref, kwargs = "timm:vit_tiny_patch16_224", {"img_size": 64, "depth": 1}
+    handle = load_model(ref, arch_kwargs=kwargs)
+    assert handle.module.pretrained_cfg["input_size"] == (3, 224, 224)
+    assert handle.input_shape == (1, 3, 64, 64)
+    assert handle.module(handle.example_input()).shape == (1, 1000)
+    assert load_model(ref, arch_kwargs=kwargs, input_shape=(1, 3, 32, 32)).input_shape == (1, 3, 32, 32)
+    assert refs.default_input_shape("timm:vit_base_patch16_384") == (1, 3, 384, 384)  # the model's own
+    result = invoke("info", ref, "--arch-kwargs", "img_size=64,depth=1", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["input_shape"] == [1, 3, 64, 64]

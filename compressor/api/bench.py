@@ -192,7 +192,9 @@ def _accuracy(spec: ModelSpec, cfg: BenchConfig) -> float | None:
         return None
     from compressor.api.evaluate import EvalConfig, evaluate
 
-    return evaluate(spec, EvalConfig(data=cfg.data, split="test", limit=cfg.eval_limit)).accuracy
+    return evaluate(
+        spec, EvalConfig(data=cfg.data, split="test", limit=cfg.eval_limit, output=cfg.output)
+    ).accuracy
 
 
 def _result(cfg: BenchConfig, device: str, benches: list[ModelBench], peak: float, backends) -> BenchResult:

@@ -88,7 +88,9 @@ def prepare(model: ModelSpec, cfg: ExportConfig, log: Callable[[str], None]):
     names = output_names(forward_outputs(handle.module, example))
     real, calib, test = _samples(cfg, cfg.data, shape) if cfg.data else (None, None, None)
     count = max(cfg.samples, cfg.fixed_batch or 0)
-    return Inputs(handle, example, make_inputs(shape, count, cfg.seed, real), calib, test, names, log)
+    scaled = tuple(getattr(handle.module, "parity_scaled", ()))  # an adapter's outputs in pixels
+    inputs = make_inputs(shape, count, cfg.seed, real)
+    return Inputs(handle, example, inputs, calib, test, names, log, scaled)
 
 
 def _samples(cfg: ExportConfig, data: str, shape: tuple[int, ...]):

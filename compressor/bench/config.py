@@ -22,6 +22,8 @@ class BenchConfig:
         gates: requested limits.
         data: data spec for accuracy (needed by the accuracy gates).
         eval_limit: evaluate accuracy on at most this many samples.
+        output: the model output the accuracy is measured on, by name (as ``compress eval
+            --output``); None: the only one, or the first of several.
         plot: write a PNG of the latency distribution here.
     """
 
@@ -32,6 +34,7 @@ class BenchConfig:
     data: str | None = None
     eval_limit: int | None = None
     plot: str | None = None
+    output: str | None = None
 
     def __post_init__(self) -> None:
         self.gates.check_inputs(self.baseline is not None, self.data is not None)

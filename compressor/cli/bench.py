@@ -80,6 +80,7 @@ def bench(
     ) = G.max_accuracy_drop,
     data: _opt(str, "Data for the accuracy gates (see compress list).") = B.data,
     eval_limit: _opt(int, "Evaluate accuracy on at most N samples.") = B.eval_limit,
+    output: _opt(str, "The output the accuracy is measured on, by name (default: the first).") = B.output,
     md: MdOpt = False,
     plot: _opt(str, "Write a PNG of the latency distribution (both models with --baseline).") = B.plot,
     arch: ArchOpt = None,
@@ -129,7 +130,7 @@ def bench(
         gates = load_gate_file(gates_file).merged(flags) if gates_file else flags
         spec = model_spec(path, arch, arch_kwargs, trust_pickle, input_shape)
         base = model_spec(baseline, arch, arch_kwargs, trust_pickle, input_shape) if baseline else None
-        return api_bench(spec, BenchConfig(None, prof, base, gates, data, eval_limit, plot))
+        return api_bench(spec, BenchConfig(None, prof, base, gates, data, eval_limit, plot, output))
 
     render = _print_markdown if md else _render
     execute(action, render, json_out, debug, exit_code=lambda r: 0 if r.passed else 1)

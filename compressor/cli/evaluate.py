@@ -37,6 +37,13 @@ def evaluate(
     alpha: Annotated[
         Optional[float], typer.Option(help="PGD step in pixel units (default 2.5 * eps / steps).")
     ] = E.alpha,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            help="The output to score, by name (compress info lists them); default: the first.",
+        ),
+    ] = E.output,
     arch: ArchOpt = None,
     arch_kwargs: ArchKwargsOpt = None,
     trust_pickle: TrustPickleOpt = False,
@@ -48,6 +55,9 @@ def evaluate(
     --attack fgsm|pgd perturbs each (normalised) input within --eps in pixel space, clamped to
     valid [0, 1] images, and reports robust accuracy beside the clean one.
 
+    A model with several outputs is scored on the one --output names (default: the first; the
+    report says which).
+
     Examples:
 
       compress eval sample_models/simple_cnn.pt --data fashion-mnist
@@ -55,6 +65,8 @@ def evaluate(
       compress eval sample_models/simple_cnn.pt --data fashion-mnist --attack fgsm --eps 0.03
 
       compress eval small.pt --data fashion-mnist --attack pgd --eps 0.03 --steps 10 --limit 1000
+
+      compress eval seg_and_logits.onnx --data fashion-mnist --output logits
     """
 
     def action():
@@ -62,7 +74,9 @@ def evaluate(
         from compressor.api import evaluate as api_eval
 
         spec = model_spec(path, arch, arch_kwargs, trust_pickle)
-        return api_eval(spec, EvalConfig(None, data, split, batch_size, limit, attack, eps, steps, alpha))
+        return api_eval(
+            spec, EvalConfig(None, data, split, batch_size, limit, attack, eps, steps, alpha, output)
+        )
 
     execute(action, _render, json_out, debug)
 
@@ -72,5 +86,7 @@ def _render(r) -> None:
         f"{r.path} on {r.data} ({r.samples} samples, {r.backend}): "
         f"accuracy [bold]{r.accuracy:.4f}[/], loss {r.loss:.4f}"
     )
+    for note in r.notes:
+        console().print(f"note: {note}", markup=False)
     if r.attack:
         console().print(f"under {r.attack} eps={r.eps}: robust accuracy [bold]{r.robust_accuracy:.4f}[/]")

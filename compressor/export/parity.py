@@ -1,7 +1,10 @@
 """Parity: the exported model and PyTorch on the same inputs, per output.
 
 An output passes when every element satisfies ``|exported - torch| <= atol + rtol * |torch|``
-(``numpy.allclose``). ``max_rel_error`` is ``|exported - torch| / |torch|`` over the elements with
+(``numpy.allclose``). An output compared on its own scale (``scaled``: a model adapter's
+``parity_scaled``, such as optical flow) passes when ``|exported - torch| <= atol + rtol *
+max|torch|``, the largest magnitude over the whole output: its rounding errors are of the
+output's scale everywhere, so an element whose own value is near zero has no smaller error. ``max_rel_error`` is ``|exported - torch| / |torch|`` over the elements with
 ``|torch| > atol`` (below that the absolute tolerance governs). ``top1_agreement`` is the share of
 rows of a 2-D output whose arg-max agrees. With a dynamic batch axis the inputs are fed in
 batches of 1 and 7 so that the symbolic axis is really exercised.
@@ -28,10 +31,12 @@ class Predictor:
     Attributes:
         run: numpy batch in, every output out (float32).
         fixed_batch: the only batch size the file takes (None: any).
+        names: the outputs' names, in the order ``run`` returns them (empty: not stored).
     """
 
     run: Runner
     fixed_batch: int | None = None
+    names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -61,8 +66,11 @@ class Parity:
         )
 
 
-def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> dict[str, Any]:
-    """Errors of one output: max abs, max rel, mismatch share, top-1 agreement, passed."""
+def compare_output(
+    reference: np.ndarray, actual: np.ndarray, rtol: float, atol: float, scaled: bool = False
+) -> dict[str, Any]:
+    """Errors of one output: max abs, max rel, mismatch share, top-1 agreement, passed; ``scaled``:
+    ``rtol`` applies to the output's largest magnitude (see the module docstring)."""
     if reference.shape != actual.shape:
         return {
             "shape": list(actual.shape),
@@ -76,9 +84,11 @@ def compare_output(reference: np.ndarray, actual: np.ndarray, rtol: float, atol:
     diff = np.abs(act - ref)
     big = np.abs(ref) > atol
     rel = float((diff[big] / np.abs(ref[big])).max()) if big.any() else 0.0
-    bad = ~(diff <= atol + rtol * np.abs(ref))
+    scale = np.abs(ref).max() if scaled and ref.size else np.abs(ref)
+    bad = ~(diff <= atol + rtol * scale)
     return {
         "shape": list(ref.shape),
+        **({"tolerance_scale": "largest |output|"} if scaled else {}),
         "reference_max_abs": float(np.abs(ref).max()) if ref.size else 0.0,
         "max_abs_error": float(diff.max()) if diff.size else 0.0,
         "max_rel_error": rel,
@@ -163,9 +173,11 @@ def check(
     rtol: float,
     atol: float,
     names: Sequence[str] = (),
+    scaled: Sequence[str] = (),
 ) -> Parity:
     """Compare ``candidate`` with ``reference`` on ``inputs`` fed in the planned batch sizes, every
-    output; ``names`` (the outputs' names, :mod:`compressor.outputs`) label the rows."""
+    output; ``names`` (the outputs' names, :mod:`compressor.outputs`) label the rows, and the
+    outputs named in ``scaled`` are compared on their own scale."""
     sizes = batch_plan(len(inputs), fixed)
     used = inputs[: sum(sizes)]
     expected = run_batches(reference, used, sizes)
@@ -192,7 +204,8 @@ def check(
             "passed": False,
         }
         return summarise([row], len(used), sizes)
-    rows = [compare_output(e, g, rtol, atol) for e, g in zip(expected, got)]
+    labels = list(names) if len(names) == len(expected) else [""] * len(expected)
+    rows = [compare_output(e, g, rtol, atol, n in scaled) for e, g, n in zip(expected, got, labels)]
     if len(names) == len(rows):
         rows = [{"name": name, **row} for name, row in zip(names, rows)]
     return summarise(rows, len(used), sizes)

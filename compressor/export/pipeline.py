@@ -40,6 +40,7 @@ class Inputs:
     test: Any = None  # Data (test split) for the accuracy change
     output_names: list[str] = field(default_factory=list)  # the model's outputs, as the ONNX graph names them
     log: Callable[[str], None] = lambda line: None
+    scaled_outputs: tuple[str, ...] = ()  # compared on their own scale (parity.compare_output)
 
 
 @dataclass
@@ -80,6 +81,7 @@ def verify(model, inp: Inputs, cfg: ExportConfig) -> parity.Parity:
         cfg.rtol,
         cfg.atol,
         inp.output_names,
+        inp.scaled_outputs,
     )
 
 
@@ -386,6 +388,7 @@ def _sparse(model, inp: Inputs, cfg: ExportConfig, out: Outcome):
             cfg.rtol,
             cfg.atol,
             inp.output_names,
+            inp.scaled_outputs,
         )
         if candidate
         else None
@@ -435,7 +438,8 @@ def predictor(path: str) -> parity.Predictor:
 
     sess = ort_session(path)
     first = sess.get_inputs()[0].shape[0]
-    return parity.Predictor(parity.ort_runner(sess), first if isinstance(first, int) else None)
+    names = tuple(o.name for o in sess.get_outputs())
+    return parity.Predictor(parity.ort_runner(sess), first if isinstance(first, int) else None, names)
 
 
 def describe(path: str) -> dict[str, Any]:

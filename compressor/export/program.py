@@ -60,6 +60,7 @@ def write(inputs: Inputs, cfg: ExportConfig, save: Save, load: Load) -> Outcome:
                 cfg.rtol,
                 cfg.atol,
                 inputs.output_names,
+                inputs.scaled_outputs,
             )
             gate(result, cfg, out, inputs, lambda: runner)
         atomic_write(cfg.output, lambda dst: shutil.copyfile(saved, dst))

@@ -293,7 +293,7 @@ def _from_module(
         module=module.eval(),
         ref=ref,
         arch_kwargs=dict(kwargs or {}),
-        input_shape=refs.default_input_shape(ref),
+        input_shape=refs.default_input_shape(ref, module),
         source=source,
         source_kind=kind,
     )
@@ -317,7 +317,7 @@ def from_payload(payload: dict[str, Any], source: str = "") -> ModelHandle:
         module=module.eval(),
         ref=arch["ref"],
         arch_kwargs=dict(arch.get("kwargs") or {}),
-        input_shape=tuple(meta.get("shape") or refs.default_input_shape(arch["ref"])),
+        input_shape=tuple(meta.get("shape") or refs.default_input_shape(arch["ref"], module)),
         mean=meta.get("mean"),
         std=meta.get("std"),
         masks=masks,

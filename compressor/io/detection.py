@@ -3,7 +3,10 @@
 Every command feeds a model ONE batched tensor (``--input-shape``, parity, bench, MACs), while a
 torchvision detector takes a list of images and RAFT two frames. ``torchvision:NAME`` for these
 models therefore builds an adapter, an ``nn.Module`` whose ``forward`` takes one tensor and returns
-the raw head tensors, before any post-processing, with fixed shapes:
+the raw head tensors, before any post-processing, with fixed shapes, in a dict keyed by what each
+tensor is (``cls_logits``, ``bbox_regression``, ``flow``: :meth:`Adapter.output_names`). The keys
+are the output names everywhere (:mod:`compressor.outputs`): ``compress info``, the ONNX graph's
+outputs, the parity rows, ``compress eval --output``:
 
 * one-stage detectors (RetinaNet, FCOS, SSD, SSDlite): images ``(B, 3, H, W)`` in [0, 1], normalised
   as the detector does (its resize step is left out: the network sees ``H x W``); outputs the class
@@ -14,7 +17,7 @@ the raw head tensors, before any post-processing, with fixed shapes:
   the top-scored proposals keep the graph free of data-dependent selection (NMS, top-k), so the
   output shapes and the ONNX graph do not depend on the weights and every head runs on every input;
 * RAFT optical flow: ``(B, 6, H, W)``, the two RGB frames stacked on the channel axis (H and W
-  divisible by 8, at least 128); output the last flow estimate ``(B, 2, H, W)``.
+  divisible by 8, at least 128); output ``flow``, the last flow estimate ``(B, 2, H, W)`` in pixels.
 
 The detector itself is the adapter's ``model`` (full detection with post-processing:
 ``adapter.model.eval()(list_of_images)``), so an artifact rebuilt from the reference loads the same
@@ -150,7 +153,7 @@ class Adapter(nn.Module):
         self.model = model.eval()
 
     def output_names(self) -> list[str]:
-        """What each output tensor is, in order."""
+        """What each output tensor is: the keys of ``forward``'s dict, in order."""
         raise NotImplementedError  # each adapter names its outputs
 
     def export_note(self) -> str:
@@ -180,11 +183,11 @@ class DenseAdapter(Adapter):
         std = torch.as_tensor(transform.image_std, dtype=x.dtype).view(1, -1, 1, 1)
         return (x - mean) / std
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.model.backbone(self._normalise(x))
         levels = list(features.values()) if isinstance(features, dict) else [features]
         head = self.model.head(levels)
-        return tuple(head[k] for k in sorted(head))  # bbox_ctrness, bbox_regression, cls_logits
+        return {name: head[name] for name in self.output_names()}
 
     def output_names(self) -> list[str]:
         names = ["bbox_regression", "cls_logits"]
@@ -219,7 +222,7 @@ class TwoStageAdapter(DenseAdapter):
         super().__init__(model)
         self.rois = rois
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         from torchvision.models.detection.image_list import ImageList
 
         batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
@@ -249,7 +252,7 @@ class TwoStageAdapter(DenseAdapter):
                 )
             )
             out.append(points.reshape(batch, self.rois, *points.shape[1:]))
-        return tuple(out)
+        return dict(zip(self.output_names(), out, strict=True))
 
     def output_names(self) -> list[str]:
         heads = self.model.roi_heads
@@ -277,21 +280,28 @@ class TwoStageAdapter(DenseAdapter):
 
 
 class FlowAdapter(Adapter):
-    """RAFT: two frames stacked on the channel axis in, the final flow field out."""
+    """RAFT: two frames stacked on the channel axis in, the final flow field out.
+
+    ``flow`` is in pixels, refined by twelve recurrent updates that each look up the correlation
+    volume at the current estimate: float32 rounding reaches every pixel's flow at the scale of the
+    field (1e-6 of its largest magnitude), whatever the pixel's own value. Parity compares it on
+    that scale (``parity_scaled``, see :mod:`compressor.export.parity`).
+    """
 
     task = "optical flow"
+    parity_scaled = ("flow",)
 
     def __init__(self, model: nn.Module, flow_updates: int = FLOW_UPDATES) -> None:
         super().__init__(model)
         self.flow_updates = flow_updates
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         first, second = torch.chunk(x, 2, dim=1)
         with warnings.catch_warnings():
             # the encoders' InstanceNorm layers have no weights, so pruning leaves their unused
             # num_features at the old width, and torch warns on every call
             warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
-            return self.model(first, second, num_flow_updates=self.flow_updates)[-1]
+            return {"flow": self.model(first, second, num_flow_updates=self.flow_updates)[-1]}
 
     def output_names(self) -> list[str]:
         return ["flow"]
@@ -309,7 +319,8 @@ class FlowAdapter(Adapter):
     def export_note(self) -> str:
         return (
             f"optical-flow model exported through its adapter: the two frames stacked on the channel "
-            f"axis in, the flow after {self.flow_updates} refinements out"
+            f"axis in, the flow after {self.flow_updates} refinements out; parity compares the flow "
+            "on its own scale (|ort - torch| <= atol + rtol * max|flow|)"
         )
 
     def kept_layers(self) -> dict[str, str]:

@@ -59,15 +59,16 @@ def build(ref: str, kwargs: dict[str, Any] | None = None):
         raise UsageError(f"cannot build '{ref}' with {kwargs}: {exc}", "check --arch-kwargs") from None
 
 
-def default_input_shape(ref: str | None) -> tuple[int, ...]:
-    """The example input shape a reference implies (batch 1)."""
+def default_input_shape(ref: str | None, module: Any = None) -> tuple[int, ...]:
+    """The example input shape a reference implies (batch 1); ``module``, the model built from it,
+    tells the size it was configured for where the source reads one (timm's ``img_size``)."""
     if not ref:
         return DEFAULT_IMAGE_SHAPE
     source, name = registry.model_source(ref)
-    return source.input_shape(name) or DEFAULT_IMAGE_SHAPE
+    return source.input_shape(name, module) or DEFAULT_IMAGE_SHAPE
 
 
-def torchvision_shape(name: str) -> tuple[int, ...] | None:
+def torchvision_shape(name: str, module: Any = None) -> tuple[int, ...] | None:
     """The input a torchvision model is made for (its task's row in :mod:`compressor.io.zoo`;
     detection and optical-flow models: their adapter's, see :mod:`compressor.io.detection`)."""
     from compressor.io import detection, zoo
@@ -77,7 +78,7 @@ def torchvision_shape(name: str) -> tuple[int, ...] | None:
     return zoo.input_shape(name)
 
 
-def sample_shape(name: str) -> tuple[int, ...]:
+def sample_shape(name: str, module: Any = None) -> tuple[int, ...]:
     """A sample model's input shape, from its registry entry."""
     return registry.sample(name).input_shape
 
@@ -120,6 +121,42 @@ def build_timm(name: str, kwargs: dict[str, Any]):
 
         raise unknown_model("timm model", name)
     return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def timm_shape(name: str, module: Any = None) -> tuple[int, ...] | None:
+    """The input a timm model is configured for: a vision transformer's ``patch_embed.img_size``
+    (it follows ``--arch-kwargs img_size=N``), else the model's ``pretrained_cfg['input_size']``;
+    channels from its ``in_chans`` (None: timm is not installed or has no such model).
+
+    A model's ``pretrained_cfg`` keeps the size of its published weights even when built with
+    another ``img_size``, which its patch embedding does follow.
+    """
+    try:
+        import timm
+    except ImportError:
+        return None
+    cfg = getattr(module, "pretrained_cfg", None)
+    if cfg is None and timm.is_model(name):
+        found = timm.get_pretrained_cfg(name)
+        cfg = found.to_dict() if found is not None else None
+    size = (cfg or {}).get("input_size")
+    if not size or len(size) != 3:
+        return None
+    channels, height, width = size
+    img = getattr(getattr(module, "patch_embed", None), "img_size", None)
+    if isinstance(img, (tuple, list)) and len(img) == 2 and all(isinstance(v, int) for v in img):
+        height, width = img
+    return (1, _in_channels(module) or channels, height, width)
+
+
+def _in_channels(module: Any) -> int | None:
+    """The channels a model's first convolution reads (timm's ``in_chans``), None without one."""
+    import torch.nn as nn
+
+    first = (
+        next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None) if module is not None else None
+    )
+    return first.in_channels if first is not None else None
 
 
 def build_python(ref: str, kwargs: dict[str, Any]):

@@ -127,6 +127,8 @@ class EvalConfig:
         attack: None, fgsm or pgd (:mod:`compressor.robustness`); PyTorch models only.
         eps: the attack's L-infinity budget in [0, 1] pixel units.
         steps / alpha: PGD iterations and step size (None: 2.5 * eps / steps).
+        output: the model output scored, by name (``compress info`` lists them; see
+            :func:`compressor.outputs.scored`); None: the only one, or the first of several.
     """
 
     model: ModelSpec | None = None
@@ -138,6 +140,7 @@ class EvalConfig:
     eps: float = 0.03
     steps: int = 10
     alpha: float | None = None
+    output: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
