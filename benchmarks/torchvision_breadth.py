@@ -48,6 +48,12 @@ TICK_S = 2.0  # how often a running step is looked at
 EXPORT_FLAGS = ("--samples", "4", "--no-simplify")
 # Smaller inputs than the task's example, for heavy models that accept them (stated in each row).
 INPUTS: dict[str, tuple[int, ...]] = {}
+# What the table cannot tell by itself about the recorded run (edit when the run resumes).
+NOTES = [
+    "This run ended after 15 models: the machine's other work paused both workers for 50 minutes "
+    "(during shufflenet_v2_x1_0 and squeezenet1_0, whose rows are therefore missing) and they "
+    "were stopped. The command resumes from the next model."
+]
 COMMAND = (
     "python -m benchmarks run torchvision_breadth (resumes; run as two workers: "
     "python -m benchmarks.torchvision_breadth --shard 0/2 & python -m benchmarks.torchvision_breadth --shard 1/2)"
@@ -334,11 +340,14 @@ def table(rows: list[dict]) -> str:
         "(classification 224x224, inception_v3 299x299; segmentation 520x520; video 16 frames of "
         "112x112, s3d / MViT / Swin3D 224x224; detection and optical flow: the one-tensor adapter's "
         "input, see docs/detection.md). MACs after / before is theoretical (counted, not timed). "
-        "Parity: max abs error of ONNX Runtime against the pruned PyTorch model per output. Shapes: "
+        "Parity: max abs error of ONNX Runtime against the pruned PyTorch model per output, next to the "
+        "largest absolute output (random-init classifiers can give outputs far below the 1e-5 absolute "
+        "tolerance, where parity says little; the largest output shows when). Shapes: "
         "the dense model's and the pruned artifact's outputs on the same input. A refusal is `compress`'s "
         "exit 3 with its one-line reason. Models missing from the table were not reached in this run; "
         "the command resumes where it stopped.\n",
     ]
+    out += [*NOTES, ""] if NOTES else []
     out += conditions_section(rows)
     bad = [r for r in rows if r["status"] != "pass"]
     if bad:
