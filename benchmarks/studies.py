@@ -702,6 +702,18 @@ STUDIES: tuple[Study, ...] = (
         },
     ),
     Study(
+        "torchvision_breadth",
+        "torchvision_breadth",
+        "every torchvision model of every task through prune (l1 0.5) -> export -> parity",
+        {
+            "all": Config(
+                _r("torchvision_breadth.md"),
+                ("--out", "{results}/torchvision_breadth"),
+                ("quantized_resnet18", "mobilenet_v3_small", "lraspp_mobilenet_v3_large"),
+            ),
+        },
+    ),
+    Study(
         "torchvision_detection",
         "torchvision_detection",
         "torchvision detection and optical-flow models through prune (l1 0.5) -> export -> parity -> bench",

@@ -83,3 +83,16 @@ def test_deadline_bounds_a_slow_trial():
     """A cut model that would run for minutes: the trial stops at its deadline and gives no verdict
     (pruning then goes ahead and reports its own failure)."""
     preflight.run(SlowWhenCut(), torch.randn(1, 3, 8, 8), ["head"], seconds=1.0)
+
+
+def test_deadline_inside_the_trace_is_no_refusal(monkeypatch):
+    """On a loaded machine the deadline can pass while torch-pruning traces the model: the trial
+    then gives no verdict (pruning goes ahead), instead of a refusal naming the alarm."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    example = torch.randn(1, 3, 8, 8)
+
+    def rings_while_tracing(*args, **kwargs):
+        raise preflight.PreflightTimeout  # what the alarm does when it rings inside the trace
+
+    monkeypatch.setattr(graph, "make_pruners", rings_while_tracing)
+    preflight.run(model, example, ["2"])  # no exception

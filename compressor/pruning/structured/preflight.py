@@ -39,8 +39,12 @@ PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes m
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
 
 
-class PreflightTimeout(Exception):
-    """The preflight's deadline passed (raised by the alarm inside a long step)."""
+class PreflightTimeout(BaseException):
+    """The preflight's deadline passed (raised by the alarm inside a long step).
+
+    An interrupt, like ``KeyboardInterrupt``: the alarm can ring inside torch-pruning's trace, whose
+    ``except Exception`` handlers (ours in :func:`graph.tracer_errors` among them) would otherwise
+    turn a slow trace into a refusal of a model that prunes."""
 
 
 @dataclass
