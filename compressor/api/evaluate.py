@@ -68,11 +68,11 @@ def evaluate(
         from compressor.train.loop import evaluate as torch_eval
 
         handle = spec.load()
-        handle.module, output, notes = _scored_module(handle.module, data, cfg.output)
+        handle.module, name, notes = _scored_module(handle.module, data, cfg.output)
         check_classes(handle.module, data)
         figures = {
             **torch_eval(handle.module, data, cfg.batch_size, cfg.limit),
-            "output": output,
+            "output": name,
             "notes": notes,
         }
         backend = "pytorch"
