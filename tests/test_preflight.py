@@ -8,7 +8,7 @@ import torch
 from compressor.errors import UnsupportedError, UsageError
 from compressor.pruning.structured import graph, preflight
 from tests.conftest import invoke
-from tests.preflight_models import FixedReshape, SlowWhenCut
+from tests.preflight_models import FixedReshape, SlowToTrace, SlowWhenCut
 
 SHAPE = "1,3,8,8"
 
@@ -83,3 +83,9 @@ def test_deadline_bounds_a_slow_trial():
     """A cut model that would run for minutes: the trial stops at its deadline and gives no verdict
     (pruning then goes ahead and reports its own failure)."""
     preflight.run(SlowWhenCut(), torch.randn(1, 3, 8, 8), ["head"], seconds=1.0)
+
+
+def test_deadline_inside_graph_tracing_is_no_verdict():
+    """The deadline can pass while torch-pruning traces the graph, inside the guard that turns
+    tracer failures into refusals: that is still no verdict, not "cannot prune this model"."""
+    preflight.run(SlowToTrace(), torch.randn(1, 3, 8, 8), ["head"], seconds=1.0)

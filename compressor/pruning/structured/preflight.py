@@ -39,8 +39,13 @@ PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes m
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
 
 
-class PreflightTimeout(Exception):
-    """The preflight's deadline passed (raised by the alarm inside a long step)."""
+class PreflightTimeout(BaseException):
+    """The preflight's deadline passed (raised by the alarm inside a long step).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: the alarm can ring inside torch-pruning or
+    inside :func:`graph.tracer_errors`, and every ``except Exception`` on the way up must let it
+    through (caught there, it became "torch-pruning cannot prune this model" on a slow machine).
+    """
 
 
 @dataclass
@@ -209,8 +214,6 @@ def _runs(model: nn.Module, example: Any, reference: dict[str, list[int]]) -> st
         with torch.no_grad():
             model.eval()
             out = model(*example) if isinstance(example, tuple) else model(example)
-    except PreflightTimeout:
-        raise
     except Exception as exc:  # noqa: BLE001 - any failure of the cut model is the finding
         return f"the forward pass fails after the cut ({type(exc).__name__}: {first_line(exc, 140)})"
     changed = outputs.changes(reference, {n: v for n, v in outputs.shapes(out).items() if n in reference})
