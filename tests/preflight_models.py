@@ -49,16 +49,6 @@ class SlowWhenCut(FixedReshape):
         return super().forward(x)
 
 
-class SlowToTrace(FixedReshape):
-    """Like :class:`FixedReshape`, but a forward that records gradients (torch-pruning tracing the
-    graph) takes minutes."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            time.sleep(120)
-        return super().forward(x)
-
-
 def fixed_reshape() -> nn.Module:
     return FixedReshape()
 

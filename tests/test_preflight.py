@@ -8,7 +8,7 @@ import torch
 from compressor.errors import UnsupportedError, UsageError
 from compressor.pruning.structured import graph, preflight
 from tests.conftest import invoke
-from tests.preflight_models import FixedReshape, SlowToTrace, SlowWhenCut
+from tests.preflight_models import FixedReshape, SlowWhenCut
 
 SHAPE = "1,3,8,8"
 
@@ -85,7 +85,13 @@ def test_deadline_bounds_a_slow_trial():
     preflight.run(SlowWhenCut(), torch.randn(1, 3, 8, 8), ["head"], seconds=1.0)
 
 
-def test_deadline_inside_graph_tracing_is_no_verdict():
-    """The deadline can pass while torch-pruning traces the graph, inside the guard that turns
+def test_deadline_inside_graph_tracing_is_no_verdict(monkeypatch):
+    """The deadline can pass while torch-pruning builds the graph, inside the guard that turns
     tracer failures into refusals: that is still no verdict, not "cannot prune this model"."""
-    preflight.run(SlowToTrace(), torch.randn(1, 3, 8, 8), ["head"], seconds=1.0)
+    from compressor.pruning.structured import coupling
+
+    def ring(pruner):
+        raise preflight.PreflightTimeout
+
+    monkeypatch.setattr(coupling, "keep_unmapped", ring)  # runs inside graph.tracer_errors
+    preflight.run(FixedReshape(), torch.randn(1, 3, 8, 8), ["head"])  # no verdict: no exception
