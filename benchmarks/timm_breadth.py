@@ -12,7 +12,8 @@ A family is one timm model module (``timm.list_modules()``: ``vision_transformer
 they are the small ones (counted on the meta device). The selection is kept in
 ``benchmarks/results/timm_breadth_models.json``.
 
-Each model runs in its own process under a time limit, so nothing hangs, through the library calls
+Each model runs in its own process under a time limit (600 s; ``TIMM_BREADTH_LIMIT_S`` sets
+another), so nothing hangs, through the library calls
 the CLI makes (``compress prune timm:NAME --method l1 --ratio 0.5`` then ``compress export`` of the
 result with ``--exporter torchscript --samples 4``: parity of ONNX Runtime against PyTorch on every
 output); the exit code recorded is the one the CLI would return. The input is small (96x96, passing ``img_size=96`` to
@@ -39,7 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 JSONL = RESULTS / "timm_breadth.jsonl"
 TABLE = RESULTS / "timm_breadth.md"
 MODELS = RESULTS / "timm_breadth_models.json"
-LIMIT_S = 600
+LIMIT_S = int(os.environ.get("TIMM_BREADTH_LIMIT_S", "600"))  # seconds per model
 # The TorchScript exporter and 4 parity samples (batches of 1 and 7) keep each export short; the
 # parity check itself is the export command's own.
 EXPORT: dict[str, Any] = {"exporter": "torchscript", "samples": 4}

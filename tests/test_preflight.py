@@ -96,3 +96,15 @@ def test_deadline_inside_the_trace_is_no_refusal(monkeypatch):
 
     monkeypatch.setattr(graph, "make_pruners", rings_while_tracing)
     preflight.run(model, example, ["2"])  # no exception
+
+
+def test_deadline_inside_graph_tracing_is_no_verdict(monkeypatch):
+    """The deadline can pass while torch-pruning builds the graph, inside the guard that turns
+    tracer failures into refusals: that is still no verdict, not "cannot prune this model"."""
+    from compressor.pruning.structured import coupling
+
+    def ring(pruner):
+        raise preflight.PreflightTimeout
+
+    monkeypatch.setattr(coupling, "keep_unmapped", ring)  # runs inside graph.tracer_errors
+    preflight.run(FixedReshape(), torch.randn(1, 3, 8, 8), ["head"])  # no verdict: no exception

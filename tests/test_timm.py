@@ -196,3 +196,19 @@ def test_restricted_timm_architectures_are_recognised(name):
     rule = graph.restriction(model)
     assert rule is not None, type(model).__name__
     assert graph.matched_layers(model, rule.blocks)
+
+
+def test_enum_attributes_survive_the_artifact(tmp_path):
+    """A ViT with ``dynamic_img_size`` keeps its patch tokens NHWC through ``output_fmt``, a ``str``
+    enum; the artifact's manifest once stored it as the string ``"Format.NHWC"`` and the reloaded
+    model (every pruned EVA, DINOv3 ViT) failed its first forward."""
+    from compressor.io.artifact import load_model, save_artifact
+
+    torch.manual_seed(0)
+    kwargs = {"img_size": 32, "patch_size": 8, "depth": 1, "dynamic_img_size": True}
+    handle = load_model("timm:vit_tiny_patch16_224", arch_kwargs=kwargs, input_shape=(1, 3, 32, 32))
+    save_artifact(handle, tmp_path / "vit.pt")
+    again = load_model(str(tmp_path / "vit.pt")).module.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), handle.module.eval()(x))

@@ -18,6 +18,7 @@ An artifact is a ``torch.save``-d dict of tensors and plain containers only, so 
 
 from __future__ import annotations
 
+import enum
 import pickle
 import zipfile
 from pathlib import Path
@@ -101,9 +102,16 @@ def structure_manifest(module: nn.Module) -> dict[str, dict[str, Any]]:
 
 
 def _is_simple(value: Any) -> bool:
+    """A plain number, string or flag (or a list of them). Enum members are not: a ``str`` enum
+    such as timm's ``Format.NHWC`` would come back as the string ``"Format.NHWC"``, and no pruner
+    changes one, so the fresh build's value stands."""
+    if isinstance(value, enum.Enum):
+        return False
     if isinstance(value, _SIMPLE):
         return True
-    return isinstance(value, (tuple, list)) and all(isinstance(v, _SIMPLE) for v in value)
+    return isinstance(value, (tuple, list)) and all(
+        isinstance(v, _SIMPLE) and not isinstance(v, enum.Enum) for v in value
+    )
 
 
 def _simple(value: Any) -> Any:
