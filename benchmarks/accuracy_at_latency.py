@@ -214,6 +214,8 @@ class Study:
         import torch
 
         path = self.work / f"fastnas_{target}.pkl"
+        if self.state.get(f"fastnas_{target}", {}).get("unreachable"):
+            return None
         if not path.exists():
             dense = self.dense_figures()
             macs = statistics.mean(
@@ -247,6 +249,10 @@ class Study:
             done = subprocess.run(
                 command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True
             )
+            if done.returncode and "constraints can be satisfied" in done.stdout + done.stderr:
+                self.state[f"fastnas_{target}"] = {"flops_limit": share, "unreachable": True}
+                self.save()
+                return None
             if done.returncode:
                 raise SystemExit(f"FastNAS failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
             report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -295,6 +301,8 @@ class Study:
                     if (method, target, seed) in done:
                         continue
                     module = self.module(method, target, seed)
+                    if module is None:  # the method cannot reach this budget
+                        continue
                     row = {"method": method, "target": target, "seed": seed, "load": load()}
                     row.update(
                         self.state[f"ours_{target}_{seed}"]["measured"]
@@ -375,7 +383,12 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
                 f"- {target}x, uniform: ratio {u['ratio']}, chosen by bisection, each candidate timed "
                 f"interleaved with our seed-{study.args.seeds[0]} model (ratio: our latency / its latency: {tried})"
             )
-        if f"fastnas_{target}" in s:
+        if s.get(f"fastnas_{target}", {}).get("unreachable"):
+            lines.append(
+                f"- {target}x, fastnas: no subnet of its search space is within {s[f'fastnas_{target}']['flops_limit']} "
+                "of the dense FLOPs (its smallest keeps 5% of each layer's channels, at least 8)"
+            )
+        elif f"fastnas_{target}" in s:
             f = s[f"fastnas_{target}"]
             lines.append(
                 f"- {target}x, fastnas: FLOPs limit {f['flops_limit']} of the dense model, search "
