@@ -83,3 +83,15 @@ def test_deadline_bounds_a_slow_trial():
     """A cut model that would run for minutes: the trial stops at its deadline and gives no verdict
     (pruning then goes ahead and reports its own failure)."""
     preflight.run(SlowWhenCut(), torch.randn(1, 3, 8, 8), ["head"], seconds=1.0)
+
+
+def test_deadline_while_the_dependency_graph_is_built_gives_no_verdict(monkeypatch):
+    """On a busy machine the deadline can pass while torch-pruning traces the model: that is no
+    verdict either (pruning goes ahead), not a refusal saying torch-pruning cannot prune it."""
+    from sample_models.models import simple_cnn
+
+    def deadline_passes(*args, **kwargs):
+        raise preflight.PreflightTimeout
+
+    monkeypatch.setattr(graph, "make_pruners", deadline_passes)
+    preflight.run(simple_cnn(), torch.randn(1, 1, 28, 28), ["10"])  # no exception

@@ -39,8 +39,13 @@ PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes m
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
 
 
-class PreflightTimeout(Exception):
-    """The preflight's deadline passed (raised by the alarm inside a long step)."""
+class PreflightTimeout(BaseException):
+    """The preflight's deadline passed (raised by the alarm inside a long step).
+
+    A BaseException, like KeyboardInterrupt, so that handlers of ordinary failures (the tracer's
+    ``except Exception``, a model's own code) let it through to :func:`run`, which then gives no
+    verdict instead of reporting the interruption as the model's failure.
+    """
 
 
 @dataclass
