@@ -70,7 +70,7 @@ def commands(path: Path) -> list[Command]:
                 marked = NOT_RUN.search(before)
                 not_run = marked.group(1) if marked else None
             else:
-                lang = None
+                lang, before = None, ""  # a marker applies to the next block only
             continue
         if lang is None:
             before = raw if raw.strip() else before
