@@ -329,6 +329,7 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
     import torch_pruning
 
     s, dense = study.state, study.state["dense"]
+    loads = [float(r["load"].split("/")[0]) for r in rows] or [0.0]
     steps = -(-len(study.train) // 128)
     cap = study.args.max_batches
     budget = "one epoch" if not cap or (steps and cap >= steps) else f"{cap} steps (of {steps} in an epoch)"
@@ -400,8 +401,9 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
         "",
         "## Conditions\n",
         f"- {os.cpu_count()}-core CPU ({platform.machine()}), no GPU; training and evaluation with "
-        f"{study.args.threads} threads; load average (1/5/15 min) {start_load} at the start, {load()} at the end; "
-        f"the whole study took {seconds / 60:.0f} min.",
+        f"{study.args.threads} threads; 1-minute load average {min(loads):.1f} to {max(loads):.1f} when the "
+        f"rows were measured (other jobs shared the machine: latency ratios are interleaved, so both "
+        f"models of a pair saw the same load); {study.state.get('elapsed_s', seconds) / 60:.0f} min in all.",
         f"- Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
         f"{onnxruntime.__version__}, torch-pruning {torch_pruning.__version__}; FastNAS from "
         "nvidia-modelopt 0.47.0 in a separate environment.",
@@ -433,10 +435,13 @@ def main() -> None:
         args.methods = [m for m in args.methods if m != "fastnas"]
         print("no --peer-python: FastNAS left out", file=sys.stderr)
     args.work = args.work or str(Path(tempfile.gettempdir()) / f"compressor_{Path(args.out).name}_work")
-    command = " ".join(["python -m benchmarks.accuracy_at_latency", *sys.argv[1:]])
+    shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--work" and sys.argv[i : i + 1] != ["--work"]]
+    command = " ".join(["python -m benchmarks.accuracy_at_latency", *shown])  # the cache folder is local
     start, start_load = time.perf_counter(), load()
     study = Study(args)
     rows = study.run()
+    study.state["elapsed_s"] = study.state.get("elapsed_s", 0.0) + time.perf_counter() - start
+    study.save()
     Path(args.out + ".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     Path(args.out + ".md").write_text(table(study, rows, command, start_load, time.perf_counter() - start))
     print(Path(args.out + ".md").read_text())

@@ -183,9 +183,9 @@ STUDIES: tuple[Study, ...] = (
         "accuracy_at_latency",
         "accuracy at equal measured latency: budgeted l1 against uniform l1 (bare torch-pruning) and FastNAS",
         {
-            "resnet_wide": Config(
+            "resnet_small": Config(
                 _r("accuracy_at_latency.md"),
-                ("--out", "{results}/accuracy_at_latency"),
+                ("--max-batches", "211", "--out", "{results}/accuracy_at_latency"),
                 (
                     "--model",
                     "sample_models/resnet_small.pt",
