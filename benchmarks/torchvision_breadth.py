@@ -50,9 +50,9 @@ EXPORT_FLAGS = ("--samples", "4", "--no-simplify")
 INPUTS: dict[str, tuple[int, ...]] = {}
 # What the table cannot tell by itself about the recorded run (edit when the run resumes).
 NOTES = [
-    "This run ended after 15 models: the machine's other work paused both workers for 50 minutes "
-    "(during shufflenet_v2_x1_0 and squeezenet1_0, whose rows are therefore missing) and they "
-    "were stopped. The command resumes from the next model."
+    "The run was stopped after 30 models to free the machine, and raft_small's earlier row (made "
+    "before optical flow was compared on its own scale) was removed: it is among the models not run "
+    "yet. The command resumes from the next model."
 ]
 COMMAND = (
     "python -m benchmarks run torchvision_breadth (resumes; run as two workers: "

@@ -290,6 +290,19 @@ def test_a_target_beyond_the_floor_is_reported_with_the_floor_plan():
     assert any("--max-layer-ratio 0.5" in n for n in report.notes)
 
 
+def test_an_out_of_reach_latency_target_is_planned_short_of_the_floor():
+    from compressor.pruning.structured.budget.land import reach
+
+    speed = BudgetConfig(target_speedup=4.0)  # floor 100 / 40 = 2.5x: 4x is out of reach
+    assert reach(speed, 4.0, 100.0, 40.0) == pytest.approx(100 / (40 + 0.05 * 60))
+    assert reach(speed, 2.4, 100.0, 40.0) == pytest.approx(2.5)  # within reach: the floor bounds the plan
+    macs = BudgetConfig(target_macs=0.1)  # exact counts: the closest plan is the floor
+    assert reach(macs, 10.0, 100.0, 40.0) == pytest.approx(2.5)
+    handle, report, meter = _land(BudgetConfig(target_speedup=50.0), max_layer_ratio=0.9, round_to=1)
+    assert not report.figures["landed"]
+    assert handle.module[0].out_channels == 5  # the floor leaves 4; 95% of the saving needs 5.4
+
+
 def test_macs_target_lands_within_the_band():
     handle = load_model("sample:resnet_small")
     base = sum(1 for _ in handle.module.parameters())

@@ -177,7 +177,7 @@ def preview(
     model_cost = _layer_cost(structure, budget, unit, latency_model, log)
     cost = _plan_cost(structure, model_cost, dense)
     dense_total = cost.total({g.name: g.width for g in structure.groups})
-    ceiling = dense_total / max(cost.total(floor_plan(structure.groups)), 1e-12)
+    ceiling = reach(budget, _target(budget, dense), dense_total, cost.total(floor_plan(structure.groups)))
     internal = min(max(_target(budget, dense), MIN_FACTOR), ceiling)
     plan = allocate(structure.groups, cost, dense_total / internal, budget.lookahead)
     pruned = copy.deepcopy(model)
@@ -240,6 +240,16 @@ def _plan_cost(structure: Structure, model_cost: Any, dense: float) -> PlanCost:
     return PlanCost(list(structure.layers.values()), groups, lambda n, i, o: scale * fn(n, i, o))
 
 
+def reach(budget: BudgetConfig, target: float, dense_total: float, floor_total: float) -> float:
+    """The highest internal target worth planning: the floor plan's estimated factor, except for a
+    measured target clearly beyond it, which is planned to ``budget.reach_share`` of the largest
+    estimated saving (the cuts nearest the floor save the least time per channel)."""
+    floor = dense_total / max(floor_total, 1e-12)
+    if not budget.measured or target <= floor:
+        return floor
+    return dense_total / max(floor_total + (1 - budget.reach_share) * (dense_total - floor_total), 1e-12)
+
+
 def _target(budget: BudgetConfig, dense: float) -> float:
     """The factor (dense / pruned figure) the budget asks for, given the dense figure."""
     if budget.kind == "speedup":
@@ -270,7 +280,7 @@ def _attempts(
 ) -> tuple[list[Attempt], tuple[Attempt, nn.Module]]:
     dense_plan = {g.name: g.width for g in structure.groups}
     dense_total = cost.total(dense_plan)
-    ceiling = dense_total / max(cost.total(floor_plan(structure.groups)), 1e-12)
+    ceiling = reach(budget, _target(budget, dense), dense_total, cost.total(floor_plan(structure.groups)))
     internal = min(max(_target(budget, dense), MIN_FACTOR), ceiling)
     attempts: list[Attempt] = []
     kept: tuple[Attempt, nn.Module] | None = None

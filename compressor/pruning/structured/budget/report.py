@@ -123,8 +123,14 @@ def _landing_notes(landing, budget: BudgetConfig, max_layer_ratio: float) -> lis
     if attempt.at_floor and reading.factor < landing.target:
         notes.append(
             f"the target needs more than {flag('max_layer_ratio')} {max_layer_ratio} allows "
-            "(every group that saves anything is at its floor): raise it, prune more layers "
-            "(fewer --ignore, no --keep-residual) or relax the target"
+            "(even every group at its floor falls short"
+            + (
+                f"; a latency target out of reach is planned to {budget.reach_share:.0%} of the largest "
+                "saving, since the last cuts before the floor buy little time for much accuracy"
+                if budget.measured
+                else ""
+            )
+            + "): raise it, prune more layers (fewer --ignore, no --keep-residual) or relax the target"
         )
     return notes
 
