@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchmarks import breadth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -262,33 +263,13 @@ def run_one(family: str, name: str) -> dict:
 
 
 def conditions() -> dict:
-    """Versions and machine, written with every row."""
-    import onnxruntime
-    import timm
-    import torch
-    import torch_pruning
-
-    return {
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "torch_pruning": torch_pruning.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "load_1min": round(os.getloadavg()[0], 1),
-        "machine": platform.machine(),
-    }
+    """Versions, machine and load, written with every row."""
+    return breadth_rows.conditions("timm")
 
 
 def load_rows() -> dict[str, dict]:
     """The latest row of every family."""
-    rows: dict[str, dict] = {}
-    if JSONL.exists():
-        for line in JSONL.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["family"]] = row
-    return rows
+    return breadth_rows.latest_rows(JSONL, "family")
 
 
 def table(rows: list[dict]) -> str:

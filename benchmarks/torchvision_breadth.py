@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import breadth_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -248,32 +249,12 @@ def _spent(row: dict) -> float:
 
 def conditions() -> dict:
     """Versions, machine and load, written with every row."""
-    import onnxruntime
-    import torch
-    import torch_pruning
-    import torchvision
-
-    return {
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torch_pruning": torch_pruning.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "load_1min": round(os.getloadavg()[0], 1),
-        "machine": platform.machine(),
-    }
+    return breadth_rows.conditions("torchvision")
 
 
 def load_rows() -> dict[str, dict]:
     """The latest row of every model."""
-    rows: dict[str, dict] = {}
-    if JSONL.exists():
-        for line in JSONL.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["model"]] = row
-    return rows
+    return breadth_rows.latest_rows(JSONL, "model")
 
 
 def _macs(r: dict) -> str:

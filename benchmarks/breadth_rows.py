@@ -1,0 +1,38 @@
+"""What the resumable breadth studies share: the conditions written with every row, and the latest
+row of every model from their JSON-lines file."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+
+
+def conditions(*packages: str) -> dict:
+    """Versions of torch, torch-pruning, onnxruntime and ``packages``; threads, CPUs, load, machine."""
+    import torch
+
+    versions = {
+        name.replace("-", "_"): importlib.import_module(name).__version__
+        for name in ("torch", *packages, "torch_pruning", "onnxruntime")
+    }
+    return {
+        **versions,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 1),
+        "machine": platform.machine(),
+    }
+
+
+def latest_rows(jsonl: Path, key: str) -> dict[str, dict]:
+    """The last row written for every ``row[key]`` (a rerun replaces the earlier row)."""
+    rows: dict[str, dict] = {}
+    if jsonl.exists():
+        for line in jsonl.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row[key]] = row
+    return rows
