@@ -51,9 +51,8 @@ EXPORT_FLAGS = ("--samples", "4", "--no-simplify")
 INPUTS: dict[str, tuple[int, ...]] = {}
 # What the table cannot tell by itself about the recorded run (edit when the run resumes).
 NOTES = [
-    "The run was stopped after 30 models to free the machine, and raft_small's earlier row (made "
-    "before optical flow was compared on its own scale) was removed: it is among the models not run "
-    "yet. The command resumes from the next model."
+    "The run was stopped after 54 of 121 models to free the machine; the command resumes from the "
+    "next model. raft_small was run again after optical flow came to be compared on its own scale."
 ]
 COMMAND = (
     "python -m benchmarks run torchvision_breadth (resumes; run as two workers: "
