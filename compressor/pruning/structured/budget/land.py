@@ -116,16 +116,7 @@ def land(
 ) -> Landing:
     """Prune a copy of ``handle.module`` to ``budget`` (see the module docstring); ``handle`` is
     left as it was."""
-    model, example = handle.module, handle.example_input()
-    unit = round_to or (budget.unit if budget.measured else 1)  # counts have no kernel blocks
-    structure = find_structure(model, example, importance(), ignored, max_layer_ratio, unit)
-    if budget.sensitivity:
-        structure = _with_sensitivity(structure, budget.sensitivity)
-    if not structure.groups:
-        raise UnsupportedError(
-            "no prunable group is left to meet the budget",
-            "check --ignore and --keep-residual: every layer is kept",
-        )
+    structure, unit = _structure(handle, budget, importance, ignored, max_layer_ratio, round_to)
     with tempfile.TemporaryDirectory(prefix="compressor-budget-") as tmp:
         gauge = (meter or meters.default_meter)(budget, handle, Path(tmp))
         dense = gauge.dense()
@@ -163,22 +154,12 @@ def preview(
     from compressor.stats import count_macs, count_params
 
     model, example = handle.module, handle.example_input()
-    unit = round_to or (budget.unit if budget.measured else 1)
-    structure = find_structure(model, example, importance(), ignored, max_layer_ratio, unit)
-    if budget.sensitivity:
-        structure = _with_sensitivity(structure, budget.sensitivity)
-    if not structure.groups:
-        raise UnsupportedError(
-            "no prunable group is left to meet the budget",
-            "check --ignore and --keep-residual: every layer is kept",
-        )
+    structure, unit = _structure(handle, budget, importance, ignored, max_layer_ratio, round_to)
     with tempfile.TemporaryDirectory(prefix="compressor-budget-") as tmp:
         dense = (meter or meters.default_meter)(budget, handle, Path(tmp)).dense()
     model_cost = _layer_cost(structure, budget, unit, latency_model, log)
     cost = _plan_cost(structure, model_cost, dense)
-    dense_total = cost.total({g.name: g.width for g in structure.groups})
-    ceiling = reach(budget, _target(budget, dense), dense_total, cost.total(floor_plan(structure.groups)))
-    internal = min(max(_target(budget, dense), MIN_FACTOR), ceiling)
+    dense_total, ceiling, internal = _first_aim(budget, structure, cost, dense)
     plan = allocate(structure.groups, cost, dense_total / internal, budget.lookahead)
     pruned = copy.deepcopy(model)
     apply_plan(pruned, example, importance, plan.plan, ignored)
@@ -240,6 +221,29 @@ def _plan_cost(structure: Structure, model_cost: Any, dense: float) -> PlanCost:
     return PlanCost(list(structure.layers.values()), groups, lambda n, i, o: scale * fn(n, i, o))
 
 
+def _structure(handle, budget: BudgetConfig, importance, ignored, max_layer_ratio, round_to):
+    """The model's groups (priced by the sensitivity scan when given) and the width unit."""
+    unit = round_to or (budget.unit if budget.measured else 1)  # counts have no kernel blocks
+    structure = find_structure(
+        handle.module, handle.example_input(), importance(), ignored, max_layer_ratio, unit
+    )
+    if budget.sensitivity:
+        structure = _with_sensitivity(structure, budget.sensitivity)
+    if not structure.groups:
+        raise UnsupportedError(
+            "no prunable group is left to meet the budget",
+            "check --ignore and --keep-residual: every layer is kept",
+        )
+    return structure, unit
+
+
+def _first_aim(budget: BudgetConfig, structure: Structure, cost: PlanCost, dense: float):
+    """The dense plan's estimate, the highest internal target worth planning, and the first one."""
+    dense_total = cost.total({g.name: g.width for g in structure.groups})
+    ceiling = reach(budget, _target(budget, dense), dense_total, cost.total(floor_plan(structure.groups)))
+    return dense_total, ceiling, min(max(_target(budget, dense), MIN_FACTOR), ceiling)
+
+
 def reach(budget: BudgetConfig, target: float, dense_total: float, floor_total: float) -> float:
     """The highest internal target worth planning: the floor plan's estimated factor, except for a
     measured target clearly beyond it, which is planned to ``budget.reach_share`` of the largest
@@ -278,10 +282,7 @@ def _attempts(
     dense: float,
     log,
 ) -> tuple[list[Attempt], tuple[Attempt, nn.Module]]:
-    dense_plan = {g.name: g.width for g in structure.groups}
-    dense_total = cost.total(dense_plan)
-    ceiling = reach(budget, _target(budget, dense), dense_total, cost.total(floor_plan(structure.groups)))
-    internal = min(max(_target(budget, dense), MIN_FACTOR), ceiling)
+    dense_total, ceiling, internal = _first_aim(budget, structure, cost, dense)
     attempts: list[Attempt] = []
     kept: tuple[Attempt, nn.Module] | None = None
     for number in range(budget.retries + 1):
