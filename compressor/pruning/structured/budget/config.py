@@ -56,6 +56,10 @@ class BudgetConfig:
             to the floor: the last cuts before the floor buy little time for much accuracy
             (resnet_small at 3x: the floor plan measured 2.1-2.3x and kept 48% accuracy after
             fine-tuning, a uniform cut at 2.25x kept 86%).
+        closest_share: when even the fastest measured plan falls short of a latency target, the
+            least-cut plan measured within this share of the fastest one is kept (found by a
+            bisection of at most ``retries`` more plans): near the floor, the cost model promises
+            time that op overhead does not give back.
     """
 
     target_speedup: float | None = None
@@ -79,6 +83,7 @@ class BudgetConfig:
     exporter: str = "auto"
     sensitivity: str | None = None
     reach_share: float = 0.95
+    closest_share: float = 0.95
 
     def __post_init__(self) -> None:
         given = [name for name in TARGETS if getattr(self, name) is not None]
@@ -101,8 +106,9 @@ class BudgetConfig:
             )
         if self.target_latency_ms is not None and not self.target_latency_ms > 0:
             raise UsageError(f"--target-latency-ms must be > 0, got {self.target_latency_ms}")
-        if not 0 < self.reach_share <= 1:
-            raise UsageError(f"reach_share must be in (0, 1], got {self.reach_share}")
+        for name in ("reach_share", "closest_share"):
+            if not 0 < getattr(self, name) <= 1:
+                raise UsageError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         for name in ("target_macs", "target_params"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:

@@ -304,7 +304,71 @@ def _attempts(
         if attempt.landed:
             break
         internal = min(max(_rescale(attempts, budget), MIN_FACTOR), ceiling)
-    return attempts, kept  # type: ignore[return-value]  # the first attempt always runs
+    assert kept is not None  # the first attempt always runs
+    if budget.measured and not kept[0].landed and _out_of_reach(attempts, budget):
+        kept = _back_off(handle, structure, cost, gauge, budget, importance, ignored, attempts, kept, log)
+    return attempts, kept
+
+
+def _out_of_reach(attempts: list[Attempt], budget: BudgetConfig) -> bool:
+    """The deepest plan was measured and even the fastest attempt falls short of the target."""
+    fastest = max(attempts, key=lambda a: a.reading.factor)
+    target = _target(budget, fastest.reading.dense)
+    return any(a.at_floor for a in attempts) and fastest.reading.factor < budget.speedup_low * target
+
+
+def _back_off(
+    handle,
+    structure: Structure,
+    cost: PlanCost,
+    gauge: meters.Meter,
+    budget: BudgetConfig,
+    importance,
+    ignored: list[str],
+    attempts: list[Attempt],
+    kept: tuple[Attempt, nn.Module],
+    log,
+) -> tuple[Attempt, nn.Module]:
+    """Out of reach, keep the least-cut plan measured within ``budget.closest_share`` of the
+    fastest attempt: the deepest cuts are where the cost model promises time that the measured
+    model does not give back. Bisection in log space on the internal target, between the fastest
+    attempt's measured factor (a plan estimated to give what was measured) and its estimate, at
+    most ``budget.retries`` plans more."""
+    fastest = max(attempts, key=lambda a: a.reading.factor)
+    enough = budget.closest_share * fastest.reading.factor
+    lo, hi = math.log(max(fastest.reading.factor, MIN_FACTOR)), math.log(max(fastest.estimate, MIN_FACTOR))
+    best = kept if kept[0] is fastest else None
+    for number in range(budget.retries):
+        if hi - lo < 0.01:
+            break
+        internal = math.exp(lo if number == 0 else (lo + hi) / 2)
+        plan = allocate(
+            structure.groups,
+            cost,
+            cost.total({g.name: g.width for g in structure.groups}) / internal,
+            budget.lookahead,
+        )
+        if any(a.plan == plan.plan for a in attempts):
+            known = next(a for a in attempts if a.plan == plan.plan)
+            reading, module = known.reading, None
+        else:
+            module = copy.deepcopy(handle.module)
+            apply_plan(module, handle.example_input(), importance, plan.plan, ignored)
+            reading = gauge.compare(module)
+            attempts.append(
+                Attempt(internal, plan.factor, False, plan.plan, reading, landed(budget, reading))
+            )
+            log(
+                f"budget back-off {number + 1}: planned {plan.factor:.3f}x, measured {reading.factor:.3f}x "
+                f"(the fastest plan measured {fastest.reading.factor:.3f}x)"
+            )
+        if reading.factor >= enough:
+            hi = math.log(max(plan.factor, MIN_FACTOR))
+            if module is not None and (best is None or plan.factor < best[0].estimate):
+                best = (attempts[-1], module)
+        else:
+            lo = math.log(max(plan.factor, MIN_FACTOR))
+    return best or kept
 
 
 def _rescale(attempts: list[Attempt], budget: BudgetConfig) -> float:

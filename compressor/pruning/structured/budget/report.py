@@ -120,7 +120,13 @@ def _landing_notes(landing, budget: BudgetConfig, max_layer_ratio: float) -> lis
         f"not landed: {budget.describe()} asked, measured {got} after {len(landing.attempts)} "
         f"attempt(s); the closest plan is kept"
     )
-    if attempt.at_floor and reading.factor < landing.target:
+    fastest = max(landing.attempts, key=lambda a: a.reading.factor)
+    if fastest is not attempt:
+        notes.append(
+            f"the fastest plan measured {fastest.reading.factor:.3f}x; kept the least-cut plan measured "
+            f"within {budget.closest_share:.0%} of it ({reading.factor:.3f}x), which keeps more channels"
+        )
+    if any(a.at_floor for a in landing.attempts) and reading.factor < landing.target:
         notes.append(
             f"the target needs more than {flag('max_layer_ratio')} {max_layer_ratio} allows "
             "(even every group at its floor falls short"
