@@ -271,6 +271,38 @@ def landed(budget: BudgetConfig, reading: meters.Reading) -> bool:
     return low * target <= reading.factor <= budget.speedup_high * target
 
 
+@dataclass
+class _Search:
+    """Plans made and measured against the dense model; every measured plan is an attempt."""
+
+    handle: Any
+    structure: Structure
+    cost: PlanCost
+    gauge: meters.Meter
+    budget: BudgetConfig
+    importance: Any
+    ignored: list[str]
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def plan(self, internal: float):
+        """The allocation aiming at the internal target factor."""
+        dense_total = self.cost.total({g.name: g.width for g in self.structure.groups})
+        return allocate(self.structure.groups, self.cost, dense_total / internal, self.budget.lookahead)
+
+    def known(self, plan) -> Attempt | None:
+        """The attempt that already measured these widths."""
+        return next((a for a in self.attempts if a.plan == plan.plan), None)
+
+    def measure(self, plan, internal: float, at_floor: bool) -> tuple[Attempt, nn.Module]:
+        """Prune a copy to ``plan``, measure it, and record the attempt."""
+        module = copy.deepcopy(self.handle.module)
+        apply_plan(module, self.handle.example_input(), self.importance, plan.plan, self.ignored)
+        reading = self.gauge.compare(module)
+        attempt = Attempt(internal, plan.factor, at_floor, plan.plan, reading, landed(self.budget, reading))
+        self.attempts.append(attempt)
+        return attempt, module
+
+
 def _attempts(
     handle,
     structure: Structure,
@@ -282,32 +314,27 @@ def _attempts(
     dense: float,
     log,
 ) -> tuple[list[Attempt], tuple[Attempt, nn.Module]]:
-    dense_total, ceiling, internal = _first_aim(budget, structure, cost, dense)
-    attempts: list[Attempt] = []
+    _, ceiling, internal = _first_aim(budget, structure, cost, dense)
+    search = _Search(handle, structure, cost, gauge, budget, importance, ignored)
     kept: tuple[Attempt, nn.Module] | None = None
     for number in range(budget.retries + 1):
-        plan = allocate(structure.groups, cost, dense_total / internal, budget.lookahead)
-        if any(a.plan == plan.plan for a in attempts):
+        plan = search.plan(internal)
+        if search.known(plan):
             break  # the same widths again: measuring them tells nothing new
-        module = copy.deepcopy(handle.module)
-        apply_plan(module, handle.example_input(), importance, plan.plan, ignored)
-        reading = gauge.compare(module)
-        at_floor = not plan.reached or internal >= ceiling
-        attempt = Attempt(internal, plan.factor, at_floor, plan.plan, reading, landed(budget, reading))
-        attempts.append(attempt)
+        attempt, module = search.measure(plan, internal, not plan.reached or internal >= ceiling)
         log(
             f"budget attempt {number + 1}: planned {plan.factor:.3f}x (aimed {internal:.3f}x), measured "
-            f"{reading.factor:.3f}x, target {_target(budget, reading.dense):.3f}x"
+            f"{attempt.reading.factor:.3f}x, target {_target(budget, attempt.reading.dense):.3f}x"
             + (" - landed" if attempt.landed else "")
         )
         kept = _closer(kept, (attempt, module), budget)
         if attempt.landed:
             break
-        internal = min(max(_rescale(attempts, budget), MIN_FACTOR), ceiling)
+        internal = min(max(_rescale(search.attempts, budget), MIN_FACTOR), ceiling)
     assert kept is not None  # the first attempt always runs
-    if budget.measured and not kept[0].landed and _out_of_reach(attempts, budget):
-        kept = _back_off(handle, structure, cost, gauge, budget, importance, ignored, attempts, kept, log)
-    return attempts, kept
+    if budget.measured and not kept[0].landed and _out_of_reach(search.attempts, budget):
+        kept = _back_off(search, kept, log)
+    return search.attempts, kept
 
 
 def _out_of_reach(attempts: list[Attempt], budget: BudgetConfig) -> bool:
@@ -317,55 +344,32 @@ def _out_of_reach(attempts: list[Attempt], budget: BudgetConfig) -> bool:
     return any(a.at_floor for a in attempts) and fastest.reading.factor < budget.speedup_low * target
 
 
-def _back_off(
-    handle,
-    structure: Structure,
-    cost: PlanCost,
-    gauge: meters.Meter,
-    budget: BudgetConfig,
-    importance,
-    ignored: list[str],
-    attempts: list[Attempt],
-    kept: tuple[Attempt, nn.Module],
-    log,
-) -> tuple[Attempt, nn.Module]:
+def _back_off(search: _Search, kept: tuple[Attempt, nn.Module], log) -> tuple[Attempt, nn.Module]:
     """Out of reach, keep the least-cut plan measured within ``budget.closest_share`` of the
     fastest attempt: the deepest cuts are where the cost model promises time that the measured
     model does not give back. Bisection in log space on the internal target, between the fastest
     attempt's measured factor (a plan estimated to give what was measured) and its estimate, at
     most ``budget.retries`` plans more."""
-    fastest = max(attempts, key=lambda a: a.reading.factor)
-    enough = budget.closest_share * fastest.reading.factor
+    fastest = max(search.attempts, key=lambda a: a.reading.factor)
+    enough = search.budget.closest_share * fastest.reading.factor
     lo, hi = math.log(max(fastest.reading.factor, MIN_FACTOR)), math.log(max(fastest.estimate, MIN_FACTOR))
     best = kept if kept[0] is fastest else None
-    for number in range(budget.retries):
+    for number in range(search.budget.retries):
         if hi - lo < 0.01:
             break
         internal = math.exp(lo if number == 0 else (lo + hi) / 2)
-        plan = allocate(
-            structure.groups,
-            cost,
-            cost.total({g.name: g.width for g in structure.groups}) / internal,
-            budget.lookahead,
-        )
-        if any(a.plan == plan.plan for a in attempts):
-            known = next(a for a in attempts if a.plan == plan.plan)
-            reading, module = known.reading, None
-        else:
-            module = copy.deepcopy(handle.module)
-            apply_plan(module, handle.example_input(), importance, plan.plan, ignored)
-            reading = gauge.compare(module)
-            attempts.append(
-                Attempt(internal, plan.factor, False, plan.plan, reading, landed(budget, reading))
-            )
+        plan = search.plan(internal)
+        attempt, module = search.known(plan), None
+        if attempt is None:
+            attempt, module = search.measure(plan, internal, False)
             log(
-                f"budget back-off {number + 1}: planned {plan.factor:.3f}x, measured {reading.factor:.3f}x "
-                f"(the fastest plan measured {fastest.reading.factor:.3f}x)"
+                f"budget back-off {number + 1}: planned {plan.factor:.3f}x, measured "
+                f"{attempt.reading.factor:.3f}x (the fastest plan measured {fastest.reading.factor:.3f}x)"
             )
-        if reading.factor >= enough:
+        if attempt.reading.factor >= enough:
             hi = math.log(max(plan.factor, MIN_FACTOR))
             if module is not None and (best is None or plan.factor < best[0].estimate):
-                best = (attempts[-1], module)
+                best = (attempt, module)
         else:
             lo = math.log(max(plan.factor, MIN_FACTOR))
     return best or kept
