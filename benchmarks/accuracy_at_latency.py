@@ -1,6 +1,6 @@
 """Accuracy at equal measured latency: budgeted l1 against uniform l1 and NVIDIA FastNAS.
 
-One trained model (``--model``, by default ``sample_models/resnet_small.pt``, Fashion-MNIST), the
+One trained model (``--model``, by default ``sample_models/resnet_wide.pt``, Fashion-MNIST), the
 mobile profile (ONNX Runtime, one thread, batch 1), target speed-ups 1.5x, 2x and 3x, three fine-tuning seeds:
 
 - **ours**: ``compress prune --method l1 --target-speedup T --sensitivity S`` (the budget engine:
@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-MODEL = ROOT / "sample_models" / "resnet_small.pt"
+MODEL = ROOT / "sample_models" / "resnet_wide.pt"
 GRID = tuple(round(0.05 + 0.025 * i, 3) for i in range(31))  # uniform ratios 0.05 .. 0.8
 METHODS = ("ours", "uniform", "fastnas")
 

@@ -57,6 +57,20 @@ _BIG = (
     "vgg19_bn regnet_y_32gf convnext_large vit_l_16 vit_l_32 vit_h_14 regnet_y_128gf"
 ).split()
 _DIAG = "resnet50 resnet101 resnet152 wide_resnet50_2 wide_resnet101_2 regnet_x_32gf regnet_y_32gf".split()
+
+
+def _aal_quick(model: str) -> tuple[str, ...]:
+    """A smoke run of the accuracy-at-latency study on a sample model: one target, one seed."""
+    return ("--model", f"sample_models/{model}.pt", "--targets", "2", "--seeds", "0", "--methods", "ours") + (
+        "uniform",
+        "--max-batches",
+        "5",
+        "--min-time",
+        "0.3",
+        "--no-sensitivity",
+    )
+
+
 _RECOVERY = ("--method", "l1", "--ratio", "0.5", "--epochs", "3", "--max-batches", "0")
 _RECOVERY_QUICK = (
     "--epochs",
@@ -183,25 +197,22 @@ STUDIES: tuple[Study, ...] = (
         "accuracy_at_latency",
         "accuracy at equal measured latency: budgeted l1 against uniform l1 (bare torch-pruning) and FastNAS",
         {
-            "resnet_small": Config(
+            "resnet_wide": Config(
                 _r("accuracy_at_latency.md"),
-                ("--max-batches", "211", "--out", "{results}/accuracy_at_latency"),
+                ("--model", "sample_models/resnet_wide.pt", "--out", "{results}/accuracy_at_latency"),
+                _aal_quick("resnet_wide"),
+            ),
+            "resnet_small": Config(
+                _r("accuracy_at_latency_resnet_small.md"),
                 (
                     "--model",
                     "sample_models/resnet_small.pt",
-                    "--targets",
-                    "2",
-                    "--seeds",
-                    "0",
-                    "--methods",
-                    "ours",
-                    "uniform",
                     "--max-batches",
-                    "5",
-                    "--min-time",
-                    "0.3",
-                    "--no-sensitivity",
+                    "211",
+                    "--out",
+                    "{results}/accuracy_at_latency_resnet_small",
                 ),
+                _aal_quick("resnet_small"),
             ),
         },
     ),
