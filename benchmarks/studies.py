@@ -199,7 +199,14 @@ STUDIES: tuple[Study, ...] = (
         {
             "resnet_wide": Config(
                 _r("accuracy_at_latency.md"),
-                ("--model", "sample_models/resnet_wide.pt", "--out", "{results}/accuracy_at_latency"),
+                (
+                    "--model",
+                    "sample_models/resnet_wide.pt",
+                    "--max-batches",
+                    "211",
+                    "--out",
+                    "{results}/accuracy_at_latency",
+                ),
                 _aal_quick("resnet_wide"),
             ),
             "resnet_small": Config(
