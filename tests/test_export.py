@@ -7,6 +7,8 @@ benchmarks/export_quantize.py. Everything runs in-process so the exporter warms 
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -25,7 +27,7 @@ from compressor.cli.app import app
 from compressor.errors import CheckFailed, InputError, UnsupportedError, UsageError
 from compressor.export import parity, quantize, sparse
 from compressor.export.config import ExportConfig
-from compressor.export.onnx_export import history_summary
+from compressor.export.onnx_export import history_summary, one_input
 from compressor.io.artifact import load_model, save_artifact
 from tests.conftest import seed_all
 
@@ -64,8 +66,22 @@ class TwoScales(nn.Module):
         zero = x.flatten(1)[:, :4] * 0
         return zero + 1e8 + 1.0, zero + 1.0 + 5e-8
 
+class Causal(nn.Module):
+    """Attention whose forward takes a bool flag with a default, as timm's EVA does."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x, is_causal: bool = False):
+        q, k, v = self.qkv(x.reshape(x.shape[0], 2, 8)).chunk(3, dim=-1)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=is_causal).flatten(1)
+
 def noisy():
     return Noisy()
+
+def causal():
+    return Causal()
 
 def two_scales():
     return TwoScales()
@@ -462,6 +478,19 @@ def test_float32_rounding_is_judged_per_output(user_models, tmp_path, monkeypatc
     with pytest.raises(CheckFailed, match=r"not rounding: against a float64 run, the export is off by 0\.01"):
         run_export(f"{user_models}:two_scales", tmp_path / "t.onnx", shape=(1, 16), exporter="torchscript")
     assert leftovers(tmp_path) == ["code"]
+
+
+def test_torchscript_exporter_takes_a_forward_with_a_bool_default(user_models, tmp_path):
+    """The TorchScript-based exporter feeds a forward's defaults in as tensors; only the example
+    tensor goes in, the flag keeps its default and the forward stays the model's own."""
+    result = run_export(f"{user_models}:causal", tmp_path / "c.onnx", shape=(1, 16), exporter="torchscript")
+    assert result.figures["exporter"] == "torchscript" and result.figures["parity_passed"]
+    session = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    model = importlib.import_module(user_models).causal()
+    with one_input(model):
+        assert list(inspect.signature(model.forward).parameters) == ["x"]
+    assert "forward" not in vars(model)  # the model is left as it was
 
 
 def test_parity_failure_of_a_random_model_says_it_is_not_deterministic(user_models, tmp_path):
