@@ -6,9 +6,10 @@ forward pass at batch 1; they are a theoretical cost, never a measured speed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,30 @@ def forward_macs(forward: Callable[[torch.Tensor], Any], example: torch.Tensor) 
 
     counter = FlopCounterMode(display=False)
     try:
-        with counter:
+        with counter, _frozen(forward):
             forward(example)
     except Exception as exc:  # noqa: BLE001 - any forward failure means the shape does not fit
         raise forward_failure(exc, tuple(example.shape)) from None
     return int(counter.get_total_flops() // 2)
+
+
+@contextlib.contextmanager
+def _frozen(forward: Callable[[torch.Tensor], Any]) -> Iterator[None]:
+    """Parameters that need no gradient while MACs are counted (restored after).
+
+    ``FlopCounterMode`` tracks modules by hooking the gradients of their inputs; a view of a
+    parameter taken under ``no_grad`` (a class token expanded to the batch, as in PiT) needs a
+    gradient yet has no gradient function, and that hook fails on it. With no parameter needing a
+    gradient, no tensor does.
+    """
+    params = [p for p in forward.parameters() if p.requires_grad] if isinstance(forward, nn.Module) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def compressed_bytes(data: bytes) -> int:

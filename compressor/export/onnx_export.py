@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,7 @@ def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: 
 
     axes = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if dynamic else None
     buf = io.BytesIO()
-    with quiet():
+    with quiet(), one_input(module):
         torch.onnx.export(
             module,
             (example,),
@@ -133,6 +134,32 @@ def _torchscript(module: nn.Module, example: torch.Tensor, opset: int, dynamic: 
             do_constant_folding=True,
         )
     return onnx.load_from_string(buf.getvalue())
+
+
+@contextlib.contextmanager
+def one_input(module: nn.Module) -> Iterator[None]:
+    """``module.forward`` seen as taking the example tensor only, while the TorchScript-based
+    exporter traces it.
+
+    That exporter appends the defaults of a forward's other parameters to its inputs, and the
+    tracer turns a ``bool`` among them into a tensor: ``forward(x, is_causal=False)`` (timm's EVA)
+    then hands ``scaled_dot_product_attention`` a tensor ``is_causal`` and the export fails.
+    Parameter names, and so the graph's initializers, are unchanged.
+    """
+    own = module.__dict__.get("forward")
+    bound = module.forward
+
+    def forward(x: torch.Tensor) -> Any:
+        return bound(x)
+
+    module.forward = forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own is None:
+            del module.forward
+        else:
+            module.forward = own
 
 
 @contextlib.contextmanager

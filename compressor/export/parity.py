@@ -212,6 +212,37 @@ def check(
 
 
 DIAGNOSIS_MAX_PARAMS = 200_000_000  # a float64 copy beside the float32 model and ORT: skip above
+ROUNDING_FACTOR = 3.0  # an output within this many times PyTorch float32's own error: rounding
+
+
+@dataclass(frozen=True)
+class Float64:
+    """Per output, how far PyTorch float32 and the export each are from a float64 run of the model
+    (max abs), or that PyTorch float32 is not deterministic (then the lists are empty).
+
+    Two float32 evaluations that order their sums differently are each off from the exact result
+    by rounding of the same size; an export whose output is within ``ROUNDING_FACTOR`` times
+    PyTorch float32's own distance from float64 is as exact as PyTorch float32 itself.
+    """
+
+    torch_fp32: list[float] = field(default_factory=list)
+    exported: list[float] = field(default_factory=list)
+    nondeterministic: bool = False
+
+    def rounding(self, output: int) -> bool:
+        """True when output number ``output`` of the export is off by no more than rounding."""
+        if self.nondeterministic or output >= len(self.exported):
+            return False
+        return self.exported[output] <= ROUNDING_FACTOR * max(self.torch_fp32[output], 1e-12)
+
+    def figures(self) -> dict[str, float]:
+        """Flat figures, worst over outputs."""
+        if self.nondeterministic:
+            return {"nondeterministic": 1.0}
+        return {
+            "torch_fp32_vs_fp64_max_abs": max(self.torch_fp32),
+            "exported_vs_fp64_max_abs": max(self.exported),
+        }
 
 
 def float64_diagnosis(
@@ -220,14 +251,14 @@ def float64_diagnosis(
     inputs: np.ndarray,
     fixed: int | None,
     disagreement: float = 0.0,
-) -> dict[str, float] | None:
-    """How far PyTorch float32 and ``candidate`` each are from a float64 run of ``module``.
+) -> Float64 | None:
+    """How far PyTorch float32 and ``candidate`` each are from a float64 run of ``module``, per output.
 
     A disagreement beyond the tolerances can be float32 rounding that PyTorch itself shows (deep
     random-init networks whose outputs reach 1e1-1e4) rather than an export error. None when the
-    module cannot run in float64 or has more than DIAGNOSIS_MAX_PARAMS parameters;
-    ``{"nondeterministic": 1.0}`` when PyTorch float32 itself gives outputs on two runs of the same
-    inputs that differ by at least a tenth of ``disagreement`` (the export's max abs error).
+    module cannot run in float64 or has more than DIAGNOSIS_MAX_PARAMS parameters; ``nondeterministic``
+    when PyTorch float32 itself gives outputs on two runs of the same inputs that differ by at least
+    a tenth of ``disagreement`` (the export's max abs error).
     """
     import copy
 
@@ -249,21 +280,22 @@ def float64_diagnosis(
             default=0.0,
         )
         if drift > 0 and drift >= 0.1 * disagreement:
-            return {"nondeterministic": 1.0}
+            return Float64(nondeterministic=True)
         wide = torch_runner(copy.deepcopy(module).double().eval(), torch.float64)
         ref = run_batches(wide, used, sizes)
         got = run_batches(candidate, used, sizes)
     except Exception:  # noqa: BLE001 - an op without a float64 kernel: no diagnosis
         return None
-    if not (len(ref) == len(f32) == len(got)) or any(r.shape != g.shape for r, g in zip(ref, got)):
+    if not ref or not (len(ref) == len(f32) == len(got)) or any(r.shape != g.shape for r, g in zip(ref, got)):
         return None
 
-    def worst(outs: list[np.ndarray]) -> float:
-        return max(
-            float(np.abs(o.astype(np.float64) - r.astype(np.float64)).max()) for o, r in zip(outs, ref)
-        )
+    def off(outs: list[np.ndarray]) -> list[float]:
+        return [
+            float(np.abs(o.astype(np.float64) - r.astype(np.float64)).max()) if r.size else 0.0
+            for o, r in zip(outs, ref)
+        ]
 
-    return {"torch_fp32_vs_fp64_max_abs": worst(f32), "exported_vs_fp64_max_abs": worst(got)}
+    return Float64(off(f32), off(got))
 
 
 def make_inputs(shape: Sequence[int], samples: int, seed: int, real: np.ndarray | None = None) -> np.ndarray:
