@@ -142,3 +142,18 @@ def test_deadline_inside_graph_tracing_is_no_verdict(monkeypatch):
 
     monkeypatch.setattr(coupling, "keep_unmapped", ring)  # runs inside graph.tracer_errors
     preflight.run(FixedReshape(), torch.randn(1, 3, 8, 8), ["head"])  # no verdict: no exception
+
+
+def test_deadline_during_a_later_search_keeps_the_groups_found(monkeypatch):
+    """The deadline rings in the second search: the first group found is kept (pruning goes ahead
+    with it kept), no refusal."""
+    locate, calls = preflight._locate, []
+
+    def rings_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise preflight.PreflightTimeout
+        return locate(*args, **kwargs)
+
+    monkeypatch.setattr(preflight, "_locate", rings_the_second_time)
+    assert len(keep_breaking(3)) == 1
