@@ -22,6 +22,22 @@ class FixedReshape(nn.Module):
         return self.head(x.reshape(x.shape[0], 32 * 8 * 8))
 
 
+class FixedReshapes(nn.Module):
+    """``n`` branches, each flattened to a hard-coded width into its own head (the heads' outputs
+    summed): each branch is a group of its own, and cutting any one of them breaks the model."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.branches = nn.ModuleList(nn.Conv2d(8, 4, 3, padding=1) for _ in range(n))
+        self.heads = nn.ModuleList(nn.Linear(4 * 8 * 8, 10) for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        flat = [torch.relu(b(x)).reshape(x.shape[0], 4 * 8 * 8) for b in self.branches]
+        return torch.stack([h(f) for h, f in zip(self.heads, flat)]).sum(0)
+
+
 class TwoInputs(nn.Module):
     """A forward that needs two tensors."""
 

@@ -99,7 +99,7 @@ def test_a_changed_output_is_refused_with_its_name(tmp_path, monkeypatch):
     """With the output tracing off (only the last layer, the head, kept), the encoder is pruned and
     ``aux`` shrinks: the shape check refuses it and writes nothing."""
     monkeypatch.setattr(graph, "output_makers", lambda model, example: {})
-    monkeypatch.setattr(preflight, "run", lambda *args, **kwargs: None)  # the check after pruning
+    monkeypatch.setattr(preflight, "run", lambda *args, **kwargs: {})  # the check after pruning
     out = tmp_path / "p.pt"
     r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out)
     assert r.code == 3, r.stderr
@@ -107,12 +107,26 @@ def test_a_changed_output_is_refused_with_its_name(tmp_path, monkeypatch):
     assert not out.exists()
 
 
-def test_preflight_names_the_layer_behind_a_changed_output(tmp_path, monkeypatch):
+def test_preflight_keeps_the_layer_behind_a_changed_output(tmp_path, monkeypatch):
     """The same model, output tracing off: the preflight's trial cut sees ``aux`` change before
-    anything is pruned and names the layer that makes it."""
+    anything is pruned, keeps the layer that makes it and says so; ``aux`` keeps its shape."""
     monkeypatch.setattr(graph, "output_makers", lambda model, example: {})
     out = tmp_path / "p.pt"
-    r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out)
+    r = invoke(
+        "prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out, "--json"
+    )
+    assert r.code == 0, r.stderr
+    assert _shapes(out)["aux"] == [1, 64]
+    notes = [n for n in r.json()["notes"] if "output 'aux' changes shape" in n]
+    assert len(notes) == 1 and notes[0].endswith(": encoder.1.0")
+
+
+def test_strict_preflight_names_the_layer_behind_a_changed_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(graph, "output_makers", lambda model, example: {})
+    out = tmp_path / "p.pt"
+    r = invoke(
+        "prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out, "--strict"
+    )
     assert r.code == 3, r.stderr
     assert "cutting channels of 'encoder.1.0' breaks the model: output 'aux' changes shape" in r.stderr
     assert "--ignore 'encoder.1.0'" in r.stderr and not out.exists()

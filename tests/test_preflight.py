@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from compressor.errors import UnsupportedError, UsageError
+from compressor.io.artifact import load_model
 from compressor.pruning.structured import graph, preflight
 from tests.conftest import invoke
-from tests.preflight_models import FixedReshape, SlowWhenCut
+from tests.preflight_models import FixedReshape, FixedReshapes, SlowWhenCut
 
 SHAPE = "1,3,8,8"
 
@@ -21,12 +22,46 @@ def prune(ref: str, tmp_path, *extra: str):
     return result, out
 
 
-def test_fixed_width_reshape_names_the_group_and_the_ignore(tmp_path):
-    result, out = prune("tests.preflight_models:fixed_reshape", tmp_path)
+def test_a_group_whose_cut_breaks_the_model_is_kept_and_named(tmp_path):
+    """A reshape to a fixed width: ``body`` is kept unpruned (as --ignore would keep it), the rest is
+    pruned, and the report says which layer was kept and why."""
+    result, out = prune("tests.preflight_models:fixed_reshape", tmp_path, "--json")
+    assert result.code == 0, result.stderr
+    body = result.json()
+    kept = [n for n in body["notes"] if "cutting it breaks the model" in n]
+    assert len(kept) == 1 and kept[0].endswith(": body") and "RuntimeError: shape" in kept[0]
+    model = load_model(str(out)).module
+    assert model.body.out_channels == 32 and model.stem.out_channels < 16  # kept; the rest pruned
+    model(torch.randn(1, 3, 8, 8))  # and it runs
+
+
+def test_strict_names_the_group_and_the_ignore(tmp_path):
+    result, out = prune("tests.preflight_models:fixed_reshape", tmp_path, "--strict")
     assert result.code == 3
     assert "cutting channels of 'body' breaks the model" in result.stderr
     assert "--ignore 'body'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def keep_breaking(n: int) -> dict[str, str]:
+    """The preflight on ``n`` branches whose cut each breaks the model (the heads kept)."""
+    model, example = FixedReshapes(n), torch.randn(1, 3, 8, 8)
+    return preflight.run(model, example, graph.ignored_layers(model, example, ()), seconds=600)
+
+
+def test_each_breaking_group_is_kept_in_turn():
+    kept = keep_breaking(3)
+    assert sorted(kept) == ["branches.0", "branches.1", "branches.2"]
+    assert all(why.startswith(preflight.KEPT_REASON) for why in kept.values())
+
+
+def test_more_breaking_groups_than_the_bound_is_refused_naming_them_all(monkeypatch):
+    monkeypatch.setattr(preflight, "KEEP_AT_MOST", 2)
+    with pytest.raises(UnsupportedError) as caught:
+        keep_breaking(3)
+    line = caught.value.one_line()
+    assert "breaks the model" in line and "3 groups break it when cut" in line
+    assert all(f"branches.{i}" in line for i in range(3)) and "--method magnitude" in line
 
 
 def test_the_suggested_ignore_makes_it_prune(tmp_path):
@@ -57,8 +92,7 @@ def test_ignore_pattern_matching_nothing_is_bad_usage(tmp_path):
 def test_preflight_leaves_the_model_untouched():
     model = FixedReshape()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(UnsupportedError, match="'body'"):
-        preflight.run(model, torch.randn(1, 3, 8, 8), ["head"])
+    assert list(preflight.run(model, torch.randn(1, 3, 8, 8), ["head"])) == ["body"]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -108,3 +142,18 @@ def test_deadline_inside_graph_tracing_is_no_verdict(monkeypatch):
 
     monkeypatch.setattr(coupling, "keep_unmapped", ring)  # runs inside graph.tracer_errors
     preflight.run(FixedReshape(), torch.randn(1, 3, 8, 8), ["head"])  # no verdict: no exception
+
+
+def test_deadline_during_a_later_search_keeps_the_groups_found(monkeypatch):
+    """The deadline rings in the second search: the first group found is kept (pruning goes ahead
+    with it kept), no refusal."""
+    locate, calls = preflight._locate, []
+
+    def rings_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise preflight.PreflightTimeout
+        return locate(*args, **kwargs)
+
+    monkeypatch.setattr(preflight, "_locate", rings_the_second_time)
+    assert len(keep_breaking(3)) == 1

@@ -99,6 +99,13 @@ def prune(
             "output keeps its shape: the layers that make it are not pruned."
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Structured: refuse when cutting a group breaks the model (exit 3), instead of keeping "
+            "that group unpruned and naming it in the report."
+        ),
+    ] = P.strict,
     layers: Annotated[
         str, typer.Option(help="Masked methods: layer types (conv,linear) or name patterns to prune.")
     ] = ",".join(P.layers),
@@ -217,6 +224,7 @@ def prune(
             keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
             allow_output_change=tuple(allow_output_change or ()),
+            strict=strict,
             layers=tuple(v.strip() for v in layers.split(",") if v.strip()),
             keep_first_last=keep_first_last,
             data=data,

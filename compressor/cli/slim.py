@@ -110,6 +110,13 @@ def slim(
             "output keeps its shape: the layers that make it are not pruned."
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse when cutting a group breaks the model (exit 3), instead of keeping that group "
+            "unpruned and naming it in the report."
+        ),
+    ] = S.strict,
     weight_threshold: Annotated[
         float, typer.Option(help="After fine-tuning, zero weights with |w| below this (0: off).")
     ] = S.weight_threshold,
@@ -162,6 +169,7 @@ def slim(
             keep_residual=keep_residual,
             ignore=tuple(ignore or ()),
             allow_output_change=tuple(allow_output_change or ()),
+            strict=strict,
             weight_threshold=weight_threshold,
             gamma_plot=gamma_plot,
             max_batches=max_batches,

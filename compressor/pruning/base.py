@@ -50,6 +50,8 @@ class PruneConfig:
         allow_output_change: structured: names of outputs (``compress info`` lists them: ``output``
             for one tensor, dict keys such as ``aux``) whose shape pruning may change; every other
             output keeps its shape (the layers that make it are not pruned, and a change is refused).
+        strict: structured: refuse (exit 3) when the preflight's trial cut of a group breaks the
+            model, instead of keeping that group unpruned and naming it in the report.
         layers: which layers a masked method touches: types ("conv", "linear") or name patterns.
         keep_first_last: masked methods: leave the model's first and last conv/linear layers in
             forward order (the stem or patch embedding and the classifier) dense, as the Wanda
@@ -92,6 +94,7 @@ class PruneConfig:
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
     allow_output_change: tuple[str, ...] = ()
+    strict: bool = False
     layers: tuple[str, ...] = ("conv", "linear")
     keep_first_last: bool = False
     data: str | None = None
@@ -300,6 +303,8 @@ class SlimConfig:
         keep_residual: keep channels joined by residual additions (prune inside blocks only).
         allow_output_change: names of outputs whose shape slimming may change (see
             :class:`PruneConfig`).
+        strict: refuse when cutting a group breaks the model instead of keeping it (see
+            :class:`PruneConfig`).
         device: where both phases train: auto (CUDA when present), cpu or cuda.
     """
 
@@ -319,6 +324,7 @@ class SlimConfig:
     keep_residual: bool = False
     ignore: tuple[str, ...] = ()
     allow_output_change: tuple[str, ...] = ()
+    strict: bool = False
     weight_threshold: float = SlimmingConfig.weight_threshold
     gamma_plot: str | None = SlimmingConfig.gamma_plot
     max_batches: int | None = SlimmingConfig.max_batches
@@ -347,6 +353,7 @@ class SlimConfig:
             keep_residual=self.keep_residual,
             ignore=self.ignore,
             allow_output_change=self.allow_output_change,
+            strict=self.strict,
             finetune_epochs=self.finetune_epochs,
             finetune_lr=self.lr,
             finetune_schedule=self.finetune_schedule,

@@ -52,7 +52,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
     ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
         taken = graph.capped_global_plan(
@@ -93,7 +93,7 @@ def preview(
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
     rows, figures = land.preview(
         handle,
         cfg.budget,
@@ -125,7 +125,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:

@@ -11,9 +11,13 @@ The preflight runs first, on a copy, within :data:`PREFLIGHT_SECONDS`:
 3. at least one conv/linear layer must be left to prune;
 4. a trial cut: every coupled group loses a few channels at once and the copy must still run and
    return outputs of the same shapes. When it does not, the groups are cut one by one on a fresh
-   copy to name the first group that breaks, with the ``--ignore`` pattern that skips it.
+   copy to name the first group that breaks it. That group is kept (as ``--ignore`` would keep it)
+   and the search repeats, up to :data:`KEEP_AT_MOST` groups; the kept groups are returned with
+   the reason, for the report. With ``strict`` (``--strict``) it refuses instead, naming the group
+   and the ``--ignore`` pattern that keeps it; past that many groups it refuses naming them all.
 
 Every refusal is exit 3 (:class:`UnsupportedError`) with the reason and the fix; nothing is written.
+All searches share the one deadline: the preflight takes :data:`PREFLIGHT_SECONDS` at most.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 from torch import nn
@@ -35,8 +39,16 @@ from compressor import outputs
 from compressor.errors import UnsupportedError, UsageError, closest, first_line
 from compressor.pruning.structured import graph
 
+if TYPE_CHECKING:
+    from compressor.pruning.base import PruneConfig
+
 PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes may take longer to prune
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
+# Groups whose cut breaks the model that are kept before the preflight refuses: a model needing
+# more is not one structured pruning follows (timm's convit_tiny needs 3 at 96x96; nf_regnet_b0,
+# whose every scaled-weight conv breaks when cut, would need 38). Each costs one more search.
+KEEP_AT_MOST = 8
+KEPT_REASON = "cutting it breaks the model"
 
 
 class PreflightTimeout(BaseException):
@@ -94,6 +106,11 @@ def check_ignore_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
             )
 
 
+def options(cfg: PruneConfig) -> dict[str, Any]:
+    """The preflight's settings in a prune config (``run``'s keyword arguments)."""
+    return {"round_to": cfg.round_to, "allowed": cfg.allow_output_change, "strict": cfg.strict}
+
+
 def run(
     model: nn.Module,
     example: Any,
@@ -103,7 +120,8 @@ def run(
     round_to: int | None = None,
     allowed: Iterable[str] = (),
     seconds: float = PREFLIGHT_SECONDS,
-) -> None:
+    strict: bool = False,
+) -> dict[str, str]:
     """Refuse (exit 3, or 2 for bad ``--ignore`` patterns) when the model cannot be pruned as asked.
 
     Args:
@@ -113,7 +131,13 @@ def run(
         patterns: the user's ``--ignore`` patterns (checked against the layer names).
         round_to: the channel multiple pruning will use.
         allowed: outputs the user lets change shape (``--allow-output-change``).
-        seconds: the time budget; past it the trial stops and pruning goes ahead.
+        seconds: the time budget of every search together; past it the preflight stops and
+            pruning goes ahead (with the groups found so far kept).
+        strict: refuse at the first group whose cut breaks the model instead of keeping it.
+
+    Returns:
+        Layers to keep unpruned besides ``ignored`` (name -> why): the groups whose cut breaks the
+        model, at most :data:`KEEP_AT_MOST`. Pruning must keep them too.
     """
     check_ignore_patterns(model, patterns)
     ignored = list(ignored)
@@ -128,29 +152,66 @@ def run(
             "layer outside the kept ones)",
             "check --ignore, or use an unstructured method for other layer types",
         )
+    found: dict[str, str] = {}
     deadline = Deadline(seconds)
     try:
         with alarm(deadline):
-            failure = _trial(model, example, ignored, round_to, reference, deadline, None)
-            if failure is None:
-                return
-            culprit = _locate(model, example, ignored, round_to, reference, deadline)
+            _keep_breaking(model, example, ignored, round_to, reference, deadline, strict, found)
     except PreflightTimeout:
-        return  # no verdict in time: pruning goes ahead and reports its own failure, if any
-    _refuse(failure, culprit)
+        pass  # no (further) verdict in time: pruning goes ahead and reports its own failure, if any
+    return found
 
 
-def _refuse(failure: str, culprit: str | None) -> None:
-    if culprit is None:
+def _keep_breaking(
+    model: nn.Module,
+    example: Any,
+    ignored: list[str],
+    round_to: int | None,
+    reference: dict[str, list[int]],
+    deadline: Deadline,
+    strict: bool,
+    found: dict[str, str],
+) -> None:
+    """Add to ``found``, one search at a time, each group whose cut breaks the model; refuse when
+    one cannot be kept (strict, no name, already kept, or more than :data:`KEEP_AT_MOST`). ``found``
+    is the caller's, so the groups found before the deadline rings are kept.
+
+    The first trial cuts every group at once (one forward: the usual, passing case); each search
+    after it cuts the groups one by one and ends on the whole cut, so it also says when all pass.
+    """
+    if _trial(model, example, ignored, round_to, reference, deadline, None) is None:
+        return
+    while True:
+        culprit, failure = _locate(model, example, ignored + list(found), round_to, reference, deadline)
+        if failure is None:
+            return
+        if strict or culprit is None or culprit in found or len(found) >= KEEP_AT_MOST:
+            _refuse(failure, culprit, found)
+        found[culprit] = f"{KEPT_REASON}: {failure}"
+
+
+def _refuse(failure: str, culprit: str | None, found: dict[str, str]) -> NoReturn:
+    """Exit 3: the group that breaks the model (and those kept before it), or the failure alone
+    when no one group is to blame (or keeping it did not help)."""
+    if culprit is None or culprit in found:
         raise UnsupportedError(
             f"structured pruning would break this model: {failure}",
             "--ignore the blocks that hold the failing part, or use an unstructured "
             "method such as --method magnitude",
         )
+    message = f"cutting channels of '{culprit}' breaks the model: {failure}"
+    if not found:
+        raise UnsupportedError(
+            message,
+            f"add --ignore '{culprit}' (its group is then kept), or use an unstructured "
+            "method such as --method magnitude",
+        )
+    names = [*found, culprit]
     raise UnsupportedError(
-        f"cutting channels of '{culprit}' breaks the model: {failure}",
-        f"add --ignore '{culprit}' (its group is then kept), or use an unstructured "
-        "method such as --method magnitude",
+        message,
+        f"{len(names)} groups break it when cut ({', '.join(names)}), more than the {KEEP_AT_MOST} "
+        "kept on their own: use an unstructured method such as --method magnitude, or --ignore "
+        "each of them (more may follow)",
     )
 
 
@@ -161,7 +222,7 @@ def _trial(
     round_to: int | None,
     reference: dict[str, list[int]],
     deadline: Deadline,
-    stop_after: Callable[[str], bool] | None,
+    stop_after: Callable[[str | None], bool] | None,
 ) -> str | None:
     """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure, if any.
 
@@ -182,7 +243,7 @@ def _trial(
                 continue
             root, _ = graph._out_root(pruner, group)
             failure = _runs(trial, example, reference)
-            if failure is not None and stop_after(names.get(root, "?")):
+            if failure is not None and stop_after(names.get(root) if root is not None else None):
                 return failure
     return _runs(trial, example, reference)
 
@@ -194,16 +255,17 @@ def _locate(
     round_to: int | None,
     reference: dict[str, list[int]],
     deadline: Deadline,
-) -> str | None:
-    """The first group whose cut alone breaks the model (cuts applied one by one on a fresh copy)."""
-    found: list[str] = []
+) -> tuple[str | None, str | None]:
+    """The first group whose cut breaks the model (cuts applied one by one on a fresh copy) and how
+    it breaks; ``(None, failure)`` when only the whole cut breaks it; ``(None, None)`` when it runs."""
+    found: list[str | None] = []
 
-    def stop(name: str) -> bool:
+    def stop(name: str | None) -> bool:
         found.append(name)
         return True
 
-    _trial(model, example, ignored, round_to, reference, deadline, stop)
-    return found[0] if found else None
+    failure = _trial(model, example, ignored, round_to, reference, deadline, stop)
+    return (found[0] if found else None), failure
 
 
 def _runs(model: nn.Module, example: Any, reference: dict[str, list[int]]) -> str | None:

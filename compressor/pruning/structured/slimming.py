@@ -74,7 +74,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
     taken = graph.capped_global_plan(
         model,
         example,
@@ -103,7 +103,7 @@ def preview(
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
     rows, figures = land.preview(
         handle,
         cfg.budget,
@@ -129,7 +129,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    preflight.run(model, example, reasons, cfg.ignore, round_to=cfg.round_to, allowed=cfg.allow_output_change)
+    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])

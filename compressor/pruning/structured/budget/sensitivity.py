@@ -104,7 +104,7 @@ def scan(handle, cfg: SensitivityConfig, log: Callable[[str], None] = lambda lin
     model, x = handle.module, handle.example_input()
     graph.check_supported(model)
     ignored = list(graph.ignored_layers(model, x, (), False))
-    preflight.run(model, x, ignored, round_to=cfg.round_to)
+    ignored += list(preflight.run(model, x, ignored, round_to=cfg.round_to))
     importance = lambda: norm.importance(cfg.method, cfg.seed)  # noqa: E731
     structure = find_structure(model, x, importance(), ignored, 1.0, 1)
     val = load_data(cfg.data, "val")
