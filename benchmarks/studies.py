@@ -202,6 +202,9 @@ STUDIES: tuple[Study, ...] = (
                 (
                     "--model",
                     "sample_models/resnet_wide.pt",
+                    "--targets",
+                    "2",
+                    "3",
                     "--max-batches",
                     "211",
                     "--out",
