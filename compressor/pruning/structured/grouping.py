@@ -9,10 +9,11 @@ walks multiply with each such block, and one group of ReXNet-1.0 took minutes to
 reshape folds channels with positions (timm EfficientViT-MSRA attention), the indices it carries
 grow past the layers' widths and the walk filled the memory. :class:`Graph` walks each (layer,
 pruning function, channel, root channel) once: an edge passes on only the channels its target has
-not seen, and a channel past the width of a conv, linear or BatchNorm layer is recorded there (so
-scoring the group fails as before and :func:`coupling.keep_unmapped` keeps its root) but not
-followed further. Every index mapping torch-pruning has maps channels one by one, so the group is
-torch-pruning's, merged the same way; groups are remembered until one of them is pruned.
+not seen; and a walk that carries a channel past the width of a conv, linear or BatchNorm layer
+ends there (scoring that group fails as before and :func:`coupling.keep_unmapped` keeps its root;
+the layers it did not reach are listed as roots of their own groups). Every index mapping
+torch-pruning has maps channels one by one, so every other group is torch-pruning's, merged the
+same way. Groups are remembered until one of them is pruned.
 
 Every graph our structured methods build is a :class:`Graph`: :func:`build` for the ones we read
 ourselves, :func:`pruners_use_graph` while a torch-pruning pruner builds its own.
@@ -126,9 +127,10 @@ def walk(
     """Every (dependency, channels) reached from ``start`` carrying ``idxs``, depth first in
     torch-pruning's order; each (target, function, channel, root channel) is passed on once.
 
-    A walk that carries a channel past the ``width`` of a layer it reaches stops there: the graph
-    maps that group's channels wrongly (a reshape that folds channels with positions); scoring it
-    fails as on torch-pruning's own group, so :func:`coupling.keep_unmapped` keeps its root.
+    A walk that carries a channel past the ``width`` of a layer it reaches ends there: the graph
+    maps that group's channels wrongly (a reshape that folds channels with positions); scoring the
+    part found fails as on torch-pruning's whole group, so :func:`coupling.keep_unmapped` keeps
+    its root.
     Where channels are reached from so many root channels that a walk passes :data:`ROOTED_LIMIT`
     entries, each (target, function, channel) is passed on once, with the first root channel.
     """
@@ -164,8 +166,9 @@ def _walk(
                 return None
             found.append((nxt, fresh))
             limit = width(nxt.target, nxt.handler)
-            if limit is None or max(i.idx for i in fresh) < limit:
-                stack.append((nxt, fresh))  # else past the layer's channels: not followed
+            if limit is not None and max(i.idx for i in fresh) >= limit:
+                return found  # past the layer's channels: the group cannot be mapped, nor pruned
+            stack.append((nxt, fresh))
     return found
 
 
