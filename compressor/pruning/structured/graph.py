@@ -28,7 +28,7 @@ from compressor.errors import UnsupportedError, UsageError, first_line
 from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
 from compressor.outputs import run_forward as outputs_run_forward
-from compressor.pruning.structured import coupling
+from compressor.pruning.structured import coupling, grouping
 from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -256,7 +256,7 @@ def make_pruner(
 ) -> tp.pruner.BasePruner:
     """torch-pruning's pruner over ``model`` with our ignored layers, heads and rounding."""
     heads = {k: v for k, v in attention_heads(model).items() if not isinstance(k, nn.MultiheadAttention)}
-    with adapter_tracing(model), tracer_errors():
+    with adapter_tracing(model), tracer_errors(), grouping.pruners_use_graph():
         pruner = tp.pruner.BasePruner(
             model,
             example,
@@ -534,10 +534,9 @@ def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
     names = {m: n for n, m in model.named_modules()}
     returned: list[Any] = []
     with adapter_tracing(model), tracer_errors():
-        dg = tp.DependencyGraph().build_dependency(
+        dg = grouping.build(
             model,
-            example_inputs=example,
-            verbose=False,
+            example,
             forward_fn=lambda m, x: m(*x) if isinstance(x, tuple) else m(x),
             output_transform=lambda out: returned.append(out) or out,
         )
@@ -580,7 +579,7 @@ def residual_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
         return []  # restricted architectures already keep their sub-block outputs
     names = {m: n for n, m in model.named_modules()}
     with adapter_tracing(model), tracer_errors():
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        dg = grouping.build(model, example)
     found: list[str] = []
     for group in dg.get_all_groups(root_module_types=PRUNABLE):
         deps = [dep for dep, _ in group]

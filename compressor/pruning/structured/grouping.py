@@ -1,0 +1,203 @@
+"""Coupled groups in linear time: torch-pruning's dependency graph with each channel followed once.
+
+torch-pruning finds the group of one layer's output channels by walking its dependency graph from
+that layer, carrying the channel indices through every edge (concatenation, split, slice, reshape
+offsets). It stops a walk only where the same layer, pruning function and whole index list were
+already reached, so where paths join with different index lists (a residual added onto a channel
+slice, ``torch.cat([y[:, :c] + x, y[:, c:]])`` in timm ReXNet) every path is walked again: the
+walks multiply with each such block, and one group of ReXNet-1.0 took minutes to list. Where a
+reshape folds channels with positions (timm EfficientViT-MSRA attention), the indices it carries
+grow past the layers' widths and the walk filled the memory. :class:`Graph` walks each (layer,
+pruning function, channel, root channel) once: an edge passes on only the channels its target has
+not seen; and a walk that carries a channel past the width of a conv, linear or BatchNorm layer
+ends there (scoring that group fails as before and :func:`coupling.keep_unmapped` keeps its root;
+the layers it did not reach are listed as roots of their own groups). Every index mapping
+torch-pruning has maps channels one by one, so every other group is torch-pruning's, merged the
+same way. Groups are remembered until one of them is pruned.
+
+Every graph our structured methods build is a :class:`Graph`: :func:`build` for the ones we read
+ourselves, :func:`pruners_use_graph` while a torch-pruning pruner builds its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from numbers import Number
+from typing import Any
+
+import torch_pruning as tp
+from torch import nn
+from torch_pruning import ops
+from torch_pruning._helpers import _HybridIndex as Index
+from torch_pruning.dependency import index_mapping
+
+
+class Group(tp.Group):
+    """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)."""
+
+    def prune(self, *args: Any, **kwargs: Any) -> Any:
+        self._DG.forget()
+        return super().prune(*args, **kwargs)
+
+
+class Graph(tp.DependencyGraph):
+    """torch-pruning's ``DependencyGraph`` whose groups are found with each channel walked once and
+    remembered until one of them is pruned (a pruner lists every group two or three times: to count
+    channels, to find unmappable groups, to rank)."""
+
+    builds = 0  # graphs built in this process (read by tests: one prune builds a bounded number)
+    walks = 0  # groups walked (not answered from memory) in this process
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forget()
+
+    def build_dependency(self, *args: Any, **kwargs: Any) -> Graph:
+        type(self).builds += 1
+        self.forget()
+        return super().build_dependency(*args, **kwargs)
+
+    def forget(self) -> None:
+        """Drop the remembered groups (the model's widths are about to change)."""
+        self._remembered: dict[tuple[Any, ...], Group] = {}
+
+    def get_pruning_group(
+        self, module: nn.Module, pruning_fn: Callable, idxs: Sequence[int] | int
+    ) -> tp.Group:
+        """The group of slices coupled to ``idxs`` of ``module`` under ``pruning_fn`` (as torch-pruning's)."""
+        channels: tuple[int, ...] = (int(idxs),) if isinstance(idxs, Number) else tuple(idxs)  # type: ignore[arg-type]
+        key = (module, pruning_fn, channels)
+        if key not in self._remembered:
+            self._remembered[key] = self._group(module, pruning_fn, channels)
+        group = Group()  # a copy: callers may replace its items
+        group._group, group._DG = list(self._remembered[key]._group), self
+        return group
+
+    def _group(self, module: nn.Module, pruning_fn: Callable, idxs: Sequence[int]) -> Group:
+        type(self).walks += 1
+        if module not in self.module2node:
+            raise ValueError(f"Module {module} is not in the dependency graph.")
+        if (
+            isinstance(module, ops.TORCH_CONV)
+            and module.groups == module.out_channels
+            and module.out_channels > 1
+        ):
+            pruning_fn = tp.pruner.function.prune_depthwise_conv_out_channels
+        index_mapping.update_index_mapping(self)
+        root = self.module2node[module]
+        start = tp.dependency.Dependency(pruning_fn, pruning_fn, source=root, target=root)
+        return self._merged(walk(start, idxs, self._width))
+
+    def _width(self, node: Any, handler: Callable) -> int | None:
+        """Channels a conv, linear or BatchNorm layer has where ``handler`` cuts (None: not one)."""
+        layer = node.module
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            return layer.num_features
+        if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return None
+        out = self.is_out_channel_pruning_fn(handler)
+        if isinstance(layer, nn.Linear):
+            return layer.out_features if out else layer.in_features
+        return layer.out_channels if out else layer.in_channels
+
+    def _merged(self, found: list[tuple[Any, list[Index]]]) -> Group:
+        """torch-pruning's merge: one item per (layer, function) with its channels in the order first
+        reached (the first root channel of each), ignored parameters left out."""
+        items: dict[tuple[Any, Any], tuple[Any, dict[int, Index]]] = {}
+        for dep, idxs in found:
+            if isinstance(dep.target.module, nn.Parameter) and any(
+                dep.target.module is p for p in self.ignored_params
+            ):
+                continue
+            channels = items.setdefault((dep.target, dep.handler), (dep, {}))[1]
+            for i in idxs:
+                channels.setdefault(i.idx, i)
+        merged = Group()
+        for dep, channels in items.values():
+            merged.add_dep(dep, [i.idx for i in channels.values()])
+            merged[len(merged) - 1].root_idxs = [i.root_idx for i in channels.values()]
+        merged._DG = self
+        return merged
+
+
+def walk(
+    start: Any, idxs: Sequence[int], width: Callable[[Any, Callable], int | None]
+) -> list[tuple[Any, list[Index]]]:
+    """Every (dependency, channels) reached from ``start`` carrying ``idxs``, depth first in
+    torch-pruning's order; each (target, function, channel, root channel) is passed on once.
+
+    A walk that carries a channel past the ``width`` of a layer it reaches ends there: the graph
+    maps that group's channels wrongly (a reshape that folds channels with positions); scoring the
+    part found fails as on torch-pruning's whole group, so :func:`coupling.keep_unmapped` keeps
+    its root.
+    Where channels are reached from so many root channels that a walk passes :data:`ROOTED_LIMIT`
+    entries, each (target, function, channel) is passed on once, with the first root channel.
+    """
+    found = _walk(start, idxs, width, rooted=True)
+    return found if found is not None else _walk(start, idxs, width, rooted=False) or []
+
+
+ROOTED_LIMIT = 200_000  # (target, channel, root channel) entries before a walk drops later roots
+
+
+def _walk(
+    start: Any, idxs: Sequence[int], width: Callable[[Any, Callable], int | None], rooted: bool
+) -> list[tuple[Any, list[Index]]] | None:
+    """:func:`walk` keyed by (channel, root channel) (``rooted``; None past the limit) or by channel."""
+    first = [Index(idx=i, root_idx=i) for i in idxs]
+    found: list[tuple[Any, list[Index]]] = [(start, first)]
+    seen: dict[tuple[Any, Any], set[Any]] = {(start.target, start.handler): set(first if rooted else idxs)}
+    stack, size = [(start, first)], len(first)
+    while stack:
+        dep, channels = stack.pop()
+        for nxt in dep.target.dependencies:
+            if not nxt.is_triggered_by(dep.handler):
+                continue
+            mapped = channels
+            for mapping in nxt.index_mapping:
+                if mapping is not None:
+                    mapped = mapping(mapped)
+            fresh = _fresh(mapped, seen.setdefault((nxt.target, nxt.handler), set()), rooted)
+            if not fresh:
+                continue
+            size += len(fresh)
+            if rooted and size > ROOTED_LIMIT:
+                return None
+            found.append((nxt, fresh))
+            limit = width(nxt.target, nxt.handler)
+            if limit is not None and max(i.idx for i in fresh) >= limit:
+                return found  # past the layer's channels: the group cannot be mapped, nor pruned
+            stack.append((nxt, fresh))
+    return found
+
+
+def _fresh(mapped: list[Index], known: set[Any], rooted: bool) -> list[Index]:
+    """The channels of ``mapped`` not yet ``known`` at their target (then known)."""
+    fresh: dict[Any, Index] = {}
+    for i in mapped:
+        key = i if rooted else i.idx
+        if key not in known:
+            fresh.setdefault(key, i)
+    known.update(fresh)
+    return list(fresh.values())
+
+
+def build(model: nn.Module, example: Any, **kwargs: Any) -> Graph:
+    """A :class:`Graph` of ``model`` traced on ``example`` (keyword arguments as torch-pruning's)."""
+    graph = Graph()
+    graph.build_dependency(model, example_inputs=example, verbose=False, **kwargs)
+    return graph
+
+
+@contextmanager
+def pruners_use_graph() -> Iterator[None]:
+    """While a torch-pruning pruner is constructed, the graph it builds is a :class:`Graph` (it stays
+    one: its ``step`` and our reads of ``pruner.DG`` use the same walk)."""
+    module = tp.dependency
+    previous = module.DependencyGraph
+    module.DependencyGraph = Graph  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        module.DependencyGraph = previous  # type: ignore[misc]
