@@ -130,7 +130,14 @@ def test_list_reads_registries(cli):
     doc = r.json()
     assert {m["name"] for m in doc["methods"]} >= {"l1", "slim", "magnitude", "wanda", "sap"}
     assert {p["name"] for p in doc["profiles"]} == {"mobile", "edge", "server"}
-    assert {s["name"] for s in doc["samples"]} == {"simple_cnn", "resnet_small", "resnet_wide", "vgg_bn", "mlp", "tiny_vit"}
+    assert {s["name"] for s in doc["samples"]} == {
+        "simple_cnn",
+        "resnet_small",
+        "resnet_wide",
+        "vgg_bn",
+        "mlp",
+        "tiny_vit",
+    }
 
 
 def test_module_entry_point_and_version(cli):
