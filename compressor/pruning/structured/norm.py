@@ -49,10 +49,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     graph.check_supported(model)
     if cfg.budget is not None:
         return preview(handle, cfg, PruneContext())[0]
-    reasons = graph.ignored_layers(
-        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
-    )
-    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
+    reasons = preflight.kept_layers(handle, cfg)
     ratio, original = cfg.ratio, graph.out_widths(model)
     if graph.check_scope(cfg.scope):
         taken = graph.capped_global_plan(
@@ -87,13 +84,10 @@ def preview(
     widths and cost, predicted figure, MACs and parameters); nothing pruned, nothing written."""
     from compressor.pruning.structured.budget import land
 
-    model, example = handle.module, handle.example_input()
+    model = handle.module
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(
-        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
-    )
-    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
+    reasons = preflight.kept_layers(handle, cfg)
     rows, figures = land.preview(
         handle,
         cfg.budget,
@@ -119,13 +113,10 @@ def with_kept(rows: list[dict[str, Any]], reasons: dict[str, str]) -> list[dict[
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Prune ``handle.module`` (in place; with a target, the kept pruned copy replaces it); fine-tune
     and recalibrate BatchNorm when data is given."""
-    model, example = handle.module, handle.example_input()
+    model = handle.module
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = graph.ignored_layers(
-        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
-    )
-    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
+    reasons = preflight.kept_layers(handle, cfg)
     report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
     if rule is not None:

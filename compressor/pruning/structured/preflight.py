@@ -106,9 +106,27 @@ def check_ignore_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
             )
 
 
-def options(cfg: PruneConfig) -> dict[str, Any]:
-    """The preflight's settings in a prune config (``run``'s keyword arguments)."""
-    return {"round_to": cfg.round_to, "allowed": cfg.allow_output_change, "strict": cfg.strict}
+def kept_layers(handle: Any, cfg: PruneConfig) -> dict[str, str]:
+    """Every layer structured pruning of ``handle`` as ``cfg`` asks must keep (name -> why): the
+    user's ``--ignore``, the layers that make the outputs and the residual streams
+    (:func:`graph.ignored_layers`), then the groups whose cut breaks the model (:func:`run`,
+    which refuses first when the model cannot be pruned at all)."""
+    model, example = handle.module, handle.example_input()
+    reasons = graph.ignored_layers(
+        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
+    )
+    reasons.update(
+        run(
+            model,
+            example,
+            reasons,
+            cfg.ignore,
+            round_to=cfg.round_to,
+            allowed=cfg.allow_output_change,
+            strict=cfg.strict,
+        )
+    )
+    return reasons
 
 
 def run(

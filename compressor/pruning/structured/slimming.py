@@ -71,10 +71,7 @@ def plan(handle: ModelHandle, cfg: PruneConfig) -> list[dict[str, Any]]:
     _need_batchnorm(model)
     if cfg.budget is not None:
         return preview(handle, cfg, PruneContext())[0]
-    reasons = graph.ignored_layers(
-        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
-    )
-    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
+    reasons = preflight.kept_layers(handle, cfg)
     taken = graph.capped_global_plan(
         model,
         example,
@@ -97,13 +94,10 @@ def preview(
     from compressor.pruning.structured.budget import land
     from compressor.pruning.structured.norm import with_kept
 
-    model, example = handle.module, handle.example_input()
+    model = handle.module
     graph.check_supported(model)
     _need_batchnorm(model)
-    reasons = graph.ignored_layers(
-        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
-    )
-    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
+    reasons = preflight.kept_layers(handle, cfg)
     rows, figures = land.preview(
         handle,
         cfg.budget,
@@ -126,10 +120,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     _need_batchnorm(model)
     if ctx.train is None:
         raise UsageError("slim needs training data", "add --data fashion-mnist")
-    reasons = graph.ignored_layers(
-        model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
-    )
-    reasons.update(preflight.run(model, example, reasons, cfg.ignore, **preflight.options(cfg)))
+    reasons = preflight.kept_layers(handle, cfg)
     report = MethodReport(notes=graph.describe_kept(reasons))
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])
