@@ -282,12 +282,12 @@ class _Search:
     budget: BudgetConfig
     importance: Any
     ignored: list[str]
+    dense_total: float  # the dense plan's estimate
     attempts: list[Attempt] = field(default_factory=list)
 
     def plan(self, internal: float):
         """The allocation aiming at the internal target factor."""
-        dense_total = self.cost.total({g.name: g.width for g in self.structure.groups})
-        return allocate(self.structure.groups, self.cost, dense_total / internal, self.budget.lookahead)
+        return allocate(self.structure.groups, self.cost, self.dense_total / internal, self.budget.lookahead)
 
     def known(self, plan) -> Attempt | None:
         """The attempt that already measured these widths."""
@@ -314,8 +314,8 @@ def _attempts(
     dense: float,
     log,
 ) -> tuple[list[Attempt], tuple[Attempt, nn.Module]]:
-    _, ceiling, internal = _first_aim(budget, structure, cost, dense)
-    search = _Search(handle, structure, cost, gauge, budget, importance, ignored)
+    dense_total, ceiling, internal = _first_aim(budget, structure, cost, dense)
+    search = _Search(handle, structure, cost, gauge, budget, importance, ignored, dense_total)
     kept: tuple[Attempt, nn.Module] | None = None
     for number in range(budget.retries + 1):
         plan = search.plan(internal)
