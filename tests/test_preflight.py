@@ -147,13 +147,13 @@ def test_deadline_inside_graph_tracing_is_no_verdict(monkeypatch):
 def test_deadline_during_a_later_search_keeps_the_groups_found(monkeypatch):
     """The deadline rings in the second search: the first group found is kept (pruning goes ahead
     with it kept), no refusal."""
-    locate, calls = preflight._locate, []
+    locate, calls = preflight._Cuts.locate, []
 
-    def rings_the_second_time(*args, **kwargs):
+    def rings_the_second_time(self, *args, **kwargs):
         calls.append(1)
         if len(calls) > 1:
             raise preflight.PreflightTimeout
-        return locate(*args, **kwargs)
+        return locate(self, *args, **kwargs)
 
-    monkeypatch.setattr(preflight, "_locate", rings_the_second_time)
+    monkeypatch.setattr(preflight._Cuts, "locate", rings_the_second_time)
     assert len(keep_breaking(3)) == 1

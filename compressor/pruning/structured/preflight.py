@@ -171,41 +171,83 @@ def run(
             "check --ignore, or use an unstructured method for other layer types",
         )
     found: dict[str, str] = {}
-    deadline = Deadline(seconds)
+    cuts = _Cuts(model, example, round_to, reference, Deadline(seconds))
     try:
-        with alarm(deadline):
-            _keep_breaking(model, example, ignored, round_to, reference, deadline, strict, found)
+        with alarm(cuts.deadline):
+            cuts.keep_breaking(ignored, strict, found)
     except PreflightTimeout:
         pass  # no (further) verdict in time: pruning goes ahead and reports its own failure, if any
     return found
 
 
-def _keep_breaking(
-    model: nn.Module,
-    example: Any,
-    ignored: list[str],
-    round_to: int | None,
-    reference: dict[str, list[int]],
-    deadline: Deadline,
-    strict: bool,
-    found: dict[str, str],
-) -> None:
-    """Add to ``found``, one search at a time, each group whose cut breaks the model; refuse when
-    one cannot be kept (strict, no name, already kept, or more than :data:`KEEP_AT_MOST`). ``found``
-    is the caller's, so the groups found before the deadline rings are kept.
+@dataclass
+class _Cuts:
+    """Trial cuts of one model on copies: what every search shares (the example input, the
+    channel multiple, the output shapes to keep and the one deadline)."""
 
-    The first trial cuts every group at once (one forward: the usual, passing case); each search
-    after it cuts the groups one by one and ends on the whole cut, so it also says when all pass.
-    """
-    if _trial(model, example, ignored, round_to, reference, deadline, None) is None:
-        return
-    while True:
-        culprit, failure = _locate(model, example, ignored + list(found), round_to, reference, deadline)
-        if failure is None:
+    model: nn.Module
+    example: Any
+    round_to: int | None
+    reference: dict[str, list[int]]
+    deadline: Deadline
+
+    def keep_breaking(self, ignored: list[str], strict: bool, found: dict[str, str]) -> None:
+        """Add to ``found``, one search at a time, each group whose cut breaks the model; refuse
+        when one cannot be kept (strict, no name, already kept, or more than :data:`KEEP_AT_MOST`).
+        ``found`` is the caller's, so the groups found before the deadline rings are kept.
+
+        The first trial cuts every group at once (one forward: the usual, passing case); each
+        search after it cuts the groups one by one and ends on the whole cut, so it also says when
+        all pass.
+        """
+        if self.trial(ignored) is None:
             return
-        if strict or culprit is None or culprit in found or len(found) >= KEEP_AT_MOST:
-            _refuse(failure, culprit, found)
-        found[culprit] = f"{KEPT_REASON}: {failure}"
+        while True:
+            culprit, failure = self.locate(ignored + list(found))
+            if failure is None:
+                return
+            if strict or culprit is None or culprit in found or len(found) >= KEEP_AT_MOST:
+                _refuse(failure, culprit, found)
+            found[culprit] = f"{KEPT_REASON}: {failure}"
+
+    def trial(self, ignored: list[str], stop_after: Callable[[str | None], bool] | None = None) -> str | None:
+        """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure,
+        if any. ``stop_after(group_name)`` is called after each single cut; True stops there."""
+        trial = copy.deepcopy(self.model)
+        with graph.tracer_errors():
+            pruners = graph.make_pruners(
+                trial,
+                self.example,
+                _first_channels,
+                ratio=TRIAL_RATIO,
+                round_to=self.round_to,
+                ignored=ignored,
+            )
+        names = {m: n for n, m in trial.named_modules()}
+        for pruner in pruners:
+            for group in pruner.step(interactive=True):
+                self.deadline.check()
+                group.prune()
+                if stop_after is None:
+                    continue
+                root, _ = graph._out_root(pruner, group)
+                failure = _runs(trial, self.example, self.reference)
+                if failure is not None and stop_after(names.get(root) if root is not None else None):
+                    return failure
+        return _runs(trial, self.example, self.reference)
+
+    def locate(self, ignored: list[str]) -> tuple[str | None, str | None]:
+        """The first group whose cut breaks the model (cuts applied one by one on a fresh copy) and
+        how it breaks; ``(None, failure)`` when only the whole cut breaks it; ``(None, None)`` when
+        it runs."""
+        found: list[str | None] = []
+
+        def stop(name: str | None) -> bool:
+            found.append(name)
+            return True
+
+        failure = self.trial(ignored, stop)
+        return (found[0] if found else None), failure
 
 
 def _refuse(failure: str, culprit: str | None, found: dict[str, str]) -> NoReturn:
@@ -231,59 +273,6 @@ def _refuse(failure: str, culprit: str | None, found: dict[str, str]) -> NoRetur
         "kept on their own: use an unstructured method such as --method magnitude, or --ignore "
         "each of them (more may follow)",
     )
-
-
-def _trial(
-    model: nn.Module,
-    example: Any,
-    ignored: list[str],
-    round_to: int | None,
-    reference: dict[str, list[int]],
-    deadline: Deadline,
-    stop_after: Callable[[str | None], bool] | None,
-) -> str | None:
-    """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure, if any.
-
-    ``stop_after(group_name)`` is called after each single cut; it returns True to stop there.
-    """
-    trial = copy.deepcopy(model)
-    importance = _first_channels
-    with graph.tracer_errors():
-        pruners = graph.make_pruners(
-            trial, example, importance, ratio=TRIAL_RATIO, round_to=round_to, ignored=ignored
-        )
-    names = {m: n for n, m in trial.named_modules()}
-    for pruner in pruners:
-        for group in pruner.step(interactive=True):
-            deadline.check()
-            group.prune()
-            if stop_after is None:
-                continue
-            root, _ = graph._out_root(pruner, group)
-            failure = _runs(trial, example, reference)
-            if failure is not None and stop_after(names.get(root) if root is not None else None):
-                return failure
-    return _runs(trial, example, reference)
-
-
-def _locate(
-    model: nn.Module,
-    example: Any,
-    ignored: list[str],
-    round_to: int | None,
-    reference: dict[str, list[int]],
-    deadline: Deadline,
-) -> tuple[str | None, str | None]:
-    """The first group whose cut breaks the model (cuts applied one by one on a fresh copy) and how
-    it breaks; ``(None, failure)`` when only the whole cut breaks it; ``(None, None)`` when it runs."""
-    found: list[str | None] = []
-
-    def stop(name: str | None) -> bool:
-        found.append(name)
-        return True
-
-    failure = _trial(model, example, ignored, round_to, reference, deadline, stop)
-    return (found[0] if found else None), failure
 
 
 def _runs(model: nn.Module, example: Any, reference: dict[str, list[int]]) -> str | None:
