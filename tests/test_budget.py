@@ -738,6 +738,22 @@ def test_priced_drop_curve_is_non_decreasing_per_channel():
     assert all(s > 0 for s in out.scores)  # a noisy rise in accuracy is no gain: the scores break ties
 
 
+def test_cuts_past_the_scan_cost_at_least_the_mean_measured_rate():
+    """A curve that flattens at its last measured points: the channels past the scan are priced at
+    the mean rate of the measured cuts, not at the flat last segment's nothing."""
+    from compressor.pruning.structured.budget.sensitivity import priced
+
+    group = Group("g", 10, 1, 1, tuple(0.1 * i for i in range(1, 11)))
+    points = [
+        {"width": 8, "accuracy_drop": 0.2},
+        {"width": 6, "accuracy_drop": 0.4},
+        {"width": 4, "accuracy_drop": 0.4},
+    ]
+    (out,) = priced([group], {"groups": [{"group": "g", "width": 10, "points": points}]})
+    assert out.loss(10, 4) == pytest.approx(0.4, abs=1e-4)  # measured: unchanged
+    assert out.loss(4, 1) == pytest.approx(3 * 0.4 / 6, abs=1e-4)  # three more at the mean 0.4 / 6 each
+
+
 def test_sensitivity_of_another_model_is_exit_2_and_writes_nothing(tmp_path):
     path = _fake_sensitivity(tmp_path / "s.json", {"0": 0.0, "3": 0.5, "7": 0.5})
     r = invoke(

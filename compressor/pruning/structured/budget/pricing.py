@@ -60,7 +60,10 @@ def priced(groups: list[Group], document: dict[str, Any]) -> list[Group]:
 
 def _drop_after(k: int, removed: list[float], drops: list[float]) -> float:
     """The accuracy drop after removing ``k`` channels: piecewise linear, non-decreasing, extended
-    past the last measured point with the last segment's slope."""
+    past the last measured point with the steeper of the last segment's slope and the mean slope
+    from no cut. A curve that flattens at its last points (accuracy already near chance, or noise)
+    would otherwise price every channel past the scan at nothing, and the allocation would take
+    them first: the cuts the scan did not measure are priced at least at the rate of those it did."""
     pairs = sorted(zip(removed, drops))
     best, xs, ys = 0.0, [], []
     for r, d in pairs:
@@ -73,5 +76,6 @@ def _drop_after(k: int, removed: list[float], drops: list[float]) -> float:
                 span = xs[i] - xs[i - 1]
                 return ys[i - 1] + (ys[i] - ys[i - 1]) * ((k - xs[i - 1]) / span if span else 1.0)
         return ys[-1]
-    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 and xs[-1] > xs[-2] else 0.0
+    last = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 and xs[-1] > xs[-2] else 0.0
+    slope = max(last, ys[-1] / xs[-1] if xs[-1] > 0 else 0.0)
     return ys[-1] + slope * (k - xs[-1]) if math.isfinite(slope) else ys[-1]
