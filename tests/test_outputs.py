@@ -99,7 +99,7 @@ def test_a_changed_output_is_refused_with_its_name(tmp_path, monkeypatch):
     """With the output tracing off (only the last layer, the head, kept), the encoder is pruned and
     ``aux`` shrinks: the shape check refuses it and writes nothing."""
     monkeypatch.setattr(graph, "output_makers", lambda model, example: {})
-    monkeypatch.setattr(preflight, "run", lambda *args, **kwargs: {})  # the check after pruning
+    monkeypatch.setattr(preflight, "run", lambda *args, **kwargs: preflight.Kept())  # the check after pruning
     out = tmp_path / "p.pt"
     r = invoke("prune", SEG_AUX, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out)
     assert r.code == 3, r.stderr

@@ -43,6 +43,27 @@ def test_strict_names_the_group_and_the_ignore(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_a_cut_that_breaks_the_model_after_a_short_preflight_is_searched_again(tmp_path, monkeypatch):
+    """The preflight's deadline passes before its search has a verdict (a large model on a loaded
+    machine), and the cut then breaks the model: the search runs again with more time on the
+    unpruned model, and pruning once more keeps the group it names."""
+    monkeypatch.setattr(preflight, "PREFLIGHT_SECONDS", 0.0)
+    result, out = prune("tests.preflight_models:fixed_reshape", tmp_path, "--json")
+    assert result.code == 0, result.stderr
+    assert any(n.endswith(": body") and "cutting it breaks the model" in n for n in result.json()["notes"])
+    model = load_model(str(out)).module
+    assert model.body.out_channels == 32 and model.stem.out_channels < 16
+    model(torch.randn(1, 3, 8, 8))
+
+    monkeypatch.setattr(preflight, "LATE_SECONDS", 0.0)  # no time the second time either: refused
+    (tmp_path / "again").mkdir()
+    result, out = prune("tests.preflight_models:fixed_reshape", tmp_path / "again")
+    assert result.code == 3 and not out.exists()
+    assert (
+        "the pruned model no longer runs" in result.stderr and "in the model's own forward" in result.stderr
+    )
+
+
 def keep_breaking(n: int) -> dict[str, str]:
     """The preflight on ``n`` branches whose cut each breaks the model (the heads kept)."""
     model, example = FixedReshapes(n), torch.randn(1, 3, 8, 8)

@@ -48,6 +48,10 @@ def keep_unmapped(pruner: Any) -> list[nn.Module]:
     return bad
 
 
+class CutBreaksModel(UnsupportedError):
+    """The pruned model no longer runs (exit 3): a group was cut that the graph coupled wrongly."""
+
+
 def _pop(stack: list[str]) -> None:
     """Leave a module (a forward hook that returns nothing keeps the module's output)."""
     stack.pop()
@@ -75,11 +79,17 @@ def check_pruned(model: nn.Module, example: Any) -> None:
         with torch.no_grad():
             model(*example) if isinstance(example, tuple) else model(example)
     except Exception as exc:  # noqa: BLE001 - any failure means the pruning broke the model
-        where = stack[-1] if stack else "?"
-        raise UnsupportedError(
-            f"the pruned model no longer runs: torch-pruning coupled the channels of '{where}' wrongly "
-            f"({type(exc).__name__}: {first_line(exc, 120)})",
-            f"--ignore '{where}*', or use an unstructured method such as --method magnitude",
+        why = f"({type(exc).__name__}: {first_line(exc, 120)})"
+        if not stack:  # between the layers, in the model's own forward
+            raise CutBreaksModel(
+                f"the pruned model no longer runs: torch-pruning coupled channels wrongly in the "
+                f"model's own forward {why}",
+                "--ignore the layer whose output that step reshapes, or use an unstructured method "
+                "such as --method magnitude",
+            ) from None
+        raise CutBreaksModel(
+            f"the pruned model no longer runs: torch-pruning coupled the channels of '{stack[-1]}' wrongly {why}",
+            f"--ignore '{stack[-1]}*', or use an unstructured method such as --method magnitude",
         ) from None
     finally:
         model.train(was_training)

@@ -15,6 +15,7 @@ target's cost (:mod:`compressor.pruning.structured.budget`), trading the same sc
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ import torch_pruning as tp
 
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
-from compressor.pruning.structured import graph, preflight
+from compressor.pruning.structured import coupling, graph, preflight
 from compressor.stats import count_macs, count_params
 
 BN_BATCHES = 20
@@ -117,10 +118,8 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
     reasons = preflight.kept_layers(handle, cfg)
-    report = MethodReport(notes=graph.describe_kept(reasons))
     rule = graph.restriction(model)
-    if rule is not None:
-        report.notes.append(rule.reason)
+    report = MethodReport()
     if cfg.budget is not None:
         from compressor.pruning.structured.budget import land
 
@@ -129,7 +128,8 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
         if recalibrated is not None:
             report.figures["bn_batches"] = recalibrated
     else:
-        _prune_steps(handle, cfg, ctx, list(reasons), report)
+        reasons = _prune_keeping(handle, cfg, ctx, reasons, report)
+    report.notes[:0] = graph.describe_kept(reasons) + ([rule.reason] if rule is not None else [])
     if cfg.finetune_epochs and ctx.finetune is not None:
         report.figures.update(
             {f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()}
@@ -151,6 +151,27 @@ def _step(
         ignored=ignored,
         original=original,
     )
+
+
+def _prune_keeping(
+    handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, reasons: preflight.Kept, report: MethodReport
+) -> preflight.Kept:
+    """Prune keeping ``reasons``; when the preflight's deadline stopped its search and the cut then
+    breaks the model, search again on the unpruned model for up to :data:`preflight.LATE_SECONDS`
+    and prune once more, keeping what it finds. Returns the layers kept."""
+    backup = None if reasons.complete or cfg.strict else copy.deepcopy(handle.module)
+    try:
+        _prune_steps(handle, cfg, ctx, list(reasons), report)
+        return reasons
+    except coupling.CutBreaksModel as broken:
+        if backup is None:
+            raise
+        ctx.log(f"{broken.one_line()}: the preflight ran out of time, searching again")
+    handle.module = backup
+    reasons = preflight.kept_layers(handle, cfg, seconds=preflight.LATE_SECONDS)
+    report.steps.clear()
+    _prune_steps(handle, cfg, ctx, list(reasons), report)
+    return reasons
 
 
 def _prune_steps(

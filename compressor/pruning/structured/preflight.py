@@ -49,6 +49,16 @@ TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every g
 # whose every scaled-weight conv breaks when cut, would need 38). Each costs one more search.
 KEEP_AT_MOST = 8
 KEPT_REASON = "cutting it breaks the model"
+# The search once more, when a cut broke a model whose preflight ran out of time before it had
+# tried every group (a large model on a loaded machine: timm's cait_xxs24 needs about 70 s).
+LATE_SECONDS = 240.0
+
+
+class Kept(dict[str, str]):
+    """Layers to keep unpruned (name -> why); ``complete`` is False when the deadline stopped the
+    search before it had a verdict (more groups may break the model when cut)."""
+
+    complete: bool = True
 
 
 class PreflightTimeout(BaseException):
@@ -106,27 +116,29 @@ def check_ignore_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
             )
 
 
-def kept_layers(handle: Any, cfg: PruneConfig) -> dict[str, str]:
+def kept_layers(handle: Any, cfg: PruneConfig, seconds: float | None = None) -> Kept:
     """Every layer structured pruning of ``handle`` as ``cfg`` asks must keep (name -> why): the
     user's ``--ignore``, the layers that make the outputs and the residual streams
     (:func:`graph.ignored_layers`), then the groups whose cut breaks the model (:func:`run`,
-    which refuses first when the model cannot be pruned at all)."""
+    which refuses first when the model cannot be pruned at all, within ``seconds``: by default
+    :data:`PREFLIGHT_SECONDS`)."""
     model, example = handle.module, handle.example_input()
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
     )
-    reasons.update(
-        run(
-            model,
-            example,
-            reasons,
-            cfg.ignore,
-            round_to=cfg.round_to,
-            allowed=cfg.allow_output_change,
-            strict=cfg.strict,
-        )
+    found = run(
+        model,
+        example,
+        reasons,
+        cfg.ignore,
+        round_to=cfg.round_to,
+        allowed=cfg.allow_output_change,
+        seconds=PREFLIGHT_SECONDS if seconds is None else seconds,
+        strict=cfg.strict,
     )
-    return reasons
+    kept = Kept({**reasons, **found})
+    kept.complete = found.complete
+    return kept
 
 
 def run(
@@ -139,7 +151,7 @@ def run(
     allowed: Iterable[str] = (),
     seconds: float = PREFLIGHT_SECONDS,
     strict: bool = False,
-) -> dict[str, str]:
+) -> Kept:
     """Refuse (exit 3, or 2 for bad ``--ignore`` patterns) when the model cannot be pruned as asked.
 
     Args:
@@ -155,7 +167,8 @@ def run(
 
     Returns:
         Layers to keep unpruned besides ``ignored`` (name -> why): the groups whose cut breaks the
-        model, at most :data:`KEEP_AT_MOST`. Pruning must keep them too.
+        model, at most :data:`KEEP_AT_MOST`. Pruning must keep them too. Not ``complete`` when
+        the deadline stopped the search.
     """
     check_ignore_patterns(model, patterns)
     ignored = list(ignored)
@@ -170,13 +183,13 @@ def run(
             "layer outside the kept ones)",
             "check --ignore, or use an unstructured method for other layer types",
         )
-    found: dict[str, str] = {}
+    found = Kept()
     cuts = _Cuts(model, example, round_to, reference, Deadline(seconds))
     try:
         with alarm(cuts.deadline):
             cuts.keep_breaking(ignored, strict, found)
-    except PreflightTimeout:
-        pass  # no (further) verdict in time: pruning goes ahead and reports its own failure, if any
+    except PreflightTimeout:  # no (further) verdict in time: pruning goes ahead (see Kept)
+        found.complete = False
     return found
 
 
