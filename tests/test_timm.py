@@ -212,3 +212,19 @@ def test_enum_attributes_survive_the_artifact(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(again(x), handle.module.eval()(x))
+
+
+def test_a_five_dimensional_expand_is_kept_not_a_crash():
+    """GCViT expands its global query over the windows (a 5-D ``expand``), which torch-pruning takes
+    for grouped-query attention and maps with a zero head width: listing the groups divided by
+    zero. Those groups are now unmappable: their roots (the global-query blocks' qkv) are kept."""
+    from compressor.pruning.structured import grouping
+
+    torch.manual_seed(0)
+    model = timm.create_model("gcvit_xxtiny", img_size=96).eval()
+    dg = grouping.build(model, torch.randn(1, 3, 96, 96))
+    groups = list(dg.get_all_groups(root_module_types=graph.PRUNABLE))
+    names = {m: n for n, m in model.named_modules()}
+    unmapped = sorted(names[m] for m in dg.unmapped)
+    assert len(groups) > 30 and unmapped and all(n.endswith(".attn.qkv") for n in unmapped)
+    assert "stages.0.blocks.1.attn.qkv" in unmapped and "stages.0.blocks.0.attn.qkv" not in unmapped

@@ -34,10 +34,14 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
     for group in pruner.DG.get_all_groups(
         ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
     ):
+        root = group[0].dep.target.module
+        if root in getattr(pruner.DG, "unmapped", ()):  # the walk met a mapping that cannot carry it
+            bad.append(root)
+            continue
         try:
             probe(group)
         except IndexError:
-            bad.append(group[0].dep.target.module)
+            bad.append(root)
     return bad
 
 

@@ -56,6 +56,7 @@ class Graph(tp.DependencyGraph):
     def build_dependency(self, *args: Any, **kwargs: Any) -> Graph:
         type(self).builds += 1
         self.forget()
+        self.unmapped: set[nn.Module] = set()  # roots whose channels an index mapping cannot carry
         return super().build_dependency(*args, **kwargs)
 
     def forget(self) -> None:
@@ -87,7 +88,12 @@ class Graph(tp.DependencyGraph):
         index_mapping.update_index_mapping(self)
         root = self.module2node[module]
         start = tp.dependency.Dependency(pruning_fn, pruning_fn, source=root, target=root)
-        return self._merged(walk(start, idxs, self._width))
+        try:
+            found = walk(start, idxs, self._width)
+        except Unmappable as stop:
+            self.unmapped.add(module)
+            found = stop.found
+        return self._merged(found)
 
     def _width(self, node: Any, handler: Callable) -> int | None:
         """Channels a conv, linear or BatchNorm layer has where ``handler`` cuts (None: not one)."""
@@ -119,6 +125,16 @@ class Graph(tp.DependencyGraph):
             merged[len(merged) - 1].root_idxs = [i.root_idx for i in channels.values()]
         merged._DG = self
         return merged
+
+
+class Unmappable(Exception):
+    """An index mapping on the walk cannot carry the channels (torch-pruning's grouped-query head
+    mapping built with a zero head width, from an ``expand`` it took for one: timm GCViT, Twins,
+    Hiera). ``found``: the part walked before it; the root is kept (:func:`coupling.keep_unmapped`)."""
+
+    def __init__(self, found: list[tuple[Any, list[Index]]]) -> None:
+        super().__init__("an index mapping cannot carry the channels")
+        self.found = found
 
 
 def walk(
@@ -155,9 +171,12 @@ def _walk(
             if not nxt.is_triggered_by(dep.handler):
                 continue
             mapped = channels
-            for mapping in nxt.index_mapping:
-                if mapping is not None:
-                    mapped = mapping(mapped)
+            try:
+                for mapping in nxt.index_mapping:
+                    if mapping is not None:
+                        mapped = mapping(mapped)
+            except ZeroDivisionError:
+                raise Unmappable(found) from None
             fresh = _fresh(mapped, seen.setdefault((nxt.target, nxt.handler), set()), rooted)
             if not fresh:
                 continue
