@@ -75,3 +75,24 @@ def two_inputs() -> nn.Module:
 
 def no_layers() -> nn.Module:
     return NoLayers()
+
+
+class CatIntoGroupedConv(nn.Module):
+    """Two convs (8 and 4 channels) concatenated into a conv of 3 groups: neither one's channels split
+    evenly over the 3 groups, so torch-pruning's ranking cannot reshape their scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.b = nn.Conv2d(3, 4, 1)
+        self.g = nn.Conv2d(12, 12, 3, padding=1, groups=3)
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.g(torch.relu(torch.cat([self.a(x), self.b(x)], 1)))
+        return self.head(y.mean((2, 3)))
+
+
+def cat_into_grouped_conv() -> nn.Module:
+    torch.manual_seed(0)
+    return CatIntoGroupedConv()

@@ -22,7 +22,9 @@ UNMAPPED = "torch-pruning cannot map its channels through the block (its group i
 
 
 def unmapped_roots(pruner: Any) -> list[nn.Module]:
-    """Root layers of the groups whose channel indices the graph maps out of range.
+    """Root layers of the groups whose channel indices the graph maps out of range, or whose
+    channels a grouped layer in the group cannot split evenly (timm NextViT: a group of 1024 channels
+    coupled to a conv of 24 groups, which torch-pruning's ranking cannot reshape).
 
     Args:
         pruner: a torch-pruning ``BasePruner``; its ``ignored_layers`` are honoured.
@@ -39,8 +41,12 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
             bad.append(root)
             continue
         try:
-            probe(group)
+            scores = probe(group)
         except IndexError:
+            bad.append(root)
+            continue
+        groups = pruner._get_channel_groups(group)  # a grouped conv's groups, heads: the channels split
+        if scores is not None and groups > 1 and len(scores) % groups:  # evenly, or the pruner fails
             bad.append(root)
     return bad
 
