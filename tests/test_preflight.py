@@ -74,6 +74,18 @@ def test_a_group_a_grouped_conv_cannot_split_evenly_is_kept(tmp_path):
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 5)
 
 
+def test_a_failure_inside_torch_pruning_ranking_is_a_clean_refusal(tmp_path, monkeypatch):
+    """Whatever torch-pruning raises while it ranks or cuts the trial copy is exit 3 with its reason,
+    not an unexpected error (here: the grouped conv's uneven split, with the guard that keeps such
+    groups switched off)."""
+    from compressor.pruning.structured import coupling
+
+    monkeypatch.setattr(coupling, "unmapped_roots", lambda pruner: [])
+    result, out = prune("tests.preflight_models:cat_into_grouped_conv", tmp_path)
+    assert result.code == 3 and not out.exists()
+    assert "torch-pruning cannot prune this model (RuntimeError: shape" in result.stderr
+
+
 def keep_breaking(n: int) -> dict[str, str]:
     """The preflight on ``n`` branches whose cut each breaks the model (the heads kept)."""
     model, example = FixedReshapes(n), torch.randn(1, 3, 8, 8)

@@ -237,16 +237,17 @@ class _Cuts:
                 ignored=ignored,
             )
         names = {m: n for n, m in trial.named_modules()}
-        for pruner in pruners:
-            for group in pruner.step(interactive=True):
-                self.deadline.check()
-                group.prune()
-                if stop_after is None:
-                    continue
-                root, _ = graph._out_root(pruner, group)
-                failure = _runs(trial, self.example, self.reference)
-                if failure is not None and stop_after(names.get(root) if root is not None else None):
-                    return failure
+        with graph.tracer_errors():  # torch-pruning's ranking and cutting can fail as its trace can
+            for pruner in pruners:
+                for group in pruner.step(interactive=True):
+                    self.deadline.check()
+                    group.prune()
+                    if stop_after is None:
+                        continue
+                    root, _ = graph._out_root(pruner, group)
+                    failure = _runs(trial, self.example, self.reference)
+                    if failure is not None and stop_after(names.get(root) if root is not None else None):
+                        return failure
         return _runs(trial, self.example, self.reference)
 
     def locate(self, ignored: list[str]) -> tuple[str | None, str | None]:
