@@ -32,13 +32,24 @@ from torch_pruning import ops
 from torch_pruning._helpers import _HybridIndex as Index
 from torch_pruning.dependency import index_mapping
 
+from compressor.pruning.structured import layer_rules
+
 
 class Group(tp.Group):
-    """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)."""
+    """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)
+    and cuts the per-output-channel parameters torch-pruning's conv pruner leaves (timm's
+    ``ScaledStdConv2d`` gain, :mod:`.layer_rules`) with the conv's channels."""
 
-    def prune(self, *args: Any, **kwargs: Any) -> Any:
+    def prune(self, idxs: Any = None, record_history: bool = True) -> Any:
         self._DG.forget()
-        return super().prune(*args, **kwargs)
+        if idxs is not None:  # torch-pruning regroups by these indices and prunes that group
+            return super().prune(idxs, record_history)
+        out_fns = (tp.prune_conv_out_channels, tp.prune_depthwise_conv_out_channels)
+        cuts = layer_rules.out_channel_cuts(self, out_fns)
+        result = super().prune(None, record_history)
+        for layer, removed in cuts:
+            layer_rules.prune_extra(layer, removed)
+        return result
 
 
 class Graph(tp.DependencyGraph):
