@@ -1,5 +1,6 @@
 """timm layers the dependency graph handles by rule: the scaled weight-standardized convs of NFNets
-(their per-channel ``gain`` is cut with the conv)."""
+(their per-channel ``gain`` is cut with the conv) and gMLP's spatial gating unit (both halves of the
+hidden channels are cut alike; the token-mixing ``proj`` is never cut)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from torch import nn
 
 from compressor.model import ModelHandle
 from compressor.pruning.base import PruneConfig, PruneContext
-from compressor.pruning.structured import norm
+from compressor.pruning.structured import graph, norm
 
 timm = pytest.importorskip("timm")
-from timm.layers import ScaledStdConv2d, ScaledStdConv2dSame  # noqa: E402
+from timm.layers import GatedMlp, ScaledStdConv2d, ScaledStdConv2dSame  # noqa: E402
+from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock  # noqa: E402
 
 
 def nf_net() -> nn.Module:
@@ -53,3 +55,41 @@ def test_scaled_std_conv_gain_is_cut_with_its_channels():
     keep = kept_rows(weight, first.weight.detach())
     assert torch.allclose(first(x), dense[:, keep], atol=1e-5)
     assert handle.module(x).shape == (2, 4)
+
+
+def gmlp() -> nn.Module:
+    """A one-block timm gMLP: 16 hidden channels (two halves of 8) over 16 tokens."""
+    torch.manual_seed(0)
+    return MlpMixer(
+        num_classes=5,
+        img_size=32,
+        patch_size=8,
+        num_blocks=1,
+        embed_dim=8,
+        mlp_ratio=2,
+        block_layer=SpatialGatingBlock,
+        mlp_layer=GatedMlp,
+    ).eval()
+
+
+def test_spatial_gating_cuts_both_halves_alike_and_keeps_the_token_mixer():
+    model = gmlp()
+    mlp = model.blocks[0].mlp_channels
+    fc1 = mlp.fc1.bias.detach().clone()  # distinct per channel; the input width may be cut too
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 32, 32))
+    norm.run(handle, PruneConfig("l1", ratio=0.5, scope="layer"), PruneContext())  # every group cut
+    half = 8
+    keep = kept_rows(fc1, mlp.fc1.bias.detach())
+    assert 0 < len(keep) < 2 * half
+    assert [i + half for i in keep if i < half] == [i for i in keep if i >= half]
+    assert mlp.gate.norm.normalized_shape == (len(keep) // 2,)
+    assert mlp.fc2.in_features == len(keep) // 2
+    assert (mlp.gate.proj.in_features, mlp.gate.proj.out_features) == (16, 16)
+    assert handle.module(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_token_mixer_is_left_out_of_the_graph():
+    model = gmlp()
+    pruner = graph.make_pruner(model, torch.randn(1, 3, 32, 32), lambda g: None, ratio=0.5)
+    assert model.blocks[0].mlp_channels.gate.proj not in pruner.DG.module2node
+    assert model.blocks[0].mlp_channels.fc1 in pruner.DG.module2node

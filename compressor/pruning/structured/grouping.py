@@ -64,10 +64,13 @@ class Graph(tp.DependencyGraph):
         super().__init__()
         self.forget()
 
-    def build_dependency(self, *args: Any, **kwargs: Any) -> Graph:
+    def build_dependency(self, model: nn.Module, *args: Any, **kwargs: Any) -> Graph:
+        """torch-pruning's build, with token mixers hidden from the trace (:mod:`.layer_rules`)."""
         type(self).builds += 1
         self.forget()
-        return super().build_dependency(*args, **kwargs)
+        with layer_rules.hidden_token_mixers(model) as mixers:
+            self.IGNORED_LAYERS_IN_TRACING.extend(mixers)
+            return super().build_dependency(model, *args, **kwargs)
 
     def forget(self) -> None:
         """Drop the remembered groups (the model's widths are about to change)."""
