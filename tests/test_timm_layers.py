@@ -93,3 +93,25 @@ def test_token_mixer_is_left_out_of_the_graph():
     pruner = graph.make_pruner(model, torch.randn(1, 3, 32, 32), lambda g: None, ratio=0.5)
     assert model.blocks[0].mlp_channels.gate.proj not in pruner.DG.module2node
     assert model.blocks[0].mlp_channels.fc1 in pruner.DG.module2node
+
+
+def test_shvit_prunes_where_the_reshape_width_is_not_inferred():
+    """timm SHViT's attention output is reshaped after a batched matmul into a reshape whose width
+    torch-pruning infers as 0; the graph is still built and the model pruned, and it runs."""
+    from timm.models.shvit import SHViT
+
+    torch.manual_seed(0)
+    model = SHViT(
+        num_classes=5,
+        embed_dim=(16, 24, 32),
+        partial_dim=(4, 8, 8),
+        qk_dim=(4, 4, 4),
+        depth=(1, 1, 1),
+        types=("i", "s", "s"),
+    ).eval()
+    before = graph.out_widths(model)
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 64, 64))
+    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    after = graph.out_widths(handle.module)
+    assert sum(after.values()) < 0.8 * sum(before.values())
+    assert handle.module(torch.randn(2, 3, 64, 64)).shape == (2, 5)

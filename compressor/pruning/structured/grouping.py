@@ -68,7 +68,7 @@ class Graph(tp.DependencyGraph):
         """torch-pruning's build, with token mixers hidden from the trace (:mod:`.layer_rules`)."""
         type(self).builds += 1
         self.forget()
-        with layer_rules.hidden_token_mixers(model) as mixers:
+        with layer_rules.hidden_token_mixers(model) as mixers, unknown_widths_kept():
             self.IGNORED_LAYERS_IN_TRACING.extend(mixers)
             return super().build_dependency(model, *args, **kwargs)
 
@@ -98,7 +98,8 @@ class Graph(tp.DependencyGraph):
             and module.out_channels > 1
         ):
             pruning_fn = tp.pruner.function.prune_depthwise_conv_out_channels
-        index_mapping.update_index_mapping(self)
+        with unknown_widths_kept():
+            index_mapping.update_index_mapping(self)
         root = self.module2node[module]
         start = tp.dependency.Dependency(pruning_fn, pruning_fn, source=root, target=root)
         return self._merged(walk(start, idxs, self._width))
@@ -133,6 +134,28 @@ class Graph(tp.DependencyGraph):
             merged[len(merged) - 1].root_idxs = [i.root_idx for i in channels.values()]
         merged._DG = self
         return merged
+
+
+@contextmanager
+def unknown_widths_kept() -> Iterator[None]:
+    """torch-pruning maps a reshape's channels by the ratio of the widths it infers on either side,
+    and infers 0 where it cannot tell (timm SHViT: the attention output, reshaped after a batched
+    matmul, feeds another reshape); it then divided by zero. Such a reshape keeps the identity
+    mapping, as one whose widths are not inferred at all does; a group it maps wrongly breaks the
+    trial cut and is kept by the preflight."""
+    original = index_mapping.update_reshape_index_mapping
+
+    def guarded(graph: Any, node: Any) -> None:
+        try:
+            original(graph, node)
+        except ZeroDivisionError:  # raised before any mapping of this reshape is set
+            pass
+
+    index_mapping.update_reshape_index_mapping = guarded
+    try:
+        yield
+    finally:
+        index_mapping.update_reshape_index_mapping = original
 
 
 def walk(

@@ -85,11 +85,12 @@ def halved_layers(model: nn.Module) -> dict[nn.Module, int]:
     sgu = _timm_class("timm.models.mlp_mixer", "SpatialGatingUnit")
     if sgu is None:
         return {}
-    return {
-        m.fc1: 2
-        for m in model.modules()
-        if isinstance(getattr(m, "gate", None), sgu) and isinstance(getattr(m, "fc1", None), nn.Linear)
-    }
+    found: dict[nn.Module, int] = {}
+    for m in model.modules():
+        fc1 = getattr(m, "fc1", None)
+        if isinstance(getattr(m, "gate", None), sgu) and isinstance(fc1, nn.Linear):
+            found[fc1] = 2
+    return found
 
 
 def token_mixers(model: nn.Module) -> list[nn.Module]:
