@@ -28,7 +28,7 @@ from compressor.errors import UnsupportedError, UsageError, first_line
 from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
 from compressor.outputs import run_forward as outputs_run_forward
-from compressor.pruning.structured import coupling, grouping
+from compressor.pruning.structured import coupling, grouping, layer_rules
 from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -267,7 +267,7 @@ def make_pruner(
             ignored_layers=ignored or [],
             round_to=round_to,
             num_heads=heads,
-            out_channel_groups=channel_groups(model),
+            out_channel_groups={**channel_groups(model), **layer_rules.halved_layers(model)},
             in_channel_groups=channel_groups(model),
         )
         coupling.keep_unmapped(pruner)

@@ -32,13 +32,24 @@ from torch_pruning import ops
 from torch_pruning._helpers import _HybridIndex as Index
 from torch_pruning.dependency import index_mapping
 
+from compressor.pruning.structured import layer_rules
+
 
 class Group(tp.Group):
-    """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)."""
+    """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)
+    and cuts the per-output-channel parameters torch-pruning's conv pruner leaves (timm's
+    ``ScaledStdConv2d`` gain, :mod:`.layer_rules`) with the conv's channels."""
 
-    def prune(self, *args: Any, **kwargs: Any) -> Any:
+    def prune(self, idxs: Any = None, record_history: bool = True) -> Any:
         self._DG.forget()
-        return super().prune(*args, **kwargs)
+        if idxs is not None:  # torch-pruning regroups by these indices and prunes that group
+            return super().prune(idxs, record_history)
+        out_fns = (tp.prune_conv_out_channels, tp.prune_depthwise_conv_out_channels)
+        cuts = layer_rules.out_channel_cuts(self, out_fns)
+        result = super().prune(None, record_history)
+        for layer, removed in cuts:
+            layer_rules.prune_extra(layer, removed)
+        return result
 
 
 class Graph(tp.DependencyGraph):
@@ -53,11 +64,14 @@ class Graph(tp.DependencyGraph):
         super().__init__()
         self.forget()
 
-    def build_dependency(self, *args: Any, **kwargs: Any) -> Graph:
+    def build_dependency(self, model: nn.Module, *args: Any, **kwargs: Any) -> Graph:
+        """torch-pruning's build, with token mixers hidden from the trace (:mod:`.layer_rules`)."""
         type(self).builds += 1
         self.forget()
         self.unmapped: set[nn.Module] = set()  # roots whose channels an index mapping cannot carry
-        return super().build_dependency(*args, **kwargs)
+        with layer_rules.hidden_token_mixers(model) as mixers, unknown_widths_kept():
+            self.IGNORED_LAYERS_IN_TRACING.extend(mixers)
+            return super().build_dependency(model, *args, **kwargs)
 
     def forget(self) -> None:
         """Drop the remembered groups (the model's widths are about to change)."""
@@ -85,7 +99,8 @@ class Graph(tp.DependencyGraph):
             and module.out_channels > 1
         ):
             pruning_fn = tp.pruner.function.prune_depthwise_conv_out_channels
-        index_mapping.update_index_mapping(self)
+        with unknown_widths_kept():
+            index_mapping.update_index_mapping(self)
         root = self.module2node[module]
         start = tp.dependency.Dependency(pruning_fn, pruning_fn, source=root, target=root)
         try:
@@ -135,6 +150,28 @@ class Unmappable(Exception):
     def __init__(self, found: list[tuple[Any, list[Index]]]) -> None:
         super().__init__("an index mapping cannot carry the channels")
         self.found = found
+
+
+@contextmanager
+def unknown_widths_kept() -> Iterator[None]:
+    """torch-pruning maps a reshape's channels by the ratio of the widths it infers on either side,
+    and infers 0 where it cannot tell (timm SHViT: the attention output, reshaped after a batched
+    matmul, feeds another reshape); it then divided by zero. Such a reshape keeps the identity
+    mapping, as one whose widths are not inferred at all does; a group it maps wrongly breaks the
+    trial cut and is kept by the preflight."""
+    original = index_mapping.update_reshape_index_mapping
+
+    def guarded(graph: Any, node: Any) -> None:
+        try:
+            original(graph, node)
+        except ZeroDivisionError:  # raised before any mapping of this reshape is set
+            pass
+
+    index_mapping.update_reshape_index_mapping = guarded
+    try:
+        yield
+    finally:
+        index_mapping.update_reshape_index_mapping = original
 
 
 def walk(

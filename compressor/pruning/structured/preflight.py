@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes may take longer to prune
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
 # Groups whose cut breaks the model that are kept before the preflight refuses: a model needing
-# more is not one structured pruning follows (timm's convit_tiny needs 3 at 96x96; nf_regnet_b0,
-# whose every scaled-weight conv breaks when cut, would need 38). Each costs one more search.
+# more is not one structured pruning follows (timm's convit_tiny needs 3 at 96x96). Each costs one
+# more search.
 KEEP_AT_MOST = 8
 KEPT_REASON = "cutting it breaks the model"
 # The search once more, when a cut broke a model whose preflight ran out of time before it had
