@@ -32,6 +32,8 @@ from torch_pruning import ops
 from torch_pruning._helpers import _HybridIndex as Index
 from torch_pruning.dependency import index_mapping
 
+from compressor.pruning.structured import concat_widths
+
 
 class Group(tp.Group):
     """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)."""
@@ -57,6 +59,19 @@ class Graph(tp.DependencyGraph):
         type(self).builds += 1
         self.forget()
         return super().build_dependency(*args, **kwargs)
+
+    def _trace(self, *args: Any, **kwargs: Any) -> Any:
+        with concat_widths.Recorder() as recorder:
+            traced = super()._trace(*args, **kwargs)
+        self._cat_widths = recorder.widths
+        return traced
+
+    def _build_dependency(self, module2node: Any) -> None:
+        """torch-pruning's, then the concatenation widths it cannot infer taken from the trace
+        (:mod:`.concat_widths`; without them building the graph fails)."""
+        super()._build_dependency(module2node)
+        concat_widths.fill(self, getattr(self, "_cat_widths", {}))
+        self._cat_widths = {}
 
     def forget(self) -> None:
         """Drop the remembered groups (the model's widths are about to change)."""
