@@ -184,6 +184,7 @@ RESTRICTED_TIMM = [
     "xcit_nano_12_p16_224",
     "vit_relpos_small_patch16_224",
     "pvt_v2_b0",
+    "coat_tiny",
 ]
 
 
@@ -196,6 +197,36 @@ def test_restricted_timm_architectures_are_recognised(name):
     rule = graph.restriction(model)
     assert rule is not None, type(model).__name__
     assert graph.matched_layers(model, rule.blocks)
+
+
+def test_coat_prunes_only_its_mlp_hidden_channels():
+    """A parallel CoaT block calls one MLP on three token grids of different sizes: the MLP keeps
+    each call's own input while the blocks are found, loses hidden channels, and the model runs."""
+    from timm.models.coat import CoaT
+
+    from compressor.model import ModelHandle
+    from compressor.pruning.base import PruneContext
+    from compressor.pruning.structured import norm
+
+    dims = (16, 16, 16, 16)
+    model = CoaT(
+        img_size=32,
+        patch_size=4,
+        embed_dims=dims,
+        serial_depths=(1, 1, 1, 1),
+        parallel_depth=1,
+        num_heads=8,
+        mlp_ratios=(2, 2, 2, 2),
+        num_classes=5,
+    ).eval()
+    before = graph.out_widths(model)
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 32, 32))
+    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    after = graph.out_widths(handle.module)
+    changed = sorted(n for n in after if after[n] != before[n])
+    assert "parallel_blocks.0.mlp2.fc1" in changed
+    assert all(n.endswith((".mlp.fc1", ".mlp2.fc1")) for n in changed)
+    assert handle.module(torch.randn(2, 3, 32, 32)).shape == (2, 5)
 
 
 def test_enum_attributes_survive_the_artifact(tmp_path):

@@ -82,6 +82,11 @@ RESTRICTED: dict[str, Restriction] = {
         "EdgeNeXt: split depthwise convolutions and cross-covariance "
         "attention couple channel chunks, so only the MLP hidden channels are pruned",
     ),
+    "CoaT": Restriction(
+        ("*.mlp", "*.mlp2"),
+        "CoaT: factorized attention reshapes q, k and v to the input width and its position "
+        "encoding splits fixed channel chunks, so only the MLP hidden channels are pruned",
+    ),
     "Xcit": Restriction(
         ("*.mlp",),
         "XCiT: class attention reshapes by the input width and XCA keeps a "
@@ -130,9 +135,14 @@ def units(model: nn.Module, example: torch.Tensor) -> list[Unit]:
         (n, m) for n, m in model.named_modules() if n and any(fnmatch.fnmatch(n, p) for p in rule.blocks)
     ]
     captured: dict[str, tuple] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, args, n=n: captured.setdefault(n, args)) for n, m in blocks
-    ]
+
+    def capture(name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:  # None: a block called again keeps its input
+            captured.setdefault(name, args)
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(capture(n)) for n, m in blocks]
     try:
         run_forward(model, example)
     finally:

@@ -32,7 +32,7 @@ from torch_pruning import ops
 from torch_pruning._helpers import _HybridIndex as Index
 from torch_pruning.dependency import index_mapping
 
-from compressor.pruning.structured import layer_rules
+from compressor.pruning.structured import concat_widths, layer_rules
 
 
 class Group(tp.Group):
@@ -72,6 +72,19 @@ class Graph(tp.DependencyGraph):
         with layer_rules.hidden_token_mixers(model) as mixers, unknown_widths_kept():
             self.IGNORED_LAYERS_IN_TRACING.extend(mixers)
             return super().build_dependency(model, *args, **kwargs)
+
+    def _trace(self, *args: Any, **kwargs: Any) -> Any:
+        with concat_widths.Recorder() as recorder:
+            traced = super()._trace(*args, **kwargs)
+        self._cat_widths = recorder.widths
+        return traced
+
+    def _build_dependency(self, module2node: Any) -> None:
+        """torch-pruning's, then the concatenation widths it cannot infer taken from the trace
+        (:mod:`.concat_widths`; without them building the graph fails)."""
+        super()._build_dependency(module2node)
+        concat_widths.fill(self, getattr(self, "_cat_widths", {}))
+        self._cat_widths = {}
 
     def forget(self) -> None:
         """Drop the remembered groups (the model's widths are about to change)."""

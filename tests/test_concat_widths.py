@@ -1,0 +1,113 @@
+"""Concatenations whose input widths torch-pruning cannot infer take them from the traced tensors
+(timm CSPNet's cross stage, timm CoaT's class token put back): the graph builds and the model prunes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_pruning import ops
+
+from compressor.model import ModelHandle
+from compressor.pruning.base import PruneConfig, PruneContext
+from compressor.pruning.structured import graph, grouping, norm
+
+
+class CrossStage(nn.Module):
+    """timm CSPNet's stage: half the expanded channels pass a residual block, the other half joins
+    them again; the residual sum is the input whose width torch-pruning infers as None."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.half = c
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.conv1 = nn.Conv2d(c, c, 1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.transition = nn.Conv2d(2 * c, 2 * c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.expand(x).split(self.half, dim=1)
+        x1 = self.conv2(torch.relu(self.conv1(x1))) + x1
+        return self.transition(torch.cat([x1, x2], dim=1))
+
+
+class ClassTokenConv(nn.Module):
+    """timm CoaT's convolutional position encoding: the class token is sliced off the tokens, the
+    others pass a depthwise conv, and the two are joined again along the tokens. Around it, chains
+    of residual sums as deep as CoaT's stages: torch-pruning gives up inferring the widths through
+    them (its search has a step limit), so every width at the join is unknown to it."""
+
+    def __init__(self, c: int = 8, side: int = 3) -> None:
+        super().__init__()
+        self.side = side
+        self.embed = nn.Linear(6, c)
+        self.proj = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.hidden = nn.Linear(c, 2 * c)
+        self.head = nn.Linear(2 * c, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = deep(self.embed(x))
+        cls, tokens = x[:, :1], x[:, 1:]
+        b, n, c = tokens.shape
+        feat = tokens.transpose(1, 2).view(b, c, self.side, self.side)
+        feat = (self.proj(feat) + feat).flatten(2).transpose(1, 2)
+        x = self.norm(deep(torch.cat((cls, feat), dim=1)))
+        return self.head(torch.relu(self.hidden(x[:, 0])))
+
+
+def deep(x: torch.Tensor, blocks: int = 10) -> torch.Tensor:
+    for _ in range(blocks):
+        x = x + torch.tanh(x)
+    return x
+
+
+def csp_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3), CrossStage(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3)
+    ).eval()
+
+
+def concats(dg: grouping.Graph) -> list:
+    return [n for n in dg.module2node.values() if n.type == ops.OPTYPE.CONCAT]
+
+
+def test_cross_stage_concat_takes_the_traced_widths():
+    """Both joined halves are 8 channels wide: a channel of the second half is channel 8 + i of the
+    transition's input."""
+    model = csp_net()
+    dg = grouping.build(model, torch.randn(1, 3, 10, 10))
+    (cat,) = concats(dg)
+    assert cat.module.concat_sizes == [8, 8]
+    assert cat.module.offsets == [0, 8, 16]
+
+
+def test_cross_stage_prunes_and_keeps_its_output():
+    model = csp_net()
+    before = graph.out_widths(model)
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 10, 10))
+    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    after = graph.out_widths(handle.module)
+    assert handle.module(torch.randn(2, 3, 10, 10)).shape == (2, 3)
+    assert after["1.conv1"] < before["1.conv1"]
+    assert sum(after.values()) < sum(before.values())
+
+
+def test_token_concat_maps_no_channels():
+    """Joining the class token with the others along the tokens leaves every channel in place: the
+    concatenation sets no channel offsets, and the embedding's channels reach the norm unshifted."""
+    model = ClassTokenConv().eval()
+    dg = grouping.build(model, torch.randn(1, 10, 6))
+    group = dg.get_pruning_group(model.embed, dg.get_pruner_of_module(model.embed).prune_out_channels, [5])
+    reached = {item.dep.target.module: item.idxs for item in group}
+    assert reached[model.proj] == [5]
+    assert reached[model.norm] == [5]
+    (joined,) = [n for n in concats(dg) if n.module.concat_sizes == [1, 9]]
+    assert not joined.enable_index_mapping
+
+
+def test_token_concat_model_prunes_and_keeps_its_output():
+    model = ClassTokenConv().eval()
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 10, 6))
+    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    assert handle.module.hidden.out_features < 16
+    assert handle.module(torch.randn(2, 10, 6)).shape == (2, 4)
