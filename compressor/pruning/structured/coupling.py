@@ -18,7 +18,7 @@ from torch import nn
 
 from compressor.errors import UnsupportedError, first_line
 
-UNMAPPED = "torch-pruning cannot map its channels through the block (its group is kept)"
+UNMAPPED = "torch-pruning cannot map its channels through the layers they feed"
 
 
 def unmapped_roots(pruner: Any) -> list[nn.Module]:
