@@ -111,3 +111,35 @@ def test_token_concat_model_prunes_and_keeps_its_output():
     norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
     assert handle.module.hidden.out_features < 16
     assert handle.module(torch.randn(2, 10, 6)).shape == (2, 4)
+
+
+class RotaryHalves(nn.Module):
+    """A rotary embedding's ``rotate_half``: q's head dimension (the last) split in two and joined
+    again as ``cat((-x2, x1), dim=-1)``, a join along the last dimension, not the channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.q(x).reshape(x.shape[0], x.shape[1], 2, 4)
+        x1, x2 = q[..., :2], q[..., 2:]
+        rotated = torch.cat((-x2, x1), dim=-1)
+        return self.out((q + rotated).flatten(2))
+
+
+def test_a_join_along_the_last_dimension_maps_no_channels():
+    """torch stores ``dim=-1`` as 2**64 - 1, which torch-pruning read as a channel join (and failed
+    inferring its widths on timm Gemma4 ViT): the traced dimension decides, and it gets no mapping."""
+    from compressor.pruning.structured import concat_widths
+
+    torch.manual_seed(0)
+    model = RotaryHalves().eval()
+    dg = grouping.build(model, torch.randn(2, 5, 8))
+    cats = [n for n in dg.module2node.values() if n.type == ops.OPTYPE.CONCAT]
+    assert len(cats) == 1 and getattr(cats[0], concat_widths.OTHER_DIM, False)
+    assert cats[0].module.offsets is None or not cats[0].enable_index_mapping
+    side = grouping.build(CrossStage().eval(), torch.randn(1, 8, 6, 6))  # a channel join: mapped
+    (join,) = [n for n in side.module2node.values() if n.type == ops.OPTYPE.CONCAT]
+    assert not getattr(join, concat_widths.OTHER_DIM, False) and join.module.offsets == [0, 8, 16]

@@ -24,6 +24,7 @@ from torch_pruning.dependency import shape_infer
 
 CATS = (torch.cat, torch.concat, torch.concatenate)
 CHANNEL_DIM = 1  # the only concatenation dimension torch-pruning maps
+OTHER_DIM = "compressor_joins_other_dim"  # a node attribute: traced along another dimension
 
 
 class Recorder(TorchFunctionMode):
@@ -66,6 +67,10 @@ def fill(graph: Any, widths: dict[Any, tuple[int, list[int]] | None]) -> list[An
     filled = []
     for node in graph.module2node.values():
         if node.type != ops.OPTYPE.CONCAT or node.module.concat_sizes is not None:
+            continue
+        if node.grad_fn in widths and widths[node.grad_fn] is None:  # traced along another dim
+            setattr(node, OTHER_DIM, True)
+            node.enable_index_mapping = False
             continue
         traced = widths.get(node.grad_fn)
         inferred = [shape_infer.infer_channels_between(graph, n, node) for n in node.inputs]

@@ -171,8 +171,15 @@ def unknown_widths_kept() -> Iterator[None]:
     and infers 0 where it cannot tell (timm SHViT: the attention output, reshaped after a batched
     matmul, feeds another reshape); it then divided by zero. Such a reshape keeps the identity
     mapping, as one whose widths are not inferred at all does; a group it maps wrongly breaks the
-    trial cut and is kept by the preflight."""
+    trial cut and is kept by the preflight.
+
+    A concatenation the trace saw along another dimension than channels
+    (:func:`concat_widths.fill` marks it) gets no index mapping: torch-pruning tells one from its
+    saved dimension, which this torch stores for ``dim=-1`` as 2**64 - 1, so it took every
+    ``cat(..., dim=-1)`` (rotary embeddings: timm Gemma4 ViT) for a channel join and failed
+    inferring its widths."""
     original = index_mapping.update_reshape_index_mapping
+    original_cat = index_mapping.update_concat_index_mapping
 
     def guarded(graph: Any, node: Any) -> None:
         try:
@@ -180,11 +187,17 @@ def unknown_widths_kept() -> Iterator[None]:
         except ZeroDivisionError:  # raised before any mapping of this reshape is set
             pass
 
+    def channel_joins_only(graph: Any, node: Any) -> None:
+        if not getattr(node, concat_widths.OTHER_DIM, False):
+            original_cat(graph, node)
+
     index_mapping.update_reshape_index_mapping = guarded
+    index_mapping.update_concat_index_mapping = channel_joins_only
     try:
         yield
     finally:
         index_mapping.update_reshape_index_mapping = original
+        index_mapping.update_concat_index_mapping = original_cat
 
 
 def walk(
