@@ -185,6 +185,10 @@ RESTRICTED_TIMM = [
     "vit_relpos_small_patch16_224",
     "pvt_v2_b0",
     "coat_tiny",
+    "gcvit_xxtiny",
+    "twins_pcpvt_small",
+    "tnt_s_legacy_patch16_224",
+    "davit_tiny",
 ]
 
 

@@ -103,6 +103,26 @@ RESTRICTED: dict[str, Restriction] = {
             ("PyramidVisionTransformerV2", "PVTv2"),
         )
     },
+    "GlobalContextVit": Restriction(
+        ("*.mlp",),
+        "GCViT: global-query attention expands one query over every window and reshapes by the "
+        "input width, so only the MLP hidden channels are pruned",
+    ),
+    "Twins": Restriction(
+        ("*.mlp",),
+        "Twins: sub-sampled attention reshapes keys and values to the input width, so only the "
+        "MLP hidden channels are pruned",
+    ),
+    "TNT": Restriction(
+        ("*.mlp", "*.mlp_in"),
+        "TNT: inner and outer attention reshape values to the input width, so only the MLP "
+        "hidden channels are pruned",
+    ),
+    "DaVit": Restriction(
+        ("*.mlp",),
+        "DaViT: channel and window attention reshape by the input width, so only the MLP hidden "
+        "channels are pruned",
+    ),
 }
 
 
