@@ -36,16 +36,23 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
     ):
         try:
             probe(group)
-        except IndexError:
+        except (IndexError, RuntimeError):  # RuntimeError: scatter_add_ with a root index past the end
             bad.append(group[0].dep.target.module)
     return bad
 
 
 def keep_unmapped(pruner: Any) -> list[nn.Module]:
-    """Add the roots of unmappable groups to ``pruner``'s ignored layers; returns them."""
-    bad = unmapped_roots(pruner)
-    pruner.ignored_layers.extend(bad)
-    return bad
+    """Add the roots of unmappable groups to ``pruner``'s ignored layers; returns them.
+
+    Ignoring a root frees the other layers of its group to root groups of their own, which may be
+    unmappable too (timm iFormer: a value gate reached from a query projection), so the search
+    repeats until every group left scores.
+    """
+    kept: list[nn.Module] = []
+    while bad := unmapped_roots(pruner):
+        pruner.ignored_layers.extend(bad)
+        kept += bad
+    return kept
 
 
 def _pop(stack: list[str]) -> None:
