@@ -18,11 +18,12 @@ from torch import nn
 
 from compressor.errors import UnsupportedError, first_line
 
-UNMAPPED = "torch-pruning cannot map its channels through the block (its group is kept)"
+UNMAPPED = "torch-pruning cannot map the channels of its group through the block"
 
 
 def unmapped_roots(pruner: Any) -> list[nn.Module]:
-    """Root layers of the groups whose channel indices the graph maps out of range.
+    """Root layers of the groups whose channel indices the graph maps out of range (the walk
+    stopped past a width, or scoring fails).
 
     Args:
         pruner: a torch-pruning ``BasePruner``; its ``ignored_layers`` are honoured.
@@ -34,11 +35,18 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
     for group in pruner.DG.get_all_groups(
         ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
     ):
-        try:
-            probe(group)
-        except (IndexError, RuntimeError):  # RuntimeError: scatter_add_ with a root index past the end
+        if getattr(group, "unmapped", False) or not _scores(probe, group):
             bad.append(group[0].dep.target.module)
     return bad
+
+
+def _scores(probe: Any, group: Any) -> bool:
+    """Whether ``probe`` scores ``group`` (not: a channel or root channel index past a width)."""
+    try:
+        probe(group)
+    except (IndexError, RuntimeError):  # RuntimeError: scatter_add_ of a root channel past the end
+        return False
+    return True
 
 
 def keep_unmapped(pruner: Any) -> list[nn.Module]:
