@@ -2,10 +2,12 @@
 
 Some blocks reach the tracer through operations whose channel mapping it gets wrong: a fixed
 ``reshape`` that folds channels with another axis, a layer-scale parameter broadcast over a
-folded shape (timm FastViT, EdgeNeXt). The graph then maps a group's channel indices past the end
-of one of its layers, and scoring that group fails with an ``IndexError``. Such a group cannot be
-pruned correctly, so its root layer is kept at full width (like an ``--ignore``d layer) and every
-other group is pruned as usual. After pruning, the model must still run and give outputs of the
+folded shape (timm FastViT, EdgeNeXt), a split and concatenation on the last dim of a
+channels-last tensor (timm MambaOut). The graph then maps a group's channel indices past the end
+of one of its layers (its walk stops there and marks the group) or past its root's channels
+(scoring that group fails). Such a group cannot be pruned correctly, so its root layer is kept at
+full width (like an ``--ignore``d layer), and named in the report, and every other group is pruned
+as usual. After pruning, the model must still run and give outputs of the
 dense model's shapes; otherwise the operation is refused (exit 3) before anything is written.
 """
 
