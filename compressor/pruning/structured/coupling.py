@@ -6,13 +6,15 @@ folded shape (timm FastViT, EdgeNeXt), a split and concatenation on the last dim
 channels-last tensor (timm MambaOut). The graph then maps a group's channel indices past the end
 of one of its layers (its walk stops there and marks the group) or past its root's channels
 (scoring that group fails). Such a group cannot be pruned correctly, so its root layer is kept at
-full width (like an ``--ignore``d layer), and named in the report, and every other group is pruned
+full width (like an ``--ignore``d layer; the report names it) and every other group is pruned
 as usual. After pruning, the model must still run and give outputs of the
 dense model's shapes; otherwise the operation is refused (exit 3) before anything is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -62,7 +64,29 @@ def keep_unmapped(pruner: Any) -> list[nn.Module]:
     while bad := unmapped_roots(pruner):
         pruner.ignored_layers.extend(bad)
         kept += bad
+    for record in _RECORDS:
+        record.extend(kept)
     return kept
+
+
+_RECORDS: list[list[nn.Module]] = []  # open :func:`recording_kept` lists
+
+
+@contextmanager
+def recording_kept() -> Iterator[list[nn.Module]]:
+    """The roots :func:`keep_unmapped` keeps while inside (repeats included), for the report."""
+    record: list[nn.Module] = []
+    _RECORDS.append(record)
+    try:
+        yield record
+    finally:
+        _RECORDS.remove(record)
+
+
+def kept_names(model: nn.Module, kept: list[nn.Module]) -> dict[str, str]:
+    """Qualified name -> :data:`UNMAPPED` of each layer of ``model`` in ``kept``."""
+    ids = {id(m) for m in kept}
+    return {name: UNMAPPED for name, m in model.named_modules() if id(m) in ids}
 
 
 def _pop(stack: list[str]) -> None:

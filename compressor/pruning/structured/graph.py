@@ -270,7 +270,7 @@ def make_pruner(
             out_channel_groups=channel_groups(model),
             in_channel_groups=channel_groups(model),
         )
-        pruner.unmapped = coupling.keep_unmapped(pruner)
+        coupling.keep_unmapped(pruner)
         return pruner
 
 

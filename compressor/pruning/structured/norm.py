@@ -22,7 +22,7 @@ import torch_pruning as tp
 
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
-from compressor.pruning.structured import graph, preflight
+from compressor.pruning.structured import coupling, graph, preflight
 from compressor.stats import count_macs, count_params
 
 BN_BATCHES = 20
@@ -121,15 +121,17 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     rule = graph.restriction(model)
     if rule is not None:
         report.notes.append(rule.reason)
-    if cfg.budget is not None:
-        from compressor.pruning.structured.budget import land
+    with coupling.recording_kept() as unmapped:
+        if cfg.budget is not None:
+            from compressor.pruning.structured.budget import land
 
-        land.run(handle, cfg, ctx, lambda: importance(cfg.method, cfg.seed), list(reasons), report)
-        recalibrated = _after_step(handle, ctx, 0).get("bn_batches")
-        if recalibrated is not None:
-            report.figures["bn_batches"] = recalibrated
-    else:
-        _prune_steps(handle, cfg, ctx, list(reasons), report)
+            land.run(handle, cfg, ctx, lambda: importance(cfg.method, cfg.seed), list(reasons), report)
+            recalibrated = _after_step(handle, ctx, 0).get("bn_batches")
+            if recalibrated is not None:
+                report.figures["bn_batches"] = recalibrated
+        else:
+            _prune_steps(handle, cfg, ctx, list(reasons), report)
+    report.notes += graph.describe_kept(coupling.kept_names(handle.module, unmapped))
     if cfg.finetune_epochs and ctx.finetune is not None:
         report.figures.update(
             {f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()}

@@ -37,7 +37,7 @@ from torch import nn
 
 from compressor import outputs
 from compressor.errors import UnsupportedError, UsageError, closest, first_line
-from compressor.pruning.structured import coupling, graph
+from compressor.pruning.structured import graph
 
 if TYPE_CHECKING:
     from compressor.pruning.base import PruneConfig
@@ -154,9 +154,8 @@ def run(
         strict: refuse at the first group whose cut breaks the model instead of keeping it.
 
     Returns:
-        Layers to keep unpruned besides ``ignored`` (name -> why): the roots of the groups
-        torch-pruning cannot map (kept by every pruner, named here for the report), and the groups
-        whose cut breaks the model, at most :data:`KEEP_AT_MOST`. Pruning must keep them too.
+        Layers to keep unpruned besides ``ignored`` (name -> why): the groups whose cut breaks the
+        model, at most :data:`KEEP_AT_MOST`. Pruning must keep them too.
     """
     check_ignore_patterns(model, patterns)
     ignored = list(ignored)
@@ -172,14 +171,13 @@ def run(
             "check --ignore, or use an unstructured method for other layer types",
         )
     found: dict[str, str] = {}
-    unmapped: dict[str, str] = {}
     deadline = Deadline(seconds)
     try:
         with alarm(deadline):
-            _keep_breaking(model, example, ignored, round_to, reference, deadline, strict, found, unmapped)
+            _keep_breaking(model, example, ignored, round_to, reference, deadline, strict, found)
     except PreflightTimeout:
         pass  # no (further) verdict in time: pruning goes ahead and reports its own failure, if any
-    return {**unmapped, **found}
+    return found
 
 
 def _keep_breaking(
@@ -191,17 +189,15 @@ def _keep_breaking(
     deadline: Deadline,
     strict: bool,
     found: dict[str, str],
-    unmapped: dict[str, str],
 ) -> None:
     """Add to ``found``, one search at a time, each group whose cut breaks the model; refuse when
     one cannot be kept (strict, no name, already kept, or more than :data:`KEEP_AT_MOST`). ``found``
-    is the caller's, so the groups found before the deadline rings are kept; so is ``unmapped``,
-    which the first trial fills with the roots of the groups torch-pruning cannot map.
+    is the caller's, so the groups found before the deadline rings are kept.
 
     The first trial cuts every group at once (one forward: the usual, passing case); each search
     after it cuts the groups one by one and ends on the whole cut, so it also says when all pass.
     """
-    if _trial(model, example, ignored, round_to, reference, deadline, None, unmapped) is None:
+    if _trial(model, example, ignored, round_to, reference, deadline, None) is None:
         return
     while True:
         culprit, failure = _locate(model, example, ignored + list(found), round_to, reference, deadline)
@@ -245,12 +241,10 @@ def _trial(
     reference: dict[str, list[int]],
     deadline: Deadline,
     stop_after: Callable[[str | None], bool] | None,
-    unmapped: dict[str, str] | None = None,
 ) -> str | None:
     """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure, if any.
 
     ``stop_after(group_name)`` is called after each single cut; it returns True to stop there.
-    ``unmapped`` (when given) gets the roots of the groups the pruners keep as unmappable.
     """
     trial = copy.deepcopy(model)
     importance = _first_channels
@@ -259,8 +253,6 @@ def _trial(
             trial, example, importance, ratio=TRIAL_RATIO, round_to=round_to, ignored=ignored
         )
     names = {m: n for n, m in trial.named_modules()}
-    if unmapped is not None:
-        unmapped.update({names[m]: coupling.UNMAPPED for p in pruners for m in p.unmapped})
     for pruner in pruners:
         for group in pruner.step(interactive=True):
             deadline.check()
