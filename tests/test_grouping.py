@@ -3,13 +3,15 @@ the walks that double with every block where a residual joins a channel slice (t
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from compressor.model import ModelHandle
 from compressor.pruning.base import PruneConfig, PruneContext
-from compressor.pruning.structured import graph, grouping, norm
+from compressor.pruning.structured import coupling, graph, grouping, norm
 
 
 class SliceResidual(nn.Module):
@@ -172,3 +174,95 @@ def test_a_walk_ends_where_channels_pass_a_layers_width():
     found = grouping.walk(start, range(8), lambda node, fn: 8 if node is layer else None)
     assert max(i.idx for _, idxs in found for i in idxs) >= 8  # recorded: scoring it fails
     assert [dep.target.name for dep, _ in found] == ["layer", "reshape", "layer"]
+
+
+class GatedChannelsLast(nn.Module):
+    """A MambaOut gated block: channels last, split and concatenated on the last dim, a depthwise
+    conv between permutes. torch-pruning maps the conv's channels onto the wrong part of ``fc1``
+    and scores them against root channels past the end."""
+
+    def __init__(self, dim: int, hidden: int, conv: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 2 * hidden)
+        self.split = (hidden, hidden - conv, conv)
+        self.conv = nn.Conv2d(conv, conv, 3, padding=1, groups=conv)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g, i, c = torch.split(self.fc1(self.norm(x)), self.split, dim=-1)
+        c = self.conv(c.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return x + self.fc2(torch.relu(g) * torch.cat((i, c), dim=-1))
+
+
+class GatedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(GatedChannelsLast(8, 20, 8), GatedChannelsLast(8, 20, 8))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x).permute(0, 2, 3, 1)).mean((1, 2)))
+
+
+def test_a_group_scored_past_its_root_is_kept_and_named():
+    """Each gated block's conv group cannot be mapped (scoring it overruns the root's channels):
+    it is kept and named in the notes; the residual stream around it is pruned and the model runs."""
+    torch.manual_seed(0)
+    model = GatedNet().eval()
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 6, 6))
+    report = norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    after = graph.out_widths(handle.module)
+    assert handle.module(torch.randn(2, 3, 6, 6)).shape == (2, 3)
+    assert after["blocks.0.conv"] == after["blocks.1.conv"] == 8
+    assert after["stem"] < 8
+    assert any("cannot map" in n and "blocks.0.conv" in n for n in report.notes)
+
+
+class FakeGroup(list):
+    """A group of a hand-made graph: its root only, and whether its walk ran past a width."""
+
+    def __init__(self, root: object) -> None:
+        super().__init__([SimpleNamespace(dep=SimpleNamespace(target=SimpleNamespace(module=root)))])
+        self.unmapped = True
+
+
+def test_roots_freed_by_keeping_an_unmappable_group_are_checked_too():
+    """Listing groups skips the layers already in one (iFormer's value gate sits in its query's
+    group): once the query is kept, the gate roots a group of its own, unmappable too."""
+    query, gate = nn.Conv2d(1, 1, 1), nn.Conv2d(1, 1, 1)
+
+    def groups(ignored_layers: list, root_module_types: tuple) -> list:
+        return (
+            [FakeGroup(query)]
+            if query not in ignored_layers
+            else [FakeGroup(gate)][: gate not in ignored_layers]
+        )
+
+    pruner = SimpleNamespace(
+        DG=SimpleNamespace(get_all_groups=groups), ignored_layers=[], root_module_types=()
+    )
+    assert coupling.keep_unmapped(pruner) == [query, gate]
+    assert pruner.ignored_layers == [query, gate]
+
+
+def test_a_walk_ends_where_channels_pass_every_layer_between_two_operations():
+    """EfficientViT-MSRA's attention folds channels with positions between operations, with no
+    layer on the cycle: the indices grow there without end (one group took minutes and millions
+    of channels). Past the channels of all layers together no channel exists: the walk ends and
+    the group is marked unmappable."""
+    calls = [0]
+    conv = nn.Conv2d(2, 8, 1)
+    layer, view, matmul = Node("conv"), Node("view"), Node("matmul")
+    layer.module, view.module, matmul.module = conv, object(), object()
+    layer.dependencies = [Edge(view, None, calls)]
+    view.dependencies = [
+        Edge(matmul, lambda idxs: [grouping.Index(4 * i.idx + 1, i.root_idx) for i in idxs], calls)
+    ]
+    matmul.dependencies = [Edge(view, None, calls)]
+    dg = grouping.Graph()
+    dg.module2node = {conv: layer}
+    found = grouping.walk(Edge(layer, None, calls), range(8), dg._width)
+    assert dg._width(view, "cut") == 10  # the conv's 8 output and 2 input channels
+    assert max(i.idx for i in found[-1][1]) >= 10

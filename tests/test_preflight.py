@@ -69,7 +69,7 @@ def test_a_group_a_grouped_conv_cannot_split_evenly_is_kept(tmp_path):
     (timm NextViT): those groups are kept, the grouped conv itself is pruned, the model runs."""
     result, out = prune("tests.preflight_models:cat_into_grouped_conv", tmp_path, "--json")
     assert result.code == 0, result.stderr
-    notes = [n for n in result.json()["notes"] if "cannot map its channels" in n]  # named, not silent
+    notes = [n for n in result.json()["notes"] if "cannot map the channels" in n]  # named, not silent
     assert len(notes) == 1 and notes[0].endswith(": a, b")
     model = load_model(str(out)).module
     assert (model.a.out_channels, model.b.out_channels) == (8, 4) and model.g.out_channels < 12

@@ -2,15 +2,19 @@
 
 Some blocks reach the tracer through operations whose channel mapping it gets wrong: a fixed
 ``reshape`` that folds channels with another axis, a layer-scale parameter broadcast over a
-folded shape (timm FastViT, EdgeNeXt). The graph then maps a group's channel indices past the end
-of one of its layers, and scoring that group fails with an ``IndexError``. Such a group cannot be
-pruned correctly, so its root layer is kept at full width (like an ``--ignore``d layer) and every
-other group is pruned as usual. After pruning, the model must still run and give outputs of the
+folded shape (timm FastViT, EdgeNeXt), a split and concatenation on the last dim of a
+channels-last tensor (timm MambaOut). The graph then maps a group's channel indices past the end
+of one of its layers (its walk stops there and marks the group) or past its root's channels
+(scoring that group fails). Such a group cannot be pruned correctly, so its root layer is kept at
+full width (like an ``--ignore``d layer; the report names it) and every other group is pruned
+as usual. After pruning, the model must still run and give outputs of the
 dense model's shapes; otherwise the operation is refused (exit 3) before anything is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -18,13 +22,14 @@ from torch import nn
 
 from compressor.errors import UnsupportedError, first_line
 
-UNMAPPED = "torch-pruning cannot map its channels through the layers they feed"
+UNMAPPED = "torch-pruning cannot map the channels of its group through the block"
 
 
 def unmapped_roots(pruner: Any) -> list[nn.Module]:
-    """Root layers of the groups whose channel indices the graph maps out of range, or whose
-    channels a grouped layer in the group cannot split evenly (timm NextViT: a group of 1024 channels
-    coupled to a conv of 24 groups, which torch-pruning's ranking cannot reshape).
+    """Root layers of the groups whose channel indices the graph maps out of range (the walk
+    stopped past a width or at a mapping that cannot carry it, or scoring fails), or whose
+    channels a grouped layer in the group cannot split evenly (timm NextViT: a group of 1024
+    channels coupled to a conv of 24 groups, which torch-pruning's ranking cannot reshape).
 
     Args:
         pruner: a torch-pruning ``BasePruner``; its ``ignored_layers`` are honoured.
@@ -36,26 +41,56 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
     for group in pruner.DG.get_all_groups(
         ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
     ):
-        root = group[0].dep.target.module
-        if root in getattr(pruner.DG, "unmapped", ()):  # the walk met a mapping that cannot carry it
-            bad.append(root)
-            continue
-        try:
-            scores = probe(group)
-        except IndexError:
-            bad.append(root)
-            continue
-        groups = pruner._get_channel_groups(group)  # a grouped conv's groups, heads: the channels split
-        if scores is not None and groups > 1 and len(scores) % groups:  # evenly, or the pruner fails
-            bad.append(root)
+        if getattr(group, "unmapped", False) or not _scores(probe, group, pruner):
+            bad.append(group[0].dep.target.module)
     return bad
+
+
+def _scores(probe: Any, group: Any, pruner: Any) -> bool:
+    """Whether ``probe`` scores ``group`` (not: a channel or root channel index past a width) in
+    as many channels as every grouped layer of the group splits evenly."""
+    try:
+        scores = probe(group)
+    except (IndexError, RuntimeError):  # RuntimeError: scatter_add_ of a root channel past the end
+        return False
+    groups = pruner._get_channel_groups(group)  # a grouped conv's groups, heads: the channels split
+    return scores is None or groups <= 1 or len(scores) % groups == 0
 
 
 def keep_unmapped(pruner: Any) -> list[nn.Module]:
-    """Add the roots of unmappable groups to ``pruner``'s ignored layers; returns them."""
-    bad = unmapped_roots(pruner)
-    pruner.ignored_layers.extend(bad)
-    return bad
+    """Add the roots of unmappable groups to ``pruner``'s ignored layers; returns them.
+
+    Ignoring a root frees the other layers of its group to root groups of their own, which may be
+    unmappable too (timm iFormer: a value gate reached from a query projection), so the search
+    repeats until every group left scores.
+    """
+    kept: list[nn.Module] = []
+    while bad := unmapped_roots(pruner):
+        pruner.ignored_layers.extend(bad)
+        kept += bad
+    for record in _RECORDS:
+        record.extend(kept)
+    return kept
+
+
+_RECORDS: list[list[nn.Module]] = []  # open :func:`recording_kept` lists
+
+
+@contextmanager
+def recording_kept() -> Iterator[list[nn.Module]]:
+    """The roots :func:`keep_unmapped` keeps while inside (repeats included), for the report."""
+    record: list[nn.Module] = []
+    _RECORDS.append(record)
+    try:
+        yield record
+    finally:
+        _RECORDS.remove(record)
+
+
+def kept_names(model: nn.Module, kept: list[nn.Module]) -> dict[str, str]:
+    """Qualified name -> :data:`UNMAPPED` of each layer of ``model`` in ``kept``."""
+    ids = {id(m) for m in kept}
+    return {name: UNMAPPED for name, m in model.named_modules() if id(m) in ids}
 
 
 class CutBreaksModel(UnsupportedError):

@@ -300,7 +300,7 @@ def make_pruner(
             out_channel_groups={**channel_groups(model), **layer_rules.halved_layers(model)},
             in_channel_groups=channel_groups(model),
         )
-        pruner.unmapped = coupling.keep_unmapped(pruner)  # read by the preflight, for the report
+        coupling.keep_unmapped(pruner)
         return pruner
 
 

@@ -9,9 +9,11 @@ walks multiply with each such block, and one group of ReXNet-1.0 took minutes to
 reshape folds channels with positions (timm EfficientViT-MSRA attention), the indices it carries
 grow past the layers' widths and the walk filled the memory. :class:`Graph` walks each (layer,
 pruning function, channel, root channel) once: an edge passes on only the channels its target has
-not seen; and a walk that carries a channel past the width of a conv, linear or BatchNorm layer
-ends there (scoring that group fails as before and :func:`coupling.keep_unmapped` keeps its root;
-the layers it did not reach are listed as roots of their own groups). Every index mapping
+not seen; and a walk that carries a channel past the width of a conv, linear or BatchNorm layer,
+or at any other operation past the channels of all those layers together (EfficientViT-MSRA folds
+channels with positions between two operations, with no layer on the cycle), ends there: the group
+is marked ``unmapped`` and :func:`coupling.keep_unmapped` keeps its root (the layers it did not
+reach are listed as roots of their own groups, and checked in turn). Every index mapping
 torch-pruning has maps channels one by one, so every other group is torch-pruning's, merged the
 same way. Groups are remembered until one of them is pruned.
 
@@ -38,7 +40,11 @@ from compressor.pruning.structured import concat_widths, layer_rules
 class Group(tp.Group):
     """A group of a :class:`Graph`: pruning it forgets the graph's remembered groups (widths change)
     and cuts the per-output-channel parameters torch-pruning's conv pruner leaves (timm's
-    ``ScaledStdConv2d`` gain, :mod:`.layer_rules`) with the conv's channels."""
+    ``ScaledStdConv2d`` gain, :mod:`.layer_rules`) with the conv's channels. ``unmapped``: its walk
+    carried a channel past a width, or met a mapping that cannot carry it (the group is only the
+    part found)."""
+
+    unmapped = False
 
     def prune(self, idxs: Any = None, record_history: bool = True) -> Any:
         self._DG.forget()
@@ -89,6 +95,7 @@ class Graph(tp.DependencyGraph):
     def forget(self) -> None:
         """Drop the remembered groups (the model's widths are about to change)."""
         self._remembered: dict[tuple[Any, ...], Group] = {}
+        self._total: int | None = None  # channels of all layers (widths change on a cut)
 
     def get_pruning_group(
         self, module: nn.Module, pruning_fn: Callable, idxs: Sequence[int] | int
@@ -100,6 +107,7 @@ class Graph(tp.DependencyGraph):
             self._remembered[key] = self._group(module, pruning_fn, channels)
         group = Group()  # a copy: callers may replace its items
         group._group, group._DG = list(self._remembered[key]._group), self
+        group.unmapped = self._remembered[key].unmapped
         return group
 
     def _group(self, module: nn.Module, pruning_fn: Callable, idxs: Sequence[int]) -> Group:
@@ -121,19 +129,25 @@ class Graph(tp.DependencyGraph):
         except Unmappable as stop:
             self.unmapped.add(module)
             found = stop.found
-        return self._merged(found)
+        group = self._merged(found)
+        dep, last = found[-1]
+        limit = self._width(dep.target, dep.handler)
+        group.unmapped = module in self.unmapped or (limit is not None and max(i.idx for i in last) >= limit)
+        return group
 
     def _width(self, node: Any, handler: Callable) -> int | None:
-        """Channels a conv, linear or BatchNorm layer has where ``handler`` cuts (None: not one)."""
-        layer = node.module
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            return layer.num_features
-        if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            return None
-        out = self.is_out_channel_pruning_fn(handler)
-        if isinstance(layer, nn.Linear):
-            return layer.out_features if out else layer.in_features
-        return layer.out_channels if out else layer.in_channels
+        """Channels a conv, linear or BatchNorm layer has where ``handler`` cuts; at any other node,
+        the channels of all such layers of the graph together: no channel index of the model lies
+        past that (a concatenation joins at most them; None: the graph has no such layer)."""
+        width = layer_width(node.module, self.is_out_channel_pruning_fn(handler))
+        return width if width is not None else self._all_channels()
+
+    def _all_channels(self) -> int | None:
+        if self._total is None:
+            self._total = sum(layer_width(m, True) or 0 for m in self.module2node) + sum(
+                layer_width(m, False) or 0 for m in self.module2node
+            )
+        return self._total or None
 
     def _merged(self, found: list[tuple[Any, list[Index]]]) -> Group:
         """torch-pruning's merge: one item per (layer, function) with its channels in the order first
@@ -200,16 +214,26 @@ def unknown_widths_kept() -> Iterator[None]:
         index_mapping.update_concat_index_mapping = original_cat
 
 
+def layer_width(layer: Any, out: bool) -> int | None:
+    """Output (``out``) or input channels of a conv, linear or BatchNorm layer (None: not one)."""
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        return layer.num_features
+    if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return None
+    if isinstance(layer, nn.Linear):
+        return layer.out_features if out else layer.in_features
+    return layer.out_channels if out else layer.in_channels
+
+
 def walk(
     start: Any, idxs: Sequence[int], width: Callable[[Any, Callable], int | None]
 ) -> list[tuple[Any, list[Index]]]:
     """Every (dependency, channels) reached from ``start`` carrying ``idxs``, depth first in
     torch-pruning's order; each (target, function, channel, root channel) is passed on once.
 
-    A walk that carries a channel past the ``width`` of a layer it reaches ends there: the graph
-    maps that group's channels wrongly (a reshape that folds channels with positions); scoring the
-    part found fails as on torch-pruning's whole group, so :func:`coupling.keep_unmapped` keeps
-    its root.
+    A walk that carries a channel past the ``width`` of a node it reaches ends there (that entry
+    is the last one found): the graph maps that group's channels wrongly (a reshape that folds
+    channels with positions), so :func:`coupling.keep_unmapped` keeps its root.
     Where channels are reached from so many root channels that a walk passes :data:`ROOTED_LIMIT`
     entries, each (target, function, channel) is passed on once, with the first root channel.
     """

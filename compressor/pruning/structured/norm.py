@@ -120,16 +120,18 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     reasons = preflight.kept_layers(handle, cfg)
     rule = graph.restriction(model)
     report = MethodReport()
-    if cfg.budget is not None:
-        from compressor.pruning.structured.budget import land
+    with coupling.recording_kept() as unmapped:
+        if cfg.budget is not None:
+            from compressor.pruning.structured.budget import land
 
-        land.run(handle, cfg, ctx, lambda: importance(cfg.method, cfg.seed), list(reasons), report)
-        recalibrated = _after_step(handle, ctx, 0).get("bn_batches")
-        if recalibrated is not None:
-            report.figures["bn_batches"] = recalibrated
-    else:
-        reasons = _prune_keeping(handle, cfg, ctx, reasons, report)
-    report.notes[:0] = graph.describe_kept(reasons) + ([rule.reason] if rule is not None else [])
+            land.run(handle, cfg, ctx, lambda: importance(cfg.method, cfg.seed), list(reasons), report)
+            recalibrated = _after_step(handle, ctx, 0).get("bn_batches")
+            if recalibrated is not None:
+                report.figures["bn_batches"] = recalibrated
+        else:
+            reasons = _prune_keeping(handle, cfg, ctx, reasons, report)
+    kept = {**reasons, **coupling.kept_names(handle.module, unmapped)}
+    report.notes[:0] = graph.describe_kept(kept) + ([rule.reason] if rule is not None else [])
     if cfg.finetune_epochs and ctx.finetune is not None:
         report.figures.update(
             {f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()}

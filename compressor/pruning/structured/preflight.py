@@ -37,7 +37,7 @@ from torch import nn
 
 from compressor import outputs
 from compressor.errors import UnsupportedError, UsageError, closest, first_line
-from compressor.pruning.structured import coupling, graph
+from compressor.pruning.structured import graph
 
 if TYPE_CHECKING:
     from compressor.pruning.base import PruneConfig
@@ -190,8 +190,6 @@ def run(
             cuts.keep_breaking(ignored, strict, found)
     except PreflightTimeout:  # no (further) verdict in time: pruning goes ahead (see Kept)
         found.complete = False
-    for name in cuts.unmapped:  # kept by pruning anyway; named here so that the report says so
-        found.setdefault(name, coupling.UNMAPPED)
     return found
 
 
@@ -205,7 +203,6 @@ class _Cuts:
     round_to: int | None
     reference: dict[str, list[int]]
     deadline: Deadline
-    unmapped: list[str] = field(default_factory=list)  # layers kept as their channels cannot be mapped
 
     def keep_breaking(self, ignored: list[str], strict: bool, found: dict[str, str]) -> None:
         """Add to ``found``, one search at a time, each group whose cut breaks the model; refuse
@@ -240,8 +237,6 @@ class _Cuts:
                 ignored=ignored,
             )
         names = {m: n for n, m in trial.named_modules()}
-        if stop_after is None:  # the whole cut: the layers no cut reaches, in the graph of this copy
-            self.unmapped = [names[m] for p in pruners for m in getattr(p, "unmapped", ()) if m in names]
         with graph.tracer_errors():  # torch-pruning's ranking and cutting can fail as its trace can
             for pruner in pruners:
                 for group in pruner.step(interactive=True):
