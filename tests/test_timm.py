@@ -263,3 +263,17 @@ def test_a_five_dimensional_expand_is_kept_not_a_crash():
     unmapped = sorted(names[m] for m in dg.unmapped)
     assert len(groups) > 30 and unmapped and all(n.endswith(".attn.qkv") for n in unmapped)
     assert "stages.0.blocks.1.attn.qkv" in unmapped and "stages.0.blocks.0.attn.qkv" not in unmapped
+
+
+def test_an_attention_group_ranked_from_downstream_is_checked_as_ranked(tmp_path):
+    """torch-pruning ranks an attention group from a layer downstream of qkv, where Qwen3-VL's
+    vision blocks leave 461 scores for 12 heads; the check for groups it cannot rank looks at the
+    group as ranked, keeps qkv and names it, and the rest prunes."""
+    from compressor.pruning.base import PruneConfig
+
+    torch.manual_seed(0)
+    spec = ModelSpec("timm:qwen3_vit_88m", arch_kwargs={"depth": 1}, input_shape=(1, 3, 64, 64))
+    done = prune(spec, PruneConfig("l1", ratio=0.5), str(tmp_path / "p.pt"), measure_input=False)
+    kept = [n for n in done.notes if "cannot map the channels" in n]
+    assert len(kept) == 1 and kept[0].endswith(": encoder.blocks.0.attn.qkv")
+    assert done.after["macs"] < done.before["macs"]

@@ -49,6 +49,8 @@ def unmapped_roots(pruner: Any) -> list[nn.Module]:
 def _scores(probe: Any, group: Any, pruner: Any) -> bool:
     """Whether ``probe`` scores ``group`` (not: a channel or root channel index past a width) in
     as many channels as every grouped layer of the group splits evenly."""
+    if pruner._is_atten_group(group)[0]:  # torch-pruning ranks an attention group from downstream
+        group = pruner._downstream_node_as_root_if_attention(group) or group
     try:
         scores = probe(group)
     except (IndexError, RuntimeError):  # RuntimeError: scatter_add_ of a root channel past the end
