@@ -189,6 +189,8 @@ RESTRICTED_TIMM = [
     "twins_pcpvt_small",
     "tnt_s_legacy_patch16_224",
     "davit_tiny",
+    "crossvit_tiny_240",
+    "volo_d1_224",
 ]
 
 

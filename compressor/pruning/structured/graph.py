@@ -118,6 +118,16 @@ RESTRICTED: dict[str, Restriction] = {
         "TNT: inner and outer attention reshape values to the input width, so only the MLP "
         "hidden channels are pruned",
     ),
+    "CrossVit": Restriction(
+        ("*.mlp",),
+        "CrossViT: cross-attention reshapes the class token's query by the input width, so only "
+        "the MLP hidden channels are pruned",
+    ),
+    "VOLO": Restriction(
+        ("*.mlp",),
+        "VOLO: outlook and class attention reshape by the input width, so only the MLP hidden "
+        "channels are pruned",
+    ),
     "DaVit": Restriction(
         ("*.mlp",),
         "DaViT: channel and window attention reshape by the input width, so only the MLP hidden "
