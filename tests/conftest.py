@@ -156,3 +156,13 @@ def tiny_onnx(tmp_path_factory) -> Path:
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
     )
     return path
+
+
+def prune_l1_half(model, input_shape: tuple[int, ...]):
+    """``model`` pruned in place by l1 at ratio 0.5 through the library (no data): (handle, report)."""
+    from compressor.model import ModelHandle
+    from compressor.pruning.base import PruneConfig, PruneContext
+    from compressor.pruning.structured import norm
+
+    handle = ModelHandle(module=model, ref=None, input_shape=input_shape)
+    return handle, norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())

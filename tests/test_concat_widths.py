@@ -7,9 +7,8 @@ import torch
 from torch import nn
 from torch_pruning import ops
 
-from compressor.model import ModelHandle
-from compressor.pruning.base import PruneConfig, PruneContext
-from compressor.pruning.structured import graph, grouping, norm
+from compressor.pruning.structured import graph, grouping
+from tests.conftest import prune_l1_half
 
 
 class CrossStage(nn.Module):
@@ -84,8 +83,7 @@ def test_cross_stage_concat_takes_the_traced_widths():
 def test_cross_stage_prunes_and_keeps_its_output():
     model = csp_net()
     before = graph.out_widths(model)
-    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 10, 10))
-    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    handle, _ = prune_l1_half(model, (1, 3, 10, 10))
     after = graph.out_widths(handle.module)
     assert handle.module(torch.randn(2, 3, 10, 10)).shape == (2, 3)
     assert after["1.conv1"] < before["1.conv1"]
@@ -107,8 +105,7 @@ def test_token_concat_maps_no_channels():
 
 def test_token_concat_model_prunes_and_keeps_its_output():
     model = ClassTokenConv().eval()
-    handle = ModelHandle(module=model, ref=None, input_shape=(1, 10, 6))
-    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    handle, _ = prune_l1_half(model, (1, 10, 6))
     assert handle.module.hidden.out_features < 16
     assert handle.module(torch.randn(2, 10, 6)).shape == (2, 4)
 

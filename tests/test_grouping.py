@@ -9,9 +9,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compressor.model import ModelHandle
-from compressor.pruning.base import PruneConfig, PruneContext
 from compressor.pruning.structured import coupling, graph, grouping, norm
+from tests.conftest import prune_l1_half
 
 
 class SliceResidual(nn.Module):
@@ -93,8 +92,7 @@ def test_slice_residual_chain_prunes_and_runs():
     those groups are kept, every other layer loses channels, and the model still runs."""
     model = slice_chain(6)
     before = graph.out_widths(model)
-    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 10, 10))
-    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    handle, _ = prune_l1_half(model, (1, 3, 10, 10))
     after = graph.out_widths(handle.module)
     assert handle.module(torch.randn(2, 3, 10, 10)).shape == (2, 3)
     assert after["1.expand"] < before["1.expand"]
@@ -211,8 +209,7 @@ def test_a_group_scored_past_its_root_is_kept_and_named():
     it is kept and named in the notes; the residual stream around it is pruned and the model runs."""
     torch.manual_seed(0)
     model = GatedNet().eval()
-    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 6, 6))
-    report = norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    handle, report = prune_l1_half(model, (1, 3, 6, 6))
     after = graph.out_widths(handle.module)
     assert handle.module(torch.randn(2, 3, 6, 6)).shape == (2, 3)
     assert after["blocks.0.conv"] == after["blocks.1.conv"] == 8

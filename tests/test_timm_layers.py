@@ -11,6 +11,7 @@ from torch import nn
 from compressor.model import ModelHandle
 from compressor.pruning.base import PruneConfig, PruneContext
 from compressor.pruning.structured import graph, norm
+from tests.conftest import prune_l1_half
 
 timm = pytest.importorskip("timm")
 from timm.layers import GatedMlp, ScaledStdConv2d, ScaledStdConv2dSame  # noqa: E402
@@ -45,8 +46,7 @@ def test_scaled_std_conv_gain_is_cut_with_its_channels():
     model = nf_net()
     x = torch.randn(2, 3, 12, 12)
     weight, dense = model[0].weight.detach().clone(), model[0](x).detach()
-    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 12, 12))
-    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    handle, _ = prune_l1_half(model, (1, 3, 12, 12))
     first, second = handle.module[0], handle.module[2]
     assert first.out_channels < 8 and second.out_channels < 12
     assert first.gain.shape == (first.out_channels, 1, 1, 1)
@@ -110,8 +110,7 @@ def test_shvit_prunes_where_the_reshape_width_is_not_inferred():
         types=("i", "s", "s"),
     ).eval()
     before = graph.out_widths(model)
-    handle = ModelHandle(module=model, ref=None, input_shape=(1, 3, 64, 64))
-    norm.run(handle, PruneConfig("l1", ratio=0.5), PruneContext())
+    handle, _ = prune_l1_half(model, (1, 3, 64, 64))
     after = graph.out_widths(handle.module)
     assert sum(after.values()) < 0.8 * sum(before.values())
     assert handle.module(torch.randn(2, 3, 64, 64)).shape == (2, 5)
