@@ -35,6 +35,23 @@ def test_a_group_whose_cut_breaks_the_model_is_kept_and_named(tmp_path):
     model(torch.randn(1, 3, 8, 8))  # and it runs
 
 
+def test_a_group_a_concatenation_mapping_cannot_carry_is_kept(tmp_path):
+    """torchvision's quantizable ShuffleNetV2: walking a branch's last conv through the join and
+    channel shuffle overruns torch-pruning's concatenation offsets (was IndexError, exit 3). Such
+    groups are kept and named; the rest is pruned and the outputs keep their shape."""
+    out = tmp_path / "q.pt"
+    result = invoke(
+        "prune", "torchvision:quantized_shufflenet_v2_x0_5", "--input-shape", "1,3,32,32",
+        "--method", "l1", "--ratio", "0.5", "-o", out, "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    body = result.json()
+    notes = [n for n in body["notes"] if "cannot map the channels" in n]
+    assert len(notes) == 1 and "stage2.0.branch2.5" in notes[0]
+    assert body["macs_after"] < 0.8 * body["macs_before"]
+    assert load_model(str(out)).module(torch.randn(2, 3, 32, 32)).shape == (2, 1000)
+
+
 def test_strict_names_the_group_and_the_ignore(tmp_path):
     result, out = prune("tests.preflight_models:fixed_reshape", tmp_path, "--strict")
     assert result.code == 3

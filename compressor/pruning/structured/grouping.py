@@ -172,7 +172,8 @@ class Graph(tp.DependencyGraph):
 class Unmappable(Exception):
     """An index mapping on the walk cannot carry the channels (torch-pruning's grouped-query head
     mapping built with a zero head width, from an ``expand`` it took for one: timm GCViT, Twins,
-    Hiera). ``found``: the part walked before it; the root is kept (:func:`coupling.keep_unmapped`)."""
+    Hiera; concatenation offsets the channels overrun: torchvision's quantizable ShuffleNetV2).
+    ``found``: the part walked before it; the root is kept (:func:`coupling.keep_unmapped`)."""
 
     def __init__(self, found: list[tuple[Any, list[Index]]]) -> None:
         super().__init__("an index mapping cannot carry the channels")
@@ -262,7 +263,7 @@ def _walk(
                 for mapping in nxt.index_mapping:
                     if mapping is not None:
                         mapped = mapping(mapped)
-            except ZeroDivisionError:
+            except (ZeroDivisionError, IndexError):  # a mapping built from widths it misread
                 raise Unmappable(found) from None
             fresh = _fresh(mapped, seen.setdefault((nxt.target, nxt.handler), set()), rooted)
             if not fresh:
