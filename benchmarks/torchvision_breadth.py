@@ -83,7 +83,7 @@ def _params(name: str) -> int | None:
 
     kwargs: dict = {}
     found = zoo.find(name)
-    if found and not found[0].refused:
+    if found:
         kwargs = found[0].builder_kwargs(name)
     elif detection.is_adapted(name) and detection.MODELS[name][0] != "flow":
         kwargs = {"weights_backbone": None}
@@ -120,11 +120,8 @@ def models(names: list[str] | None = None) -> dict[str, dict]:
 
 
 def order(picks: dict[str, dict]) -> list[str]:
-    """Quick refusals first, then from the fewest parameters up (the most rows in the least time)."""
-    return sorted(
-        picks,
-        key=lambda n: (picks[n]["task"] != "quantized classification", picks[n]["params"] or 10**12, n),
-    )
+    """From the fewest parameters up (the most rows in the least time)."""
+    return sorted(picks, key=lambda n: (picks[n]["params"] or 10**12, n))
 
 
 def _stopped(pid: int) -> bool:
@@ -289,13 +286,9 @@ def summary(rows: list[dict], total: dict[str, int]) -> list[str]:
     passed = [r for r in rows if r["status"] == "pass"]
     refused = [r for r in rows if r["status"] == "refused"]
     failed = [r for r in rows if r["status"] not in ("pass", "refused")]
-    floats = [r for r in rows if r["task"] != "quantized classification"]
-    float_pass = [r for r in floats if r["status"] == "pass"]
     lines = [
         f"**{len(passed)} of {len(rows)} models pass** ({100 * len(passed) / max(len(rows), 1):.0f}%); "
-        f"{len(refused)} refused cleanly (exit 3, one-line reason), {len(failed)} fail. Without the "
-        f"quantized models (refused by design): {len(float_pass)} of {len(floats)} "
-        f"({100 * len(float_pass) / max(len(floats), 1):.0f}%). {len(rows)} of the "
+        f"{len(refused)} refused cleanly (exit 3, one-line reason), {len(failed)} fail. {len(rows)} of the "
         f"{sum(total.values())} models of `list_models()` are in this run.\n",
         "| task | models | run | pass | refused | fail |",
         "|---|---|---|---|---|---|",
@@ -357,22 +350,11 @@ def table(rows: list[dict]) -> str:
 
 
 def _not_passing(bad: list[dict]) -> list[str]:
-    """One line per model; the quantized models, refused for one reason, in one line."""
-    quantized = sorted(
-        r["model"] for r in bad if r["task"] == "quantized classification" and r["status"] == "refused"
-    )
-    lines = [
+    """One line per model."""
+    return [
         f"- **{r['model']}** ({r['task']}): {r['status']}: {r.get('detail') or 'parity or shapes failed'}"
         for r in sorted(bad, key=lambda r: (r["task"], r["model"]))
-        if r["model"] not in quantized
     ]
-    if quantized:
-        first = next(r for r in bad if r["model"] == quantized[0])
-        lines.append(
-            f"- **{len(quantized)} quantized classification models** ({', '.join(quantized)}): refused, "
-            f"each with the same reason, e.g. {first['detail']} ({first['seconds']} s)"
-        )
-    return lines
 
 
 def conditions_section(rows: list[dict]) -> list[str]:

@@ -120,15 +120,20 @@ def test_torchvision_tasks_build_with_their_input_shapes():
     assert refs.default_input_shape("torchvision:inception_v3") == (1, 3, 299, 299)
 
 
-def test_torchvision_unknown_name_is_matched_across_tasks_and_quantized_is_refused():
+def test_torchvision_unknown_name_is_matched_across_tasks_and_quantized_builds_the_float_model():
+    """torchvision's quantized builders make the float quantizable model by default (quant stubs,
+    float adds), which prunes; ``quantize=True`` packs int8 weights and is refused (exit 3)."""
     from compressor.errors import UnsupportedError
 
     with pytest.raises(UsageError) as err:
         refs.build("torchvision:lraspp_mobilenet")
     assert "did you mean torchvision:lraspp_mobilenet_v3_large" in err.value.one_line()
-    with pytest.raises(UnsupportedError, match="quantized classification") as err:
-        refs.build("torchvision:quantized_resnet18")
-    assert err.value.exit_code == 3 and "torchvision:resnet18" in err.value.hint
+    model = refs.build("torchvision:quantized_mobilenet_v3_large")
+    assert type(model).__name__ == "QuantizableMobileNetV3"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(UnsupportedError, match="quantize=True: packs the weights into int8") as err:
+        refs.build("torchvision:quantized_resnet18", {"quantize": True})
+    assert err.value.exit_code == 3 and "--quantize int8" in err.value.hint
 
 
 def test_timm_example_input_follows_the_configured_size():

@@ -1,7 +1,7 @@
 """Breadth over torchvision (slow): a few models of ``list_models()``, a different few each day of
 the year, through ``compress prune --method l1 --ratio 0.5`` -> ``compress export`` -> parity on
 every output, at each task's example input. A model the product refuses by its own tables
-(quantized weights, the R-CNNs whose trace crashes) must be refused cleanly: exit 3, one line.
+(the R-CNNs whose trace crashes) must be refused cleanly: exit 3, one line.
 
 Set ``COMPRESSOR_BREADTH_MODELS=name,name`` to run given models (a failure seen on another day).
 The whole list runs as a benchmark: ``python -m benchmarks run torchvision_breadth``.
@@ -38,11 +38,8 @@ def _picked() -> list[str]:
 
 def refusal(name: str) -> str | None:
     """The reason the product's own tables give for refusing this model (None: it must prune)."""
-    from compressor.io import detection, zoo
+    from compressor.io import detection
 
-    found = zoo.find(name)
-    if found and found[0].refused:
-        return found[0].refused
     return detection.RESNET_RCNN if name in detection.RESNET_RCNN_CRASH else None
 
 

@@ -101,7 +101,7 @@ def build_torchvision(name: str, kwargs: dict[str, Any]):
     if detection.is_adapted(name):
         return detection.build(name, kwargs)
     task = zoo.task_of(name)
-    return torchvision.models.get_model(name, weights=None, **{**task.builder_kwargs(name), **kwargs})
+    return torchvision.models.get_model(name, weights=None, **task.builder_kwargs(name, kwargs))
 
 
 def build_sample(name: str, kwargs: dict[str, Any]):

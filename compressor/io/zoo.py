@@ -38,7 +38,7 @@ class Task:
         shapes: model pattern -> input shape, where a model differs from ``input_shape``.
         kwargs: model pattern -> builder keyword arguments (the user's ``--arch-kwargs`` win).
         keep: model pattern -> fnmatch patterns of layers never pruned.
-        refused: why the task's models cannot be used (None: they can).
+        refused_kwargs: builder argument -> (why a model built with it set is refused, what to do).
     """
 
     name: str
@@ -47,18 +47,23 @@ class Task:
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     keep: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    refused: str | None = None
+    refused_kwargs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def shape(self, model: str) -> tuple[int, ...]:
         """The example input of ``model``."""
         return _most_specific(self.shapes, model, self.input_shape)
 
-    def builder_kwargs(self, model: str) -> dict[str, Any]:
-        """Keyword arguments of every pattern ``model`` matches, the more specific winning."""
+    def builder_kwargs(self, model: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Keyword arguments of every pattern ``model`` matches, the more specific winning, then
+        ``given`` (the user's); an argument of ``refused_kwargs`` set truthy is exit 3."""
         merged: dict[str, Any] = {}
         for pattern in sorted(self.kwargs, key=len):
             if fnmatch.fnmatch(model, pattern):
                 merged.update(self.kwargs[pattern])
+        merged.update(given or {})
+        for key, (why, hint) in self.refused_kwargs.items():
+            if merged.get(key):
+                raise UnsupportedError(f"torchvision:{model} with {key}={merged[key]!r}: {why}", hint)
         return merged
 
     def kept_layers(self, model: str) -> tuple[str, ...]:
@@ -107,7 +112,22 @@ TASKS: tuple[Task, ...] = (
         "quantized classification",
         "quantization",
         (1, 3, 224, 224),
-        refused="its weights are packed int8 tensors for inference kernels, whose channels cannot be removed",
+        shapes={"quantized_inception_v3": (1, 3, 299, 299)},
+        # torchvision's own default, quantize=False: the float quantizable architecture (quant and
+        # dequant stubs, float functional adds), which prunes like its float twin; int8 comes at
+        # export (``compress export --quantize int8``)
+        kwargs={
+            "*": {"quantize": False},
+            "quantized_inception_v3": {"init_weights": False, "aux_logits": False},
+            "quantized_googlenet": {"init_weights": False, "aux_logits": False},
+        },
+        refused_kwargs={
+            "quantize": (
+                "packs the weights into int8 tensors for inference kernels, whose channels cannot be removed",
+                "leave quantize unset to prune the float quantizable model, then compress export "
+                "--quantize int8 for an int8 file",
+            ),
+        },
     ),
 )
 
@@ -133,20 +153,11 @@ def find(name: str) -> tuple[Task, str] | None:
 
 
 def task_of(name: str) -> Task:
-    """The task of a usable model; an unknown name lists the closest across every task (exit 2),
-    a refused task says why (exit 3)."""
+    """The task of a model; an unknown name lists the closest across every task (exit 2)."""
     found = find(name)
     if found is None:
         raise unknown_model("torchvision model", name)
-    task = found[0]
-    if task.refused:
-        usable = name.removeprefix("quantized_")
-        raise UnsupportedError(
-            f"torchvision:{name} is a {task.name} model: {task.refused}",
-            f"prune the float model torchvision:{usable}, then compress export "
-            "--quantize int8 for an int8 file",
-        )
-    return task
+    return found[0]
 
 
 def input_shape(name: str) -> tuple[int, ...] | None:
