@@ -188,18 +188,6 @@ def test_a_dynamo_graph_whose_batch_axis_came_out_fixed_falls_back_to_torchscrip
     assert exported.model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
 
 
-def test_an_adapter_that_refuses_structured_pruning_is_exit_3_before_any_trace():
-    """The ResNet-50 R-CNN adapters carry a refusal: the trace would crash the process."""
-    from compressor.errors import UnsupportedError
-    from compressor.pruning.structured import graph
-
-    model = torch.nn.Linear(2, 2)
-    model.structured_refusal = detection.RESNET_RCNN  # type: ignore[assignment]
-    with pytest.raises(UnsupportedError, match="roi_align") as caught:
-        graph.adapter_kept(model)
-    assert caught.value.exit_code == 3
-
-
 def test_flow_parity_is_on_the_scale_of_the_flow():
     """RAFT's refinements spread float32 rounding over the flow field at the field's scale, so a
     pixel whose flow is near 0 has as large an error as its neighbours. Element by element, 2e-5 px

@@ -263,3 +263,27 @@ def test_a_walk_ends_where_channels_pass_every_layer_between_two_operations():
     found = grouping.walk(Edge(layer, None, calls), range(8), dg._width)
     assert dg._width(view, "cut") == 10  # the conv's 8 output and 2 input channels
     assert max(i.idx for i in found[-1][1]) >= 10
+
+
+class _RecordsInputs(nn.Module):
+    """A fully convolutional model: it runs on an unbatched (C, H, W) input as well."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3)
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape))
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_one_example_tensor_is_traced_as_one_batched_input():
+    """torch-pruning calls ``model(*example)`` first: one tensor was split along its batch, and a
+    model that accepts the unbatched input was traced on that call (an R-CNN adapter then pooled
+    regions of images that do not exist and crashed the process). The trace sees the batch."""
+    torch.manual_seed(0)
+    model = _RecordsInputs()
+    graph = grouping.build(model, torch.randn(1, 3, 8, 8))  # batch 1: the split is one (C, H, W) call
+    assert model.seen == [(1, 3, 8, 8)]
+    assert model.a in graph.module2node and model.b in graph.module2node

@@ -60,13 +60,6 @@ MODELS: dict[str, tuple[str, tuple[int, ...]]] = {
 
 ROIS = 8  # fixed regions per image a two-stage adapter runs its region heads on
 FLOW_UPDATES = 12  # RAFT's recurrent refinements (torchvision's default)
-# torch-pruning's trace of these crashes the process (a segmentation fault inside torchvision's
-# roi_align; the v2 variants prune): refused before the trace starts
-RESNET_RCNN_CRASH = {"fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"}
-RESNET_RCNN = (
-    "structured pruning of this ResNet-50 R-CNN detector is refused: tracing its graph for "
-    "torch-pruning crashes inside torchvision's roi_align (the _v2 variants prune)"
-)
 HEAD = "detection head (makes the outputs)"
 FEATURES = "feature width shared by the heads (kept)"
 
@@ -100,8 +93,6 @@ def build(name: str, kwargs: dict[str, Any]) -> nn.Module:
         adapter = FlowAdapter(model, **own)
     elif family == "rcnn":
         adapter = TwoStageAdapter(model, **own)
-        if name in RESNET_RCNN_CRASH:
-            adapter.structured_refusal = RESNET_RCNN
     else:
         adapter = DenseAdapter(model)
     return calibrated(adapter, MODELS[name][1])
@@ -145,7 +136,6 @@ class Adapter(nn.Module):
     """One tensor in, the raw head tensors out (see the module docstring)."""
 
     task = ""
-    structured_refusal = ""  # why structured pruning is refused for this model ("" : it is not)
     model: Any  # the torchvision model; its sub-modules are read by name
 
     def __init__(self, model: nn.Module) -> None:

@@ -599,11 +599,7 @@ def output_makers(model: nn.Module, example: Any) -> dict[str, list[str]]:
 
 def adapter_kept(model: nn.Module) -> dict[str, str]:
     """Layers a model adapter names as kept (the heads of a detection adapter, see
-    :mod:`compressor.io.detection`): name -> why; an adapter that says structured pruning cannot be
-    done is refused (exit 3)."""
-    refusal = getattr(model, "structured_refusal", "")
-    if refusal:
-        raise UnsupportedError(refusal, "use an unstructured method (e.g. --method magnitude --sparsity 0.5)")
+    :mod:`compressor.io.detection`): name -> why."""
     kept = getattr(model, "kept_layers", None)
     return dict(kept()) if callable(kept) else {}
 

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from numbers import Number
 from typing import Any
 
+import torch
 import torch_pruning as tp
 from torch import nn
 from torch_pruning import ops
@@ -71,7 +72,16 @@ class Graph(tp.DependencyGraph):
         self.forget()
 
     def build_dependency(self, model: nn.Module, *args: Any, **kwargs: Any) -> Graph:
-        """torch-pruning's build, with token mixers hidden from the trace (:mod:`.layer_rules`)."""
+        """torch-pruning's build, with token mixers hidden from the trace (:mod:`.layer_rules`).
+
+        One example tensor is passed as a one-tuple: torch-pruning calls ``model(*example)`` first,
+        which splits a tensor along its batch and, for a model that accepts the unbatched input,
+        traced that call instead (torchvision's R-CNN adapters then pooled regions of images that
+        do not exist, and the process crashed inside ``roi_align``)."""
+        if args and isinstance(args[0], torch.Tensor):
+            args = ((args[0],), *args[1:])
+        if isinstance(kwargs.get("example_inputs"), torch.Tensor):
+            kwargs["example_inputs"] = (kwargs["example_inputs"],)
         type(self).builds += 1
         self.forget()
         self.unmapped: set[nn.Module] = set()  # roots whose channels an index mapping cannot carry
