@@ -96,3 +96,13 @@ class CatIntoGroupedConv(nn.Module):
 def cat_into_grouped_conv() -> nn.Module:
     torch.manual_seed(0)
     return CatIntoGroupedConv()
+
+
+def res2next_small() -> nn.Module:
+    """timm's Res2NeXt with one block per stage: cutting the first 1x1 conv of a stage's first
+    block (its output is split into scales for grouped convs) makes torch-pruning index channels
+    past a layer's width while it cuts (a RuntimeError from the cut, not from the forward)."""
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("res2next50", layers=[1, 1, 1, 1], num_classes=10)

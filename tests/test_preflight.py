@@ -81,6 +81,22 @@ def test_a_cut_that_breaks_the_model_after_a_short_preflight_is_searched_again(t
     )
 
 
+def test_a_cut_torch_pruning_fails_after_a_short_preflight_is_searched_again(tmp_path, monkeypatch):
+    """As above when the real cut fails inside torch-pruning (Res2NeXt: an index past a layer's
+    channels) instead of in the forward after it: the search runs again and keeps the groups."""
+    pytest.importorskip("timm")
+    monkeypatch.setattr(preflight, "PREFLIGHT_SECONDS", 0.0)
+    out = tmp_path / "r2.pt"
+    result = invoke(
+        "prune", "tests.preflight_models:res2next_small", "--input-shape", "1,3,32,32",
+        "--method", "l1", "--ratio", "0.5", "-o", out, "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    kept = [n for n in result.json()["notes"] if "cutting it breaks the model" in n]
+    assert any(n.endswith(": layer1.0.conv1") for n in kept)
+    assert load_model(str(out)).module(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
 def test_a_group_a_grouped_conv_cannot_split_evenly_is_kept(tmp_path):
     """Channels concatenated into a grouped conv that cannot split them evenly over its groups
     (timm NextViT): those groups are kept, the grouped conv itself is pruned, the model runs."""

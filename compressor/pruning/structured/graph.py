@@ -472,6 +472,10 @@ def out_widths(model: nn.Module) -> dict[str, int]:
     return {n: out_channels(m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
 
 
+class TorchPruningFailed(UnsupportedError):
+    """torch-pruning raised while tracing, ranking or cutting the model (exit 3)."""
+
+
 @contextmanager
 def tracer_errors() -> Iterator[None]:
     """Turn a torch-pruning failure into exit 3 with the operation it stumbled on."""
@@ -481,7 +485,7 @@ def tracer_errors() -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 - the tracer raises anything on unknown graphs
         first = first_line(exc, 160, empty="")
-        raise UnsupportedError(
+        raise TorchPruningFailed(
             f"torch-pruning cannot prune this model ({type(exc).__name__}: {first})",
             "--ignore the blocks that hold the failing part, or use an "
             "unstructured method such as --method magnitude",

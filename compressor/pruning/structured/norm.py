@@ -159,13 +159,15 @@ def _prune_keeping(
     handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, reasons: preflight.Kept, report: MethodReport
 ) -> preflight.Kept:
     """Prune keeping ``reasons``; when the preflight's deadline stopped its search and the cut then
-    breaks the model, search again on the unpruned model for up to :data:`preflight.LATE_SECONDS`
-    and prune once more, keeping what it finds. Returns the layers kept."""
+    breaks the model (or torch-pruning fails cutting a group its graph maps wrongly: an index past
+    a layer's channels), search again on the unpruned model for up to
+    :data:`preflight.LATE_SECONDS` and prune once more, keeping what it finds. Returns the layers
+    kept."""
     backup = None if reasons.complete or cfg.strict else copy.deepcopy(handle.module)
     try:
         _prune_steps(handle, cfg, ctx, list(reasons), report)
         return reasons
-    except coupling.CutBreaksModel as broken:
+    except (coupling.CutBreaksModel, graph.TorchPruningFailed) as broken:
         if backup is None:
             raise
         ctx.log(f"{broken.one_line()}: the preflight ran out of time, searching again")
