@@ -1,6 +1,7 @@
 """timm layers the dependency graph handles by rule: the scaled weight-standardized convs of NFNets
-(their per-channel ``gain`` is cut with the conv) and gMLP's spatial gating unit (both halves of the
-hidden channels are cut alike; the token-mixing ``proj`` is never cut)."""
+(their per-channel ``gain`` is cut with the conv), gMLP's spatial gating unit (both halves of the
+hidden channels are cut alike; the token-mixing ``proj`` is never cut), and the head width of an
+attention layer whose ``qkv`` is not three parts."""
 
 from __future__ import annotations
 
@@ -114,3 +115,21 @@ def test_shvit_prunes_where_the_reshape_width_is_not_inferred():
     after = graph.out_widths(handle.module)
     assert sum(after.values()) < 0.8 * sum(before.values())
     assert handle.module(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_head_width_of_a_keys_and_values_projection_is_read_from_proj():
+    """GCViT's global attention projects keys and values only (``qkv`` is 2 x dim wide): after any
+    cut the head width was recomputed as a third of that (21 for 64 channels and 2 heads), and every
+    GCViT MLP cut broke the attention's reshape. Unpruned, it stays; pruned, it follows proj."""
+    from timm.models.gcvit import WindowAttentionGlobal
+
+    from compressor.pruning.structured import attention
+
+    torch.manual_seed(0)
+    attn = WindowAttentionGlobal(dim=64, num_heads=2, window_size=(7, 7))
+    attention.sync_heads(attn)
+    assert attn.head_dim == 32
+    assert attn(torch.randn(4, 49, 64), torch.randn(1, 49, 64)).shape == (4, 49, 64)  # 4 windows
+    attn.proj = nn.Linear(48, 64)  # each head cut to 24 channels
+    attention.sync_heads(attn)
+    assert attn.head_dim == 24

@@ -41,8 +41,15 @@ def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
 
 
 def sync_heads(module: nn.Module) -> None:
-    """Update ``head_dim`` (and ``attn_dim``, ``scale``) of a fused-qkv layer to its pruned width."""
-    head_dim = module.qkv.out_features // (3 * module.num_heads)
+    """Update ``head_dim`` (and ``attn_dim``, ``scale``) of a fused-qkv layer to its pruned width.
+
+    The width of the heads is read from the output projection, whose inputs are every head's
+    (``num_heads * head_dim``), where it is a linear layer: ``qkv`` is not always three parts
+    (timm GCViT's global attention projects keys and values only, its queries come from
+    elsewhere). Without such a ``proj``, from ``qkv``'s three parts."""
+    proj = getattr(module, "proj", None)
+    width = proj.in_features if isinstance(proj, nn.Linear) else module.qkv.out_features // 3
+    head_dim = width // module.num_heads
     old = module.head_dim
     if head_dim == old:
         return
