@@ -4,6 +4,7 @@ row of every model from their JSON-lines file."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -16,8 +17,10 @@ def conditions(*packages: str) -> dict:
 
     versions = {
         name.replace("-", "_"): importlib.import_module(name).__version__
-        for name in ("torch", *packages, "torch_pruning", "onnxruntime")
+        for name in ("torch", *packages, "onnxruntime")
     }
+    # torch-pruning's module string lags its releases (1.6.1 says 1.6.0): the installed distribution's
+    versions["torch_pruning"] = importlib.metadata.version("torch-pruning")
     return {
         **versions,
         "threads": torch.get_num_threads(),
