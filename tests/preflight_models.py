@@ -106,3 +106,18 @@ def res2next_small() -> nn.Module:
 
     torch.manual_seed(0)
     return timm.create_model("res2next50", layers=[1, 1, 1, 1], num_classes=10)
+
+
+class CatIntoGroupedConvBN(CatIntoGroupedConv):
+    """:class:`CatIntoGroupedConv` with BatchNorm after each conv (Network Slimming scores by it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8))
+        self.b = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        self.g = nn.Sequential(nn.Conv2d(12, 12, 3, padding=1, groups=3), nn.BatchNorm2d(12))
+
+
+def cat_into_grouped_conv_bn() -> nn.Module:
+    torch.manual_seed(0)
+    return CatIntoGroupedConvBN()

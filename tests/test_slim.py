@@ -166,6 +166,24 @@ def test_slim_command_end_to_end(tmp_path):
     assert handle.history[-1]["method"] == "slim" and handle.masks  # thresholded weights stay masked
 
 
+def test_slim_names_the_groups_it_cannot_map(tmp_path):
+    """Channels concatenated into a grouped conv that cannot split them evenly: slim keeps those
+    groups, as prune does, and says so in its report instead of keeping them silently."""
+    from tests.conftest import invoke
+
+    out = tmp_path / "slim.pt"
+    result = invoke(
+        "slim", "tests.preflight_models:cat_into_grouped_conv_bn", "--input-shape", "1,3,8,8",
+        "--data", "random:3,8,8:5", "--ratio", "0.3", "--sparsity-epochs", "1", "--max-batches", "2",
+        "-o", out, "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    notes = [n for n in result.json()["notes"] if "cannot map the channels" in n]
+    assert len(notes) == 1 and notes[0].endswith(": a.0, b.0")
+    model = load_model(str(out)).module
+    assert (model.a[0].out_channels, model.b[0].out_channels) == (8, 4)
+
+
 def test_slim_bad_input_exits_2_without_output(tmp_path):
     out = tmp_path / "x.pt"
     proc = cli("slim", "sample:vgg_bn", "--data", "digits", "--ratio", "1.2", "-o", str(out))

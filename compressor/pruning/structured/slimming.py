@@ -24,7 +24,7 @@ from torch import nn
 from compressor.errors import UnsupportedError, UsageError
 from compressor.model import ModelHandle
 from compressor.pruning.base import MethodReport, PruneConfig, PruneContext
-from compressor.pruning.structured import graph, preflight
+from compressor.pruning.structured import coupling, graph, preflight
 from compressor.pruning.structured.settings import SlimmingConfig
 from compressor.train import distributed
 
@@ -121,29 +121,31 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     if ctx.train is None:
         raise UsageError("slim needs training data", "add --data fashion-mnist")
     reasons = preflight.kept_layers(handle, cfg)
-    report = MethodReport(notes=graph.describe_kept(reasons))
+    report = MethodReport()
     report.steps.append(_sparsity_training(handle, cfg, opts, ctx))
     gammas = torch.cat([bn.weight.detach().abs().flatten() for bn in scaled_batchnorms(model)])
     report.figures["gamma_mean"] = float(gammas.mean())
     channels_before = _bn_channels(model)
-    if cfg.budget is not None:
-        from compressor.pruning.structured.budget import land
+    with coupling.recording_kept() as unmapped:
+        if cfg.budget is not None:
+            from compressor.pruning.structured.budget import land
 
-        land.run(handle, cfg, ctx, _importance, list(reasons), report)
-        model = handle.module
-    else:
-        report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
-        graph.prune_step(
-            model,
-            example,
-            _importance,
-            ratio=cfg.ratio,
-            global_pruning=True,
-            round_to=cfg.round_to,
-            max_layer_ratio=cfg.max_layer_ratio,
-            ignored=list(reasons),
-            original=graph.out_widths(model),
-        )
+            land.run(handle, cfg, ctx, _importance, list(reasons), report)
+            model = handle.module
+        else:
+            report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
+            graph.prune_step(
+                model,
+                example,
+                _importance,
+                ratio=cfg.ratio,
+                global_pruning=True,
+                round_to=cfg.round_to,
+                max_layer_ratio=cfg.max_layer_ratio,
+                ignored=list(reasons),
+                original=graph.out_widths(model),
+            )
+    report.notes[:0] = graph.describe_kept({**reasons, **coupling.kept_names(model, unmapped)})
     if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
         write_gamma_plot(gammas, report.figures.get("gamma_threshold"), opts.gamma_plot)
     graph.run_forward(model, example)
