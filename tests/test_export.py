@@ -778,3 +778,31 @@ def test_every_sample_and_torchvision_model_exports_with_parity(ref, pruned, tmp
         ModelSpec(str(source), input_shape=shape), ExportConfig(output=str(tmp_path / "m.onnx"))
     ).figures
     assert figures["parity_passed"]  # beyond the tolerances only by float32 rounding: passed, and said so
+
+
+def test_a_graph_the_dynamo_optimizer_breaks_is_exported_without_it(monkeypatch):
+    """onnxscript's graph optimizer can leave a node reading a value nothing makes (timm's
+    Gemma4 ViT: a deduplicated clamp bound). Such a graph is exported again without the optimizer,
+    valid and equal to the model, and the report says so."""
+    from torch.onnx import ONNXProgram
+
+    from compressor.export import onnx_export
+
+    original = ONNXProgram.optimize
+
+    def optimize_and_drop_a_weight(self):
+        original(self)
+        self.model.graph.initializers.pop(next(iter(self.model.graph.initializers)))
+
+    monkeypatch.setattr(ONNXProgram, "optimize", optimize_and_drop_a_weight)
+    seed_all(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2)
+    )
+    x = torch.randn(1, 3, 8, 8)
+    exported = onnx_export.export_onnx(model.eval(), x, 18, dynamic=False)
+    assert exported.exporter == "dynamo" and "graph optimizer made an invalid graph" in exported.notes[0]
+    onnx.checker.check_model(exported.model, full_check=True)
+    session = ort.InferenceSession(exported.model.SerializeToString())
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)

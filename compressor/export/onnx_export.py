@@ -72,7 +72,15 @@ def export_onnx(
             program = _dynamo(module, example, opset, dynamic, names)
             if large.is_large(program.model):
                 return Exported(None, "dynamo", program=program)
-            return Exported(program.model_proto, "dynamo")  # the program (and its weights) can go
+            proto, notes = program.model_proto, []
+            broken = _invalid(proto)
+            if broken:  # the exporter's graph optimizer made it so (onnxscript): export without it
+                proto = _dynamo(module, example, opset, dynamic, names, optimize=False).model_proto
+                notes.append(
+                    f"the dynamo exporter's graph optimizer made an invalid graph ({broken}); "
+                    "exported without it"
+                )
+            return Exported(proto, "dynamo", notes)  # the program (and its weights) can go
         except Exception as exc:  # noqa: BLE001 - any exporter failure triggers the fallback
             errors.append(f"dynamo: {first_line(exc)}")
     if exporter in ("auto", "torchscript"):
@@ -93,7 +101,25 @@ def export_onnx(
     )
 
 
-def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, names: list[str]):
+def _invalid(proto: Any) -> str:
+    """Why ``onnx.checker`` (without shape inference) rejects ``proto``; "" when it does not."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=False)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types
+        return first_line(exc, 160)
+    return ""
+
+
+def _dynamo(
+    module: nn.Module,
+    example: torch.Tensor,
+    opset: int,
+    dynamic: bool,
+    names: list[str],
+    optimize: bool = True,
+):
     shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
     with quiet():
         program = torch.onnx.export(
@@ -105,6 +131,7 @@ def _dynamo(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
             input_names=[INPUT_NAME],
             output_names=names,
             dynamic_shapes=shapes,
+            optimize=optimize,
             verbose=False,
         )
     got = program.model.opset_imports.get("", program.model.opset_imports.get("ai.onnx", 0))
