@@ -152,9 +152,6 @@ def table(rows: list[dict]) -> str:
         "outputs, no post-processing; see docs/detection.md). Parity: per output, `ok max abs error / "
         "largest |output|` of ONNX Runtime against PyTorch on 8 random inputs fed in batches of 1 and 7 (`--samples 8 --no-simplify`). "
         "rc: exit code of the step (3: refused with the reason in the last column).\n",
-        "The three refused ResNet-50 R-CNN models ended with a segmentation fault (exit -11, inside "
-        "torchvision's roi_align while torch-pruning traces) before the refusal; the .jsonl keeps "
-        "those runs.\n",
         "| model | prune rc | MACs before -> after (ratio) | export rc | exporter | parity per output | "
         "bench rc | p50 ms | s (prune / export / bench) | refusal or failure |",
         "|---|---|---|---|---|---|---|---|---|---|",
