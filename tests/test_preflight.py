@@ -210,6 +210,31 @@ def test_deadline_inside_the_trace_is_no_refusal(monkeypatch):
     preflight.run(model, example, ["2"])  # no exception
 
 
+class _RingsInTracedForward(torch.nn.Module):
+    """The alarm ringing (once) inside the model's own forward while torch-pruning traces it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 4, 3)
+        self.rung = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and not self.rung:
+            self.rung = True
+            raise preflight.PreflightTimeout
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_deadline_inside_the_traced_forward_is_no_verdict():
+    """torch-pruning retries a failed forward under a bare ``except`` with the example wrapped in a
+    tuple: the deadline ringing inside the model's forward became "TypeError: conv2d() received an
+    invalid combination of arguments" and a refusal (torchvision's quantizable ShuffleNetV2 on a
+    loaded machine). It is no verdict: the preflight ends without one."""
+    torch.manual_seed(0)
+    found = preflight.run(_RingsInTracedForward(), torch.randn(1, 3, 8, 8), [])
+    assert found == {} and not found.complete
+
+
 def test_deadline_inside_graph_tracing_is_no_verdict(monkeypatch):
     """The deadline can pass while torch-pruning builds the graph, inside the guard that turns
     tracer failures into refusals: that is still no verdict, not "cannot prune this model"."""

@@ -74,14 +74,16 @@ class Graph(tp.DependencyGraph):
     def build_dependency(self, model: nn.Module, *args: Any, **kwargs: Any) -> Graph:
         """torch-pruning's build, with token mixers hidden from the trace (:mod:`.layer_rules`).
 
-        One example tensor is passed as a one-tuple: torch-pruning calls ``model(*example)`` first,
-        which splits a tensor along its batch and, for a model that accepts the unbatched input,
-        traced that call instead (torchvision's R-CNN adapters then pooled regions of images that
-        do not exist, and the process crashed inside ``roi_align``)."""
-        if args and isinstance(args[0], torch.Tensor):
-            args = ((args[0],), *args[1:])
-        if isinstance(kwargs.get("example_inputs"), torch.Tensor):
-            kwargs["example_inputs"] = (kwargs["example_inputs"],)
+        One example tensor is passed whole (``model(example)``) through ``forward_fn``: torch-pruning
+        calls ``model(*example)`` first, which splits a tensor along its batch and, for a model that
+        accepts the unbatched input, traced that call instead (torchvision's R-CNN adapters then
+        pooled regions of images that do not exist, and the process crashed inside ``roi_align``);
+        and it retries any failure of that call with a bare ``except``, which also swallowed the
+        preflight's deadline (:class:`preflight.PreflightTimeout`) and retried with the wrong call."""
+        if kwargs.get("forward_fn") is None and len(args) <= 1:
+            example = args[0] if args else kwargs.get("example_inputs")
+            if isinstance(example, torch.Tensor):
+                kwargs["forward_fn"] = _call_with_one_tensor
         type(self).builds += 1
         self.forget()
         self.unmapped: set[nn.Module] = set()  # roots whose channels an index mapping cannot carry
@@ -298,6 +300,10 @@ def _fresh(mapped: list[Index], known: set[Any], rooted: bool) -> list[Index]:
             fresh.setdefault(key, i)
     known.update(fresh)
     return list(fresh.values())
+
+
+def _call_with_one_tensor(model: nn.Module, example: torch.Tensor) -> Any:
+    return model(example)
 
 
 def build(model: nn.Module, example: Any, **kwargs: Any) -> Graph:
