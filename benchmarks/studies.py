@@ -212,22 +212,6 @@ STUDIES: tuple[Study, ...] = (
                 ),
                 _aal_quick("resnet_wide"),
             ),
-            "resnet_wide_short": Config(
-                _r("accuracy_at_latency_resnet_wide_short.md"),
-                (
-                    "--model",
-                    "sample_models/resnet_wide.pt",
-                    "--targets",
-                    "1.5",
-                    "2",
-                    "3",
-                    "--max-batches",
-                    "53",
-                    "--out",
-                    "{results}/accuracy_at_latency_resnet_wide_short",
-                ),
-                _aal_quick("resnet_wide"),
-            ),
             "resnet_small": Config(
                 _r("accuracy_at_latency_resnet_small.md"),
                 (
