@@ -51,12 +51,13 @@ EXPORT_FLAGS = ("--samples", "4", "--no-simplify")
 INPUTS: dict[str, tuple[int, ...]] = {}
 # What the table cannot tell by itself about the recorded run (edit when the run resumes).
 NOTES = [
-    "The run was stopped after 93 of 121 models to free the machine (the 28 left are mostly the "
-    "largest: VGG, ViT-L/H, RegNet 16-128 GF, Swin-B, ConvNeXt-B/L, Wide ResNets, and AlexNet); "
-    "the command resumes from the next model. "
-    "Models 55 to 93 ran on 2 CPUs shared with other jobs (1-minute load 5 to 9): the two that "
-    "failed, ssd300_vgg16 and mvit_v2_s, had no result within 600 s on that machine. raft_small "
-    "was run again after optical flow came to be compared on its own scale."
+    "The models ran on 2 CPUs shared with other jobs at times (1-minute load up to 17). Rows that "
+    "passed the 600 s limit of a step on a loaded machine were run again on a quieter one "
+    "(`python -m benchmarks.torchvision_breadth NAME ...`); so were the rows refused before "
+    "quantized models were built as torchvision builds them (float, `quantize=False`), before the "
+    "example input was traced as one batched call (the three ResNet-50 R-CNNs) and before the "
+    "preflight's deadline inside a trace stopped being taken for a torch-pruning failure "
+    "(ShuffleNetV2, VGG-13-BN). The latest row of a model is the one shown."
 ]
 COMMAND = (
     "python -m benchmarks run torchvision_breadth (resumes; run as two workers: "
