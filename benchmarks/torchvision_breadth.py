@@ -57,7 +57,8 @@ NOTES = [
     "quantized models were built as torchvision builds them (float, `quantize=False`), before the "
     "example input was traced as one batched call (the three ResNet-50 R-CNNs) and before the "
     "preflight's deadline inside a trace stopped being taken for a torch-pruning failure "
-    "(ShuffleNetV2, VGG-13-BN). The latest row of a model is the one shown."
+    "(ShuffleNetV2, VGG-13-BN). The latest row of a model is the one shown; rows that passed "
+    "before those changes were not run again."
 ]
 COMMAND = (
     "python -m benchmarks run torchvision_breadth (resumes; run as two workers: "
