@@ -287,3 +287,24 @@ def test_one_example_tensor_is_traced_as_one_batched_input():
     graph = grouping.build(model, torch.randn(1, 3, 8, 8))  # batch 1: the split is one (C, H, W) call
     assert model.seen == [(1, 3, 8, 8)]
     assert model.a in graph.module2node and model.b in graph.module2node
+
+
+def test_a_walk_past_the_entry_bound_is_kept_as_unmappable(monkeypatch):
+    """A walk whose mappings fan channels out without end (timm's DeepSeek ViT grew one by about
+    1 GB every 30 s) stops at ``UNROOTED_LIMIT`` entries: that group is kept and named, the rest is
+    pruned. Here the bounds are lowered so that the walks of the 16-channel convs (the last one's
+    channels fan out over the flattened positions into the head) pass them and the 4-channel
+    bottleneck's does not."""
+    monkeypatch.setattr(grouping, "ROOTED_LIMIT", 10)
+    monkeypatch.setattr(grouping, "UNROOTED_LIMIT", 40)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 1), nn.ReLU(), nn.Conv2d(4, 16, 1),
+        nn.Flatten(), nn.LazyLinear(3),
+    )  # fmt: skip
+    model(torch.randn(1, 3, 4, 4))
+    handle, report = prune_l1_half(model.eval(), (1, 3, 4, 4))
+    after = graph.out_widths(handle.module)
+    assert after["0"] == after["4"] == 16 and after["2"] < 4  # the wide groups kept, the narrow pruned
+    assert any("cannot map" in n and n.endswith(": 0, 4") for n in report.notes)
+    assert handle.module(torch.randn(2, 3, 4, 4)).shape == (2, 3)

@@ -248,13 +248,20 @@ def walk(
     is the last one found): the graph maps that group's channels wrongly (a reshape that folds
     channels with positions), so :func:`coupling.keep_unmapped` keeps its root.
     Where channels are reached from so many root channels that a walk passes :data:`ROOTED_LIMIT`
-    entries, each (target, function, channel) is passed on once, with the first root channel.
+    entries, each (target, function, channel) is passed on once, with the first root channel; a
+    walk that still passes :data:`UNROOTED_LIMIT` entries is :class:`Unmappable`.
     """
     found = _walk(start, idxs, width, rooted=True)
     return found if found is not None else _walk(start, idxs, width, rooted=False) or []
 
 
 ROOTED_LIMIT = 200_000  # (target, channel, root channel) entries before a walk drops later roots
+# (target, channel) entries of one walk past which its group is taken as unmappable: mappings that
+# fan each channel out to many (a reshape torch-pruning reads as an expansion, repeated through a
+# stack of blocks: timm's DeepSeek ViT with rotary embeddings) grew one walk by about 1 GB every
+# 30 s; a group of real channels stays far below (every layer's channels of a 400M-parameter ViT:
+# about 500,000)
+UNROOTED_LIMIT = 2_000_000
 
 
 def _walk(
@@ -283,6 +290,8 @@ def _walk(
             size += len(fresh)
             if rooted and size > ROOTED_LIMIT:
                 return None
+            if size > UNROOTED_LIMIT:
+                raise Unmappable(found)
             found.append((nxt, fresh))
             limit = width(nxt.target, nxt.handler)
             if limit is not None and max(i.idx for i in fresh) >= limit:
