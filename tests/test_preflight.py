@@ -14,10 +14,10 @@ from tests.preflight_models import FixedReshape, FixedReshapes, SlowWhenCut
 SHAPE = "1,3,8,8"
 
 
-def prune(ref: str, tmp_path, *extra: str):
+def prune(ref: str, tmp_path, *extra: str, shape: str = SHAPE):
     out = tmp_path / "out.pt"
     result = invoke(
-        "prune", ref, "--input-shape", SHAPE, "--method", "l1", "--ratio", "0.5", "-o", out, *extra
+        "prune", ref, "--input-shape", shape, "--method", "l1", "--ratio", "0.5", "-o", out, *extra
     )
     return result, out
 
@@ -39,11 +39,7 @@ def test_a_group_a_concatenation_mapping_cannot_carry_is_kept(tmp_path):
     """torchvision's quantizable ShuffleNetV2: walking a branch's last conv through the join and
     channel shuffle overruns torch-pruning's concatenation offsets (was IndexError, exit 3). Such
     groups are kept and named; the rest is pruned and the outputs keep their shape."""
-    out = tmp_path / "q.pt"
-    result = invoke(
-        "prune", "torchvision:quantized_shufflenet_v2_x0_5", "--input-shape", "1,3,32,32",
-        "--method", "l1", "--ratio", "0.5", "-o", out, "--json",
-    )  # fmt: skip
+    result, out = prune("torchvision:quantized_shufflenet_v2_x0_5", tmp_path, "--json", shape="1,3,32,32")
     assert result.code == 0, result.stderr
     body = result.json()
     notes = [n for n in body["notes"] if "cannot map the channels" in n]
@@ -86,11 +82,7 @@ def test_a_cut_torch_pruning_fails_after_a_short_preflight_is_searched_again(tmp
     channels) instead of in the forward after it: the search runs again and keeps the groups."""
     pytest.importorskip("timm")
     monkeypatch.setattr(preflight, "PREFLIGHT_SECONDS", 0.0)
-    out = tmp_path / "r2.pt"
-    result = invoke(
-        "prune", "tests.preflight_models:res2next_small", "--input-shape", "1,3,32,32",
-        "--method", "l1", "--ratio", "0.5", "-o", out, "--json",
-    )  # fmt: skip
+    result, out = prune("tests.preflight_models:res2next_small", tmp_path, "--json", shape="1,3,32,32")
     assert result.code == 0, result.stderr
     kept = [n for n in result.json()["notes"] if "cutting it breaks the model" in n]
     assert any(n.endswith(": layer1.0.conv1") for n in kept)
