@@ -290,8 +290,8 @@ def _walk(
             size += len(fresh)
             if rooted and size > ROOTED_LIMIT:
                 return None
-            if size > UNROOTED_LIMIT:
-                raise Unmappable(found)
+            if size > UNROOTED_LIMIT:  # kept whole: the root alone stands for it (memory)
+                raise Unmappable(found[:1])
             found.append((nxt, fresh))
             limit = width(nxt.target, nxt.handler)
             if limit is not None and max(i.idx for i in fresh) >= limit:
