@@ -324,10 +324,10 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 
 
 def table(study: Study, rows: list[dict], command: str, start_load: str, seconds: float) -> str:
-    import importlib.metadata
-
     import onnxruntime
     import torch
+
+    from benchmarks.breadth_rows import torch_pruning_version
 
     s, dense = study.state, study.state["dense"]
     loads = [float(r["load"].split("/")[0]) for r in rows] or [0.0]
@@ -406,7 +406,7 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
         f"rows were measured (other jobs shared the machine: latency ratios are interleaved, so both "
         f"models of a pair saw the same load); {study.state.get('elapsed_s', seconds) / 60:.0f} min in all.",
         f"- Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
-        f"{onnxruntime.__version__}, torch-pruning {importlib.metadata.version('torch-pruning')}; FastNAS from "
+        f"{onnxruntime.__version__}, torch-pruning {torch_pruning_version()}; FastNAS from "
         "nvidia-modelopt 0.47.0 in a separate environment.",
     ]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """What the resumable breadth studies share: the conditions written with every row, and the latest
-row of every model from their JSON-lines file."""
+row of every model from their JSON-lines file; torch-pruning's installed version, which every
+study's conditions quote."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ def conditions(*packages: str) -> dict:
         name.replace("-", "_"): importlib.import_module(name).__version__
         for name in ("torch", *packages, "onnxruntime")
     }
-    # torch-pruning's module string lags its releases (1.6.1 says 1.6.0): the installed distribution's
-    versions["torch_pruning"] = importlib.metadata.version("torch-pruning")
+    versions["torch_pruning"] = torch_pruning_version()
     return {
         **versions,
         "threads": torch.get_num_threads(),
@@ -28,6 +28,12 @@ def conditions(*packages: str) -> dict:
         "load_1min": round(os.getloadavg()[0], 1),
         "machine": platform.machine(),
     }
+
+
+def torch_pruning_version() -> str:
+    """The installed torch-pruning distribution's version: its module string lags its releases
+    (1.6.1 says 1.6.0)."""
+    return importlib.metadata.version("torch-pruning")
 
 
 def latest_rows(jsonl: Path, key: str) -> dict[str, dict]:

@@ -111,16 +111,16 @@ def _parity_row(out: dict) -> dict:
 
 def conditions() -> str:
     """Versions, threads and machine load, for the table's header."""
-    import importlib.metadata
-
     import onnxruntime
     import torch
     import torchvision
 
+    from benchmarks.breadth_rows import torch_pruning_version
+
     load = os.getloadavg()[0]
     return (
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, torch-pruning "
-        f"{importlib.metadata.version('torch-pruning')}, onnxruntime {onnxruntime.__version__}; {platform.machine()} "
+        f"{torch_pruning_version()}, onnxruntime {onnxruntime.__version__}; {platform.machine()} "
         f"{os.cpu_count()} cores, default threads; 1-minute load average {load:.1f} when the table was written"
     )
 
