@@ -149,17 +149,27 @@ def families() -> dict[str, dict]:
 
 
 def probe(name: str) -> tuple[tuple[int, ...], dict]:
-    """The smallest input the model runs on (96x96, with ``img_size=96`` if needed) and build kwargs."""
+    """The smallest input the model runs on and build kwargs: 96x96 (with ``img_size=96`` if needed),
+    else the smallest input timm's configuration names for it (``min_input_size``), else its
+    default input size."""
     import warnings
 
     import timm
     import torch
 
     warnings.filterwarnings("ignore")
-    default = (
-        tuple(timm.get_pretrained_cfg(name).input_size) if timm.get_pretrained_cfg(name) else (3, 224, 224)
+    cfg = timm.get_pretrained_cfg(name)
+    default = tuple(cfg.input_size) if cfg else (3, 224, 224)
+    least = tuple(cfg.min_input_size) if cfg and cfg.min_input_size else default
+    small = (3, SMALL, SMALL)
+    tries = (
+        ({}, small),
+        ({"img_size": SMALL}, small),
+        ({}, least),
+        ({"img_size": least[-1]}, least),
+        ({}, default),
     )
-    for kwargs, shape in (({}, (3, SMALL, SMALL)), ({"img_size": SMALL}, (3, SMALL, SMALL)), ({}, default)):
+    for kwargs, shape in tries:
         try:
             model = timm.create_model(name, **kwargs).eval()
             with torch.no_grad():

@@ -140,3 +140,103 @@ def test_a_join_along_the_last_dimension_maps_no_channels():
     side = grouping.build(CrossStage().eval(), torch.randn(1, 8, 6, 6))  # a channel join: mapped
     (join,) = [n for n in side.module2node.values() if n.type == ops.OPTYPE.CONCAT]
     assert not getattr(join, concat_widths.OTHER_DIM, False) and join.module.offsets == [0, 8, 16]
+
+
+class RotaryAttention(nn.Module):
+    """timm's rotary attention (``AttentionRope``: DeepSeek ViT, EVA): a fused qkv unbound into q, k
+    and v, and q and k each read twice by the rotary embedding (``x * cos + rotate_half(x) * sin``),
+    so the unbind has more consumers than parts."""
+
+    def __init__(self, c: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.attn_dim = heads, c // heads, c
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+        self.head = nn.Linear(c, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = nn.functional.scaled_dot_product_attention(rotary(q), rotary(k), v)
+        return self.head(self.proj(y.transpose(1, 2).reshape(b, n, self.attn_dim)).mean(1))
+
+
+def rotary(x: torch.Tensor) -> torch.Tensor:
+    """``x * cos + rotate_half(x) * sin`` as timm's ``apply_rot_embed_cat(half=True)``: the head
+    dimension (the last of ``(batch, heads, tokens, head_dim)``) split in halves and swapped."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * 0.6 + torch.cat((-x2, x1), dim=-1) * 0.8
+
+
+def test_an_unbind_maps_each_consumer_to_the_part_it_reads():
+    """q, k and v are a third of the qkv channels each, whatever number of operations read them:
+    a channel of v (the third part) is the same channel of the attention output."""
+    torch.manual_seed(0)
+    model = RotaryAttention().eval()
+    dg = grouping.build(model, torch.randn(1, 5, 16))
+    (unbind,) = [n for n in dg.module2node.values() if n.type == ops.OPTYPE.UNBIND]
+    assert len(unbind.outputs) > 3  # q and k read by several operations each
+    group = dg.get_pruning_group(model.qkv, dg.get_pruner_of_module(model.qkv).prune_out_channels, [32 + 3])
+    assert unbind.module.offsets == [0, 16, 32, 48]
+    reached = {item.dep.target.module: item.idxs for item in group}
+    assert reached[model.proj] == [3]
+
+
+def test_a_split_of_the_head_dimension_maps_no_channels():
+    """The rotary halves are a split along the last dimension of a 4-D tensor: mapped as channels,
+    its offsets (inferred through the attention) sent the walk below channel 0, and on through
+    every block. The group of a qkv channel ends where it should, its channels all in range."""
+    torch.manual_seed(0)
+    model = RotaryAttention().eval()
+    dg = grouping.build(model, torch.randn(1, 5, 16))
+    splits = [n for n in dg.module2node.values() if n.type == ops.OPTYPE.SPLIT]
+    assert len(splits) == 2 and not any(split_mappings(n) for n in splits)
+    group = dg.get_pruning_group(model.qkv, dg.get_pruner_of_module(model.qkv).prune_out_channels, [1])
+    assert not group.unmapped
+    assert all(i >= 0 for item in group for i in item.idxs)
+    reached = {item.dep.target.module: sorted(item.idxs) for item in group}
+    assert reached[model.qkv] == [1, 17, 33]  # the same channel of q, k and v
+
+
+def split_mappings(node) -> list:
+    """The channel mappings set on the edges between a split ``node`` and its parts."""
+    from torch_pruning.dependency.index_mapping import _SplitIndexMapping
+
+    edges = [dep for dep in node.dependencies if dep.target in node.outputs]
+    edges += [dep for out in node.outputs for dep in out.dependencies if dep.target is node]
+    return [m for dep in edges for m in dep.index_mapping if isinstance(m, _SplitIndexMapping)]
+
+
+class TokenGlu(nn.Module):
+    """timm's ``GluMlp`` on tokens: the hidden channels (the last dimension) split in two halves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 16)
+        self.fc2 = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(a * torch.sigmoid(b)).mean(1)
+
+
+def test_a_split_of_token_channels_stays_mapped():
+    """Split along the last dimension of ``(batch, tokens, channels)``, the halves' widths add up to
+    the traced size: a channel split, mapped (hidden channel 3 is gated by channel 8 + 3)."""
+    model = TokenGlu().eval()
+    dg = grouping.build(model, torch.randn(1, 4, 6))
+    (split,) = [n for n in dg.module2node.values() if n.type == ops.OPTYPE.SPLIT]
+    assert len(split_mappings(split)) == 4  # to and from each half
+    group = dg.get_pruning_group(model.fc1, dg.get_pruner_of_module(model.fc1).prune_out_channels, [3])
+    reached = {item.dep.target.module: sorted(item.idxs) for item in group}
+    assert reached[model.fc1] == [3, 11]
+    assert reached[model.fc2] == [3]
+
+
+def test_rotary_attention_prunes_and_keeps_its_output():
+    torch.manual_seed(0)
+    model = RotaryAttention().eval()
+    handle, _ = prune_l1_half(model, (1, 5, 16))
+    assert handle.module.qkv.out_features < 48
+    assert handle.module(torch.randn(2, 5, 16)).shape == (2, 3)

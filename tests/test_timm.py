@@ -145,6 +145,22 @@ def test_small_vit_prunes_exports_and_keeps_parity(tmp_path):
     assert all(o["passed"] for o in done.outputs)
 
 
+def test_rotary_vit_keeps_its_head_width_and_prunes_its_mlp(tmp_path):
+    """timm's DeepSeek ViT: rotary embeddings as wide as a head (qkv kept, by rule and named), a
+    SwiGLU MLP (pruned), through prune -> export -> parity."""
+    spec = ModelSpec(
+        "timm:deepseek_vit_412m",
+        arch_kwargs={"img_size": 56, "depth": 2, "embed_dim": 64, "num_heads": 2},
+        input_shape=(1, 3, 56, 56),
+    )
+    result = prune(spec, PruneConfig("l1", ratio=0.5), str(tmp_path / "ds.pt"), measure_input=False)
+    assert result.after["macs"] < 0.85 * result.before["macs"]
+    (note,) = [n for n in result.notes if "rotary" in n]
+    assert "encoder.blocks.0.attn.qkv" in note and "encoder.blocks.1.attn.qkv" in note
+    done = export(str(tmp_path / "ds.pt"), ExportConfig(str(tmp_path / "ds.onnx"), samples=2))
+    assert all(o["passed"] for o in done.outputs)
+
+
 def test_pruned_model_that_breaks_is_refused_with_the_block_named():
     model = nn.Sequential(nn.Linear(8, 8), nn.Sequential(nn.ReLU(), nn.Linear(8, 4)))
     x = torch.randn(1, 8)
@@ -267,15 +283,22 @@ def test_a_five_dimensional_expand_is_kept_not_a_crash():
     assert "stages.0.blocks.1.attn.qkv" in unmapped and "stages.0.blocks.0.attn.qkv" not in unmapped
 
 
-def test_an_attention_group_ranked_from_downstream_is_checked_as_ranked(tmp_path):
-    """torch-pruning ranks an attention group from a layer downstream of qkv, where Qwen3-VL's
-    vision blocks leave 461 scores for 12 heads; the check for groups it cannot rank looks at the
-    group as ranked, keeps qkv and names it, and the rest prunes."""
+@pytest.mark.parametrize("rotary_rule", [True, False])
+def test_a_rotary_attention_keeps_its_qkv_and_the_rest_prunes(tmp_path, monkeypatch, rotary_rule):
+    """Qwen3-VL's vision blocks: rotary embeddings fix the head width, so qkv is kept by that rule
+    and named. Without the rule the unbind of q, k and v is mapped part by part (read as more parts
+    than three, the attention group was ranked with 461 scores for 12 heads and kept as one
+    torch-pruning cannot map); the trial cut then breaks the rotary product, and the preflight
+    keeps qkv. Either way the rest prunes."""
     from compressor.pruning.base import PruneConfig
 
+    if not rotary_rule:
+        monkeypatch.setattr(graph, "takes_rotary_embedding", lambda module: False)
     torch.manual_seed(0)
     spec = ModelSpec("timm:qwen3_vit_88m", arch_kwargs={"depth": 1}, input_shape=(1, 3, 64, 64))
     done = prune(spec, PruneConfig("l1", ratio=0.5), str(tmp_path / "p.pt"), measure_input=False)
-    kept = [n for n in done.notes if "cannot map the channels" in n]
+    why = "rotary position embedding" if rotary_rule else "cutting it breaks the model"
+    kept = [n for n in done.notes if why in n]
     assert len(kept) == 1 and kept[0].endswith(": encoder.blocks.0.attn.qkv")
+    assert not any("cannot map the channels" in n for n in done.notes)
     assert done.after["macs"] < done.before["macs"]

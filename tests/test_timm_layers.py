@@ -1,7 +1,8 @@
 """timm layers the dependency graph handles by rule: the scaled weight-standardized convs of NFNets
 (their per-channel ``gain`` is cut with the conv), gMLP's spatial gating unit (both halves of the
-hidden channels are cut alike; the token-mixing ``proj`` is never cut), and the head width of an
-attention layer whose ``qkv`` is not three parts."""
+hidden channels are cut alike; the token-mixing ``proj`` is never cut), GLU MLPs (a ratio cuts that
+fraction of the hidden channels, both halves alike), and the head width of an attention layer whose
+``qkv`` is not three parts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from compressor.pruning.structured import graph, norm
 from tests.conftest import prune_l1_half
 
 timm = pytest.importorskip("timm")
-from timm.layers import GatedMlp, ScaledStdConv2d, ScaledStdConv2dSame  # noqa: E402
+from timm.layers import GatedMlp, GluMlp, ScaledStdConv2d, ScaledStdConv2dSame  # noqa: E402
 from timm.models.mlp_mixer import MlpMixer, SpatialGatingBlock  # noqa: E402
 
 
@@ -81,12 +82,39 @@ def test_spatial_gating_cuts_both_halves_alike_and_keeps_the_token_mixer():
     norm.run(handle, PruneConfig("l1", ratio=0.5, scope="layer"), PruneContext())  # every group cut
     half = 8
     keep = kept_rows(fc1, mlp.fc1.bias.detach())
-    assert 0 < len(keep) < 2 * half
+    assert len(keep) == half  # ratio 0.5 of the hidden channels
     assert [i + half for i in keep if i < half] == [i for i in keep if i >= half]
     assert mlp.gate.norm.normalized_shape == (len(keep) // 2,)
     assert mlp.fc2.in_features == len(keep) // 2
     assert (mlp.gate.proj.in_features, mlp.gate.proj.out_features) == (16, 16)
     assert handle.module(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+class GluBlock(nn.Module):
+    """timm's ``GluMlp`` (SwiGLU: ``fc1``'s 64 outputs chunked into a value and a gate half) on
+    tokens, then a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = GluMlp(16, 64, act_layer=nn.SiLU)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mlp(x).mean(1))
+
+
+def test_a_glu_ratio_cuts_that_fraction_of_its_hidden_channels_in_both_halves():
+    """Half the hidden channels go at ratio 0.5 (it removed seven eighths when every ranked channel
+    was cut in both halves while the count was taken on the whole width), value and gate alike."""
+    torch.manual_seed(0)
+    model = GluBlock().eval()
+    fc1 = model.mlp.fc1.bias.detach().clone()
+    handle = ModelHandle(module=model, ref=None, input_shape=(1, 5, 16))
+    norm.run(handle, PruneConfig("l1", ratio=0.5, scope="layer"), PruneContext())  # each layer by 0.5
+    keep = kept_rows(fc1, handle.module.mlp.fc1.bias.detach())
+    assert len(keep) == 32 and handle.module.mlp.fc2.in_features == 16
+    assert [i + 32 for i in keep if i < 32] == [i for i in keep if i >= 32]
+    assert handle.module(torch.randn(2, 5, 16)).shape == (2, 3)
 
 
 def test_token_mixer_is_left_out_of_the_graph():

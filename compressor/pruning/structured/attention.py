@@ -17,7 +17,11 @@ pruning both paths compute the same function only when ``scale`` is rescaled wit
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
+
+ROTARY_REASON = "rotary position embedding (its width fixes the head width)"
 
 
 def is_qkv_attention(module: nn.Module) -> bool:
@@ -27,6 +31,18 @@ def is_qkv_attention(module: nn.Module) -> bool:
         and isinstance(getattr(module, "num_heads", None), int)
         and isinstance(getattr(module, "head_dim", None), int)
     )
+
+
+def takes_rotary_embedding(module: nn.Module) -> bool:
+    """A fused-qkv attention layer whose forward takes rotary position embeddings (timm's
+    ``AttentionRope``, ``EvaAttention``: a ``rope`` argument). The embedding is as wide as each
+    head, so a head cannot lose channels: its ``qkv`` is kept (whole heads are never removed)."""
+    if not is_qkv_attention(module):
+        return False
+    try:
+        return "rope" in inspect.signature(type(module).forward).parameters
+    except (TypeError, ValueError):  # a forward without a signature to read
+        return False
 
 
 def attention_heads(model: nn.Module) -> dict[nn.Module, int]:

@@ -29,7 +29,13 @@ from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
 from compressor.outputs import run_forward as outputs_run_forward
 from compressor.pruning.structured import coupling, grouping, layer_rules
-from compressor.pruning.structured.attention import attention_heads, is_qkv_attention, sync_heads
+from compressor.pruning.structured.attention import (
+    ROTARY_REASON,
+    attention_heads,
+    is_qkv_attention,
+    sync_heads,
+    takes_rotary_embedding,
+)
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -307,10 +313,13 @@ def make_pruner(
             ignored_layers=ignored or [],
             round_to=round_to,
             num_heads=heads,
-            out_channel_groups={**channel_groups(model), **layer_rules.halved_layers(model)},
+            out_channel_groups=channel_groups(model),
             in_channel_groups=channel_groups(model),
         )
         coupling.keep_unmapped(pruner)
+        grouped = {*pruner.out_channel_groups, *pruner.num_heads, *pruner.ignored_layers}
+        candidates = [m for m in model.modules() if isinstance(m, PRUNABLE) and m not in grouped]
+        pruner.out_channel_groups.update(layer_rules.chunked_layers(pruner.DG, candidates))
         return pruner
 
 
@@ -524,8 +533,9 @@ def ignored_layers(
     allow: Iterable[str] = (),
     ref: str | None = None,
 ) -> dict[str, str]:
-    """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, the model
-    table's layers for the reference ``ref``, residual stream).
+    """Module name -> why it is never pruned (it makes an output, ``--ignore`` pattern, the qkv of
+    an attention with rotary embeddings, the model table's layers for the reference ``ref``,
+    residual stream).
 
     Every layer whose output channels reach the channel dimension of a tensor the model returns is
     kept (:func:`output_makers`), unless that output is in ``allow`` (``--allow-output-change``).
@@ -540,6 +550,9 @@ def ignored_layers(
     for m in matched_layers(model, patterns):
         if isinstance(m, PRUNABLE):
             reasons.setdefault(names[m], "--ignore pattern")
+    for sub in model.modules():
+        if takes_rotary_embedding(sub) and sub.qkv in names:
+            reasons.setdefault(names[sub.qkv], ROTARY_REASON)
     for m in matched_layers(model, zoo.kept_layers(ref)):
         if isinstance(m, PRUNABLE):
             reasons.setdefault(names[m], "kept for its task (the torchvision model table)")

@@ -94,15 +94,15 @@ class Graph(tp.DependencyGraph):
     def _trace(self, *args: Any, **kwargs: Any) -> Any:
         with concat_widths.Recorder() as recorder:
             traced = super()._trace(*args, **kwargs)
-        self._cat_widths = recorder.widths
+        self._cat_widths, self._unbind_parts = recorder.widths, recorder.parts
         return traced
 
     def _build_dependency(self, module2node: Any) -> None:
         """torch-pruning's, then the concatenation widths it cannot infer taken from the trace
         (:mod:`.concat_widths`; without them building the graph fails)."""
         super()._build_dependency(module2node)
-        concat_widths.fill(self, getattr(self, "_cat_widths", {}))
-        self._cat_widths = {}
+        concat_widths.fill(self, getattr(self, "_cat_widths", {}), getattr(self, "_unbind_parts", {}))
+        self._cat_widths, self._unbind_parts = {}, {}
 
     def forget(self) -> None:
         """Drop the remembered groups (the model's widths are about to change)."""
@@ -143,8 +143,7 @@ class Graph(tp.DependencyGraph):
             found = stop.found
         group = self._merged(found)
         dep, last = found[-1]
-        limit = self._width(dep.target, dep.handler)
-        group.unmapped = module in self.unmapped or (limit is not None and max(i.idx for i in last) >= limit)
+        group.unmapped = module in self.unmapped or outside(last, self._width(dep.target, dep.handler))
         return group
 
     def _width(self, node: Any, handler: Callable) -> int | None:
@@ -204,9 +203,22 @@ def unknown_widths_kept() -> Iterator[None]:
     (:func:`concat_widths.fill` marks it) gets no index mapping: torch-pruning tells one from its
     saved dimension, which this torch stores for ``dim=-1`` as 2**64 - 1, so it took every
     ``cat(..., dim=-1)`` (rotary embeddings: timm Gemma4 ViT) for a channel join and failed
-    inferring its widths."""
+    inferring its widths.
+
+    A split along another dimension than dim 1 is mapped only where the widths torch-pruning
+    infers for its parts add up to the traced size of that dimension (the channels of a
+    ``(batch, tokens, channels)`` tensor split along the last: timm's GLU MLPs). torch-pruning
+    skips such splits only where the saved dimension is below the tensor's rank, so it mapped every
+    ``split(..., dim=-1)``, also the head dimension halved by a rotary embedding's
+    ``rotate_half``: its offsets, inferred through the attention, were negative, and each pass
+    through the rotary block of DeepSeek ViT moved the channels further below zero, a walk
+    without end.
+
+    An unbind maps each consumer to the part it reads (:func:`concat_widths.map_unbind`)."""
     original = index_mapping.update_reshape_index_mapping
     original_cat = index_mapping.update_concat_index_mapping
+    original_unbind = index_mapping.update_unbind_index_mapping
+    original_split = index_mapping.update_split_index_mapping
 
     def guarded(graph: Any, node: Any) -> None:
         try:
@@ -218,13 +230,45 @@ def unknown_widths_kept() -> Iterator[None]:
         if not getattr(node, concat_widths.OTHER_DIM, False):
             original_cat(graph, node)
 
+    def channel_splits_only(graph: Any, node: Any) -> None:
+        dim = split_dim(node.grad_fn)
+        if dim in (None, concat_widths.CHANNEL_DIM) or parts_add_up(
+            node.module.offsets, node.grad_fn._saved_self_sym_sizes[dim]
+        ):
+            original_split(graph, node)
+
+    def parts_read(graph: Any, node: Any) -> None:
+        if node.type == ops.OPTYPE.UNBIND and not concat_widths.map_unbind(graph, node):
+            original_unbind(graph, node)
+
     index_mapping.update_reshape_index_mapping = guarded
     index_mapping.update_concat_index_mapping = channel_joins_only
+    index_mapping.update_unbind_index_mapping = parts_read
+    index_mapping.update_split_index_mapping = channel_splits_only
     try:
         yield
     finally:
         index_mapping.update_reshape_index_mapping = original
         index_mapping.update_concat_index_mapping = original_cat
+        index_mapping.update_unbind_index_mapping = original_unbind
+        index_mapping.update_split_index_mapping = original_split
+
+
+def parts_add_up(offsets: Sequence[int | None] | None, size: int) -> bool:
+    """Whether split ``offsets`` rise from 0 to ``size``."""
+    if not offsets or any(o is None for o in offsets):
+        return False
+    rising = all(b > a for a, b in zip(offsets, offsets[1:]))  # type: ignore[operator]
+    return rising and offsets[0] == 0 and offsets[-1] == size
+
+
+def split_dim(grad_fn: Any) -> int | None:
+    """The dimension a split's gradient function saved, counted from 0 (torch stores a negative
+    one as an unsigned 64-bit integer); None where it saved no dimension or no input sizes."""
+    dim, sizes = getattr(grad_fn, "_saved_dim", None), getattr(grad_fn, "_saved_self_sym_sizes", None)
+    if not isinstance(dim, int) or not sizes:
+        return None
+    return (dim - 2**64 if dim >= 2**63 else dim) % len(sizes)
 
 
 def layer_width(layer: Any, out: bool) -> int | None:
@@ -244,8 +288,8 @@ def walk(
     """Every (dependency, channels) reached from ``start`` carrying ``idxs``, depth first in
     torch-pruning's order; each (target, function, channel, root channel) is passed on once.
 
-    A walk that carries a channel past the ``width`` of a node it reaches ends there (that entry
-    is the last one found): the graph maps that group's channels wrongly (a reshape that folds
+    A walk that carries a channel past the ``width`` of a node it reaches, or below 0, ends there
+    (that entry is the last one found): the graph maps that group's channels wrongly (a reshape that folds
     channels with positions), so :func:`coupling.keep_unmapped` keeps its root.
     Where channels are reached from so many root channels that a walk passes :data:`ROOTED_LIMIT`
     entries, each (target, function, channel) is passed on once, with the first root channel; a
@@ -293,11 +337,16 @@ def _walk(
             if size > UNROOTED_LIMIT:  # kept whole: the root alone stands for it (memory)
                 raise Unmappable(found[:1])
             found.append((nxt, fresh))
-            limit = width(nxt.target, nxt.handler)
-            if limit is not None and max(i.idx for i in fresh) >= limit:
+            if outside(fresh, width(nxt.target, nxt.handler)):
                 return found  # past the layer's channels: the group cannot be mapped, nor pruned
             stack.append((nxt, fresh))
     return found
+
+
+def outside(channels: list[Index], width: int | None) -> bool:
+    """Whether a channel lies below 0 or at or past ``width`` (None: no bound known)."""
+    lowest, highest = min(i.idx for i in channels), max(i.idx for i in channels)
+    return lowest < 0 or (width is not None and highest >= width)
 
 
 def _fresh(mapped: list[Index], known: set[Any], rooted: bool) -> list[Index]:

@@ -19,9 +19,15 @@ positions and cut the gate's norm and ``proj`` apart from the channels they see.
 is traced, ``proj`` hands its input on unchanged and is left out of the trace
 (:func:`hidden_token_mixers`): the graph then sees ``u * norm(v)`` and couples both halves of the
 hidden channels, the norm and the next layer's inputs, and never cuts ``proj``, whose width is the
-number of tokens. The layer whose outputs are chunked (``fc1`` of timm's ``GatedMlp``) is ranked in
-two channel groups (:func:`halved_layers`): channel ``i`` and ``i + half`` are scored together and
-cut together, so a ratio removes that fraction of the hidden channels, not up to twice as many.
+number of tokens.
+
+Chunked layers. A layer whose outputs are chunked into parts that are multiplied together (``fc1``
+of timm's ``GatedMlp`` above, and of its ``GluMlp``: SwiGLU in DeepSeek ViT, Qwen3 ViT, EVA) has
+channel ``i`` coupled with ``i + part`` in its own group. torch-pruning counts the channels to
+cut on the layer's width but cuts every part of each ranked channel, so a ratio of 0.5 removed
+seven eighths of the hidden channels. Such a layer is ranked in as many channel groups as it has
+parts (:func:`chunked_layers`, found on the dependency graph): channel ``i`` of every part is
+scored and cut together, and a ratio removes that fraction of the hidden channels.
 """
 
 from __future__ import annotations
@@ -79,17 +85,28 @@ def _timm_class(module_name: str, cls_name: str) -> type | None:
     return cls if isinstance(cls, type) else None
 
 
-def halved_layers(model: nn.Module) -> dict[nn.Module, int]:
-    """Layers whose outputs a spatial gating unit chunks in two -> 2 (their output channel groups):
-    the ``fc1`` beside a ``gate`` that is timm's ``SpatialGatingUnit`` (timm's ``GatedMlp``)."""
-    sgu = _timm_class("timm.models.mlp_mixer", "SpatialGatingUnit")
-    if sgu is None:
-        return {}
+def chunked_layers(dg: Any, layers: Sequence[nn.Module]) -> dict[nn.Module, int]:
+    """Of ``layers`` (convs and linears of the graph ``dg``), those whose output channel 0 is
+    coupled with the same channel of each of ``k`` equal parts of their outputs -> ``k``."""
     found: dict[nn.Module, int] = {}
-    for m in model.modules():
-        fc1 = getattr(m, "fc1", None)
-        if isinstance(getattr(m, "gate", None), sgu) and isinstance(fc1, nn.Linear):
-            found[fc1] = 2
+    for layer in layers:
+        if layer not in dg.module2node:
+            continue
+        width = layer.out_features if isinstance(layer, nn.Linear) else getattr(layer, "out_channels", 0)
+        group = dg.get_pruning_group(layer, dg.get_pruner_of_module(layer).prune_out_channels, [0])
+        if getattr(group, "unmapped", False):
+            continue
+        own = sorted(
+            {
+                i
+                for dep, idxs in group
+                if dep.target.module is layer and dg.is_out_channel_pruning_fn(dep.handler)
+                for i in idxs
+            }
+        )
+        parts = len(own)
+        if parts > 1 and width % parts == 0 and own == [p * width // parts for p in range(parts)]:
+            found[layer] = parts
     return found
 
 
