@@ -19,7 +19,9 @@ result with ``--exporter torchscript --samples 4``: parity of ONNX Runtime again
 output; where the TorchScript exporter cannot export the model, the export is rerun with the
 default ``--exporter auto``, whose dynamo exporter handles what TorchScript tracing cannot); the
 exit code recorded is the one the CLI would return. The input is small (96x96, passing ``img_size=96`` to
-models with a fixed grid) where the model allows, else the model's own input size. One JSON line
+models with a fixed grid) where the model allows, else the smallest input timm's configuration
+gives for it (``min_input_size``: DeepSeek ViT 126x126 instead of its default 546x546), else its
+default input size. One JSON line
 per model is appended to ``benchmarks/results/timm_breadth.jsonl``; the table and summary are
 ``benchmarks/results/timm_breadth.md``.
 """

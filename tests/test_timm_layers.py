@@ -117,6 +117,28 @@ def test_a_glu_ratio_cuts_that_fraction_of_its_hidden_channels_in_both_halves():
     assert handle.module(torch.randn(2, 5, 16)).shape == (2, 3)
 
 
+def test_a_layer_whose_channels_are_all_coupled_is_not_ranked_in_parts():
+    """Through timm's ECA attention (a 1-D conv across the channels) every channel of the conv
+    before it is coupled with every other: that is no GLU, and parts of one channel each would
+    leave nothing to cut. The GLU's ``fc1`` is found with its two halves."""
+    from timm.layers import EcaModule
+
+    from compressor.pruning.structured import grouping, layer_rules
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3)
+    layers = (conv, EcaModule(8), nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model = nn.Sequential(*layers).eval()
+    dg = grouping.build(model, torch.randn(1, 3, 8, 8))
+    group = dg.get_pruning_group(conv, dg.get_pruner_of_module(conv).prune_out_channels, [0])
+    assert sorted(group[0].idxs) == list(range(8))  # channel 0 reaches all eight
+    assert layer_rules.chunked_layers(dg, [conv]) == {}
+    glu = GluBlock().eval()
+    assert layer_rules.chunked_layers(grouping.build(glu, torch.randn(1, 5, 16)), [glu.mlp.fc1]) == {
+        glu.mlp.fc1: 2
+    }
+
+
 def test_token_mixer_is_left_out_of_the_graph():
     model = gmlp()
     pruner = graph.make_pruner(model, torch.randn(1, 3, 32, 32), lambda g: None, ratio=0.5)

@@ -85,9 +85,14 @@ def _timm_class(module_name: str, cls_name: str) -> type | None:
     return cls if isinstance(cls, type) else None
 
 
+MAX_PARTS = 8  # more parts than this is not a chunked layer: its channels are coupled all together
+
+
 def chunked_layers(dg: Any, layers: Sequence[nn.Module]) -> dict[nn.Module, int]:
     """Of ``layers`` (convs and linears of the graph ``dg``), those whose output channel 0 is
-    coupled with the same channel of each of ``k`` equal parts of their outputs -> ``k``."""
+    coupled with the same channel of each of ``k`` equal parts of their outputs -> ``k``
+    (2 to :data:`MAX_PARTS` parts of at least 2 channels: a layer whose channels are all coupled
+    with each other, as through timm's ECA attention, is not split into parts of one channel)."""
     found: dict[nn.Module, int] = {}
     for layer in layers:
         if layer not in dg.module2node:
@@ -105,7 +110,9 @@ def chunked_layers(dg: Any, layers: Sequence[nn.Module]) -> dict[nn.Module, int]
             }
         )
         parts = len(own)
-        if parts > 1 and width % parts == 0 and own == [p * width // parts for p in range(parts)]:
+        if not 1 < parts <= min(MAX_PARTS, width // 2) or width % parts:
+            continue
+        if own == [p * width // parts for p in range(parts)]:
             found[layer] = parts
     return found
 
