@@ -121,3 +121,61 @@ class CatIntoGroupedConvBN(CatIntoGroupedConv):
 def cat_into_grouped_conv_bn() -> nn.Module:
     torch.manual_seed(0)
     return CatIntoGroupedConvBN()
+
+
+class InputWidthAttention(nn.Module):
+    """timm NesT's attention: ``qkv`` reshaped to heads of the *input's* width (``C // num_heads``),
+    so cutting ``qkv`` breaks the reshape in every block of this class."""
+
+    def __init__(self, c: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.qkv = nn.Linear(c, 3 * c)
+        self.proj = nn.Linear(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+class AttentionBlocks(nn.Module):
+    """Four :class:`InputWidthAttention` blocks on a residual stream, then a classifier."""
+
+    def __init__(self, c: int = 8, depth: int = 4) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(InputWidthAttention(c) for _ in range(depth))
+        self.head = nn.Linear(c, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x.mean(1))
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x))
+
+
+class LastBlockFlattened(nn.Module):
+    """Three :class:`ConvBlock` in a row, the last one's output flattened at a fixed width into the
+    head: only the last block's conv breaks the model when cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.ModuleList(ConvBlock() for _ in range(3))
+        self.head = nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.reshape(x.shape[0], 4 * 6 * 6))

@@ -134,6 +134,31 @@ def test_more_breaking_groups_than_the_bound_is_refused_naming_them_all(monkeypa
     assert all(f"branches.{i}" in line for i in range(3)) and "--method magnitude" in line
 
 
+def test_a_layer_that_breaks_every_block_of_its_class_is_kept_in_each_in_one_search(monkeypatch):
+    """Each block's forward reshapes ``qkv`` to its input's width: the search that names one
+    block's ``qkv`` keeps the other three with it (cutting them alone breaks the model too), so
+    two searches are enough (the residual stream, then qkv) where five were needed."""
+    from tests.preflight_models import AttentionBlocks
+
+    monkeypatch.setattr(preflight, "KEEP_AT_MOST", 2)
+    torch.manual_seed(0)
+    model, example = AttentionBlocks().eval(), torch.randn(1, 3, 8)
+    kept = preflight.run(model, example, graph.ignored_layers(model, example, ()), seconds=600)
+    assert {f"blocks.{i}.qkv" for i in range(4)} <= set(kept)
+    assert sum("the same layer of the same block type" in why for why in kept.values()) >= 3
+
+
+def test_the_same_layer_of_other_blocks_is_kept_only_where_its_cut_breaks_the_model():
+    """Only the last block's output is read at a fixed width: its conv is kept, the same conv of
+    the two blocks before it (cut alone, the model runs) is not."""
+    from tests.preflight_models import LastBlockFlattened
+
+    torch.manual_seed(0)
+    model, example = LastBlockFlattened().eval(), torch.randn(1, 3, 6, 6)
+    kept = preflight.run(model, example, graph.ignored_layers(model, example, ()), seconds=600)
+    assert sorted(kept) == ["blocks.2.conv"]
+
+
 def test_the_suggested_ignore_makes_it_prune(tmp_path):
     result, out = prune("tests.preflight_models:fixed_reshape", tmp_path, "--ignore", "body")
     assert result.code == 0, result.stderr

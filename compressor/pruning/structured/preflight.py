@@ -11,9 +11,10 @@ The preflight runs first, on a copy, within :data:`PREFLIGHT_SECONDS`:
 3. at least one conv/linear layer must be left to prune;
 4. a trial cut: every coupled group loses a few channels at once and the copy must still run and
    return outputs of the same shapes. When it does not, the groups are cut one by one on a fresh
-   copy to name the first group that breaks it. That group is kept (as ``--ignore`` would keep it)
-   and the search repeats, up to :data:`KEEP_AT_MOST` groups; the kept groups are returned with
-   the reason, for the report. With ``strict`` (``--strict``) it refuses instead, naming the group
+   copy to name the first group that breaks it. That group is kept (as ``--ignore`` would keep it),
+   with the same layer of the other blocks of its block's class when cutting those breaks the
+   model too (:meth:`_Cuts.breaking_twins`), and the search repeats, up to :data:`KEEP_AT_MOST`
+   searches; the kept groups are returned with the reason, for the report. With ``strict`` (``--strict``) it refuses instead, naming the group
    and the ``--ignore`` pattern that keeps it; past that many groups it refuses naming them all.
 
 Every refusal is exit 3 (:class:`UnsupportedError`) with the reason and the fix; nothing is written.
@@ -44,14 +45,17 @@ if TYPE_CHECKING:
 
 PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes may take longer to prune
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
-# Groups whose cut breaks the model that are kept before the preflight refuses: a model needing
-# more is not one structured pruning follows (timm's convit_tiny needs 3 at 96x96). Each costs one
-# more search.
+# Searches for a group whose cut breaks the model before the preflight refuses: a model needing
+# more is not one structured pruning follows (timm's convit_tiny needs 3 at 96x96). Each search
+# keeps one group, with the same layer of the other blocks of its class where those break it too.
 KEEP_AT_MOST = 8
 KEPT_REASON = "cutting it breaks the model"
 # The search once more, when a cut broke a model whose preflight ran out of time before it had
 # tried every group (a large model on a loaded machine: timm's cait_xxs24 needs about 70 s).
 LATE_SECONDS = 240.0
+
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)  # no forward of their own to repeat
 
 
 class Kept(dict[str, str]):
@@ -167,7 +171,7 @@ def run(
 
     Returns:
         Layers to keep unpruned besides ``ignored`` (name -> why): the groups whose cut breaks the
-        model, at most :data:`KEEP_AT_MOST`. Pruning must keep them too. Not ``complete`` when
+        model, found in at most :data:`KEEP_AT_MOST` searches. Pruning must keep them too. Not ``complete`` when
         the deadline stopped the search.
     """
     check_ignore_patterns(model, patterns)
@@ -206,7 +210,7 @@ class _Cuts:
 
     def keep_breaking(self, ignored: list[str], strict: bool, found: dict[str, str]) -> None:
         """Add to ``found``, one search at a time, each group whose cut breaks the model; refuse
-        when one cannot be kept (strict, no name, already kept, or more than :data:`KEEP_AT_MOST`).
+        when one cannot be kept (strict, no name, already kept, or past :data:`KEEP_AT_MOST` searches).
         ``found`` is the caller's, so the groups found before the deadline rings are kept.
 
         The first trial cuts every group at once (one forward: the usual, passing case); each
@@ -215,13 +219,43 @@ class _Cuts:
         """
         if self.trial(ignored) is None:
             return
+        searches = 0
         while True:
             culprit, failure = self.locate(ignored + list(found))
             if failure is None:
                 return
-            if strict or culprit is None or culprit in found or len(found) >= KEEP_AT_MOST:
+            if strict or culprit is None or culprit in found or searches >= KEEP_AT_MOST:
                 _refuse(failure, culprit, found)
+            searches += 1
             found[culprit] = f"{KEPT_REASON}: {failure}"
+            for twin in self.breaking_twins(culprit, ignored + list(found)):
+                found[twin] = (
+                    f"{KEPT_REASON} (as '{culprit}', the same layer of the same block type): {failure}"
+                )
+
+    def breaking_twins(self, culprit: str, kept: list[str]) -> list[str]:
+        """The same layer as ``culprit`` in the other blocks of its block's class (not yet
+        ``kept``), when cutting those alone breaks the model too (one trial for them all).
+
+        A block's forward breaks alike wherever the block repeats (timm NesT's attention reshapes
+        ``qkv`` to the width of its input, in each of its 12 blocks): one search then finds them
+        all instead of one search each. Where cutting them runs (only the last block's output is
+        read at a fixed width), none. A block is a module with a forward of its own, not a
+        container."""
+        parent, _, attr = culprit.rpartition(".")
+        modules = dict(self.model.named_modules())
+        block = modules.get(parent)
+        if not parent or isinstance(block, CONTAINERS) or type(block).forward is nn.Module.forward:
+            return []
+        twins = [f"{name}.{attr}" for name, m in modules.items() if type(m) is type(block) and name != parent]
+        twins = [t for t in twins if isinstance(modules.get(t), graph.PRUNABLE) and t not in kept]
+        if not twins:
+            return []
+        others = [name for name, m in modules.items() if isinstance(m, graph.PRUNABLE) and name not in twins]
+        try:
+            return twins if self.trial(others) is not None else []
+        except UnsupportedError:  # the graph cannot cut them on their own: no verdict, none kept
+            return []
 
     def trial(self, ignored: list[str], stop_after: Callable[[str | None], bool] | None = None) -> str | None:
         """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure,
@@ -283,8 +317,8 @@ def _refuse(failure: str, culprit: str | None, found: dict[str, str]) -> NoRetur
     names = [*found, culprit]
     raise UnsupportedError(
         message,
-        f"{len(names)} groups break it when cut ({', '.join(names)}), more than the {KEEP_AT_MOST} "
-        "kept on their own: use an unstructured method such as --method magnitude, or --ignore "
+        f"{len(names)} groups break it when cut ({', '.join(names)}), found in more than the "
+        f"{KEEP_AT_MOST} searches the preflight makes: use an unstructured method such as --method magnitude, or --ignore "
         "each of them (more may follow)",
     )
 
