@@ -158,15 +158,16 @@ class AttentionBlocks(nn.Module):
 class ConvBlock(nn.Module):
     def __init__(self, c: int = 4) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.conv1 = nn.Conv2d(c, 2 * c, 3, padding=1)
+        self.conv2 = nn.Conv2d(2 * c, c, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv(x))
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))))
 
 
 class LastBlockFlattened(nn.Module):
     """Three :class:`ConvBlock` in a row, the last one's output flattened at a fixed width into the
-    head: only the last block's conv breaks the model when cut."""
+    head: only the last block's ``conv2`` breaks the model when cut."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -149,14 +149,14 @@ def test_a_layer_that_breaks_every_block_of_its_class_is_kept_in_each_in_one_sea
 
 
 def test_the_same_layer_of_other_blocks_is_kept_only_where_its_cut_breaks_the_model():
-    """Only the last block's output is read at a fixed width: its conv is kept, the same conv of
-    the two blocks before it (cut alone, the model runs) is not."""
+    """Only the last block's output is read at a fixed width: its ``conv2`` is kept, the same conv
+    of the two blocks before it (each cut alone, the model runs) is not."""
     from tests.preflight_models import LastBlockFlattened
 
     torch.manual_seed(0)
     model, example = LastBlockFlattened().eval(), torch.randn(1, 3, 6, 6)
     kept = preflight.run(model, example, graph.ignored_layers(model, example, ()), seconds=600)
-    assert sorted(kept) == ["blocks.2.conv"]
+    assert sorted(kept) == ["blocks.2.conv2"]
 
 
 def test_the_suggested_ignore_makes_it_prune(tmp_path):

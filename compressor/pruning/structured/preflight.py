@@ -12,8 +12,8 @@ The preflight runs first, on a copy, within :data:`PREFLIGHT_SECONDS`:
 4. a trial cut: every coupled group loses a few channels at once and the copy must still run and
    return outputs of the same shapes. When it does not, the groups are cut one by one on a fresh
    copy to name the first group that breaks it. That group is kept (as ``--ignore`` would keep it),
-   with the same layer of the other blocks of its block's class when cutting those breaks the
-   model too (:meth:`_Cuts.breaking_twins`), and the search repeats, up to :data:`KEEP_AT_MOST`
+   with the same layer of each other block of its block's class whose cut breaks the model
+   too (:meth:`_Cuts.breaking_twins`), and the search repeats, up to :data:`KEEP_AT_MOST`
    searches; the kept groups are returned with the reason, for the report. With ``strict`` (``--strict``) it refuses instead, naming the group
    and the ``--ignore`` pattern that keeps it; past that many groups it refuses naming them all.
 
@@ -47,7 +47,7 @@ PREFLIGHT_SECONDS = 15.0  # a refusal arrives within this; a model that passes m
 TRIAL_RATIO = 0.25  # channels cut per group in the trial: enough to cut every group by >= 1 channel
 # Searches for a group whose cut breaks the model before the preflight refuses: a model needing
 # more is not one structured pruning follows (timm's convit_tiny needs 3 at 96x96). Each search
-# keeps one group, with the same layer of the other blocks of its class where those break it too.
+# keeps one group, with the same layer of the other blocks of its class where each breaks it too.
 KEEP_AT_MOST = 8
 KEPT_REASON = "cutting it breaks the model"
 # The search once more, when a cut broke a model whose preflight ran out of time before it had
@@ -56,6 +56,7 @@ LATE_SECONDS = 240.0
 
 
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)  # no forward of their own to repeat
+TWINS_AT_MOST = 16  # twins of a breaking layer tried one by one (NesT has 11)
 
 
 class Kept(dict[str, str]):
@@ -235,27 +236,35 @@ class _Cuts:
 
     def breaking_twins(self, culprit: str, kept: list[str]) -> list[str]:
         """The same layer as ``culprit`` in the other blocks of its block's class (not yet
-        ``kept``), when cutting those alone breaks the model too (one trial for them all).
+        ``kept``) whose cut alone breaks the model too (one trial each, at most :data:`TWINS_AT_MOST`
+        twins: past that, none).
 
         A block's forward breaks alike wherever the block repeats (timm NesT's attention reshapes
-        ``qkv`` to the width of its input, in each of its 12 blocks): one search then finds them
-        all instead of one search each. Where cutting them runs (only the last block's output is
-        read at a fixed width), none. A block is a module with a forward of its own, not a
-        container."""
+        ``qkv`` to the width of its input, in each of its 12 blocks): one trial per twin costs less
+        than a search each. A twin whose cut runs (only the last block's output is read at a fixed
+        width) is not kept. A block is a module with a forward of its own and at least two
+        layers to cut, not a container nor a layer wrapper (TResNet's ``ConvNormAct``: what breaks
+        is outside it)."""
         parent, _, attr = culprit.rpartition(".")
         modules = dict(self.model.named_modules())
         block = modules.get(parent)
         if not parent or isinstance(block, CONTAINERS) or type(block).forward is nn.Module.forward:
             return []
+        if sum(isinstance(m, graph.PRUNABLE) for m in block.modules()) < 2:
+            return []  # a layer wrapper: the cut breaks what reads it, outside the block
         twins = [f"{name}.{attr}" for name, m in modules.items() if type(m) is type(block) and name != parent]
         twins = [t for t in twins if isinstance(modules.get(t), graph.PRUNABLE) and t not in kept]
-        if not twins:
+        if len(twins) > TWINS_AT_MOST:
             return []
-        others = [name for name, m in modules.items() if isinstance(m, graph.PRUNABLE) and name not in twins]
-        try:
-            return twins if self.trial(others) is not None else []
-        except UnsupportedError:  # the graph cannot cut them on their own: no verdict, none kept
-            return []
+        prunable = [name for name, m in modules.items() if isinstance(m, graph.PRUNABLE)]
+        breaking = []
+        for twin in twins:
+            try:
+                if self.trial([name for name in prunable if name != twin]) is not None:
+                    breaking.append(twin)
+            except UnsupportedError:  # the graph cannot cut it on its own: no verdict, not kept
+                continue
+        return breaking
 
     def trial(self, ignored: list[str], stop_after: Callable[[str | None], bool] | None = None) -> str | None:
         """Cut every group (or, with ``stop_after``, one group at a time) on a copy; the failure,
