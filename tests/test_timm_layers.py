@@ -123,7 +123,7 @@ def test_a_layer_whose_channels_are_all_coupled_is_not_ranked_in_parts():
     leave nothing to cut. The GLU's ``fc1`` is found with its two halves."""
     from timm.layers import EcaModule
 
-    from compressor.pruning.structured import grouping, layer_rules
+    from compressor.pruning.structured import grouping
 
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 8, 3)
@@ -132,9 +132,9 @@ def test_a_layer_whose_channels_are_all_coupled_is_not_ranked_in_parts():
     dg = grouping.build(model, torch.randn(1, 3, 8, 8))
     group = dg.get_pruning_group(conv, dg.get_pruner_of_module(conv).prune_out_channels, [0])
     assert sorted(group[0].idxs) == list(range(8))  # channel 0 reaches all eight
-    assert layer_rules.chunked_layers(dg, [conv]) == {}
+    assert grouping.chunked_layers(dg, [conv]) == {}
     glu = GluBlock().eval()
-    assert layer_rules.chunked_layers(grouping.build(glu, torch.randn(1, 5, 16)), [glu.mlp.fc1]) == {
+    assert grouping.chunked_layers(grouping.build(glu, torch.randn(1, 5, 16)), [glu.mlp.fc1]) == {
         glu.mlp.fc1: 2
     }
 

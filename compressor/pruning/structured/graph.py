@@ -28,7 +28,7 @@ from compressor.errors import UnsupportedError, UsageError, first_line
 from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
 from compressor.outputs import run_forward as outputs_run_forward
-from compressor.pruning.structured import coupling, grouping, layer_rules
+from compressor.pruning.structured import coupling, grouping
 from compressor.pruning.structured.attention import (
     ROTARY_REASON,
     attention_heads,
@@ -319,7 +319,7 @@ def make_pruner(
         coupling.keep_unmapped(pruner)
         grouped = {*pruner.out_channel_groups, *pruner.num_heads, *pruner.ignored_layers}
         candidates = [m for m in model.modules() if isinstance(m, PRUNABLE) and m not in grouped]
-        pruner.out_channel_groups.update(layer_rules.chunked_layers(pruner.DG, candidates))
+        pruner.out_channel_groups.update(grouping.chunked_layers(pruner.DG, candidates))
         return pruner
 
 

@@ -282,6 +282,41 @@ def layer_width(layer: Any, out: bool) -> int | None:
     return layer.out_channels if out else layer.in_channels
 
 
+MAX_PARTS = (
+    8  # a layer coupled with more parts than this is not chunked: its channels are coupled all together
+)
+
+
+def chunked_layers(dg: Any, layers: Sequence[nn.Module]) -> dict[nn.Module, int]:
+    """Of ``layers`` (convs and linears of the graph ``dg``), those whose output channel 0 is
+    coupled with the same channel of each of ``k`` equal parts of their outputs -> ``k``
+    (2 to :data:`MAX_PARTS` parts of at least 2 channels: a layer whose channels are all coupled
+    with each other, as through timm's ECA attention, is not split into parts of one channel).
+    Such a layer is ranked per part (:mod:`.layer_rules` explains why)."""
+    found: dict[nn.Module, int] = {}
+    for layer in layers:
+        if layer not in dg.module2node:
+            continue
+        width = layer_width(layer, True) or 0
+        group = dg.get_pruning_group(layer, dg.get_pruner_of_module(layer).prune_out_channels, [0])
+        if getattr(group, "unmapped", False):
+            continue
+        own = sorted(
+            {
+                i
+                for dep, idxs in group
+                if dep.target.module is layer and dg.is_out_channel_pruning_fn(dep.handler)
+                for i in idxs
+            }
+        )
+        parts = len(own)
+        if not 1 < parts <= min(MAX_PARTS, width // 2) or width % parts:
+            continue
+        if own == [p * width // parts for p in range(parts)]:
+            found[layer] = parts
+    return found
+
+
 def walk(
     start: Any, idxs: Sequence[int], width: Callable[[Any, Callable], int | None]
 ) -> list[tuple[Any, list[Index]]]:

@@ -26,7 +26,7 @@ of timm's ``GatedMlp`` above, and of its ``GluMlp``: SwiGLU in DeepSeek ViT, Qwe
 channel ``i`` coupled with ``i + part`` in its own group. torch-pruning counts the channels to
 cut on the layer's width but cuts every part of each ranked channel, so a ratio of 0.5 removed
 seven eighths of the hidden channels. Such a layer is ranked in as many channel groups as it has
-parts (:func:`chunked_layers`, found on the dependency graph): channel ``i`` of every part is
+parts (:func:`grouping.chunked_layers`, found on the dependency graph): channel ``i`` of every part is
 scored and cut together, and a ratio removes that fraction of the hidden channels.
 """
 
@@ -83,38 +83,6 @@ def _timm_class(module_name: str, cls_name: str) -> type | None:
     """A timm class if its module was imported (a model holding one has imported it), else None."""
     cls = getattr(sys.modules.get(module_name), cls_name, None)
     return cls if isinstance(cls, type) else None
-
-
-MAX_PARTS = 8  # more parts than this is not a chunked layer: its channels are coupled all together
-
-
-def chunked_layers(dg: Any, layers: Sequence[nn.Module]) -> dict[nn.Module, int]:
-    """Of ``layers`` (convs and linears of the graph ``dg``), those whose output channel 0 is
-    coupled with the same channel of each of ``k`` equal parts of their outputs -> ``k``
-    (2 to :data:`MAX_PARTS` parts of at least 2 channels: a layer whose channels are all coupled
-    with each other, as through timm's ECA attention, is not split into parts of one channel)."""
-    found: dict[nn.Module, int] = {}
-    for layer in layers:
-        if layer not in dg.module2node:
-            continue
-        width = layer.out_features if isinstance(layer, nn.Linear) else getattr(layer, "out_channels", 0)
-        group = dg.get_pruning_group(layer, dg.get_pruner_of_module(layer).prune_out_channels, [0])
-        if getattr(group, "unmapped", False):
-            continue
-        own = sorted(
-            {
-                i
-                for dep, idxs in group
-                if dep.target.module is layer and dg.is_out_channel_pruning_fn(dep.handler)
-                for i in idxs
-            }
-        )
-        parts = len(own)
-        if not 1 < parts <= min(MAX_PARTS, width // 2) or width % parts:
-            continue
-        if own == [p * width // parts for p in range(parts)]:
-            found[layer] = parts
-    return found
 
 
 def token_mixers(model: nn.Module) -> list[nn.Module]:
