@@ -3,6 +3,7 @@ the walks that double with every block where a residual joins a channel slice (t
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import torch
@@ -242,6 +243,36 @@ def test_roots_freed_by_keeping_an_unmappable_group_are_checked_too():
     )
     assert coupling.keep_unmapped(pruner) == [query, gate]
     assert pruner.ignored_layers == [query, gate]
+
+
+def test_unmappable_roots_are_found_once_per_structure_within_one_prune(monkeypatch):
+    """One prune builds pruners for the preflight's copy, the plan and the cut of the same model:
+    inside the scope the roots found for one structure are kept by name on a copy without
+    scoring its groups again; a model whose layers changed width is searched afresh."""
+    torch.manual_seed(0)
+    model = GatedNet().eval()
+    example = torch.randn(1, 3, 6, 6)
+    searches = []
+    search = coupling.unmapped_roots
+    monkeypatch.setattr(coupling, "unmapped_roots", lambda pruner: searches.append(1) or search(pruner))
+
+    def kept(m: nn.Module) -> list[str]:
+        pruner = graph.make_pruner(m, example, tp.importance.MagnitudeImportance(p=1), ratio=0.5)
+        names = {module: name for name, module in m.named_modules()}
+        return [names[layer] for layer in pruner.ignored_layers]
+
+    with coupling.remembering_unmapped():
+        first = kept(model)
+        done = len(searches)
+        assert kept(copy.deepcopy(model)) == first and len(searches) == done  # remembered
+        assert "blocks.0.conv" in first
+        wider = GatedNet().eval()
+        wider.head = nn.Linear(8, 5)
+        kept(wider)
+        assert len(searches) > done  # another structure: searched
+    done = len(searches)
+    kept(model)
+    assert len(searches) > done  # outside the scope: nothing remembered
 
 
 def test_a_walk_ends_where_channels_pass_every_layer_between_two_operations():

@@ -183,6 +183,42 @@ def test_global_ratio_removes_more_as_it_grows():
     assert left[0] > left[1] > left[2]
 
 
+def test_the_global_cut_reuses_the_plans_graph_and_cuts_what_a_fresh_pruner_would():
+    """The global step plans on one graph and cuts with the same pruners (no second trace): the
+    model comes out as a pruner built afresh with the plan's per-layer ratios and the channel
+    multiple leaves it; a layer outside the ratios keeps its channels."""
+    torch.manual_seed(0)
+    handle = load_model("sample:resnet_small")
+    model, example = handle.module.eval(), handle.example_input()
+    original = graph.out_widths(model)
+    ignored = ["fc"]
+
+    def imp():
+        return norm.importance("l1", 0)
+
+    def cut_both(ratios: dict[str, float], reuse: nn.Module, fresh: nn.Module) -> None:
+        pruners = graph.make_pruners(reuse, example, imp(), ratio=0.4, ignored=ignored)  # as the plan's
+        layers = dict(reuse.named_modules())
+        for pruner in pruners:
+            graph.cut_at_ratios(pruner, {layers[n]: r for n, r in ratios.items()}, 8, imp())
+        layers = dict(fresh.named_modules())
+        graph._prune_ratios(fresh, example, imp, {layers[n]: r for n, r in ratios.items()}, 8, ignored)
+
+    one, fresh = copy.deepcopy(model), copy.deepcopy(model)
+    cut_both({"layers.2.conv1": 0.2}, one, fresh)  # 32 channels: 6.4 rounded to keep a multiple of 8
+    assert graph.out_widths(one) == graph.out_widths(fresh) == {**original, "layers.2.conv1": 24}
+
+    kw = {"ratio": 0.4, "max_layer_ratio": 0.9, "ignored": ignored, "original": original}
+    fresh = copy.deepcopy(model)
+    taken = graph.capped_global_plan(fresh, example, imp, **kw)
+    ratios = {m: n / graph.out_channels(m) for m, n in taken.items() if n}
+    graph._prune_ratios(fresh, example, imp, ratios, 8, ignored)
+    graph.prune_step(model, example, imp, global_pruning=True, round_to=8, **kw)
+    assert graph.out_widths(model) == graph.out_widths(fresh) != original
+    expected = fresh.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+
+
 def test_keep_residual_prunes_only_inside_blocks():
     dense = load_model("sample:resnet_small").module
     handle = load_model("sample:resnet_small")

@@ -64,18 +64,53 @@ def keep_unmapped(pruner: Any) -> list[nn.Module]:
 
     Ignoring a root frees the other layers of its group to root groups of their own, which may be
     unmappable too (timm iFormer: a value gate reached from a query projection), so the search
-    repeats until every group left scores.
+    repeats until every group left scores. Inside :func:`remembering_unmapped`, a model of the same
+    class, layer names and shapes, with the same layers ignored, gets the roots found before.
     """
-    kept: list[nn.Module] = []
-    while bad := unmapped_roots(pruner):
-        pruner.ignored_layers.extend(bad)
-        kept += bad
+    memo = _MEMOS[-1] if _MEMOS else None
+    key = _structure(pruner) if memo is not None else None
+    if memo is not None and key in memo:
+        modules = dict(pruner.model.named_modules())
+        kept = [modules[name] for name in memo[key]]
+        pruner.ignored_layers.extend(kept)
+    else:
+        kept = []
+        while bad := unmapped_roots(pruner):
+            pruner.ignored_layers.extend(bad)
+            kept += bad
+        if memo is not None:
+            names = {m: n for n, m in pruner.model.named_modules()}
+            memo[key] = [names[m] for m in kept]
     for record in _RECORDS:
         record.extend(kept)
     return kept
 
 
 _RECORDS: list[list[nn.Module]] = []  # open :func:`recording_kept` lists
+_MEMOS: list[dict[Any, list[str]]] = []  # open :func:`remembering_unmapped` scopes
+
+
+def _structure(pruner: Any) -> tuple:
+    """What decides which groups of ``pruner``'s model are unmappable: its class, every module's
+    name, class and parameter shapes, and the layers ignored so far."""
+    model = pruner.model
+    names = {m: n for n, m in model.named_modules()}
+    layers = tuple(
+        (name, type(m), tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
+        for name, m in model.named_modules()
+    )
+    return type(model), layers, frozenset(names[m] for m in pruner.ignored_layers if m in names)
+
+
+@contextmanager
+def remembering_unmapped() -> Iterator[None]:
+    """While inside, :func:`keep_unmapped` finds the unmappable roots of each model structure once
+    (one prune builds pruners for the preflight's copy, the plan and the cut of the same model)."""
+    _MEMOS.append({})
+    try:
+        yield
+    finally:
+        _MEMOS.pop()
 
 
 @contextmanager

@@ -355,6 +355,8 @@ def prune_step(
     ignored = list(ignored)
     names = {m: n for n, m in model.named_modules()}
     if global_pruning:
+        with tracer_errors():
+            pruners = make_pruners(model, example, importance(), ratio=ratio, ignored=ignored)
         taken = capped_global_plan(
             model,
             example,
@@ -363,16 +365,13 @@ def prune_step(
             max_layer_ratio=max_layer_ratio,
             ignored=ignored,
             original=original,
+            pruners=pruners,
         )
         rows = plan_rows(model, taken)  # before pruning: "channels" is the width the plan saw
-        _prune_ratios(
-            model,
-            example,
-            importance,
-            {m: n / out_channels(m) for m, n in taken.items() if n},
-            round_to,
-            ignored,
-        )
+        ratios = {m: n / out_channels(m) for m, n in taken.items() if n}
+        with tracer_errors():
+            for pruner in pruners:  # the plan's graph: the model has not changed since it was traced
+                cut_at_ratios(pruner, ratios, round_to, importance())
         sync_attributes(model)
         coupling.check_pruned(model, example)
         return rows
@@ -407,6 +406,7 @@ def capped_global_plan(
     max_layer_ratio: float,
     ignored: Iterable[str],
     original: dict[str, int],
+    pruners: list[tp.pruner.BasePruner] | None = None,
 ) -> dict[nn.Module, int]:
     """One global ranking in which no layer passes its cap: which layers give how many channels.
 
@@ -415,6 +415,9 @@ def capped_global_plan(
     takes no more, and the next lowest channels elsewhere are taken instead, so the total still
     reaches ``ratio``.
 
+    Args:
+        pruners: :func:`make_pruners` of ``model`` as it is (default: built here).
+
     Returns:
         layer (the root of its coupled group) -> channels to remove.
     """
@@ -422,7 +425,9 @@ def capped_global_plan(
     entries: list[tuple[float, nn.Module]] = []
     room: dict[nn.Module, int] = {}
     with tracer_errors():
-        for pruner in make_pruners(model, example, importance(), ratio=ratio, ignored=ignored):
+        if pruners is None:
+            pruners = make_pruners(model, example, importance(), ratio=ratio, ignored=ignored)
+        for pruner in pruners:
             for group in pruner.DG.get_all_groups(
                 ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
             ):
@@ -469,6 +474,28 @@ def _prune_ratios(
                 model, example, importance(), ratio=0.0, round_to=round_to, ignored=ignored, ratios=ratios
             ):
                 pruner.step()
+
+
+def cut_at_ratios(
+    pruner: tp.pruner.BasePruner, ratios: dict[nn.Module, float], round_to: int | None, importance: Any
+) -> None:
+    """Remove ``ratios[layer]`` of each layer's channels (its lowest-scored ones by ``importance``)
+    with ``pruner``, built and not yet stepped on the model as it is: the cut a pruner built with
+    these ratios makes (:func:`_prune_ratios`), without tracing the graph again. Layers outside
+    ``pruner``'s model are left to the pruners of their own units; every other layer keeps its
+    channels."""
+    inside = {id(m) for m in pruner.model.modules()}
+    mine = {m: r for m, r in ratios.items() if id(m) in inside}
+    if not mine:
+        return
+    schedule = pruner.iterative_pruning_ratio_scheduler
+    pruner.importance = importance
+    pruner.round_to = round_to
+    pruner.per_step_pruning_ratio = schedule(0.0, pruner.iterative_steps)
+    for i, (layer, r) in enumerate(mine.items()):  # as torch-pruning's init reads pruning_ratio_dict
+        pruner._layer_to_scope[layer] = (f"_User_Defined_Scope_{i}_0", [layer])
+        pruner.pruning_ratio_dict[layer] = schedule(r, pruner.iterative_steps)
+    pruner.step()
 
 
 def out_channels(m: nn.Module) -> int:
