@@ -4,18 +4,24 @@ Run from the repository root. ``run`` starts ``python -m benchmarks.MODULE`` wit
 arguments, then ARGS (passed through, so a later option overrides the configuration's; put ``--``
 before ARGS that the runner has too, e.g. ``run sparse_storage -- --help``). ``--quick``
 adds the study's smoke-run arguments and writes into a temporary folder instead of
-``benchmarks/results``, so a smoke run never replaces a recorded result.
+``benchmarks/results``, so a smoke run never replaces a recorded result. A full run that writes its
+Markdown result without a ``## Conditions`` section gets one appended: the command, the machine,
+the load at the start and end, the wall time and the versions of the pinned packages.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 from benchmarks.studies import RESULTS, ROOT, STUDIES, Config, Study, study
 
@@ -93,7 +99,51 @@ def run(name: str, config: str | None, quick: bool, extra: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="benchmarks-quick-") as tmp:
         argv = command(s, config, tmp if quick else RESULTS, quick, tuple(extra))
         print("+ " + shlex.join(["python", *argv[1:]]), file=sys.stderr, flush=True)
-        return subprocess.run(argv, cwd=ROOT).returncode
+        start, load = time.time(), os.getloadavg()
+        code = subprocess.run(argv, cwd=ROOT).returncode
+    result = ROOT / s.configs[config].result
+    if (
+        not quick
+        and code == 0
+        and result.suffix == ".md"
+        and result.is_file()
+        and result.stat().st_mtime >= start
+    ):
+        add_conditions(result, shlex.join(["python", *argv[1:]]), start, load)
+    return code
+
+
+VERSIONS = ("torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "timm")
+
+
+def conditions(cmd: str, start: float, load: tuple[float, float, float]) -> str:
+    """The ``## Conditions`` section of a result made by ``cmd`` since ``start`` (load then: ``load``)."""
+    versions = []
+    for name in VERSIONS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    end = os.getloadavg()
+    minutes = (time.time() - start) / 60
+    return (
+        "## Conditions\n\n"
+        f"- Command: `{cmd}` (from the repository root), {minutes:.1f} min, finished "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"
+        f"- Machine: {os.cpu_count()} CPUs ({platform.machine()}), {platform.system()}; load average "
+        f"(1/5/15 min) {'/'.join(f'{v:.1f}' for v in load)} at the start, "
+        f"{'/'.join(f'{v:.1f}' for v in end)} at the end. Threads: as the study states above, "
+        "else torch's and ONNX Runtime's defaults.\n"
+        f"- Versions: Python {platform.python_version()}, {', '.join(versions)}.\n"
+    )
+
+
+def add_conditions(result: Path, cmd: str, start: float, load: tuple[float, float, float]) -> None:
+    """Append the run's conditions to ``result`` unless the study wrote its own."""
+    text = result.read_text()
+    if "\n## Conditions" in text:
+        return
+    result.write_text(text.rstrip("\n") + "\n\n" + conditions(cmd, start, load))
 
 
 def main(argv: list[str] | None = None) -> int:

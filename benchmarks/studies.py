@@ -363,7 +363,16 @@ STUDIES: tuple[Study, ...] = (
             ),
             "mlp": Config(
                 _r("loop_overhead_mlp.json"),
-                ("--model", "mlp", "--out", "{results}/loop_overhead_mlp.json"),
+                (
+                    "--model",
+                    "mlp",
+                    "--steps",
+                    "100",
+                    "--pairs",
+                    "16",
+                    "--out",
+                    "{results}/loop_overhead_mlp.json",
+                ),
                 ("--steps", "2", "--pairs", "1"),
             ),
         },
