@@ -8,7 +8,7 @@ import torch
 from compressor.errors import UnsupportedError, UsageError
 from compressor.io.artifact import load_model
 from compressor.pruning.structured import graph, preflight
-from tests.conftest import invoke
+from tests.conftest import invoke, prune_l1_half
 from tests.preflight_models import FixedReshape, FixedReshapes, SlowWhenCut
 
 SHAPE = "1,3,8,8"
@@ -277,3 +277,51 @@ def test_deadline_during_a_later_search_keeps_the_groups_found(monkeypatch):
 
     monkeypatch.setattr(preflight._Cuts, "locate", rings_the_second_time)
     assert len(keep_breaking(3)) == 1
+
+
+class WidthOutput(torch.nn.Module):
+    """A second output sized by ``body``'s channels, made by no layer: cutting ``body`` runs, but
+    that output changes shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.body = torch.nn.Conv2d(8, 16, 3, padding=1)
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(torch.relu(self.stem(x)))
+        return self.head(f.mean((2, 3))), torch.zeros(f.shape[1])
+
+
+def test_a_cut_that_runs_goes_first_and_needs_no_trial(monkeypatch):
+    """A single cut without a budget is made first and checked: a model it does not break is
+    pruned without the preflight's trial cut on a copy."""
+    trials = []
+    trial = preflight._Cuts.trial
+    monkeypatch.setattr(
+        preflight._Cuts, "trial", lambda self, *a, **k: trials.append(1) or trial(self, *a, **k)
+    )
+    torch.manual_seed(0)
+    model = load_model("sample:resnet_small").module
+    dense = sum(p.numel() for p in model.parameters())
+    handle, report = prune_l1_half(model, (1, 1, 28, 28))
+    assert trials == [] and sum(p.numel() for p in handle.module.parameters()) < dense / 2
+    assert handle.module(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert not any("breaks the model" in note for note in report.notes)
+
+
+def test_a_first_cut_that_changes_an_output_is_undone_and_its_group_kept(monkeypatch):
+    """The first cut runs but changes the second output's shape: it is undone, the search names
+    ``body``, and the model is pruned once more keeping it."""
+    trials = []
+    trial = preflight._Cuts.trial
+    monkeypatch.setattr(
+        preflight._Cuts, "trial", lambda self, *a, **k: trials.append(1) or trial(self, *a, **k)
+    )
+    torch.manual_seed(0)
+    handle, report = prune_l1_half(WidthOutput().eval(), (1, 3, 8, 8))
+    model = handle.module
+    assert trials and model.body.out_channels == 16 and model.stem.out_channels == 4
+    assert model(torch.randn(1, 3, 8, 8))[1].shape == (16,)
+    assert any("cutting it breaks the model" in n and "body" in n for n in report.notes)

@@ -123,7 +123,10 @@ def _run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepo
     model = handle.module
     graph.check_supported(model)
     graph.check_scope(cfg.scope)
-    reasons = preflight.kept_layers(handle, cfg)
+    # One cut without budget can be undone and checked: it goes first, and the search for groups
+    # whose cut breaks the model runs only when it breaks (most models: never).
+    cut_first = cfg.budget is None and cfg.steps == 1 and not cfg.strict
+    reasons = preflight.kept_layers(handle, cfg, search=not cut_first)
     rule = graph.restriction(model)
     report = MethodReport()
     with coupling.recording_kept() as unmapped:
@@ -164,24 +167,37 @@ def _step(
 def _prune_keeping(
     handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext, reasons: preflight.Kept, report: MethodReport
 ) -> preflight.Kept:
-    """Prune keeping ``reasons``; when the preflight's deadline stopped its search and the cut then
-    breaks the model (or torch-pruning fails cutting a group its graph maps wrongly: an index past
-    a layer's channels), search again on the unpruned model for up to
-    :data:`preflight.LATE_SECONDS` and prune once more, keeping what it finds. Returns the layers
-    kept."""
-    backup = None if reasons.complete or cfg.strict else copy.deepcopy(handle.module)
-    try:
-        _prune_steps(handle, cfg, ctx, list(reasons), report)
-        return reasons
-    except (coupling.CutBreaksModel, graph.TorchPruningFailed) as broken:
-        if backup is None:
-            raise
-        ctx.log(f"{broken.one_line()}: the preflight ran out of time, searching again")
-    handle.module = backup
-    reasons = preflight.kept_layers(handle, cfg, seconds=preflight.LATE_SECONDS)
-    report.steps.clear()
-    _prune_steps(handle, cfg, ctx, list(reasons), report)
-    return reasons
+    """Prune keeping ``reasons``; returns the layers kept.
+
+    When the preflight had no verdict (no search ran: the cut goes first; or its deadline stopped
+    the search), a cut that breaks the model (it no longer runs, an output changes shape, or
+    torch-pruning fails cutting a group its graph maps wrongly: an index past a layer's channels)
+    is undone: the search runs on the unpruned model (for :data:`preflight.PREFLIGHT_SECONDS`
+    after no search, :data:`preflight.LATE_SECONDS` after a short one) and the model is pruned
+    once more, keeping what it finds."""
+    searches = ([preflight.PREFLIGHT_SECONDS] if not reasons.searched else []) + [preflight.LATE_SECONDS]
+    while True:
+        undo = bool(searches) and not (reasons.complete or cfg.strict)
+        backup = copy.deepcopy(handle.module) if undo else None
+        try:
+            _prune_steps(handle, cfg, ctx, list(reasons), report)
+            failure = (
+                None
+                if backup is None
+                else preflight.cut_failure(handle.module, handle.example_input(), reasons)
+            )
+            if failure is None:
+                return reasons
+            ctx.log(f"the cut breaks the model: {failure}")
+        except (coupling.CutBreaksModel, graph.TorchPruningFailed) as broken:
+            if backup is None:
+                raise
+            ctx.log(broken.one_line())
+        handle.module = backup
+        report.steps.clear()
+        seconds = searches.pop(0)
+        ctx.log(f"searching for the groups whose cut breaks it (up to {seconds:.0f} s)")
+        reasons = preflight.kept_layers(handle, cfg, seconds=seconds)
 
 
 def _prune_steps(

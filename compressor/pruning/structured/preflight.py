@@ -19,6 +19,10 @@ The preflight runs first, on a copy, within :data:`PREFLIGHT_SECONDS`:
 
 Every refusal is exit 3 (:class:`UnsupportedError`) with the reason and the fix; nothing is written.
 All searches share the one deadline: the preflight takes :data:`PREFLIGHT_SECONDS` at most.
+
+A cut that can be undone (one step, no budget, not strict) runs before the trial: the caller asks
+for the checks 1-3 alone (``search=False``), cuts, checks the cut with :func:`cut_failure`, and runs
+the search only when the cut breaks the model (``norm._prune_keeping``).
 """
 
 from __future__ import annotations
@@ -61,9 +65,12 @@ TWINS_AT_MOST = 16  # twins of a breaking layer tried one by one (NesT has 11)
 
 class Kept(dict[str, str]):
     """Layers to keep unpruned (name -> why); ``complete`` is False when the deadline stopped the
-    search before it had a verdict (more groups may break the model when cut)."""
+    search before it had a verdict, or no search ran (more groups may break the model when cut).
+    ``searched`` is False when no search ran; ``reference``: the output shapes a cut must keep."""
 
     complete: bool = True
+    searched: bool = True  # False: only the checks before the trial cut ran
+    reference: dict[str, list[int]] | None = None
 
 
 class PreflightTimeout(BaseException):
@@ -121,12 +128,12 @@ def check_ignore_patterns(model: nn.Module, patterns: Iterable[str]) -> None:
             )
 
 
-def kept_layers(handle: Any, cfg: PruneConfig, seconds: float | None = None) -> Kept:
+def kept_layers(handle: Any, cfg: PruneConfig, seconds: float | None = None, search: bool = True) -> Kept:
     """Every layer structured pruning of ``handle`` as ``cfg`` asks must keep (name -> why): the
     user's ``--ignore``, the layers that make the outputs and the residual streams
     (:func:`graph.ignored_layers`), then the groups whose cut breaks the model (:func:`run`,
     which refuses first when the model cannot be pruned at all, within ``seconds``: by default
-    :data:`PREFLIGHT_SECONDS`)."""
+    :data:`PREFLIGHT_SECONDS`; without ``search``, only the checks before the trial cut)."""
     model, example = handle.module, handle.example_input()
     reasons = graph.ignored_layers(
         model, example, cfg.ignore, cfg.keep_residual, cfg.allow_output_change, handle.ref
@@ -140,9 +147,10 @@ def kept_layers(handle: Any, cfg: PruneConfig, seconds: float | None = None) -> 
         allowed=cfg.allow_output_change,
         seconds=PREFLIGHT_SECONDS if seconds is None else seconds,
         strict=cfg.strict,
+        search=search,
     )
     kept = Kept({**reasons, **found})
-    kept.complete = found.complete
+    kept.complete, kept.searched, kept.reference = found.complete, found.searched, found.reference
     return kept
 
 
@@ -156,6 +164,7 @@ def run(
     allowed: Iterable[str] = (),
     seconds: float = PREFLIGHT_SECONDS,
     strict: bool = False,
+    search: bool = True,
 ) -> Kept:
     """Refuse (exit 3, or 2 for bad ``--ignore`` patterns) when the model cannot be pruned as asked.
 
@@ -169,11 +178,13 @@ def run(
         seconds: the time budget of every search together; past it the preflight stops and
             pruning goes ahead (with the groups found so far kept).
         strict: refuse at the first group whose cut breaks the model instead of keeping it.
+        search: run the trial cut and the searches (False: the checks before them only; the
+            caller cuts first and checks the cut with :func:`cut_failure`).
 
     Returns:
         Layers to keep unpruned besides ``ignored`` (name -> why): the groups whose cut breaks the
         model, found in at most :data:`KEEP_AT_MOST` searches. Pruning must keep them too. Not ``complete`` when
-        the deadline stopped the search.
+        the deadline stopped the search or none ran; ``reference``: the output shapes to keep.
     """
     check_ignore_patterns(model, patterns)
     ignored = list(ignored)
@@ -189,6 +200,10 @@ def run(
             "check --ignore, or use an unstructured method for other layer types",
         )
     found = Kept()
+    found.reference = reference
+    if not search:
+        found.complete = found.searched = False
+        return found
     cuts = _Cuts(model, example, round_to, reference, Deadline(seconds))
     try:
         with alarm(cuts.deadline):
@@ -330,6 +345,16 @@ def _refuse(failure: str, culprit: str | None, found: dict[str, str]) -> NoRetur
         f"{KEEP_AT_MOST} searches the preflight makes: use an unstructured method such as --method magnitude, or --ignore "
         "each of them (more may follow)",
     )
+
+
+def cut_failure(model: nn.Module, example: Any, kept: Kept) -> str | None:
+    """How the cut ``model`` breaks (it fails to run, or an output of ``kept.reference`` changed
+    shape); None when it runs as the preflight requires."""
+    was_training = model.training
+    try:
+        return _runs(model, example, kept.reference or {})
+    finally:
+        model.train(was_training)
 
 
 def _runs(model: nn.Module, example: Any, reference: dict[str, list[int]]) -> str | None:
