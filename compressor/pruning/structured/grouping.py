@@ -282,9 +282,8 @@ def layer_width(layer: Any, out: bool) -> int | None:
     return layer.out_channels if out else layer.in_channels
 
 
-MAX_PARTS = (
-    8  # a layer coupled with more parts than this is not chunked: its channels are coupled all together
-)
+# A layer coupled with more parts than this is not chunked: its channels are coupled all together.
+MAX_PARTS = 8
 
 
 def chunked_layers(dg: Any, layers: Sequence[nn.Module]) -> dict[nn.Module, int]:
