@@ -635,7 +635,7 @@ def test_multithread_pairs_are_timed_in_blocks_after_a_settle(clock, monkeypatch
     assert any("timed in blocks (60 runs of each model in turn" in n for n in a.notes + b.notes)
 
 
-def test_one_thread_one_model_or_a_slow_model_keep_run_by_run_order(clock):
+def test_one_thread_or_one_model_keep_run_by_run_order_and_slow_pairs_are_blocked(clock):
     from compressor.bench import runner
 
     log: list[str] = []
@@ -643,10 +643,13 @@ def test_one_thread_one_model_or_a_slow_model_keep_run_by_run_order(clock):
     two = get_profile("edge").override(threads=2, warmup=1, min_runs=2, min_time_s=0.0, max_time_s=0.0)
     runner.measure([a, b], two.override(threads=1))
     assert log == ["a", "b", "a", "b", "a", "b", "b", "a"] and not a.notes  # first, warm-up, timed
-    assert runner.blocked([a, b], two, [5.0, 2.0])
+    assert runner.blocked([a, b], two)
     assert not runner.blocked([a], two)
-    assert not runner.blocked([a, b], two.override(threads=1), [5.0, 2.0])
-    assert not runner.blocked([a, b], two, [60.0, 1.0])  # a 60 ms run dwarfs a spinning tail
+    assert not runner.blocked([a, b], two.override(threads=1))
+    log.clear()  # 200 ms runs: a spinning tail still slows the first run after a switch by ~40%
+    slow_a, slow_b = _Fake("a", log, 200.0, clock), _Fake("b", log, 200.0, clock)
+    runner.measure([slow_a, slow_b], two.override(min_runs=3))
+    assert log[4:] == ["a"] * 4 + ["b"] * 4 + ["b"] * 4 + ["a"] * 4  # 1 settle run + 3 timed per block
 
 
 def test_blocks_stop_at_max_time_with_paired_lists(clock, monkeypatch):

@@ -235,7 +235,6 @@ class TorchBackend:
 
 SETTLE_S = 0.15  # untimed runs after switching models (an idle pool spins for tens of ms)
 BLOCK_S = 0.3  # timed runs per model per block: at least this long for the slowest model
-SLOW_RUN_S = 0.05  # runs this long dwarf a spinning tail: such pairs keep the run-by-run order
 BLOCK_NOTE = (
     "timed in blocks ({runs} runs of each model in turn, after {settle:.2f} s of untimed runs "
     "at every switch): with {threads} threads an idle ONNX Runtime or OpenMP pool keeps "
@@ -277,7 +276,7 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a collection inside one run would land on whichever model ran then
         try:
-            if blocked(backends, profile, typical):
+            if blocked(backends, profile):
                 runs = block_runs(typical)
                 for b in backends:
                     b.notes.append(BLOCK_NOTE.format(runs=runs, settle=SETTLE_S, threads=profile.threads))
@@ -290,14 +289,15 @@ def measure(backends: list[Backend], profile: Profile) -> list[Timings]:
     return [Timings(f, s) for f, s in zip(first, samples, strict=True)]
 
 
-def blocked(backends: list[Backend], profile: Profile, typical_ms: list[float] | None = None) -> bool:
-    """Several fast models with several CPU threads each: time them in blocks, not run by run.
+def blocked(backends: list[Backend], profile: Profile) -> bool:
+    """Several models with several CPU threads each: time them in blocks, not run by run.
 
-    A model whose run takes :data:`SLOW_RUN_S` or more is timed run by run: a spinning tail of
-    tens of ms is small next to it, and blocks would overrun ``--max-time``.
+    However slow the models: the idle pool's spinning slows the other model's next run by about as
+    much as it spins (2-thread ResNet-50 on a 2-core machine: the first run after a switch 100 ms,
+    the settled ones 59-62 ms; ``benchmarks/results/switch_profile.md``), and run by run every run is
+    the first after a switch.
     """
-    slow = bool(typical_ms) and max(typical_ms) >= SLOW_RUN_S * 1000
-    return len(backends) > 1 and profile.threads > 1 and all(b.device == "cpu" for b in backends) and not slow
+    return len(backends) > 1 and profile.threads > 1 and all(b.device == "cpu" for b in backends)
 
 
 def block_runs(latest_ms: list[float]) -> int:
