@@ -116,6 +116,23 @@ def run(name: str, config: str | None, quick: bool, extra: list[str]) -> int:
 VERSIONS = ("torch", "torchvision", "torch-pruning", "onnx", "onnxruntime", "timm")
 
 
+def cpu_features() -> str:
+    """The vector extensions int8 and float kernels dispatch on (Linux; empty elsewhere): int8
+    accuracy and speed differ with and without VNNI."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    names = {"avx2": "AVX2", "avx512f": "AVX-512F", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI"}
+    found = [label for flag, label in names.items() if flag in flags]
+    if found and not any("VNNI" in f for f in found):
+        found.append("no VNNI")
+    return ", ".join(found)
+
+
 def conditions(cmd: str, start: float, load: tuple[float, float, float]) -> str:
     """The ``## Conditions`` section of a result made by ``cmd`` since ``start`` (load then: ``load``)."""
     versions = []
@@ -130,7 +147,8 @@ def conditions(cmd: str, start: float, load: tuple[float, float, float]) -> str:
         "## Conditions\n\n"
         f"- Command: `{cmd}` (from the repository root), {minutes:.1f} min, finished "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n"
-        f"- Machine: {os.cpu_count()} CPUs ({platform.machine()}), {platform.system()}; load average "
+        f"- Machine: {os.cpu_count()} CPUs ({', '.join(filter(None, [platform.machine(), cpu_features()]))}), "
+        f"{platform.system()}; load average "
         f"(1/5/15 min) {'/'.join(f'{v:.1f}' for v in load)} at the start, "
         f"{'/'.join(f'{v:.1f}' for v in end)} at the end. Threads: as the study states above, "
         "else torch's and ONNX Runtime's defaults.\n"
