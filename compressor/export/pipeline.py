@@ -382,6 +382,7 @@ def _int8(model, inp: Inputs, cfg: ExportConfig, out: Outcome):
     conv, linear = quantize.layer_macs(inp.handle.module, inp.example)
     mode, note = quantize.choose_mode(cfg.quant_mode, conv, linear, inp.calib is not None)
     out.figures["quant_mode"] = mode
+    out.figures["int8_weight_bits"] = quantize.WEIGHT_BITS
     if note:
         out.notes.append(note)
     with tempfile.TemporaryDirectory(prefix="compressor-export-") as tmp:
