@@ -294,14 +294,20 @@ class WidthOutput(torch.nn.Module):
         return self.head(f.mean((2, 3))), torch.zeros(f.shape[1])
 
 
-def test_a_cut_that_runs_goes_first_and_needs_no_trial(monkeypatch):
-    """A single cut without a budget is made first and checked: a model it does not break is
-    pruned without the preflight's trial cut on a copy."""
-    trials = []
+@pytest.fixture
+def trials(monkeypatch) -> list[int]:
+    """One entry per trial cut the preflight makes on its copy."""
+    made: list[int] = []
     trial = preflight._Cuts.trial
     monkeypatch.setattr(
-        preflight._Cuts, "trial", lambda self, *a, **k: trials.append(1) or trial(self, *a, **k)
+        preflight._Cuts, "trial", lambda self, *a, **k: made.append(1) or trial(self, *a, **k)
     )
+    return made
+
+
+def test_a_cut_that_runs_goes_first_and_needs_no_trial(trials):
+    """A single cut without a budget is made first and checked: a model it does not break is
+    pruned without the preflight's trial cut on a copy."""
     torch.manual_seed(0)
     model = load_model("sample:resnet_small").module
     dense = sum(p.numel() for p in model.parameters())
@@ -311,14 +317,9 @@ def test_a_cut_that_runs_goes_first_and_needs_no_trial(monkeypatch):
     assert not any("breaks the model" in note for note in report.notes)
 
 
-def test_a_first_cut_that_changes_an_output_is_undone_and_its_group_kept(monkeypatch):
+def test_a_first_cut_that_changes_an_output_is_undone_and_its_group_kept(trials):
     """The first cut runs but changes the second output's shape: it is undone, the search names
     ``body``, and the model is pruned once more keeping it."""
-    trials = []
-    trial = preflight._Cuts.trial
-    monkeypatch.setattr(
-        preflight._Cuts, "trial", lambda self, *a, **k: trials.append(1) or trial(self, *a, **k)
-    )
     torch.manual_seed(0)
     handle, report = prune_l1_half(WidthOutput().eval(), (1, 3, 8, 8))
     model = handle.module
