@@ -111,15 +111,10 @@ def with_kept(rows: list[dict[str, Any]], reasons: dict[str, str]) -> list[dict[
     return list(by_name.values())
 
 
+@coupling.remembering_unmapped()  # the preflight's copy, the plan and the cut: one structure
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Prune ``handle.module`` (in place; with a target, the kept pruned copy replaces it); fine-tune
     and recalibrate BatchNorm when data is given."""
-    with coupling.remembering_unmapped():  # the preflight's copy, the plan and the cut: one structure
-        return _run(handle, cfg, ctx)
-
-
-def _run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
-    """:func:`run`, inside its scope."""
     model = handle.module
     graph.check_supported(model)
     graph.check_scope(cfg.scope)

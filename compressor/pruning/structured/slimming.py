@@ -112,14 +112,9 @@ def preview(
     return with_kept(rows, reasons), figures
 
 
+@coupling.remembering_unmapped()  # the preflight's copy, the plan and the cut: one structure
 def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
     """Sparsity-train, threshold, remove channels, recalibrate, fine-tune, optionally threshold weights."""
-    with coupling.remembering_unmapped():  # the preflight's copy, the plan and the cut: one structure
-        return _run(handle, cfg, ctx)
-
-
-def _run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodReport:
-    """:func:`run`, inside its scope."""
     opts = cfg.settings_as(SlimmingConfig)
     model, example = handle.module, handle.example_input()
     graph.check_supported(model)
