@@ -251,6 +251,14 @@ def test_retry_rescales_the_internal_target_when_the_measurement_is_off():
     assert handle.module[0].out_channels == 22  # (32 / 22) ** 2 = 2.12: inside [1.9, 2.3]
 
 
+def test_an_over_cut_plan_that_a_lower_aim_repeats_is_replaced_by_the_next_wider_one():
+    # 32 channels in steps of 8: the allocation aiming at 1.4x cuts to 16 (2x, above the band's
+    # 1.61x), and the re-aim at 1.4x gives 16 again; the next wider plan, 24 (1.33x), lands
+    handle, report, meter = _land(BudgetConfig(target_speedup=1.4), round_to=8)
+    assert [row["measured_factor"] for row in report.steps] == pytest.approx([2.0, 32 / 24])
+    assert report.figures["landed"] and handle.module[0].out_channels == 24 and meter.calls == 2
+
+
 def test_no_retry_when_none_is_allowed():
     handle, report, meter = _land(BudgetConfig(target_speedup=2.0, retries=0), {"power": 2.0}, round_to=2)
     assert meter.calls == 1 and not report.figures["landed"]

@@ -11,8 +11,10 @@
    internal target factor (dense estimate / plan estimate), first the target itself.
 4. A copy of the dense model is pruned to those widths and measured against the dense one. Outside
    the landing band the internal target is rescaled by what was measured (a secant step in log
-   space over the attempts so far) and the plan is made again, at most ``retries`` times; a plan
-   already tried (the floor plan falling short comes back as itself) ends the loop.
+   space over the attempts so far) and the plan is made again, at most ``retries`` times. When
+   the new aim gives back a plan that measured above the band, the highest lower aim that changes
+   the widths is found by bisection; any other plan already tried (the floor plan falling short
+   comes back as itself) ends the loop.
 5. The attempt that landed is kept; when none did, the closest one (the least over-pruned among
    those meeting the budget, else the one nearest to it) is kept and reported as not landed.
 """
@@ -37,6 +39,7 @@ from compressor.pruning.structured.budget.latency import build_latency_model, la
 from compressor.pruning.structured.budget.structure import Structure, apply_plan, find_structure
 
 MIN_FACTOR = 1.0001  # an internal target at or below 1 plans the dense model
+REAIMS = 8  # bisection steps when a lower aim repeats an over-cut plan (allocations, not measurements)
 
 
 @dataclass
@@ -293,6 +296,30 @@ class _Search:
         """The attempt that already measured these widths."""
         return next((a for a in self.attempts if a.plan == plan.plan), None)
 
+    def fresh(self, internal: float):
+        """The plan for ``internal``; when that repeats an attempt measured above the band (the
+        allocation's last cut can overshoot its aim by more than the re-aim lowered it), the plan
+        of the highest lower aim that changes the widths, found by bisection in log space between
+        ``internal`` and the highest estimate measured below the band (else the dense model).
+        Plans are not measured here, so the search costs allocations only."""
+        plan = self.plan(internal)
+        repeated = self.known(plan)
+        if repeated is None or not _over(repeated, self.budget):
+            return plan, internal
+        short = [a.estimate for a in self.attempts if not _over(a, self.budget) and not a.landed]
+        lo, hi = math.log(max([MIN_FACTOR, *(e for e in short if e < internal)])), math.log(internal)
+        found = None
+        for _ in range(REAIMS):
+            mid = (lo + hi) / 2
+            candidate = self.plan(math.exp(mid))
+            if self.known(candidate) is repeated:
+                hi = mid
+            else:
+                lo = mid
+                if candidate.factor > 1:  # a dense plan (no cut at all) is never worth measuring
+                    found = (candidate, math.exp(mid))
+        return found or (plan, internal)
+
     def measure(self, plan, internal: float, at_floor: bool) -> tuple[Attempt, nn.Module]:
         """Prune a copy to ``plan``, measure it, and record the attempt."""
         module = copy.deepcopy(self.handle.module)
@@ -318,7 +345,7 @@ def _attempts(
     search = _Search(handle, structure, cost, gauge, budget, importance, ignored, dense_total)
     kept: tuple[Attempt, nn.Module] | None = None
     for number in range(budget.retries + 1):
-        plan = search.plan(internal)
+        plan, internal = search.fresh(internal)
         if search.known(plan):
             break  # the same widths again: measuring them tells nothing new
         attempt, module = search.measure(plan, internal, not plan.reached or internal >= ceiling)
@@ -335,6 +362,13 @@ def _attempts(
     if budget.measured and not kept[0].landed and _out_of_reach(search.attempts, budget):
         kept = _back_off(search, kept, log)
     return search.attempts, kept
+
+
+def _over(attempt: Attempt, budget: BudgetConfig) -> bool:
+    """The attempt measured above the landing band (cut deeper than the target asks)."""
+    return not attempt.landed and attempt.reading.factor > budget.speedup_high * _target(
+        budget, attempt.reading.dense
+    )
 
 
 def _out_of_reach(attempts: list[Attempt], budget: BudgetConfig) -> bool:
