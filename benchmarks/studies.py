@@ -202,9 +202,6 @@ STUDIES: tuple[Study, ...] = (
                 (
                     "--model",
                     "sample_models/resnet_wide.pt",
-                    "--targets",
-                    "2",
-                    "3",
                     "--max-batches",
                     "211",
                     "--out",
