@@ -18,8 +18,10 @@ Every pruned model is then measured the same way (exported to ONNX, timed interl
 dense model, speed-up = median of pair-by-pair ratios) and fine-tuned with the same budget (one
 epoch, or ``--max-batches`` steps of it) of cross-entropy at ``compress``'s training defaults (Adam, one-cycle to 3e-3, batch 128),
 seeded; accuracy is top-1 on the full test split (10,000 images). The dense model fine-tuned the
-same way gives the ceiling of that budget. Stages are cached in ``--work``,
-so an interrupted run resumes.
+same way gives the ceiling of that budget. With several ``--lrs``, each method (per target) and the
+dense model fine-tune at the peak learning rate whose first-seed run ends with the best validation
+accuracy. Stages are cached in ``--work`` (one folder per model, shared by every fine-tuning
+setting, so they compare the same pruned models), so an interrupted run resumes.
 
     FASTNAS_PYTHON=PEER/bin/python python -m benchmarks.accuracy_at_latency
     python -m benchmarks.accuracy_at_latency --targets 2 --seeds 0 --max-batches 20 --out OUT  # smoke
@@ -73,15 +75,25 @@ class Study:
         self.val = load_data("fashion-mnist", "val")
         self.test = load_data("fashion-mnist", "test")
         self.example = torch.zeros(self.handle.input_shape)
-        self.state = self._read("state.json", {})
+        # fine-tuning settings other than compress's default keep their own rows and state
+        tag = "" if args.lrs == [None] else "_lr" + "_".join(f"{lr:g}" for lr in args.lrs)
+        self.rows_file, self.state_file = f"rows{tag}.json", f"state{tag}.json"
+        self.state = self._read(self.state_file, {}) or self._models_state()
 
     # ---- cache -------------------------------------------------------------------------------
     def _read(self, name: str, default):
         path = self.work / name
         return json.loads(path.read_text()) if path.exists() else default
 
+    def _models_state(self) -> dict:
+        """The pruned models' entries of the default state (plans, ratios, FastNAS runs), so that
+        another fine-tuning setting compares the same models."""
+        keep = ("ours_", "uniform_", "fastnas_")
+        state = self._read("state.json", {})
+        return {k: v for k, v in state.items() if k in ("dense", "sensitivity_seconds") or k.startswith(keep)}
+
     def save(self) -> None:
-        (self.work / "state.json").write_text(json.dumps(self.state, indent=1))
+        (self.work / self.state_file).write_text(json.dumps(self.state, indent=1))
 
     # ---- measurement -------------------------------------------------------------------------
     def meter(self):
@@ -266,18 +278,42 @@ class Study:
         return torch.load(path, weights_only=False)
 
     # ---- recovery ----------------------------------------------------------------------------
-    def finetune(self, module, seed: int) -> dict:
+    def finetune(self, module, seed: int, lr: float | None = None) -> dict:
         from compressor.train import TrainConfig, evaluate, fit
 
         before = evaluate(module, self.test, progress_bar=False)["accuracy"]
         cfg = TrainConfig(epochs=1, seed=seed, max_batches=self.args.max_batches)
+        if lr is not None:
+            cfg = TrainConfig(epochs=1, seed=seed, max_batches=self.args.max_batches, lr=lr)
         start = time.perf_counter()
         fit(module, self.train, cfg, description="fine-tune")
         return {
             "accuracy_before": before,
             "accuracy": evaluate(module, self.test, progress_bar=False)["accuracy"],
+            "val_accuracy": evaluate(module, self.val, progress_bar=False)["accuracy"],
+            "lr": cfg.lr,
             "finetune_seconds": time.perf_counter() - start,
         }
+
+    def chosen_lr(self, name: str, make) -> float | None:
+        """With several ``--lrs``, the peak learning rate whose fine-tuning of ``make()`` (seed
+        ``--seeds[0]``) ends with the best validation accuracy; the runs are kept, so the first
+        seed's row reuses its run. One learning rate (or none: ``compress``'s default) is used as is."""
+        if len(self.args.lrs) == 1:
+            return self.args.lrs[0]
+        tried = self.state.setdefault("lr_selection", {}).setdefault(name, {})
+        for lr in self.args.lrs:
+            if str(lr) not in tried:
+                tried[str(lr)] = self.finetune(make(), self.args.seeds[0], lr)
+                self.save()
+        return float(max(tried, key=lambda lr: tried[lr]["val_accuracy"]))
+
+    def tuned(self, name: str, make, seed: int) -> dict:
+        """Fine-tuning figures of ``make()`` for ``seed`` at the chosen learning rate."""
+        lr = self.chosen_lr(name, make)
+        if len(self.args.lrs) > 1 and seed == self.args.seeds[0]:
+            return self.state["lr_selection"][name][str(lr)]
+        return self.finetune(make(), seed, lr)
 
     def dense_finetuned(self) -> list[float]:
         """Test accuracy of the dense model after the same fine-tuning, per seed: what the budget
@@ -285,7 +321,8 @@ class Study:
         for seed in self.args.seeds:
             key = f"dense_finetuned_{seed}"
             if key not in self.state:
-                self.state[key] = self.finetune(copy.deepcopy(self.handle.module), seed)["accuracy"]
+                make = lambda: copy.deepcopy(self.handle.module)  # noqa: E731
+                self.state[key] = self.tuned("dense", make, seed)["accuracy"]
                 self.save()
         return [self.state[f"dense_finetuned_{seed}"] for seed in self.args.seeds]
 
@@ -297,7 +334,7 @@ class Study:
         return self.fastnas(target)
 
     def run(self) -> list[dict]:
-        rows = self._read("rows.json", [])
+        rows = self._read(self.rows_file, [])
         done = {(r["method"], r["target"], r["seed"]) for r in rows}
         self.dense_figures()
         for target in self.args.targets:
@@ -320,9 +357,10 @@ class Study:
                         if method == "ours"
                         else self.figures(module)
                     )
-                    row.update(self.finetune(module, seed))
+                    fresh = lambda m=method, t=target, s=seed: self.module(m, t, s)  # noqa: E731
+                    row.update(self.tuned(f"{method}_{target}", fresh, seed))
                     rows.append(row)
-                    (self.work / "rows.json").write_text(json.dumps(rows, indent=1))
+                    (self.work / self.rows_file).write_text(json.dumps(rows, indent=1))
                     print(json.dumps(row), flush=True)
         self.dense_finetuned()
         return rows
@@ -333,6 +371,11 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def lr_text(lr: float) -> str:
+    """A learning rate as 3e-3."""
+    return f"{lr:.0e}".replace("e-0", "e-")
 
 
 def table(study: Study, rows: list[dict], command: str, start_load: str, seconds: float) -> str:
@@ -346,6 +389,17 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
     steps = -(-len(study.train) // 128)
     cap = study.args.max_batches
     budget = "one epoch" if not cap or (steps and cap >= steps) else f"{cap} steps (of {steps} in an epoch)"
+    from compressor.train import TrainConfig
+
+    lrs = (
+        lr_text(study.args.lrs[0] or TrainConfig().lr)
+        if len(study.args.lrs) == 1
+        else "the peak learning rate of "
+        + ", ".join(lr_text(lr) for lr in study.args.lrs)
+        + " with the best "
+        f"validation accuracy after fine-tuning seed {study.args.seeds[0]}, chosen for each method and "
+        "target and for the dense model"
+    )
     lines = [
         "# Accuracy at equal measured latency\n",
         f"Command: `{command}`\n",
@@ -354,7 +408,7 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
         f"{dense['params']:,} parameters, p50 {dense['ms']:.2f} ms on the mobile profile (ONNX Runtime, "
         "1 thread, batch 1). Speed-up: each pruned model exported and timed interleaved with the dense "
         f"one (median of pair-by-pair ratios). Fine-tuning: the same for every model, {budget} of "
-        "cross-entropy (Adam, one-cycle to 3e-3, batch 128), seeded; accuracy: top-1 on the 10,000 "
+        f"cross-entropy (Adam, one-cycle to {lrs}, batch 128), seeded; accuracy: top-1 on the 10,000 "
         "test images. Mean ± standard deviation over the seeds. The dense model fine-tuned the same "
         f"way reaches {mean_std(study.dense_finetuned(), 100)}%, the ceiling this budget leaves (a pruned "
         "model seldom ends above it): no method can gain more over uniform than that ceiling minus "
@@ -411,6 +465,13 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
                 f"- {target}x, fastnas: FLOPs limit {f['flops_limit']} of the dense model, search "
                 f"{f['seconds']:.0f} s (validation accuracy before fine-tuning {f['peer_val_accuracy']:.4f})"
             )
+    for name, tried in s.get("lr_selection", {}).items():
+        chosen = max(tried, key=lambda lr: tried[lr]["val_accuracy"])
+        scores = ", ".join(f"{lr_text(float(lr))}: {t['val_accuracy']:.4f}" for lr, t in tried.items())
+        label = "the dense model" if name == "dense" else "{} at {}x".format(*name.split("_"))
+        lines.append(
+            f"- fine-tuning of {label}: lr {lr_text(float(chosen))} (validation accuracy at each lr: {scores})"
+        )
     if "sensitivity_seconds" in s:
         lines.append(f"- sensitivity scan (once, reused by every target): {s['sensitivity_seconds']:.0f} s")
     lines += [
@@ -443,6 +504,15 @@ def main() -> None:
     p.add_argument("--min-time", type=float, default=None, help="seconds per latency measurement")
     p.add_argument("--max-batches", type=int, default=None, help="cap fine-tuning steps (smoke runs)")
     p.add_argument(
+        "--lrs",
+        nargs="*",
+        type=float,
+        default=[None],
+        help="peak learning rates; with several, each method (and the dense ceiling) fine-tunes at "
+        "the one with the best validation accuracy on the first seed (default: compress's); the "
+        "pruned models are those of the default run, read from the same --work cache",
+    )
+    p.add_argument(
         "--work", default=None, help="cache folder, resumed when it exists (default: in the temp folder)"
     )
     p.add_argument("--out", default=str(RESULTS / "accuracy_at_latency"))
@@ -450,7 +520,8 @@ def main() -> None:
     if "fastnas" in args.methods and not args.peer_python:
         args.methods = [m for m in args.methods if m != "fastnas"]
         print("no --peer-python: FastNAS left out", file=sys.stderr)
-    args.work = args.work or str(Path(tempfile.gettempdir()) / f"compressor_{Path(args.out).name}_work")
+    # one cache per model: every fine-tuning setting compares the same pruned models
+    args.work = args.work or str(Path(tempfile.gettempdir()) / f"compressor_aal_{Path(args.model).stem}_work")
     shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--work" and sys.argv[i : i + 1] != ["--work"]]
     command = " ".join(["python -m benchmarks.accuracy_at_latency", *shown])  # the cache folder is local
     start, start_load = time.perf_counter(), load()

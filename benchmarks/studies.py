@@ -209,6 +209,24 @@ STUDIES: tuple[Study, ...] = (
                 ),
                 _aal_quick("resnet_wide"),
             ),
+            "resnet_wide_lr": Config(
+                _r("accuracy_at_latency_lr.md"),
+                (
+                    "--model",
+                    "sample_models/resnet_wide.pt",
+                    "--targets",
+                    "2",
+                    "3",
+                    "--max-batches",
+                    "211",
+                    "--lrs",
+                    "3e-3",
+                    "1e-3",
+                    "3e-4",
+                    "--out",
+                    "{results}/accuracy_at_latency_lr",
+                ),
+            ),
             "resnet_small": Config(
                 _r("accuracy_at_latency_resnet_small.md"),
                 (
