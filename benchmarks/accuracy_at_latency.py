@@ -488,6 +488,18 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
     return "\n".join(lines) + "\n"
 
 
+def default_work(args: argparse.Namespace) -> str:
+    """The cache folder: one per model and per setting that shapes its pruned models or rows
+    (the output's folder, the sensitivity scan, the timing, the fine-tuning steps), shared by the
+    ``--lrs`` settings so that they compare the same pruned models; a smoke run into a temporary
+    folder never reads a recorded run's cache."""
+    import hashlib
+
+    shape = [str(Path(args.out).resolve().parent), args.sensitivity, args.min_time, args.max_batches]
+    key = hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:8]
+    return str(Path(tempfile.gettempdir()) / f"compressor_aal_{Path(args.model).stem}_{key}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(MODEL))
@@ -520,8 +532,7 @@ def main() -> None:
     if "fastnas" in args.methods and not args.peer_python:
         args.methods = [m for m in args.methods if m != "fastnas"]
         print("no --peer-python: FastNAS left out", file=sys.stderr)
-    # one cache per model: every fine-tuning setting compares the same pruned models
-    args.work = args.work or str(Path(tempfile.gettempdir()) / f"compressor_aal_{Path(args.model).stem}_work")
+    args.work = args.work or default_work(args)
     shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--work" and sys.argv[i : i + 1] != ["--work"]]
     command = " ".join(["python -m benchmarks.accuracy_at_latency", *shown])  # the cache folder is local
     start, start_load = time.perf_counter(), load()
