@@ -56,6 +56,7 @@ ModelArg = Annotated[
         help="Model: a .pt artifact or state_dict, .safetensors, .onnx, or a reference such as "
         "sample:simple_cnn.",
         show_default=False,
+        metavar="MODEL",
     ),
 ]
 

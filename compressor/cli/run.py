@@ -10,7 +10,7 @@ from compressor.cli.common import DebugOpt, JsonOpt, console, execute
 
 
 def run(
-    recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_default=False)],
+    recipe: Annotated[str, typer.Argument(help="Recipe file (.yaml).", show_default=False, metavar="RECIPE")],
     output_dir: Annotated[
         Optional[str],
         typer.Option(

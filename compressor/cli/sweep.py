@@ -244,7 +244,9 @@ def _f(value, fmt: str = "{:.4f}") -> str:
 
 
 def recommend(
-    sweep_dir: Annotated[str, typer.Argument(help="Output folder of compress sweep.", show_default=False)],
+    sweep_dir: Annotated[
+        str, typer.Argument(help="Output folder of compress sweep.", show_default=False, metavar="SWEEP_DIR")
+    ],
     max_drop: Annotated[
         float, typer.Option(help="Largest accuracy drop from the baseline (0.01 = 1 point).")
     ] = R.max_drop,
