@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -197,8 +198,6 @@ class Study:
     def uniform_ratio(self, target: float) -> float:
         """The grid ratio whose latency matches ours: bisection on the grid, each candidate timed
         interleaved with our seed-0 model (a pair-by-pair ratio, robust to the machine's spells)."""
-        import dataclasses
-
         from compressor.pruning.structured.budget.config import BudgetConfig
         from compressor.pruning.structured.budget.meters import LatencyMeter
 
@@ -283,8 +282,7 @@ class Study:
 
         before = evaluate(module, self.test, progress_bar=False)["accuracy"]
         cfg = TrainConfig(epochs=1, seed=seed, max_batches=self.args.max_batches)
-        if lr is not None:
-            cfg = TrainConfig(epochs=1, seed=seed, max_batches=self.args.max_batches, lr=lr)
+        cfg = cfg if lr is None else dataclasses.replace(cfg, lr=lr)
         start = time.perf_counter()
         fit(module, self.train, cfg, description="fine-tune")
         return {
@@ -306,14 +304,15 @@ class Study:
             if str(lr) not in tried:
                 tried[str(lr)] = self.finetune(make(), self.args.seeds[0], lr)
                 self.save()
-        return float(max(tried, key=lambda lr: tried[lr]["val_accuracy"]))
+        return float(best_lr(tried))
 
-    def tuned(self, name: str, make, seed: int) -> dict:
-        """Fine-tuning figures of ``make()`` for ``seed`` at the chosen learning rate."""
+    def tuned(self, name: str, make, module, seed: int) -> dict:
+        """Fine-tuning figures of ``module`` (made by ``make``) for ``seed`` at the chosen learning
+        rate; the selection fine-tunes fresh copies from ``make``."""
         lr = self.chosen_lr(name, make)
         if len(self.args.lrs) > 1 and seed == self.args.seeds[0]:
             return self.state["lr_selection"][name][str(lr)]
-        return self.finetune(make(), seed, lr)
+        return self.finetune(module, seed, lr)
 
     def dense_finetuned(self) -> list[float]:
         """Test accuracy of the dense model after the same fine-tuning, per seed: what the budget
@@ -322,7 +321,7 @@ class Study:
             key = f"dense_finetuned_{seed}"
             if key not in self.state:
                 make = lambda: copy.deepcopy(self.handle.module)  # noqa: E731
-                self.state[key] = self.tuned("dense", make, seed)["accuracy"]
+                self.state[key] = self.tuned("dense", make, make(), seed)["accuracy"]
                 self.save()
         return [self.state[f"dense_finetuned_{seed}"] for seed in self.args.seeds]
 
@@ -358,7 +357,7 @@ class Study:
                         else self.figures(module)
                     )
                     fresh = lambda m=method, t=target, s=seed: self.module(m, t, s)  # noqa: E731
-                    row.update(self.tuned(f"{method}_{target}", fresh, seed))
+                    row.update(self.tuned(f"{method}_{target}", fresh, module, seed))
                     rows.append(row)
                     (self.work / self.rows_file).write_text(json.dumps(rows, indent=1))
                     print(json.dumps(row), flush=True)
@@ -371,6 +370,11 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def best_lr(tried: dict[str, dict]) -> str:
+    """The learning rate (a key of ``tried``) whose fine-tuning ended with the best validation accuracy."""
+    return max(tried, key=lambda lr: tried[lr]["val_accuracy"])
 
 
 def lr_text(lr: float) -> str:
@@ -466,7 +470,7 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
                 f"{f['seconds']:.0f} s (validation accuracy before fine-tuning {f['peer_val_accuracy']:.4f})"
             )
     for name, tried in s.get("lr_selection", {}).items():
-        chosen = max(tried, key=lambda lr: tried[lr]["val_accuracy"])
+        chosen = best_lr(tried)
         scores = ", ".join(f"{lr_text(float(lr))}: {t['val_accuracy']:.4f}" for lr, t in tried.items())
         label = "the dense model" if name == "dense" else "{} at {}x".format(*name.split("_"))
         lines.append(
