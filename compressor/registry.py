@@ -188,6 +188,11 @@ SAMPLES: dict[str, SampleInfo] = {
             "sample_models.models:resnet_wide",
             "resnet_small at 24/48/96 channels (~1 ms: latency-budget studies)",
         ),
+        SampleInfo(
+            "mobilenet_small",
+            "sample_models.models:mobilenet_small",
+            "MobileNetV2-style, depthwise convs (~1 ms: latency-budget studies)",
+        ),
         SampleInfo("vgg_bn", "sample_models.models:vgg_bn", "VGG-style conv+BatchNorm (slimming target)"),
         SampleInfo("mlp", "sample_models.models:mlp", "3 linear layers (Wanda target)"),
         SampleInfo("tiny_vit", "sample_models.models:tiny_vit", "patch-embed ViT with attention heads"),

@@ -3,6 +3,8 @@
 simple_cnn and resnet_small follow the SimpleCNN and ResNetSmall of a magnitude-pruning study
 (20/50/80% sparsity, Adam fine-tuning), adapted to 1x28x28 input.
 vgg_bn is the Network Slimming target, mlp the Wanda target, tiny_vit has attention heads.
+mobilenet_small is a MobileNetV2-style network (inverted residuals, depthwise 3x3 convs), where a
+layer's share of the MACs and its share of the measured latency part ways.
 """
 
 from __future__ import annotations
@@ -76,6 +78,66 @@ def resnet_small(num_classes: int = 10) -> nn.Module:
 def resnet_wide(num_classes: int = 10) -> nn.Module:
     """The residual sample model at 1.5x the width: about 1 ms per image on one phone-class core."""
     return ResNetSmall(num_classes, widths=(24, 48, 96))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expansion, depthwise 3x3, linear 1x1 projection; identity shortcut
+    when the shape is kept."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return x + out if self.residual else out
+
+
+# (expansion, output channels, blocks, stride of the first block), as in MobileNetV2's table
+MOBILENET_SMALL = ((1, 16, 1, 1), (4, 32, 3, 2), (6, 64, 4, 2), (6, 96, 4, 1))
+
+
+class MobileNetSmall(nn.Module):
+    """MobileNetV2 for 28x28: a 3x3 stem, 12 inverted residual blocks at 28/14/7 pixels, a 1x1
+    head conv, global pooling and a linear classifier."""
+
+    def __init__(
+        self, num_classes: int = 10, setting: tuple[tuple[int, int, int, int], ...] = MOBILENET_SMALL
+    ):
+        super().__init__()
+        stem, head = 32, 640
+        layers: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(1, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU6())
+        ]
+        cin = stem
+        for expand, cout, blocks, stride in setting:
+            for i in range(blocks):
+                layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                cin = cout
+        layers.append(nn.Sequential(nn.Conv2d(cin, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU6()))
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(head, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def mobilenet_small(num_classes: int = 10) -> nn.Module:
+    """The depthwise sample model: about 1 ms per image on one phone-class core."""
+    return MobileNetSmall(num_classes)
 
 
 def vgg_bn(num_classes: int = 10) -> nn.Module:

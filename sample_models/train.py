@@ -28,6 +28,7 @@ RECIPES: dict[str, TrainConfig] = {
     "simple_cnn": TrainConfig(epochs=6, lr=0.05, weight_decay=5e-4, optimizer="sgd", schedule="cosine"),
     "resnet_small": TrainConfig(epochs=8, lr=0.1, weight_decay=5e-4, optimizer="sgd", schedule="cosine"),
     "resnet_wide": TrainConfig(epochs=10, lr=0.1, weight_decay=5e-4, optimizer="sgd", schedule="cosine"),
+    "mobilenet_small": TrainConfig(epochs=6, lr=0.1, weight_decay=5e-4, optimizer="sgd", schedule="cosine"),
     "vgg_bn": TrainConfig(epochs=6, lr=0.1, weight_decay=5e-4, optimizer="sgd", schedule="cosine"),
     "mlp": TrainConfig(epochs=8, lr=0.05, weight_decay=1e-4, optimizer="sgd", schedule="cosine"),
     "tiny_vit": TrainConfig(epochs=12, lr=2e-3, weight_decay=0.05, optimizer="adamw", schedule="cosine"),

@@ -134,6 +134,7 @@ def test_list_reads_registries(cli):
         "simple_cnn",
         "resnet_small",
         "resnet_wide",
+        "mobilenet_small",
         "vgg_bn",
         "mlp",
         "tiny_vit",

@@ -23,7 +23,9 @@ def test_torchvision_list_is_complete():
     assert len(names) >= 75 and "resnet50" in names and "vit_b_16" in names
 
 
-@pytest.mark.parametrize("name", ["simple_cnn", "resnet_small", "resnet_wide", "vgg_bn", "mlp", "tiny_vit"])
+@pytest.mark.parametrize(
+    "name", ["simple_cnn", "resnet_small", "resnet_wide", "mobilenet_small", "vgg_bn", "mlp", "tiny_vit"]
+)
 def test_sample_refs(name):
     model = refs.build(f"sample:{name}")
     assert model(torch.randn(2, *refs.default_input_shape(f"sample:{name}")[1:])).shape == (2, 10)
