@@ -100,7 +100,7 @@ METHODS: dict[str, MethodInfo] = {
             "Liu et al., ICCV 2017, arXiv:1708.06519",
             needs_data=True,
             command="slim",
-            samples=("resnet_small", "resnet_wide", "vgg_bn"),  # the ones with BatchNorm
+            samples=("resnet_small", "resnet_wide", "mobilenet_small", "vgg_bn"),  # the ones with BatchNorm
             smoke={"options": {"sparsity_epochs": 1, "max_batches": 2}},
             swept=True,
             settings=f"{_S}.settings:SlimmingConfig",
