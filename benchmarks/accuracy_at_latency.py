@@ -10,6 +10,9 @@ mobile profile (ONNX Runtime, one thread, batch 1), target speed-ups 1.5x, 2x an
 - **uniform**: bare torch-pruning (``MagnitudePruner``, L1 norm, the same ratio in every group,
   the classifier kept) at the ratio whose measured speed-up is closest to ours (mean over the
   seeds), chosen from a grid of measured ratios.
+- **uniform8**: the same with torch-pruning's ``round_to=8``, every width a multiple of 8 like ours
+  (ONNX Runtime's blocked convolution kernels take channels in blocks of 8 on AVX2: a width off the
+  block can cost more time than the channels it removed).
 - **fastnas**: NVIDIA Model Optimizer FastNAS (``mtp.prune(mode="fastnas")``, validation accuracy as
   the score, channel counts in multiples of 8 like ours) limited to the FLOPs fraction of ours,
   run by ``benchmarks/peers/fastnas_prune.py`` in its own environment (``--peer-python``).
@@ -53,7 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 MODEL = ROOT / "sample_models" / "resnet_wide.pt"
 GRID = tuple(round(0.05 + 0.025 * i, 3) for i in range(31))  # uniform ratios 0.05 .. 0.8
-METHODS = ("ours", "uniform", "fastnas")
+METHODS = ("ours", "uniform", "uniform8", "fastnas")
+UNIFORM = {"uniform": None, "uniform8": 8}  # uniform methods and their round_to
 
 
 def load() -> str:
@@ -180,7 +184,7 @@ class Study:
             self.save()
         return load_model(str(path)).module
 
-    def uniform_module(self, ratio: float):
+    def uniform_module(self, ratio: float, round_to: int | None = None):
         import torch_pruning as tp
 
         module = copy.deepcopy(self.handle.module).eval()
@@ -191,28 +195,29 @@ class Study:
             importance=tp.importance.MagnitudeImportance(p=1),
             pruning_ratio=ratio,
             ignored_layers=[head],
+            round_to=round_to,
         )
         pruner.step()
         return module
 
-    def uniform_ratio(self, target: float) -> float:
+    def uniform_ratio(self, target: float, method: str = "uniform") -> float:
         """The grid ratio whose latency matches ours: bisection on the grid, each candidate timed
         interleaved with our seed-0 model (a pair-by-pair ratio, robust to the machine's spells)."""
         from compressor.pruning.structured.budget.config import BudgetConfig
         from compressor.pruning.structured.budget.meters import LatencyMeter
 
-        key = f"uniform_{target}"
+        key = f"{method}_{target}"
         if key in self.state:
             return self.state[key]["ratio"]
         reference = self.ours(target, self.args.seeds[0])
-        folder = self.work / f"onnx_match_{target}"
+        folder = self.work / f"onnx_match_{method}_{target}"
         folder.mkdir(exist_ok=True)
         budget = BudgetConfig(target_speedup=2.0, profile="mobile", min_time_s=self.args.min_time)
         meter = LatencyMeter(dataclasses.replace(self.handle, module=reference), budget, folder)
         lo, hi, tried = 0, len(GRID) - 1, {}
         while lo <= hi:  # factor = ours ms / uniform ms grows with the ratio
             mid = (lo + hi) // 2
-            tried[GRID[mid]] = meter.compare(self.uniform_module(GRID[mid])).factor
+            tried[GRID[mid]] = meter.compare(self.uniform_module(GRID[mid], UNIFORM[method])).factor
             if tried[GRID[mid]] < 1.0:
                 lo = mid + 1
             else:
@@ -328,8 +333,8 @@ class Study:
     def module(self, method: str, target: float, seed: int):
         if method == "ours":
             return self.ours(target, seed)
-        if method == "uniform":
-            return self.uniform_module(self.uniform_ratio(target))
+        if method in UNIFORM:
+            return self.uniform_module(self.uniform_ratio(target, method), UNIFORM[method])
         return self.fastnas(target)
 
     def run(self) -> list[dict]:
@@ -389,6 +394,7 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
     from benchmarks.breadth_rows import torch_pruning_version
 
     s, dense = study.state, study.state["dense"]
+    bases = [m for m in UNIFORM if m in study.args.methods] or ["uniform"]
     loads = [float(r["load"].split("/")[0]) for r in rows] or [0.0]
     steps = -(-len(study.train) // 128)
     cap = study.args.max_batches
@@ -418,26 +424,30 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
         "model seldom ends above it): no method can gain more over uniform than that ceiling minus "
         "uniform's accuracy.\n",
         "| target | method | measured speed-up | MACs (M) | params | accuracy before fine-tuning | "
-        "accuracy after fine-tuning | vs uniform (points) |",
-        "|---|---|---|---|---|---|---|---|",
+        "accuracy after fine-tuning | " + " | ".join(f"vs {b} (points)" for b in bases) + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(bases),
     ]
     by = {}
     for r in rows:
         by.setdefault((r["target"], r["method"]), []).append(r)
     for target in study.args.targets:
-        base = by.get((target, "uniform"))
         for method in study.args.methods:
             group = by.get((target, method))
             if not group:
                 continue
-            gain = ""
-            if base and method != "uniform":
-                gain = f"{100 * (statistics.mean(r['accuracy'] for r in group) - statistics.mean(r['accuracy'] for r in base)):+.2f}"
+            gains = []
+            for b in bases:
+                base = by.get((target, b))
+                gains.append(
+                    f"{100 * (statistics.mean(r['accuracy'] for r in group) - statistics.mean(r['accuracy'] for r in base)):+.2f}"
+                    if base and method != b
+                    else ""
+                )
             lines.append(
                 f"| {target}x | {method} | {mean_std([r['speedup'] for r in group])}x | "
                 f"{mean_std([r['macs'] for r in group], 1e-6)} | {mean_std([r['params'] for r in group], 1, 0)} | "
                 f"{mean_std([r['accuracy_before'] for r in group], 100)}% | "
-                f"{mean_std([r['accuracy'] for r in group], 100)}% | {gain} |"
+                f"{mean_std([r['accuracy'] for r in group], 100)}% | " + " | ".join(gains) + " |"
             )
     lines += ["", "Per method and target:\n"]
     for target in study.args.targets:
@@ -449,13 +459,13 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
                 f"(the engine's own measured speed-ups {engine}; "
                 f"{statistics.mean(o['seconds'] for o in ours):.0f} s per run)"
             )
-        if f"uniform_{target}" in s:
-            u = s[f"uniform_{target}"]
+        for method in [m for m in UNIFORM if f"{m}_{target}" in s]:
+            u = s[f"{method}_{target}"]
             tried = ", ".join(
                 f"{r}: {v:.2f}" for r, v in sorted(u["vs_ours"].items(), key=lambda kv: float(kv[0]))
             )
             lines.append(
-                f"- {target}x, uniform: ratio {u['ratio']}, chosen by bisection, each candidate timed "
+                f"- {target}x, {method}: ratio {u['ratio']}, chosen by bisection, each candidate timed "
                 f"interleaved with our seed-{study.args.seeds[0]} model (ratio: our latency / its latency: {tried})"
             )
         if s.get(f"fastnas_{target}", {}).get("unreachable"):
@@ -486,8 +496,12 @@ def table(study: Study, rows: list[dict], command: str, start_load: str, seconds
         f"rows were measured (other jobs shared the machine: latency ratios are interleaved, so both "
         f"models of a pair saw the same load); {study.state.get('elapsed_s', seconds) / 60:.0f} min in all.",
         f"- Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
-        f"{onnxruntime.__version__}, torch-pruning {torch_pruning_version()}; FastNAS from "
-        "nvidia-modelopt 0.47.0 in a separate environment.",
+        f"{onnxruntime.__version__}, torch-pruning {torch_pruning_version()}"
+        + (
+            "; FastNAS from nvidia-modelopt 0.47.0 in a separate environment."
+            if "fastnas" in study.args.methods
+            else "."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -509,7 +523,7 @@ def main() -> None:
     p.add_argument("--model", default=str(MODEL))
     p.add_argument("--targets", nargs="*", type=float, default=[1.5, 2.0, 3.0])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="*", default=["ours", "uniform", "fastnas"], choices=METHODS)
     p.add_argument(
         "--peer-python",
         default=os.environ.get("FASTNAS_PYTHON"),
