@@ -227,6 +227,22 @@ STUDIES: tuple[Study, ...] = (
                     "{results}/accuracy_at_latency_lr",
                 ),
             ),
+            "mobilenet_small": Config(
+                _r("accuracy_at_latency_mobilenet_small.md"),
+                (
+                    "--model",
+                    "sample_models/mobilenet_small.pt",
+                    "--methods",  # FastNAS is compared on resnet_wide (add fastnas for it here)
+                    "ours",
+                    "uniform",
+                    "uniform8",
+                    "--max-batches",
+                    "211",
+                    "--out",
+                    "{results}/accuracy_at_latency_mobilenet_small",
+                ),
+                _aal_quick("mobilenet_small"),
+            ),
             "resnet_small": Config(
                 _r("accuracy_at_latency_resnet_small.md"),
                 (
