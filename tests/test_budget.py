@@ -186,6 +186,39 @@ def test_point_timer_runs_a_real_one_layer_graph():
     assert list(weight.dims) == [4, 1, 3, 3]  # a depthwise conv keeps one group per channel
 
 
+def test_point_timer_times_every_point_once_per_pass_and_keeps_the_median(monkeypatch):
+    """Points are timed in passes (chunks of points held open at once), each pass's empty-call cost
+    subtracted, and the median over the passes kept: a slow pass skews nothing."""
+    from compressor.bench import layergraph
+
+    monkeypatch.setattr(layergraph, "CHUNK", 2)  # three points: two chunks
+    shapes = {
+        "a": LAYERS["a"],
+        "b": LAYERS["b"],
+        "c": LayerShape("linear", 8, 4, spatial=(5,)),
+    }
+    calls: list[str] = []
+    slow = {"a": [1.0, 9.0, 1.2], "b": [2.0, 2.2, 30.0], "c": [3.0, 3.1, 2.9]}
+
+    by_shape = {layergraph.input_feed(s, s.cin, 1)["x"].shape: k for k, s in shapes.items()}
+    assert len(by_shape) == 3 and (1, 8) not in by_shape
+
+    def fake(sess, feed, runs, min_time_s):
+        if feed["x"].shape == (1, 8):  # the empty call of each pass
+            return 0.5
+        key = by_shape[feed["x"].shape]
+        calls.append(key)
+        return 0.5 + slow[key][calls.count(key) - 1]
+
+    monkeypatch.setattr(layergraph, "time_session", fake)
+    advanced: list[int] = []
+    points = {k: (s, s.cin, s.cout) for k, s in shapes.items()}
+    found, overhead = PointTimer(get_profile("mobile")).many(points, 3, lambda: advanced.append(1))
+    assert sorted(calls) == sorted(list(shapes) * 3)
+    assert found == pytest.approx({"a": 1.2, "b": 2.2, "c": 3.0})
+    assert overhead == pytest.approx(0.5) and len(advanced) == 3
+
+
 # ---------------------------------------------------------------- the landing loop (injected)
 
 

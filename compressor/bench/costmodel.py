@@ -32,7 +32,7 @@ from compressor.bench.layergraph import LayerShape
 from compressor.bench.profiles import Profile
 
 ENV_DIR = "COMPRESSOR_COSTMODEL_DIR"
-FORMAT = 1
+FORMAT = 2  # 2: points timed in passes (format 1 points, timed in one go, are measured again)
 
 Timer = Callable[[LayerShape, int, int], float]
 
@@ -220,7 +220,8 @@ class BuildSettings:
         fractions: fractions of each dense width measured.
         unit: grid widths are multiples of this (the ``--round-to`` value, else 8).
         cache_dir: the cache folder (None: :func:`default_cache_dir`).
-        runs / min_time_s: timed runs per point (median kept).
+        runs / min_time_s: timed runs per point and pass (median kept).
+        passes: each point is timed once per pass, the passes spread over time (median kept).
     """
 
     fractions: tuple[float, ...]
@@ -228,6 +229,7 @@ class BuildSettings:
     cache_dir: str | None
     runs: int
     min_time_s: float
+    passes: int = 1
 
 
 def build(
@@ -291,19 +293,23 @@ def measure_points(
     if not missing:
         return 0
     start = time.perf_counter()
-    if timer is None:
-        default = PointTimer(profile, settings.runs, settings.min_time_s)
-        if model.overhead_ms <= 0:  # cached points keep the empty-call cost they were measured with
-            model.overhead_ms = default.overhead_ms()
-        timer = lambda s, i, o: max(default(s, i, o) - model.overhead_ms, 0.0)  # noqa: E731
     log(
         f"cost model: measuring {len(missing)} layer point(s) on ONNX Runtime "
-        f"({profile.threads} thread(s), batch {profile.batch}); cached in {model.path}"
+        f"({profile.threads} thread(s), batch {profile.batch}, {settings.passes} pass(es)); "
+        f"cached in {model.path}"
     )
     with progress(len(missing), "cost model") as advance:
-        for key, (shape, cin, cout) in missing.items():
-            model.points[key] = float(timer(shape, cin, cout))
-            advance()
+        if timer is None:
+            found, overhead = PointTimer(profile, settings.runs, settings.min_time_s).many(
+                missing, settings.passes, advance
+            )
+            model.points.update(found)
+            if model.overhead_ms <= 0:  # cached points keep the empty-call cost they were measured with
+                model.overhead_ms = overhead
+        else:
+            for key, (shape, cin, cout) in missing.items():
+                model.points[key] = float(timer(shape, cin, cout))
+                advance()
     model.measured += len(missing)
     model.seconds += time.perf_counter() - start
     save_points(model, profile)

@@ -10,9 +10,12 @@ Pure numpy/onnx: no torch.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +25,7 @@ OPSET = 18
 IR_VERSION = 8  # what ONNX Runtime releases of the last years all read (opset 18 needs IR 8)
 WARMUP = 2  # untimed runs per point: the first run allocates, the second settles caches
 MAX_RUNS = 200  # per point, so that a tiny layer does not spin for long
+CHUNK = 64  # cost-model points held open at once (each an ONNX Runtime session with its weights)
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,41 @@ class PointTimer:
 
     def __call__(self, shape: LayerShape, cin: int, cout: int) -> float:
         """Median ms of the layer at (cin, cout), the empty-call cost not subtracted."""
+        return time_session(*self._open(shape, cin, cout), self.runs, self.min_time_s)
+
+    def _open(self, shape: LayerShape, cin: int, cout: int) -> tuple[Any, dict[str, np.ndarray]]:
+        """The layer's session at (cin, cout) and an input for it."""
         batch = self.profile.batch
-        sess = session(layer_graph(shape, cin, cout, batch), self.profile)
-        return time_session(sess, input_feed(shape, cin, batch), self.runs, self.min_time_s)
+        return session(layer_graph(shape, cin, cout, batch), self.profile), input_feed(shape, cin, batch)
+
+    def many(
+        self,
+        points: dict[str, tuple[LayerShape, int, int]],
+        passes: int,
+        advance: Callable[[], None] = lambda: None,
+    ) -> tuple[dict[str, float], float]:
+        """Every point timed in ``passes`` passes spread over time, the empty-call cost of each pass
+        subtracted from its points: (key -> median ms over the passes, median empty-call ms).
+
+        One point timed once lasts a few milliseconds, so a spell of a slower machine (they last
+        about a second) skews whole points; timed in passes (a chunk of points at a time, each pass
+        in a shuffled order) and with the median kept, a spell skews one pass of a few points.
+        """
+        keys, rng = list(points), random.Random(0)
+        found: dict[str, float] = {}
+        overheads: list[float] = []
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            opened = {k: self._open(*points[k]) for k in chunk}
+            samples: dict[str, list[float]] = {k: [] for k in chunk}
+            for _ in range(max(passes, 1)):
+                overhead = self.overhead_ms()
+                overheads.append(overhead)
+                for k in rng.sample(chunk, len(chunk)):
+                    samples[k].append(
+                        max(time_session(*opened[k], self.runs, self.min_time_s) - overhead, 0.0)
+                    )
+            for k in chunk:
+                found[k] = statistics.median(samples[k])
+                advance()
+        return found, statistics.median(overheads) if overheads else 0.0

@@ -44,8 +44,12 @@ class BudgetConfig:
         unit: latency targets: widths are multiples of this when ``--round-to`` is not given:
             vector kernels run whole blocks of 8 (AVX2) or 16 (AVX-512) channels, so other counts
             save little (MAC, parameter and size targets step by one channel).
-        point_runs / point_time_s: timed runs (at least, and at least this long) per cost-model
-            point; the median is kept.
+        point_runs / point_time_s / point_passes: timed runs (at least, and at least this long)
+            per cost-model point in each of ``point_passes`` passes over the points; the median is
+            kept. One point timed in one go lasts a few milliseconds and a spell of a slower
+            machine skews it: two builds of mobilenet_small's cost model on an idle machine
+            differed by a median 12 us a point (one go of 5 runs, at least 20 ms) against
+            about 3 us with the points timed in passes.
         lookahead: the allocation compares cutting each group by 1 to this many width steps, so
             a cut that pays only past a kernel's block boundary is still seen.
         exporter: the ONNX exporter of the measured graphs (as ``compress export --exporter``).
@@ -78,7 +82,8 @@ class BudgetConfig:
     grid: tuple[float, ...] = (1.0, 0.75, 0.5, 0.3, 0.1)
     unit: int = 8
     point_runs: int = 5
-    point_time_s: float = 0.02
+    point_time_s: float = 0.005
+    point_passes: int = 7
     lookahead: int = 4
     exporter: str = "auto"
     sensitivity: str | None = None
@@ -128,7 +133,7 @@ class BudgetConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise UsageError(f"{flag(name)[2:]} must be >= 0, got {value}")
-        for name in ("unit", "point_runs", "lookahead", "runs"):
+        for name in ("unit", "point_runs", "point_passes", "lookahead", "runs"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be >= 1, got {value}")

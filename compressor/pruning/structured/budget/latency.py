@@ -22,7 +22,12 @@ def build_latency_model(structure: Structure, budget: BudgetConfig, unit: int, l
             "use --profile mobile or edge (or a target of --target-macs/--target-params)",
         )
     settings = costmodel.BuildSettings(
-        tuple(budget.grid), unit, budget.cost_cache, budget.point_runs, budget.point_time_s
+        tuple(budget.grid),
+        unit,
+        budget.cost_cache,
+        budget.point_runs,
+        budget.point_time_s,
+        budget.point_passes,
     )
     return costmodel.build(
         structure.shapes, structure.variable(), profile, settings, log=log, multiples=structure.multiples()
