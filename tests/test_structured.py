@@ -124,6 +124,17 @@ def test_layer_scope_round_to_keeps_multiples():
     assert min(widths) < 16
 
 
+def test_a_ratio_leaving_widths_off_the_channel_block_suggests_round_to():
+    unaligned = norm.run(load_model("sample:resnet_small"), PruneConfig("l1", ratio=0.3), PruneContext())
+    hint = [n for n in unaligned.notes if "--round-to 8" in n]
+    assert len(hint) == 1 and "off multiples of 8" in hint[0]
+    aligned = norm.run(
+        load_model("sample:resnet_small"), PruneConfig("l1", ratio=0.3, round_to=8), PruneContext()
+    )
+    assert not any("--round-to" in n for n in aligned.notes)
+    assert graph.misaligned_note({"a": 32, "b": 10}, {"a": 24, "b": 7}, 8) == []  # 10 was off already
+
+
 def test_max_layer_ratio_caps_every_layer():
     handle = load_model("sample:vgg_bn")
     before = [m.out_channels for m in handle.module.modules() if isinstance(m, nn.Conv2d)]

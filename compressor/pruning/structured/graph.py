@@ -540,6 +540,25 @@ def describe_kept(reasons: dict[str, str]) -> list[str]:
     return notes
 
 
+def misaligned_note(before: dict[str, int], after: dict[str, int], block: int) -> list[str]:
+    """A note when a cut left layers, whose dense widths were multiples of ``block``, at widths that
+    are not: CPU kernels work in blocks of channels, and a mobilenet_small cut to widths 25, 51,
+    153, 230 (uniform l1 at 0.6) measured 2.7-3x slower than one cut to 24, 48, 144, 216 (0.625)."""
+    off = [
+        f"{name} {after[name]}"
+        for name, width in before.items()
+        if name in after and after[name] != width and width % block == 0 and after[name] % block
+    ]
+    if not off:
+        return []
+    more = f" (+{len(off) - 3} more)" if len(off) > 3 else ""
+    return [
+        f"{len(off)} layer(s) left at widths off multiples of {block} ({', '.join(off[:3])}{more}): "
+        f"CPU kernels work in blocks of {block} channels, so such widths can run slower than "
+        f"wider ones; add --round-to {block}"
+    ]
+
+
 HEAD_REASON = "classifier head (makes the outputs)"
 
 

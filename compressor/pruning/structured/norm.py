@@ -124,6 +124,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
     reasons = preflight.kept_layers(handle, cfg, search=not cut_first)
     rule = graph.restriction(model)
     report = MethodReport()
+    dense_widths = graph.out_widths(model)
     with coupling.recording_kept() as unmapped:
         if cfg.budget is not None:
             from compressor.pruning.structured.budget import land
@@ -136,6 +137,10 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
             reasons = _prune_keeping(handle, cfg, ctx, reasons, report)
     kept = {**reasons, **coupling.kept_names(handle.module, unmapped)}
     report.notes[:0] = graph.describe_kept(kept) + ([rule.reason] if rule is not None else [])
+    if cfg.budget is None and cfg.round_to is None:
+        from compressor.pruning.structured.budget.config import CHANNEL_BLOCK
+
+        report.notes += graph.misaligned_note(dense_widths, graph.out_widths(handle.module), CHANNEL_BLOCK)
     if cfg.finetune_epochs and ctx.finetune is not None:
         report.figures.update(
             {f"finetune_{k}": v for k, v in ctx.finetune(handle, cfg.finetune_epochs).items()}

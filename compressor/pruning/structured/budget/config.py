@@ -20,6 +20,9 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+CHANNEL_BLOCK = 8  # channels ONNX Runtime's x86 CPU kernels process at once (AVX2; 16 with AVX-512)
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     """A budget and the settings of the engine that lands on it.
@@ -80,7 +83,7 @@ class BudgetConfig:
     retries: int = 3
     cost_cache: str | None = None
     grid: tuple[float, ...] = (1.0, 0.75, 0.5, 0.3, 0.1)
-    unit: int = 8
+    unit: int = CHANNEL_BLOCK
     point_runs: int = 5
     point_time_s: float = 0.005
     point_passes: int = 7
