@@ -62,6 +62,12 @@ class CheckFailed(CompressorError):
     exit_code = EXIT_CHECK_FAILED
 
 
+def few(items: list[str], n: int = 3) -> str:
+    """The first ``n`` items, comma-separated, and how many more there are."""
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
 def first_line(exc: BaseException, limit: int | None = 200, empty: str | None = None) -> str:
     """The first line of ``exc``'s message, cut to ``limit`` characters (None: whole), for a report.
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from compressor import registry
-from compressor.errors import InputError, UnsupportedError, first_line
+from compressor.errors import InputError, UnsupportedError, few, first_line
 from compressor.io import integrity, packing, refs, zoo
 from compressor.io.atomic import atomic_write
 from compressor.model import ModelHandle
@@ -277,9 +277,9 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], file: Path) -
         if k in state and state[k].shape != v.shape
     ]
     problems = (
-        ([f"missing {_few(missing)}"] if missing else [])
-        + ([f"unexpected {_few(unexpected)}"] if unexpected else [])
-        + ([f"shape {_few(wrong)}"] if wrong else [])
+        ([f"missing {few(missing)}"] if missing else [])
+        + ([f"unexpected {few(unexpected)}"] if unexpected else [])
+        + ([f"shape {few(wrong)}"] if wrong else [])
     )
     if problems:
         raise InputError(
@@ -287,11 +287,6 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], file: Path) -
             "check --arch and --arch-kwargs (e.g. num_classes)",
         )
     module.load_state_dict(state, strict=True)
-
-
-def _few(items: list[str], n: int = 3) -> str:
-    more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
 
 
 def _from_module(

@@ -24,7 +24,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compressor.errors import UnsupportedError, UsageError, first_line
+from compressor.errors import UnsupportedError, UsageError, few, first_line
 from compressor.io import zoo
 from compressor.outputs import SINGLE, named_tensors
 from compressor.outputs import run_forward as outputs_run_forward
@@ -535,8 +535,7 @@ def describe_kept(reasons: dict[str, str]) -> list[str]:
         by_reason.setdefault(why, []).append(name)
     notes = []
     for why, names in by_reason.items():
-        more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
-        notes.append(f"kept {len(names)} layer(s) unpruned, {why}: {', '.join(names[:3])}{more}")
+        notes.append(f"kept {len(names)} layer(s) unpruned, {why}: {few(names)}")
     return notes
 
 
@@ -551,9 +550,8 @@ def misaligned_note(before: dict[str, int], after: dict[str, int], block: int) -
     ]
     if not off:
         return []
-    more = f" (+{len(off) - 3} more)" if len(off) > 3 else ""
     return [
-        f"{len(off)} layer(s) left at widths off multiples of {block} ({', '.join(off[:3])}{more}): "
+        f"{len(off)} layer(s) left at widths off multiples of {block} ({few(off)}): "
         f"CPU kernels work in blocks of {block} channels, so such widths can run slower than "
         f"wider ones; add --round-to {block}"
     ]
