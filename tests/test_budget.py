@@ -187,7 +187,7 @@ def test_point_timer_runs_a_real_one_layer_graph():
 
 
 def test_point_timer_times_every_point_once_per_pass_and_keeps_the_median(monkeypatch):
-    """Points are timed in passes (chunks of points held open at once), each pass's empty-call cost
+    """Points are timed in passes (chunks of points at a time), each pass's empty-call cost
     subtracted, and the median over the passes kept: a slow pass skews nothing."""
     from compressor.bench import layergraph
 
@@ -217,6 +217,34 @@ def test_point_timer_times_every_point_once_per_pass_and_keeps_the_median(monkey
     assert sorted(calls) == sorted(list(shapes) * 3)
     assert found == pytest.approx({"a": 1.2, "b": 2.2, "c": 3.0})
     assert overhead == pytest.approx(0.5) and len(advanced) == 3
+
+
+def test_point_timer_closes_each_layer_session_before_timing_the_next(monkeypatch):
+    """With more than one thread, a session left open keeps its idle pool spinning on a core the
+    next point needs: every point is timed with no other layer's session alive."""
+    from compressor.bench import layergraph
+
+    live: list[int] = []
+
+    class Session:
+        def __init__(self):
+            live.append(1)
+
+        def __del__(self):
+            live.pop()
+
+    alive_at_timing: list[int] = []
+
+    def fake(sess, feed, runs, min_time_s):
+        alive_at_timing.append(len(live))
+        return 1.0
+
+    monkeypatch.setattr(layergraph, "session", lambda model, profile: Session())
+    monkeypatch.setattr(layergraph, "time_session", fake)
+    points = {k: (s, s.cin, s.cout) for k, s in LAYERS.items()}
+    found, _ = PointTimer(get_profile("edge")).many(points, 3)
+    assert len(found) == len(LAYERS) and len(alive_at_timing) == 3 * (len(LAYERS) + 1)
+    assert set(alive_at_timing) == {1} and not live
 
 
 # ---------------------------------------------------------------- the landing loop (injected)

@@ -32,7 +32,7 @@ from compressor.bench.layergraph import LayerShape
 from compressor.bench.profiles import Profile
 
 ENV_DIR = "COMPRESSOR_COSTMODEL_DIR"
-FORMAT = 2  # 2: points timed in passes (format 1 points, timed in one go, are measured again)
+FORMAT = 3  # 3: points timed in passes, each in a session of its own (older points are measured again)
 
 Timer = Callable[[LayerShape, int, int], float]
 

@@ -25,7 +25,7 @@ OPSET = 18
 IR_VERSION = 8  # what ONNX Runtime releases of the last years all read (opset 18 needs IR 8)
 WARMUP = 2  # untimed runs per point: the first run allocates, the second settles caches
 MAX_RUNS = 200  # per point, so that a tiny layer does not spin for long
-CHUNK = 64  # cost-model points held open at once (each an ONNX Runtime session with its weights)
+CHUNK = 64  # cost-model points whose graphs (with their weights) are held in memory at once
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def identity_graph():
 
 
 def session(model, profile: Profile):
-    """A CPU session with the profile's threads and graph optimisation (as ``compress bench``)."""
+    """A CPU session with the profile's threads and graph optimisation (as ``compress bench``) for
+    an ``onnx.ModelProto`` or its serialized bytes."""
     import onnxruntime as ort
 
     from compressor.bench.runner import ORT_LEVELS
@@ -135,7 +136,8 @@ def session(model, profile: Profile):
         ort.GraphOptimizationLevel, ORT_LEVELS[profile.graph_optimization]
     )
     opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
 def time_session(sess, feed: dict, runs: int, min_time_s: float) -> float:
@@ -182,8 +184,13 @@ class PointTimer:
 
     def _open(self, shape: LayerShape, cin: int, cout: int) -> tuple[Any, dict[str, np.ndarray]]:
         """The layer's session at (cin, cout) and an input for it."""
+        model, feed = self._graph(shape, cin, cout)
+        return session(model, self.profile), feed
+
+    def _graph(self, shape: LayerShape, cin: int, cout: int) -> tuple[bytes, dict[str, np.ndarray]]:
+        """The layer's serialized graph at (cin, cout) and an input for it."""
         batch = self.profile.batch
-        return session(layer_graph(shape, cin, cout, batch), self.profile), input_feed(shape, cin, batch)
+        return layer_graph(shape, cin, cout, batch).SerializeToString(), input_feed(shape, cin, batch)
 
     def many(
         self,
@@ -197,21 +204,26 @@ class PointTimer:
         One point timed once lasts a few milliseconds, so a spell of a slower machine (they last
         about a second) skews whole points; timed in passes (a chunk of points at a time, each pass
         in a shuffled order) and with the median kept, a spell skews one pass of a few points.
+
+        Each timing opens the point's session and closes it after: with more than one thread, a
+        session left open keeps its idle pool spinning for tens of milliseconds on a core that the
+        next point needs (measured with two threads: held-open points timed 1.5x to 6x slower than
+        alone, the large ones most; opening a one-layer session costs about a millisecond).
         """
         keys, rng = list(points), random.Random(0)
         found: dict[str, float] = {}
         overheads: list[float] = []
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
-            opened = {k: self._open(*points[k]) for k in chunk}
+            graphs = {k: self._graph(*points[k]) for k in chunk}
             samples: dict[str, list[float]] = {k: [] for k in chunk}
             for _ in range(max(passes, 1)):
                 overhead = self.overhead_ms()
                 overheads.append(overhead)
                 for k in rng.sample(chunk, len(chunk)):
-                    samples[k].append(
-                        max(time_session(*opened[k], self.runs, self.min_time_s) - overhead, 0.0)
-                    )
+                    model, feed = graphs[k]
+                    ms = time_session(session(model, self.profile), feed, self.runs, self.min_time_s)
+                    samples[k].append(max(ms - overhead, 0.0))
             for k in chunk:
                 found[k] = statistics.median(samples[k])
                 advance()
