@@ -3,6 +3,7 @@ shrinking gammas, the end-to-end command (channels removed, exact reload, gamma 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -264,3 +265,17 @@ def test_unknown_finetune_schedule_exits_2(tmp_path):
     )
     assert proc.returncode == 2 and "--finetune-schedule" in proc.stderr and "cosine" in proc.stderr
     assert not out.exists()
+
+
+def test_slim_at_a_ratio_leaving_widths_off_the_channel_block_suggests_round_to(tmp_path):
+    """A global |gamma| threshold leaves layers at any width: slim notes the ones off multiples of
+    8 and suggests --round-to 8, as prune does; with --round-to 8 there is nothing to note."""
+    from compressor.api import SlimConfig, slim
+    from compressor.api.common import ModelSpec
+
+    cfg = SlimConfig(data="random:1,28,28:10", ratio=0.3, max_batches=2, seed=0)
+    unaligned = slim(ModelSpec("sample:vgg_bn"), cfg, str(tmp_path / "a.pt"))
+    hint = [n for n in unaligned.notes if "--round-to 8" in n]
+    assert len(hint) == 1 and "off multiples of 8" in hint[0]
+    aligned = slim(ModelSpec("sample:vgg_bn"), dataclasses.replace(cfg, round_to=8), str(tmp_path / "b.pt"))
+    assert not any("--round-to" in n for n in aligned.notes)

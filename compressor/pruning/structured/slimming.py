@@ -135,6 +135,7 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
             model = handle.module
         else:
             report.figures["gamma_threshold"] = gamma_threshold(gammas, cfg.ratio)
+            dense_widths = graph.out_widths(model)
             graph.prune_step(
                 model,
                 example,
@@ -144,8 +145,12 @@ def run(handle: ModelHandle, cfg: PruneConfig, ctx: PruneContext) -> MethodRepor
                 round_to=cfg.round_to,
                 max_layer_ratio=cfg.max_layer_ratio,
                 ignored=list(reasons),
-                original=graph.out_widths(model),
+                original=dense_widths,
             )
+            if cfg.round_to is None:
+                from compressor.pruning.structured.budget.config import CHANNEL_BLOCK
+
+                report.notes += graph.misaligned_note(dense_widths, graph.out_widths(model), CHANNEL_BLOCK)
     report.notes[:0] = graph.describe_kept({**reasons, **coupling.kept_names(model, unmapped)})
     if opts.gamma_plot and distributed.is_main():  # one file, written by rank 0
         write_gamma_plot(gammas, report.figures.get("gamma_threshold"), opts.gamma_plot)
