@@ -227,6 +227,25 @@ STUDIES: tuple[Study, ...] = (
                     "{results}/accuracy_at_latency_lr",
                 ),
             ),
+            "resnet_wide_epoch": Config(
+                _r("accuracy_at_latency_epoch.md"),
+                (
+                    "--model",
+                    "sample_models/resnet_wide.pt",
+                    "--targets",
+                    "2",
+                    "3",
+                    "--methods",  # the +1 point target is against uniform at 2x and 3x
+                    "ours",
+                    "uniform",
+                    "--lrs",
+                    "3e-3",
+                    "1e-3",
+                    "3e-4",
+                    "--out",
+                    "{results}/accuracy_at_latency_epoch",
+                ),
+            ),
             "mobilenet_small": Config(
                 _r("accuracy_at_latency_mobilenet_small.md"),
                 (
