@@ -153,7 +153,11 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=[str(samples / "resnet_small.pt"), str(samples / "vgg_bn.pt")]
     )
-    parser.add_argument("--out", default="structured_accuracy", help="results file stem")
+    parser.add_argument(
+        "--out",
+        default="structured_accuracy",
+        help="results file stem: a bare name goes into benchmarks/results/",
+    )
     parser.add_argument("--methods", nargs="+", default=["l1", "slim"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-batches", type=int, default=None)
@@ -194,9 +198,12 @@ def main() -> None:
                     )
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(rows, indent=1))
-    (RESULTS / f"{args.out}.md").write_text(table(rows, command))
+    out = Path(args.out)
+    if out.parent == Path("."):  # a bare stem goes into benchmarks/results/
+        out = RESULTS / out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(rows, indent=1))
+    Path(f"{out}.md").write_text(table(rows, command))
 
 
 if __name__ == "__main__":
