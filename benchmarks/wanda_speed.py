@@ -4,7 +4,7 @@ Target: <= 10 s on the 2-core machine. Times ``wanda.run`` (drawing the 128 cali
 one forward pass with the scoring pre-hooks, masks installed) on a fresh copy of the model each
 repeat, interleaved with a plain forward pass of the same batch (A B A B ...) so machine noise
 shows in both; medians reported, and the median of the per-repeat ratio of the two, which drifts
-less with the machine's speed than either time. The load average and versions are recorded.
+less with the machine's speed than either time. Conditions (versions, threads, load) are recorded.
 
     python -m benchmarks.wanda_speed [--repeats 5]
 
@@ -28,15 +28,6 @@ import torch
 OUT = Path(__file__).resolve().parent / "results" / "wanda_speed.json"
 
 
-def _version(name: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -44,6 +35,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
+    from benchmarks.breadth_rows import conditions
     from compressor.io.artifact import load_model
     from compressor.io.data import load_data
     from compressor.pruning.base import PruneConfig, PruneContext
@@ -54,7 +46,7 @@ def main() -> None:
     cfg = PruneConfig(method="wanda", sparsity=0.5, data="random:3,224,224:1000", calib_samples=args.samples)
     x, _ = train.take(args.samples, 0)
     wanda_s, forward_s, sparsity = [], [], None
-    load_start = os.getloadavg()
+    load_start = round(os.getloadavg()[0], 1)
     for _ in range(args.repeats):
         handle = copy.deepcopy(base)
         start = time.perf_counter()
@@ -75,15 +67,12 @@ def main() -> None:
         "dense_forward_s_median": statistics.median(forward_s),
         "forward_s": forward_s,
         "layer_sparsity": sparsity,
-        "threads": torch.get_num_threads(),
         "target_s": 10.0,
         "meets_target": statistics.median(wanda_s) <= 10.0,
         "wanda_over_forward_median": statistics.median(w / f for w, f in zip(wanda_s, forward_s)),
-        "machine": f"{os.cpu_count()} CPU cores",
-        "load_start": "/".join(f"{v:.1f}" for v in load_start),
-        "load_end": "/".join(f"{v:.1f}" for v in os.getloadavg()),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "versions": {"torch": torch.__version__, "torchvision": _version("torchvision")},
+        "load_1min_start": load_start,
+        "conditions": conditions("torchvision"),  # versions, threads, CPUs, load at the end
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
