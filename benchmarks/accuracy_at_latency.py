@@ -52,16 +52,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.breadth_rows import load
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 MODEL = ROOT / "sample_models" / "resnet_wide.pt"
 GRID = tuple(round(0.05 + 0.025 * i, 3) for i in range(31))  # uniform ratios 0.05 .. 0.8
 METHODS = ("ours", "uniform", "uniform8", "fastnas")
 UNIFORM = {"uniform": None, "uniform8": 8}  # uniform methods and their round_to
-
-
-def load() -> str:
-    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 class Study:

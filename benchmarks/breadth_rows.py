@@ -1,6 +1,6 @@
-"""What the resumable breadth studies share: the conditions written with every row, and the latest
-row of every model from their JSON-lines file; torch-pruning's installed version, which every
-study's conditions quote."""
+"""What the studies share: the conditions written with every row (versions, threads, load average),
+and the latest row of every model from a resumable study's JSON-lines file; torch-pruning's
+installed version, which every study's conditions quote."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def conditions(*packages: str) -> dict:
         "load_1min": round(os.getloadavg()[0], 1),
         "machine": platform.machine(),
     }
+
+
+def load() -> str:
+    """The 1/5/15-minute load average as text."""
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def torch_pruning_version() -> str:

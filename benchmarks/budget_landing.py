@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.breadth_rows import load
+
 RESULTS = Path(__file__).parent / "results"
 MODELS = ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "convnext_tiny", "regnet_y_800mf"]
-
-
-def load() -> str:
-    """The 1/5/15-minute load average as text."""
-    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def case(model: str, target: float, profile: str, args: argparse.Namespace, out: Path) -> dict:

@@ -23,11 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.breadth_rows import load
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def load() -> str:
-    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def case(model: str, profile: str, round_to: int, folder: Path) -> dict:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.breadth_rows import conditions, load
+
 SMALL = (1, 3, 64, 64)
 
 
@@ -155,6 +157,7 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False, nat
         except Exception as exc:  # noqa: BLE001 - a benchmark row, not a crash
             row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
     row["seconds"] = round(time.perf_counter() - start, 1)
+    row["load"] = load()
     return row
 
 
@@ -286,9 +289,22 @@ def write_table(out: Path, lines: Path, args: argparse.Namespace, total: int) ->
         f"# Export breadth: {title}compress export with default settings\n\nCommand: `{command}`\n\n"
         + missing
         + "Random-init models (all-zero weight tensors, e.g. zero-initialised heads, get N(0, 0.02) values so "
-        "outputs are not constant); machine shared (2 cores, several jobs): seconds are indicative. "
-        "bn_calibrated: rows run with `--calibrate-bn` (BatchNorm statistics of the random-init "
-        "model set from 4 random batches first).\n\n" + table(rows)
+        "outputs are not constant). bn_calibrated: rows run with `--calibrate-bn` (BatchNorm statistics "
+        "of the random-init model set from 4 random batches first).\n\n" + conditions_line(rows) + table(rows)
+    )
+
+
+def conditions_line(rows: list[dict]) -> str:
+    """Versions and threads now; the 1-minute load average over the rows (seconds depend on it)."""
+    now = conditions("torchvision", "onnx")
+    loads = [float(r["load"].split("/")[0]) for r in rows if r.get("load")]
+    spread = f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} over the rows" if loads else ""
+    versions = ", ".join(
+        f"{k} {now[k]}" for k in ("torch", "torchvision", "torch_pruning", "onnx", "onnxruntime")
+    )
+    return (
+        f"Conditions: {versions}; {now['threads']} torch threads, {now['cpus']} CPUs ({now['machine']})"
+        f"{spread}. Seconds (prune, export, simplify and parity) are indicative.\n\n"
     )
 
 
