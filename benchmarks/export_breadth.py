@@ -151,6 +151,7 @@ def one(ref: str, pruned: bool, max_params: int, calibrate_bn: bool = False, nat
                 output_max_abs=r["output_max_abs"],
                 size_bytes=r["size_bytes"],
                 params_after=r["torch_params"],
+                passed_by=r.get("parity_passed_by", "tolerances") if r["parity_passed"] else None,
             )
         except CompressorError as exc:
             row.update(status=f"exit {exc.exit_code}", error=exc.one_line()[:300])
@@ -195,6 +196,7 @@ def table(rows: list[dict]) -> str:
         "max_rel_error",
         "top1_agreement",
         "output_max_abs",
+        "passed_by",
         "size_bytes",
         "seconds",
         "bn_calibrated",

@@ -2,12 +2,11 @@
 
     python -m benchmarks.export_breadth_merge benchmarks/results/export_breadth.jsonl \
         benchmarks/results/export_breadth_big.jsonl benchmarks/results/export_breadth_diag.jsonl \
-        benchmarks/results/export_breadth_large.jsonl --out benchmarks/results/export_breadth_all.md \
-        --preface benchmarks/results/export_breadth_all_notes.md
+        --out benchmarks/results/export_breadth_all.md --preface benchmarks/results/export_breadth_all_notes.md
 
 A later file's row replaces an earlier file's row for the same model (the re-runs: models above the
-default --max-params, the seeded re-run of the failures, the two models over 2 GiB). Every replaced row is
-listed under the table, so nothing measured disappears.
+default --max-params, the deep ResNets re-run on their own). Every replaced row is listed under the
+table, so nothing measured disappears.
 
 Command (from the repository root; further arguments pass through)::
 
@@ -21,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.export_breadth import model_refs, table
+from benchmarks.export_breadth import conditions_line, model_refs, table
 
 
 def main() -> None:
@@ -71,6 +70,7 @@ def main() -> None:
         "skipped were not run). Random-init "
         "models; all-zero weight tensors get N(0, 0.02) values. bn_calibrated: BatchNorm statistics set "
         "from random batches before export (`--calibrate-bn`), see export_breadth.py.\n\n"
+        + conditions_line(merged)
         + table(merged)
         + "\nRows replaced by a later run:\n\n"
         + (notes or "- none")
