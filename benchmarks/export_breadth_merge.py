@@ -2,11 +2,13 @@
 
     python -m benchmarks.export_breadth_merge benchmarks/results/export_breadth.jsonl \
         benchmarks/results/export_breadth_big.jsonl benchmarks/results/export_breadth_diag.jsonl \
-        --out benchmarks/results/export_breadth_all.md --preface benchmarks/results/export_breadth_all_notes.md
+        benchmarks/results/export_breadth_large.jsonl --out benchmarks/results/export_breadth_all.md \
+        --preface benchmarks/results/export_breadth_all_notes.md
 
 A later file's row replaces an earlier file's row for the same model (the re-runs: models above the
-default --max-params, the deep ResNets re-run on their own). Every replaced row is listed under the
-table, so nothing measured disappears.
+default --max-params, the deep ResNets run on their own, the two models over 2 GiB as they are, without
+the big run's BatchNorm calibration). Every replaced row is listed under the table, so nothing measured
+disappears.
 
 Command (from the repository root; further arguments pass through)::
 

@@ -332,7 +332,7 @@ STUDIES: tuple[Study, ...] = (
             "dense": Config(
                 _r("export_breadth_all.md"),
                 (
-                    *(_r(f"export_breadth{s}.jsonl") for s in ("", "_big", "_diag")),
+                    *(_r(f"export_breadth{s}.jsonl") for s in ("", "_big", "_diag", "_large")),
                     "--out",
                     "{results}/export_breadth_all.md",
                     "--preface",
