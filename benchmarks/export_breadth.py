@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.breadth_rows import conditions, load
+from benchmarks.breadth_rows import load
 
 SMALL = (1, 3, 64, 64)
 
@@ -297,17 +297,11 @@ def write_table(out: Path, lines: Path, args: argparse.Namespace, total: int) ->
 
 
 def conditions_line(rows: list[dict]) -> str:
-    """Versions and threads now; the 1-minute load average over the rows (seconds depend on it)."""
-    now = conditions("torchvision", "onnx")
+    """The 1-minute load average over the rows (their seconds depend on it); the runner's
+    ``## Conditions`` section states versions, threads and the machine."""
     loads = [float(r["load"].split("/")[0]) for r in rows if r.get("load")]
-    spread = f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} over the rows" if loads else ""
-    versions = ", ".join(
-        f"{k} {now[k]}" for k in ("torch", "torchvision", "torch_pruning", "onnx", "onnxruntime")
-    )
-    return (
-        f"Conditions: {versions}; {now['threads']} torch threads, {now['cpus']} CPUs ({now['machine']})"
-        f"{spread}. Seconds (prune, export, simplify and parity) are indicative.\n\n"
-    )
+    spread = f"1-minute load average {min(loads):.1f} to {max(loads):.1f} over the rows; " if loads else ""
+    return f"{spread}seconds (prune, export, simplify and parity) are indicative.\n\n"
 
 
 if __name__ == "__main__":
